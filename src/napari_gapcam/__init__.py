@@ -1,0 +1,48 @@
+"""napari-gapcam: class activation maps (CAM) of GAP-CNNs on napari image layers.
+
+The engine (``load_model``, ``CamResult``, …) is imported lazily: importing this package does
+not import torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load_model": "models",
+    "GapCamModel": "models",
+    "WeightsError": "models",
+    "ARCHITECTURES": "models",
+    "available_devices": "models",
+    "CamResult": "cam",
+    "class_activation_map": "cam",
+    "mask_from_map": "localize",
+    "boxes_from_map": "localize",
+}
+__all__ = [
+    "ARCHITECTURES",
+    "CamResult",
+    "GapCamModel",
+    "WeightsError",
+    "__version__",
+    "available_devices",
+    "boxes_from_map",
+    "class_activation_map",
+    "load_model",
+    "mask_from_map",
+]
+
+if TYPE_CHECKING:
+    from .cam import CamResult, class_activation_map
+    from .localize import boxes_from_map, mask_from_map
+    from .models import ARCHITECTURES, GapCamModel, WeightsError, available_devices, load_model
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,363 @@
+"""The dock widget: pick an image layer and a model, Run, then pick a class.
+
+The forward pass runs in a ``thread_worker``; a class or threshold change reuses the cached
+features (no forward pass). torch is imported when the widget is created, not with napari.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSlider,
+    Label,
+    PushButton,
+)
+from napari.layers import Image
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_warning
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QComboBox, QCompleter
+
+from ._layers import Overlays, is_overlay, spatial_shape
+
+if TYPE_CHECKING:
+    import napari
+
+    from .cam import CamResult
+    from .models import GapCamModel
+
+FILE = "file…"
+RANDOM = "none (random init)"
+TOP_K = 5
+
+
+def _compute(
+    model: GapCamModel | None, spec: dict[str, Any], plane: Any, contrast_limits: Any
+) -> tuple[GapCamModel, CamResult, float]:
+    """Worker body: load the model if needed, then one forward pass (off the UI thread)."""
+    from .models import load_model
+
+    start = time.perf_counter()
+    if model is None:
+        model = load_model(**spec)
+    return model, model.run(np.asarray(plane), contrast_limits), time.perf_counter() - start
+
+
+class GapCamWidget(Container):
+    """Class activation maps of a GAP-CNN (ResNet-50 by default) on the active image layer."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        from .models import ARCHITECTURES, available_devices, named_weights
+
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._named_weights = named_weights
+        self._overlays = Overlays(viewer)
+        self._model: GapCamModel | None = None
+        self._model_spec: dict[str, Any] | None = None
+        self._result: CamResult | None = None
+        self._source: Image | None = None  # the layer the current result belongs to
+        self._plane: tuple[int, ...] = ()
+        self._worker = None
+
+        self.image = ComboBox(label="image", choices=self._image_choices)
+        self.arch = ComboBox(label="model", choices=ARCHITECTURES, value="resnet50")
+        self.weights = ComboBox(label="weights", choices=self._weight_choices)
+        self.weights_file = FileEdit(
+            label="weights file", mode="r", filter="*.pt *.pth *.ckpt *.tar"
+        )
+        self.names_file = FileEdit(label="class names", mode="r", filter="*.json *.txt")
+        self.device = ComboBox(label="device", choices=available_devices(), value="auto")
+        self.run_button = PushButton(text="Run")
+        self.status = Label(label="status", value="Pick an image layer and press Run.")
+        self.predictions = Label(label="top-5", value="—")
+        self.class_select = ComboBox(label="class", choices=self._class_choices)
+        self.showing = Label(label="showing", value="—")
+        self.threshold = FloatSlider(
+            label="box threshold", min=0.05, max=0.95, step=0.05, value=0.2
+        )
+        self.show_box = CheckBox(text="show box", value=False)
+        self.show_mask = CheckBox(text="show mask", value=False)
+        self.extend(
+            [
+                self.image,
+                self.arch,
+                self.weights,
+                self.weights_file,
+                self.names_file,
+                self.device,
+                self.run_button,
+                self.status,
+                self.predictions,
+                self.class_select,
+                self.showing,
+                self.threshold,
+                self.show_box,
+                self.show_mask,
+            ]
+        )
+        self.weights.value = "IMAGENET1K_V1"
+        self._make_class_select_searchable()
+        self._on_weights_changed()
+        for label in (self.status, self.predictions, self.showing):
+            label.native.setWordWrap(True)
+            label.native.setTextInteractionFlags(Qt.TextSelectableByMouse)
+
+        self.arch.changed.connect(self._on_arch_changed)
+        self.weights.changed.connect(self._on_weights_changed)
+        self.run_button.changed.connect(self.run)
+        self.class_select.changed.connect(self._refresh_overlays)
+        self.threshold.changed.connect(self._refresh_localization)
+        self.show_box.changed.connect(self._on_toggle)
+        self.show_mask.changed.connect(self._on_toggle)
+        for event in ("inserted", "removed", "reordered"):
+            getattr(viewer.layers.events, event).connect(self._on_layers_changed)
+        viewer.layers.selection.events.active.connect(self._follow_active)
+        self._follow_active()
+
+    # ----------------------------------------------------------------- choices
+    def _image_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
+        return [
+            (layer.name, layer)
+            for layer in self._viewer.layers
+            if isinstance(layer, Image) and not is_overlay(layer)
+        ]
+
+    def _weight_choices(self, _widget: Any = None) -> list[str]:
+        arch = self.arch.value if hasattr(self, "arch") else "resnet50"
+        return [*self._named_weights(arch), FILE, RANDOM]
+
+    def _class_choices(self, _widget: Any = None) -> list[tuple[str, int]]:
+        if self._result is None:
+            return []
+        result = self._result
+        top = result.topk(TOP_K)
+        first = {index for index, _, _ in top}
+        head = [(f"{name}  ({100 * p:.1f} %)", index) for index, name, p in top]
+        rest = [
+            (f"{index}: {name}", index)
+            for index, name in enumerate(result.class_names)
+            if index not in first
+        ]
+        return head + rest
+
+    def _make_class_select_searchable(self) -> None:
+        """Typing in the class box filters the classes (substring, any case)."""
+        combo: QComboBox = self.class_select.native
+        combo.setEditable(True)
+        combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        completer = combo.completer()
+        completer.setFilterMode(Qt.MatchFlag.MatchContains)
+        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        completer.setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
+        combo.lineEdit().setPlaceholderText("run first; then type to search the classes")
+
+    # ----------------------------------------------------------------- events
+    def _on_layers_changed(self, _event: Any = None) -> None:
+        self.image.reset_choices()
+
+    def _follow_active(self, _event: Any = None) -> None:
+        active = self._viewer.layers.selection.active
+        self.image.reset_choices()
+        if isinstance(active, Image) and not is_overlay(active):
+            self.image.value = active
+
+    def _on_arch_changed(self, _value: Any = None) -> None:
+        current = self.weights.value
+        self.weights.reset_choices()
+        if current in self.weights.choices:
+            self.weights.value = current
+
+    def _on_weights_changed(self, _value: Any = None) -> None:
+        from_file = self.weights.value == FILE
+        self.weights_file.visible = from_file
+        self.names_file.visible = from_file
+
+    def _on_toggle(self, _value: Any = None) -> None:
+        if self._source is None:
+            return
+        for toggle, role in ((self.show_box, "box"), (self.show_mask, "mask")):
+            layer = self._overlays.get(self._source, role)
+            if not toggle.value and layer is not None:
+                layer.visible = False
+        self._refresh_localization()
+        for toggle, role in ((self.show_box, "box"), (self.show_mask, "mask")):
+            layer = self._overlays.get(self._source, role)
+            if toggle.value and layer is not None:
+                layer.visible = True
+
+    # ----------------------------------------------------------------- running
+    @property
+    def busy(self) -> bool:
+        """True while a forward pass runs."""
+        return self._worker is not None
+
+    def _spec(self) -> dict[str, Any]:
+        weights: Any = self.weights.value
+        names: Any = None
+        if weights == RANDOM:
+            weights = None
+        elif weights == FILE:
+            path = self.weights_file.value
+            if path is None or not str(path) or str(path) == ".":
+                raise ValueError("Choose a weights file (or pick named weights).")
+            weights = str(path)
+            named = self.names_file.value
+            names = str(named) if named is not None and str(named) not in ("", ".") else None
+        return {
+            "name": self.arch.value,
+            "weights": weights,
+            "device": self.device.value,
+            "class_names": names,
+        }
+
+    def _current_plane(self, layer: Image) -> tuple[int, ...]:
+        """Indices of the leading (non-displayed) axes at the viewer's current dims point."""
+        shape = spatial_shape(layer)
+        if len(shape) <= 2:
+            return ()
+        coords = layer.world_to_data(self._viewer.dims.point)
+        return tuple(
+            int(np.clip(np.round(c), 0, size - 1))
+            for c, size in zip(coords[: len(shape) - 2], shape[:-2], strict=True)
+        )
+
+    def run(self, _value: Any = None) -> None:
+        """Start a forward pass on the chosen layer's current plane."""
+        if self.busy:
+            return
+        source = self.image.value
+        try:
+            if source is None:
+                raise ValueError("No image layer: open an image (File ▸ Open) and press Run.")
+            if source.multiscale:
+                raise ValueError(
+                    f"Layer {source.name!r} is multiscale, which is not supported yet: add "
+                    "one resolution level as its own layer."
+                )
+            spec = self._spec()
+            plane_index = self._current_plane(source)
+            plane = source.data[plane_index] if plane_index else source.data
+        except ValueError as error:
+            self._fail(error)
+            return
+        model = self._model if spec == self._model_spec else None
+        contrast = None if source.rgb else tuple(source.contrast_limits)
+        self.run_button.enabled = False
+        where = f" plane {plane_index}" if plane_index else ""
+        loading = "" if model is not None else f"loading {spec['name']}, "
+        self.status.value = f"Running: {loading}forward pass on {source.name!r}{where}…"
+        worker = create_worker(
+            _compute,
+            model,
+            spec,
+            plane,
+            contrast,
+            _progress={"desc": f"napari-gapcam on {source.name}"},
+            _ignore_errors=True,  # napari itself notifies (with the traceback)
+        )
+        worker.returned.connect(lambda out: self._on_result(out, spec, source, plane_index))
+        worker.errored.connect(lambda error: self._fail(error, notify=False))
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        worker.start()
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        self.run_button.enabled = True
+
+    def _fail(self, error: BaseException, notify: bool = True) -> None:
+        self.status.value = f"Error: {error}"
+        if notify:
+            show_error(f"napari-gapcam: {error}")
+
+    def _on_result(
+        self,
+        out: tuple[GapCamModel, CamResult, float],
+        spec: dict[str, Any],
+        source: Image,
+        plane: tuple[int, ...],
+    ) -> None:
+        model, result, seconds = out
+        self._model, self._model_spec = model, spec
+        if source not in self._viewer.layers:
+            self.status.value = f"Layer {source.name!r} was removed during the run."
+            show_warning(f"napari-gapcam: layer {source.name!r} was removed; result dropped.")
+            return
+        self._result, self._source, self._plane = result, source, plane
+        top = result.topk(TOP_K)
+        self.predictions.value = "\n".join(f"{100 * p:5.1f} %  {name}" for _, name, p in top)
+        where = f" (plane {plane})" if plane else ""
+        self.status.value = (
+            f"{model.arch} on {source.name!r}{where}: {seconds:.2f} s on {model.device}."
+        )
+        with self.class_select.changed.blocked():
+            self.class_select.reset_choices()
+            self.class_select.value = top[0][0]
+        self._refresh_overlays()
+        cam_layer = self._overlays.get(source, "cam")
+        if cam_layer is not None:  # ready for napari's opacity / colormap controls
+            self._viewer.layers.selection.active = cam_layer
+
+    # ----------------------------------------------------------------- overlays
+    def _class_meta(self) -> dict[str, Any]:
+        result, index = self._result, self.class_select.value
+        return {
+            "class_index": int(index),
+            "class_name": result.class_names[index],
+            "probability": float(result.probabilities[index]),
+            "model": self._model.arch,
+            "weights": self._model.weights,
+        }
+
+    def _refresh_overlays(self, _value: Any = None) -> None:
+        """Show the selected class's CAM (and box/mask): cached features, no forward pass."""
+        if self._result is None or self.class_select.value is None:
+            return
+        if self._source not in self._viewer.layers:
+            return
+        try:
+            self._show_class()
+        except Exception as error:  # keep the viewer alive; say what went wrong
+            self._fail(error)
+
+    def _show_class(self) -> None:
+        meta = self._class_meta()
+        heat_map = self._result.cam(meta["class_index"])
+        self._overlays.show_cam(self._source, heat_map, self._plane, meta)
+        self.showing.value = f"{meta['class_name']}  (p = {meta['probability']:.3f})"
+        self._show_localization(heat_map)
+
+    def _refresh_localization(self, _value: Any = None) -> None:
+        if self._result is None or self._source not in self._viewer.layers:
+            return
+        try:
+            self._show_localization()
+        except Exception as error:
+            self._fail(error)
+
+    def _show_localization(self, heat_map: np.ndarray | None = None) -> None:
+        if not (self.show_box.value or self.show_mask.value):
+            return
+        from .localize import boxes_from_map, mask_from_map
+
+        meta = {**self._class_meta(), "threshold": float(self.threshold.value)}
+        if heat_map is None:
+            heat_map = self._result.cam(meta["class_index"])
+        if self.show_box.value:
+            found = boxes_from_map(heat_map, meta["threshold"])
+            box = found[0] if found else None
+            label = f"{meta['class_name']} {meta['probability']:.2f}"
+            self._overlays.show_box(self._source, box, self._plane, label, meta)
+            if box is None:
+                self.status.value = "No region stands out in this class's map: no box."
+        if self.show_mask.value:
+            mask = mask_from_map(heat_map, meta["threshold"])
+            self._overlays.show_mask(self._source, mask, self._plane, meta)

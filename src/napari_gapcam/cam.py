@@ -1,0 +1,128 @@
+"""The class activation map (Zhou et al., CVPR 2016) and the result of one forward pass."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+
+import numpy as np
+
+from ._torch_guard import block_triton_if_llvm_loaded
+
+block_triton_if_llvm_loaded()
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from .localize import Box, boxes_from_map, mask_from_map  # noqa: E402
+
+ClassRef = int | str
+
+
+def class_activation_map(features: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """CAM of one class from the last conv block's maps.
+
+    ``M_c(x, y) = Σ_k w[c, k] · A_k(x, y)``
+
+    ``features`` holds the maps ``A_k`` (K×h×w), ``weight`` is ``w[c, :]`` (K,), the dense
+    layer's row for class ``c``. No ReLU, bias or normalisation: since the network's logit is
+    ``z_c = Σ_k w[c, k] · mean_xy A_k + b_c``, the map's mean plus the bias is the logit.
+    """
+    return torch.einsum("k,khw->hw", weight, features)
+
+
+def upsample_and_normalise(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear (``align_corners=False``) upsampling to ``size``, then min-max to [0, 1].
+
+    A constant map (up to float rounding) gives zeros, never NaN.
+    """
+    low, high = raw.min(), raw.max()
+    if not high - low > 1e-6 * raw.abs().max():
+        return torch.zeros(size, dtype=raw.dtype, device=raw.device)
+    up = F.interpolate(raw[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
+    low, high = up.min(), up.max()
+    return (up - low) / (high - low)
+
+
+class CamResult:
+    """One forward pass: logits and the last conv block's maps, kept on the model's device.
+
+    Every map is computed from the cached maps, so switching class costs no forward pass.
+    """
+
+    def __init__(
+        self,
+        features: torch.Tensor,
+        logits: torch.Tensor,
+        fc_weight: torch.Tensor,
+        class_names: Sequence[str],
+        image_shape: tuple[int, int],
+    ) -> None:
+        self.features = features  # K×h×w, on the model's device
+        self._weight = fc_weight.detach()  # C×K, on the model's device
+        self.logits: np.ndarray = logits.detach().float().cpu().numpy()
+        self.probabilities: np.ndarray = torch.softmax(logits.float(), 0).cpu().numpy()
+        self.class_names: list[str] = list(class_names)
+        self.image_shape = tuple(int(s) for s in image_shape)
+
+    def __repr__(self) -> str:
+        best = ", ".join(f"{name} {p:.3f}" for _, name, p in self.topk(3))
+        return f"CamResult(image_shape={self.image_shape}, top-3: {best})"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def class_index(self, c: ClassRef) -> int:
+        """Index of a class given by index (int) or by name (exact, else case-insensitive)."""
+        if isinstance(c, (int, np.integer)) and not isinstance(c, bool):
+            index = int(c)
+            if not 0 <= index < self.num_classes:
+                raise IndexError(
+                    f"Class index {index} is out of range: the model has {self.num_classes} "
+                    f"classes (0…{self.num_classes - 1})."
+                )
+            return index
+        if isinstance(c, str):
+            if c in self.class_names:
+                return self.class_names.index(c)
+            lowered = [name.lower() for name in self.class_names]
+            if c.lower() in lowered:
+                return lowered.index(c.lower())
+            close = difflib.get_close_matches(c, self.class_names, n=3)
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise KeyError(f"Unknown class name {c!r}.{hint} See result.class_names for all.")
+        raise TypeError(f"A class is an index (int) or a name (str), got {type(c).__name__}.")
+
+    def topk(self, k: int = 5) -> list[tuple[int, str, float]]:
+        """The ``k`` most probable classes as ``(index, name, probability)``, best first."""
+        order = np.argsort(-self.probabilities, kind="stable")[: max(0, k)]
+        return [(int(i), self.class_names[i], float(self.probabilities[i])) for i in order]
+
+    def _raw(self, c: ClassRef) -> torch.Tensor:
+        return class_activation_map(self.features, self._weight[self.class_index(c)])
+
+    def raw_cam(self, c: ClassRef) -> np.ndarray:
+        """The CAM at the feature-map resolution (h×w float32), not normalised."""
+        return self._raw(c).float().cpu().numpy()
+
+    def cam(self, c: ClassRef) -> np.ndarray:
+        """The CAM upsampled to the image's H×W and min-max normalised to [0, 1] (float32)."""
+        raw = self._raw(c).float()
+        return upsample_and_normalise(raw, self.image_shape).cpu().numpy()
+
+    def mask(self, c: ClassRef, threshold: float = 0.2) -> np.ndarray:
+        """Largest connected region where ``cam(c) ≥ threshold · max`` (bool H×W)."""
+        return mask_from_map(self.cam(c), threshold)
+
+    def box(self, c: ClassRef, threshold: float = 0.2) -> Box | None:
+        """Bounding box ``(y0, x0, y1, x1)`` (half-open, pixels) of :meth:`mask`.
+
+        ``None`` when the map is constant (no region stands out).
+        """
+        found = boxes_from_map(self.cam(c), threshold)
+        return found[0] if found else None
+
+    def boxes(self, c: ClassRef, threshold: float = 0.2, min_area: int = 1) -> list[Box]:
+        """Boxes of every region of at least ``min_area`` pixels, largest first."""
+        return boxes_from_map(self.cam(c), threshold, min_area=min_area)

@@ -1,0 +1,65 @@
+"""Shared fixtures: no test downloads anything; named weights come from a temporary TORCH_HOME."""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+from pathlib import Path
+
+import pytest
+
+V1_FILE = "resnet50-0676ba61.pth"  # torchvision's file name for ResNet50_Weights.IMAGENET1K_V1
+
+
+@pytest.fixture(autouse=True)
+def no_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any download attempt fails at once, as on an offline machine."""
+    import torch.hub
+
+    def offline(url: str, *args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError(f"offline test: refusing to download {url}")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+
+
+@pytest.fixture(scope="session")
+def random_resnet50_state(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A random-init ResNet-50 state dict (stands in for the ImageNet weights)."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    return torchvision.models.resnet50().state_dict()
+
+
+@pytest.fixture(scope="session")
+def _session_torch_home(tmp_path_factory: pytest.TempPathFactory, random_resnet50_state) -> Path:
+    import torch
+
+    home = tmp_path_factory.mktemp("torch_home")
+    checkpoints = home / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.save(random_resnet50_state, checkpoints / V1_FILE)
+    return home
+
+
+@pytest.fixture
+def torch_home(_session_torch_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """TORCH_HOME holding a random ResNet-50 state dict under torchvision's V1 file name."""
+    monkeypatch.setenv("TORCH_HOME", os.fspath(_session_torch_home))
+    return _session_torch_home
+
+
+@pytest.fixture
+def empty_torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A TORCH_HOME with no cached weights."""
+    monkeypatch.setenv("TORCH_HOME", os.fspath(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def resnet50():
+    """A random-init ResNet-50 on the CPU, shared by the engine tests."""
+    from napari_gapcam import load_model
+
+    return load_model("resnet50", weights=None, device="cpu")

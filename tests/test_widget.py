@@ -1,0 +1,231 @@
+"""The dock widget end to end in a real (headless) napari viewer, with named weights offline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from napari.layers import Image, Labels, Shapes
+from skimage import data
+
+from napari_gapcam._widget import FILE, GapCamWidget
+
+TIMEOUT_MS = 120_000
+
+
+@pytest.fixture
+def viewer(make_napari_viewer, torch_home):
+    return make_napari_viewer()
+
+
+def make_widget(viewer) -> GapCamWidget:
+    widget = GapCamWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="GAP-CAM")
+    return widget
+
+
+def run_and_wait(widget: GapCamWidget, qtbot) -> None:
+    widget.run_button.clicked.emit()
+    assert widget.busy and not widget.run_button.enabled
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT_MS)
+    assert widget.run_button.enabled
+
+
+def cam_layer(viewer, source_name: str) -> Image:
+    return viewer.layers[f"{source_name} CAM"]
+
+
+def test_rgb_layer(viewer, qtbot):
+    photo = data.chelsea()[::2, ::2]  # 150×226 RGB
+    viewer.add_image(photo, name="cat")
+    widget = make_widget(viewer)
+    assert widget.image.value is viewer.layers["cat"]  # follows the active layer
+    assert widget.weights.value == "IMAGENET1K_V1" and widget.device.value == "auto"
+    run_and_wait(widget, qtbot)
+
+    layer = cam_layer(viewer, "cat")
+    assert layer.data.shape == photo.shape[:2] and layer.data.dtype == np.float32
+    assert layer.colormap.name == "turbo"
+    assert str(layer.blending) == "translucent"
+    assert layer.opacity == pytest.approx(0.5)
+    assert tuple(layer.contrast_limits) == (0.0, 1.0)
+
+    result = widget._result
+    top = result.topk(5)
+    assert widget.class_select.value == top[0][0]
+    meta = layer.metadata["gapcam"]
+    assert meta["class_index"] == top[0][0] and meta["class_name"] == top[0][1]
+    assert top[0][1] in widget.showing.value
+    assert len(widget.predictions.value.splitlines()) == 5
+    choices = widget.class_select.choices
+    assert len(choices) == 1000 and list(choices[:5]) == [i for i, _, _ in top]
+    np.testing.assert_allclose(layer.data, result.cam(top[0][0]))
+    # the same numbers as the API in a notebook
+    from napari_gapcam import load_model
+
+    again = load_model("resnet50", "IMAGENET1K_V1", "cpu").run(photo)
+    np.testing.assert_allclose(again.logits, result.logits, rtol=1e-4, atol=1e-4)
+
+
+def test_grey_layer_with_transform(viewer, qtbot):
+    grey = data.camera()[::4, ::4].astype(np.uint16) * 100  # 128×128
+    source = viewer.add_image(
+        grey, name="cells", scale=(2.0, 0.5), translate=(10.0, -5.0), rotate=15.0
+    )
+    source.contrast_limits = (0, 20000)
+    widget = make_widget(viewer)
+    run_and_wait(widget, qtbot)
+    layer = cam_layer(viewer, "cells")
+    assert layer.data.shape == grey.shape
+    np.testing.assert_allclose(layer.scale, source.scale)
+    np.testing.assert_allclose(layer.translate, source.translate)
+    np.testing.assert_allclose(layer.rotate, source.rotate)
+    np.testing.assert_allclose(layer.affine.affine_matrix, source.affine.affine_matrix)
+    np.testing.assert_allclose(layer.data_to_world((64, 64)), source.data_to_world((64, 64)))
+    # the layer's contrast limits are what the model saw
+    from napari_gapcam import load_model
+
+    expected = load_model("resnet50", "IMAGENET1K_V1", "cpu").run(grey, (0, 20000))
+    np.testing.assert_allclose(widget._result.logits, expected.logits, rtol=1e-4, atol=1e-4)
+
+
+def test_class_change_updates_in_place_without_forward_pass(viewer, qtbot):
+    viewer.add_image(data.coffee()[::4, ::4], name="coffee")
+    widget = make_widget(viewer)
+    run_and_wait(widget, qtbot)
+    layer = cam_layer(viewer, "coffee")
+    before = layer.data.copy()
+    layer.opacity, layer.colormap, layer.visible = 0.8, "magma", False  # the user's choices
+
+    widget._model.features = None  # a forward pass would now fail
+    other = widget.class_select.choices[3]
+    widget.class_select.value = other
+
+    assert cam_layer(viewer, "coffee") is layer
+    assert len([lyr for lyr in viewer.layers if lyr.name.endswith("CAM")]) == 1
+    assert not np.array_equal(layer.data, before)
+    np.testing.assert_allclose(layer.data, widget._result.cam(other))
+    assert layer.metadata["gapcam"]["class_index"] == other
+    assert layer.opacity == pytest.approx(0.8) and layer.colormap.name == "magma"
+    assert not layer.visible
+    assert widget._result.class_names[other] in widget.showing.value
+
+
+def test_result_lands_on_the_layer_chosen_at_start(viewer, qtbot):
+    first = viewer.add_image(data.chelsea()[::3, ::3], name="first")
+    widget = make_widget(viewer)
+    second = viewer.add_image(data.coffee()[::3, ::3], name="second")
+    viewer.layers.selection.active = first
+    assert widget.image.value is first
+    widget.run_button.clicked.emit()
+    viewer.layers.selection.active = second  # the user moves on while it runs
+    assert widget.image.value is second
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT_MS)
+    assert "first CAM" in viewer.layers and "second CAM" not in viewer.layers
+    assert cam_layer(viewer, "first").data.shape == first.data.shape[:2]
+
+
+def test_stack_uses_the_current_plane(viewer, qtbot):
+    rng = np.random.default_rng(0)
+    stack = rng.integers(0, 255, (4, 64, 80), dtype=np.uint8)
+    stack[2] = data.camera()[::8, ::6][:64, :80]
+    source = viewer.add_image(stack, name="stack", scale=(3.0, 1.0, 1.0))
+    source.contrast_limits = (0, 255)
+    viewer.dims.set_current_step(0, 2)
+    widget = make_widget(viewer)
+    run_and_wait(widget, qtbot)
+    layer = cam_layer(viewer, "stack")
+    assert layer.data.shape == stack.shape
+    assert np.all(layer.data[[0, 1, 3]] == 0) and layer.data[2].max() == pytest.approx(1.0)
+    assert layer.metadata["gapcam"]["plane"] == [2]
+    np.testing.assert_allclose(layer.scale, source.scale)
+    from napari_gapcam import load_model
+
+    expected = load_model("resnet50", "IMAGENET1K_V1", "cpu").run(stack[2], (0, 255))
+    np.testing.assert_allclose(widget._result.logits, expected.logits, rtol=1e-4, atol=1e-4)
+
+
+def test_rgb_stack(viewer, qtbot):
+    stack = np.stack([data.chelsea()[::4, ::4], data.coffee()[:75, :113]])  # 2×75×113×3
+    viewer.add_image(stack, name="movie", rgb=True)
+    viewer.dims.set_current_step(0, 1)
+    widget = make_widget(viewer)
+    run_and_wait(widget, qtbot)
+    layer = cam_layer(viewer, "movie")
+    assert layer.data.shape == stack.shape[:3] and not layer.rgb
+    assert np.all(layer.data[0] == 0) and layer.data[1].max() == pytest.approx(1.0)
+
+
+def test_errors_become_notifications_and_the_widget_recovers(viewer, qtbot, tmp_path):
+    viewer.add_image(data.camera()[::4, ::4], name="cam")
+    widget = make_widget(viewer)
+    bad = tmp_path / "broken.pth"
+    bad.write_text("not a checkpoint")
+    widget.weights.value = FILE
+    assert not widget.weights_file.native.isHidden()
+    widget.weights_file.value = bad
+    run_and_wait(widget, qtbot)
+    assert "Error" in widget.status.value and "not a readable PyTorch checkpoint" in (
+        widget.status.value
+    )
+    assert "cam CAM" not in viewer.layers
+    # no image layer at all: a clear message, nothing runs
+    viewer.layers.clear()
+    widget.run()
+    assert not widget.busy and "No image layer" in widget.status.value
+
+
+def test_box_and_mask_layers(viewer, qtbot):
+    photo = data.chelsea()[::2, ::2]
+    source = viewer.add_image(photo, name="cat", scale=(0.5, 0.5), translate=(4.0, 8.0))
+    widget = make_widget(viewer)
+    widget.show_box.value = True
+    widget.show_mask.value = True
+    run_and_wait(widget, qtbot)
+
+    box_layer, mask_layer = viewer.layers["cat CAM box"], viewer.layers["cat CAM mask"]
+    assert isinstance(box_layer, Shapes) and isinstance(mask_layer, Labels)
+    for layer in (box_layer, mask_layer):
+        np.testing.assert_allclose(layer.scale, source.scale)
+        np.testing.assert_allclose(layer.translate, source.translate)
+    result, c = widget._result, widget.class_select.value
+    y0, x0, y1, x1 = result.box(c, 0.2)
+    vertices = box_layer.data[0]
+    np.testing.assert_allclose(vertices.min(0), [y0 - 0.5, x0 - 0.5])
+    np.testing.assert_allclose(vertices.max(0), [y1 - 0.5, x1 - 0.5])
+    assert box_layer.shape_type == ["rectangle"]
+    assert result.class_names[c] in box_layer.features["label"][0]
+    np.testing.assert_array_equal(mask_layer.data == 1, result.mask(c, 0.2))
+
+    # threshold change: same layers, new geometry, no forward pass
+    widget._model.features = None
+    widget.threshold.value = 0.7
+    assert viewer.layers["cat CAM box"] is box_layer
+    assert viewer.layers["cat CAM mask"] is mask_layer
+    y0, x0, y1, x1 = result.box(c, 0.7)
+    np.testing.assert_allclose(box_layer.data[0].min(0), [y0 - 0.5, x0 - 0.5])
+    np.testing.assert_array_equal(mask_layer.data == 1, result.mask(c, 0.7))
+    assert box_layer.metadata["gapcam"]["threshold"] == pytest.approx(0.7)
+
+    # class change: same layers follow the class
+    other = widget.class_select.choices[1]
+    widget.class_select.value = other
+    np.testing.assert_array_equal(mask_layer.data == 1, result.mask(other, 0.7))
+    assert result.class_names[other] in box_layer.features["label"][0]
+
+    # toggles hide (and keep) the layers
+    widget.show_box.value = False
+    assert not box_layer.visible and "cat CAM box" in viewer.layers
+
+
+def test_box_and_mask_on_a_stack_sit_at_the_plane(viewer, qtbot):
+    stack = np.zeros((3, 64, 64), np.uint8)
+    stack[1, 20:40, 10:30] = 255
+    viewer.add_image(stack, name="zs", contrast_limits=(0, 255))
+    viewer.dims.set_current_step(0, 1)
+    widget = make_widget(viewer)
+    widget.show_box.value = widget.show_mask.value = True
+    run_and_wait(widget, qtbot)
+    box_layer, mask_layer = viewer.layers["zs CAM box"], viewer.layers["zs CAM mask"]
+    assert box_layer.ndim == 3 and np.all(box_layer.data[0][:, 0] == 1)
+    assert mask_layer.data.shape == stack.shape
+    assert not mask_layer.data[[0, 2]].any() and mask_layer.data[1].any()
