@@ -60,6 +60,9 @@ def empty_torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def resnet50():
     """A random-init ResNet-50 on the CPU, shared by the engine tests."""
+    import torch
+
     from napari_gapcam import load_model
 
+    torch.manual_seed(0)
     return load_model("resnet50", weights=None, device="cpu")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from napari.layers import Image, Labels, Shapes
+from qtpy.QtCore import Qt
 from skimage import data
 
 from napari_gapcam._widget import FILE, GapCamWidget
@@ -229,3 +230,25 @@ def test_box_and_mask_on_a_stack_sit_at_the_plane(viewer, qtbot):
     assert box_layer.ndim == 3 and np.all(box_layer.data[0][:, 0] == 1)
     assert mask_layer.data.shape == stack.shape
     assert not mask_layer.data[[0, 2]].any() and mask_layer.data[1].any()
+
+
+def test_typing_in_the_class_box_finds_a_class(viewer, qtbot):
+    viewer.add_image(data.chelsea()[::4, ::4], name="cat")
+    widget = make_widget(viewer)
+    run_and_wait(widget, qtbot)
+    combo = widget.class_select.native
+    completer = combo.completer()
+    completer.setCompletionPrefix("TABB")  # any case, any part of the label
+    matches = [completer.currentCompletion()]
+    while completer.setCurrentRow(completer.currentRow() + 1):
+        matches.append(completer.currentCompletion())
+    assert any(text.endswith("tabby") or "tabby  (" in text for text in matches)
+    completer.setCompletionPrefix("tabby")
+    completer.activated[str].emit(completer.currentCompletion())  # the user picks it
+    assert widget.class_select.value == 281
+    assert widget._result.class_names[281] in widget.showing.value
+    # typing part of a name and pressing Enter jumps to the first match
+    combo.lineEdit().setText("goldfis")
+    qtbot.keyClick(combo.lineEdit(), Qt.Key.Key_Return)
+    assert widget.class_select.value == 1  # "goldfish"
+    assert "goldfish" in widget.showing.value

@@ -7,6 +7,7 @@ the plane that was computed.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -46,12 +47,18 @@ class Overlays:
 
     def __init__(self, viewer: Viewer) -> None:
         self.viewer = viewer
-        self._layers: dict[tuple[int, str], Layer] = {}
+        # (id(source), role) → (weak ref to the source, overlay): a reused id is not a match
+        self._layers: dict[tuple[int, str], tuple[weakref.ref, Layer]] = {}
 
     def get(self, source: Layer, role: str) -> Layer | None:
         """The live overlay of ``source`` for ``role`` ("cam", "box", "mask"), if any."""
-        layer = self._layers.get((id(source), role))
-        return layer if layer is not None and layer in self.viewer.layers else None
+        ref, layer = self._layers.get((id(source), role), (None, None))
+        if ref is None or ref() is not source or layer not in self.viewer.layers:
+            return None
+        return layer
+
+    def _remember(self, source: Layer, role: str, layer: Layer) -> None:
+        self._layers[(id(source), role)] = (weakref.ref(source), layer)
 
     def _update_common(self, layer: Layer, source: Layer, meta: dict[str, Any]) -> None:
         for name, value in transform_of(source).items():
@@ -82,7 +89,7 @@ class Overlays:
                 metadata={META_KEY: meta},
                 **transform_of(source),
             )
-            self._layers[(id(source), "cam")] = layer
+            self._remember(source, "cam", layer)
             return layer
         if plane:
             layer.data[plane] = heat_map
@@ -127,7 +134,7 @@ class Overlays:
                 metadata={META_KEY: meta},
                 **transform_of(source),
             )
-            self._layers[(id(source), "box")] = layer
+            self._remember(source, "box", layer)
             return layer
         layer.selected_data = set()
         layer.data = rectangles
@@ -165,7 +172,7 @@ class Overlays:
             metadata={META_KEY: meta},
             **transform_of(source),
         )
-        self._layers[(id(source), "mask")] = layer
+        self._remember(source, "mask", layer)
         return layer
 
     def hide(self, source: Layer, role: str) -> None:

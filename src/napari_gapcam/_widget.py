@@ -158,6 +158,21 @@ class GapCamWidget(Container):
         completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         completer.setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
         combo.lineEdit().setPlaceholderText("run first; then type to search the classes")
+        completer.activated[str].connect(self._pick_class_by_text)
+        combo.lineEdit().returnPressed.connect(
+            lambda: self._pick_class_by_text(combo.lineEdit().text())
+        )
+
+    def _pick_class_by_text(self, text: str) -> None:
+        """Select the first class whose label contains ``text`` (any case)."""
+        combo: QComboBox = self.class_select.native
+        index = combo.findText(text, Qt.MatchFlag.MatchExactly)
+        if index < 0:
+            index = combo.findText(text, Qt.MatchFlag.MatchContains)
+        if index >= 0:
+            combo.setCurrentIndex(index)
+        else:
+            self.status.value = f"No class matches {text!r}."
 
     # ----------------------------------------------------------------- events
     def _on_layers_changed(self, _event: Any = None) -> None:

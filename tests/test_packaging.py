@@ -1,0 +1,64 @@
+"""Packaging: lazy torch import, the npe2 manifest, ruff, and a crash guard."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run_python(code: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+    )
+
+
+def test_importing_the_plugin_does_not_import_torch():
+    code = (
+        "import sys, napari_gapcam, napari_gapcam._widget, napari_gapcam._sample_data\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    done = _run_python(code)
+    assert done.returncode == 0, done.stderr
+
+
+def test_npe2_validate():
+    npe2 = Path(sys.executable).with_name("npe2")
+    done = subprocess.run([str(npe2), "validate", "napari-gapcam"], capture_output=True, text=True)
+    assert done.returncode == 0 and "valid" in done.stdout, done.stdout + done.stderr
+
+
+def test_ruff_clean():
+    ruff = Path(sys.executable).with_name("ruff")
+    if not ruff.exists():
+        pytest.skip("ruff is not installed")
+    done = subprocess.run(
+        [str(ruff), "check", "src", "tests"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout
+
+
+@pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs a display (run under Xvfb)")
+def test_torch_after_software_opengl_does_not_crash():
+    """Mesa's llvmpipe + Triton's LLVM in one process used to segfault at `import torch`."""
+    code = (
+        "import numpy as np, napari, sys\n"
+        "viewer = napari.Viewer(show=True)\n"
+        "viewer.add_image(np.zeros((32, 32)))\n"
+        "viewer.screenshot(flash=False)\n"
+        "from napari_gapcam import load_model\n"
+        "load_model('resnet18', weights=None, device='cpu').run(np.zeros((64, 64)))\n"
+        "viewer.close()\n"
+        "print('ok')\n"
+    )
+    done = _run_python(code)
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-2000:]
