@@ -1,4 +1,4 @@
-"""Sample images: real photos shipped with scikit-image."""
+"""Sample images: real photos shipped with scikit-image, and a synthetic shapes scene."""
 
 from __future__ import annotations
 
@@ -17,3 +17,10 @@ def chelsea() -> LayerData:
 def coffee() -> LayerData:
     """A cup of coffee (RGB, 400×600)."""
     return [(data.coffee(), {"name": "coffee", "rgb": True}, "image")]
+
+
+def shapes() -> LayerData:
+    """A synthetic scene for the bundled demo model (resnet18, weights "shapes demo")."""
+    from .synthetic import sample_scene
+
+    return [(sample_scene(), {"name": "synthetic shapes", "rgb": True}, "image")]

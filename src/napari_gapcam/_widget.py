@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 FILE = "file…"
 RANDOM = "none (random init)"
+DEMO = "shapes demo (bundled)"  # resnet18 trained on synthetic shapes, for offline use
 TOP_K = 5
 
 
@@ -54,11 +55,12 @@ class GapCamWidget(Container):
     """Class activation maps of a GAP-CNN (ResNet-50 by default) on the active image layer."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        from .models import ARCHITECTURES, available_devices, named_weights
+        from .models import ARCHITECTURES, DEMO_WEIGHTS, available_devices, named_weights
 
         super().__init__(labels=True)
         self._viewer = viewer
         self._named_weights = named_weights
+        self._demo_weights = DEMO_WEIGHTS
         self._overlays = Overlays(viewer)
         self._model: GapCamModel | None = None
         self._model_spec: dict[str, Any] | None = None
@@ -132,7 +134,8 @@ class GapCamWidget(Container):
 
     def _weight_choices(self, _widget: Any = None) -> list[str]:
         arch = self.arch.value if hasattr(self, "arch") else "resnet50"
-        return [*self._named_weights(arch), FILE, RANDOM]
+        demo = [DEMO] if arch == "resnet18" and self._demo_weights.is_file() else []
+        return [*self._named_weights(arch), *demo, FILE, RANDOM]
 
     def _class_choices(self, _widget: Any = None) -> list[tuple[str, int]]:
         if self._result is None:
@@ -219,6 +222,8 @@ class GapCamWidget(Container):
         names: Any = None
         if weights == RANDOM:
             weights = None
+        elif weights == DEMO:
+            weights = str(self._demo_weights)
         elif weights == FILE:
             path = self.weights_file.value
             if path is None or not str(path) or str(path) == ".":

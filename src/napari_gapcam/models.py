@@ -39,6 +39,8 @@ ARCHITECTURES = (
     "wide_resnet50_2",
     "wide_resnet101_2",
 )
+# A resnet18 trained here on synthetic shapes (benchmarks/localization): an offline demo.
+DEMO_WEIGHTS = Path(__file__).parent / "data" / "shapes_resnet18.pt"
 _FEATURE_LAYERS = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
 _IMAGENET_CATEGORIES = torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"]
 
