@@ -252,3 +252,23 @@ def test_typing_in_the_class_box_finds_a_class(viewer, qtbot):
     qtbot.keyClick(combo.lineEdit(), Qt.Key.Key_Return)
     assert widget.class_select.value == 1  # "goldfish"
     assert "goldfish" in widget.showing.value
+
+
+def test_bundled_demo_model_on_the_shapes_sample(viewer, qtbot):
+    from napari_gapcam._sample_data import shapes
+    from napari_gapcam._widget import DEMO
+    from napari_gapcam.synthetic import CLASS_NAMES
+
+    image, kwargs, _ = shapes()[0]
+    viewer.add_image(image, **kwargs)
+    widget = make_widget(viewer)
+    widget.arch.value = "resnet18"
+    assert DEMO in widget.weights.choices
+    widget.weights.value = DEMO
+    widget.show_box.value = True
+    run_and_wait(widget, qtbot)
+    assert widget._result.class_names == list(CLASS_NAMES)
+    assert len(widget.class_select.choices) == len(CLASS_NAMES)
+    assert "synthetic shapes CAM box" in viewer.layers
+    widget.arch.value = "resnet50"  # the demo belongs to resnet18 only
+    assert DEMO not in widget.weights.choices
