@@ -81,6 +81,7 @@ def test_plain_state_dict_file(tmp_path, resnet18_state):
     torch.save(resnet18_state, path)
     model = load_model("resnet18", weights=path, device="cpu")
     assert model.class_names == ["class 0", "class 1", "class 2"]
+    assert model.input_size == 224 and model.box_threshold == 0.2
     assert torch.equal(model.fc.weight.detach(), resnet18_state["fc.weight"])
     result = model.run(np.zeros((64, 80, 3), np.uint8))
     assert result.probabilities.shape == (3,)
@@ -91,9 +92,10 @@ def test_checkpoint_dict_with_names_arch_and_input_size(tmp_path, resnet18_state
     half = {k: v.half() if v.is_floating_point() else v for k, v in resnet18_state.items()}
     names = ["mitotic", "interphase", "apoptotic"]
     checkpoint = {"state_dict": half, "class_names": names, "arch": "resnet18", "input_size": 96}
-    torch.save(checkpoint, path)
+    torch.save({**checkpoint, "box_threshold": 0.45}, path)
     model = load_model("resnet18", weights=str(path), device="cpu")
     assert model.class_names == names and model.input_size == 96
+    assert model.box_threshold == 0.45
     result = model.run(np.zeros((96, 192, 3), np.uint8))  # 96 → 3×6 maps
     assert tuple(result.features.shape[1:]) == (3, 6)
     assert result.topk(1)[0][1] in names

@@ -268,6 +268,8 @@ def test_bundled_demo_model_on_the_shapes_sample(viewer, qtbot):
     widget.show_box.value = True
     run_and_wait(widget, qtbot)
     assert widget._result.class_names == list(CLASS_NAMES)
+    assert widget.threshold.value == pytest.approx(0.55)  # the checkpoint's suggestion
+    assert viewer.layers["synthetic shapes CAM box"].metadata["gapcam"]["threshold"] == 0.55
     assert len(widget.class_select.choices) == len(CLASS_NAMES)
     assert "synthetic shapes CAM box" in viewer.layers
     widget.arch.value = "resnet50"  # the demo belongs to resnet18 only

@@ -91,6 +91,12 @@ def main() -> None:
         default=True,
         help="bfloat16 autocast (fast on CPUs with AVX512-BF16/AMX)",
     )
+    parser.add_argument(
+        "--box-threshold",
+        type=float,
+        default=0.55,
+        help="box threshold the checkpoint suggests: the best τ on the design split (seed 999)",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
 
@@ -147,6 +153,7 @@ def main() -> None:
             "state_dict": state,
             "class_names": list(CLASS_NAMES),
             "input_size": args.input_size,
+            "box_threshold": args.box_threshold,
             "train_info": {
                 "seconds": round(seconds, 1),
                 "steps": steps_done,

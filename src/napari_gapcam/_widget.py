@@ -306,6 +306,9 @@ class GapCamWidget(Container):
         plane: tuple[int, ...],
     ) -> None:
         model, result, seconds = out
+        if model is not self._model:  # a new model: its suggested box threshold
+            with self.threshold.changed.blocked():
+                self.threshold.value = model.box_threshold
         self._model, self._model_spec = model, spec
         if source not in self._viewer.layers:
             self.status.value = f"Layer {source.name!r} was removed during the run."

@@ -62,6 +62,7 @@ class GapCamModel:
         weights: str,
         device: torch.device,
         input_size: int = 224,
+        box_threshold: float = 0.2,
     ) -> None:
         self.features = features.eval()
         self.fc = fc.eval()
@@ -70,6 +71,8 @@ class GapCamModel:
         self.weights = weights
         self.device = device
         self.input_size = input_size
+        # the threshold to suggest for boxes/masks: the checkpoint's, else Zhou et al.'s 20 %
+        self.box_threshold = box_threshold
 
     def __repr__(self) -> str:
         return (
@@ -160,7 +163,8 @@ def load_model(
         weights: a torchvision weight name (``"IMAGENET1K_V1"``, ``"IMAGENET1K_V2"``, …; read
             from the torch hub cache under ``TORCH_HOME``, downloaded once otherwise), a path
             to a checkpoint (a state dict, or a dict holding ``state_dict`` and optionally
-            ``class_names``, ``arch``, ``input_size``), or ``None`` for a random init.
+            ``class_names``, ``arch``, ``input_size``, ``box_threshold``), or ``None`` for a
+            random init.
         device: ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"cuda:1"``,
             ``"mps"``.
         class_names: a list, or a ``.json`` (list) / ``.txt`` (one per line) file. Default: the
@@ -169,7 +173,7 @@ def load_model(
     """
     arch = _check_arch(name)
     torch_device = resolve_device(device)
-    input_size = 224
+    settings: dict[str, Any] = {}
     checkpoint_names: Sequence[str] | None = None
     if weights is None:
         state_dict, label = None, "none (random init)"
@@ -178,7 +182,7 @@ def load_model(
         label = str(weights)
     else:
         path = Path(weights).expanduser()
-        state_dict, checkpoint_names, input_size = _load_checkpoint(arch, path)
+        state_dict, checkpoint_names, settings = _load_checkpoint(arch, path)
         checkpoint_names = checkpoint_names or _sidecar_names(path)
         label = str(path)
 
@@ -197,7 +201,7 @@ def load_model(
         arch=arch,
         weights=label,
         device=torch_device,
-        input_size=input_size,
+        **settings,
     )
 
 
@@ -248,8 +252,11 @@ def _load_named(arch: str, weights: str) -> tuple[dict, list[str]]:
     return state_dict, list(entry.meta["categories"])
 
 
-def _load_checkpoint(arch: str, path: Path) -> tuple[dict, list[str] | None, int]:
-    """A state dict, or a dict of ``state_dict`` (+ ``class_names``, ``arch``, ``input_size``)."""
+def _load_checkpoint(arch: str, path: Path) -> tuple[dict, list[str] | None, dict[str, Any]]:
+    """A state dict, or a dict of ``state_dict`` (+ ``class_names``, ``arch``, settings).
+
+    The settings are the optional ``input_size`` and ``box_threshold``.
+    """
     if not path.is_file():
         raise WeightsError(f"Weights file not found: {path}")
     try:
@@ -269,7 +276,7 @@ def _load_checkpoint(arch: str, path: Path) -> tuple[dict, list[str] | None, int
             f"{path} holds a {type(checkpoint).__name__}, not a state dict. Save it with "
             "torch.save(model.state_dict(), path) or torch.save({'state_dict': ...}, path)."
         )
-    names, input_size = None, 224
+    names, settings = None, {}
     if "state_dict" in checkpoint:
         saved_arch = checkpoint.get("arch")
         if saved_arch is not None and saved_arch != arch:
@@ -278,7 +285,10 @@ def _load_checkpoint(arch: str, path: Path) -> tuple[dict, list[str] | None, int
                 f"model asked for is {arch!r}. Choose {saved_arch!r}."
             )
         names = checkpoint.get("class_names")
-        input_size = int(checkpoint.get("input_size", 224))
+        if "input_size" in checkpoint:
+            settings["input_size"] = int(checkpoint["input_size"])
+        if "box_threshold" in checkpoint:
+            settings["box_threshold"] = float(checkpoint["box_threshold"])
         checkpoint = checkpoint["state_dict"]
     state_dict = {
         key.removeprefix("module."): value
@@ -287,7 +297,7 @@ def _load_checkpoint(arch: str, path: Path) -> tuple[dict, list[str] | None, int
     }
     if not state_dict:
         raise WeightsError(f"{path} holds no tensors: it is not a state dict.")
-    return state_dict, (list(names) if names is not None else None), input_size
+    return state_dict, (list(names) if names is not None else None), settings
 
 
 def _num_classes(state_dict: dict, label: str) -> int:
