@@ -23,7 +23,7 @@ def no_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def random_resnet50_state(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def random_resnet50_state() -> dict:
     """A random-init ResNet-50 state dict (stands in for the ImageNet weights)."""
     import torch
     import torchvision

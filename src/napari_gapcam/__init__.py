@@ -20,6 +20,7 @@ _LAZY = {
     "class_activation_map": "cam",
     "mask_from_map": "localize",
     "boxes_from_map": "localize",
+    "largest_region": "localize",
 }
 __all__ = [
     "ARCHITECTURES",
@@ -30,13 +31,14 @@ __all__ = [
     "available_devices",
     "boxes_from_map",
     "class_activation_map",
+    "largest_region",
     "load_model",
     "mask_from_map",
 ]
 
 if TYPE_CHECKING:
     from .cam import CamResult, class_activation_map
-    from .localize import boxes_from_map, mask_from_map
+    from .localize import boxes_from_map, largest_region, mask_from_map
     from .models import ARCHITECTURES, GapCamModel, WeightsError, available_devices, load_model
 
 

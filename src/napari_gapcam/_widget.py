@@ -369,18 +369,16 @@ class GapCamWidget(Container):
     def _show_localization(self, heat_map: np.ndarray | None = None) -> None:
         if not (self.show_box.value or self.show_mask.value):
             return
-        from .localize import boxes_from_map, mask_from_map
+        from .localize import largest_region
 
         meta = {**self._class_meta(), "threshold": float(self.threshold.value)}
         if heat_map is None:
             heat_map = self._result.cam(meta["class_index"])
+        mask, box = largest_region(heat_map, meta["threshold"])
         if self.show_box.value:
-            found = boxes_from_map(heat_map, meta["threshold"])
-            box = found[0] if found else None
             label = f"{meta['class_name']} {meta['probability']:.2f}"
             self._overlays.show_box(self._source, box, self._plane, label, meta)
             if box is None:
                 self.status.value = "No region stands out in this class's map: no box."
         if self.show_mask.value:
-            mask = mask_from_map(heat_map, meta["threshold"])
             self._overlays.show_mask(self._source, mask, self._plane, meta)

@@ -14,7 +14,7 @@ block_triton_if_llvm_loaded()
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from .localize import Box, boxes_from_map, mask_from_map  # noqa: E402
+from .localize import Box, boxes_from_map, largest_region, mask_from_map  # noqa: E402
 
 ClassRef = int | str
 
@@ -120,8 +120,7 @@ class CamResult:
 
         ``None`` when the map is constant (no region stands out).
         """
-        found = boxes_from_map(self.cam(c), threshold)
-        return found[0] if found else None
+        return largest_region(self.cam(c), threshold)[1]
 
     def boxes(self, c: ClassRef, threshold: float = 0.2, min_area: int = 1) -> list[Box]:
         """Boxes of every region of at least ``min_area`` pixels, largest first."""

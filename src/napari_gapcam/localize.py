@@ -27,15 +27,25 @@ def _labelled_regions(heat_map: np.ndarray, threshold: float) -> tuple[np.ndarra
     return labels, areas
 
 
+def largest_region(heat_map: np.ndarray, threshold: float = 0.2) -> tuple[np.ndarray, Box | None]:
+    """The largest connected region where ``map ≥ threshold · max``: bool mask and its box.
+
+    One labelling for both; an empty mask and ``None`` for a constant map.
+    """
+    labels, areas = _labelled_regions(heat_map, threshold)
+    if areas.size == 0:
+        return np.zeros(labels.shape, dtype=bool), None
+    label = int(np.argmax(areas)) + 1
+    rows, cols = ndimage.find_objects(labels, max_label=label)[label - 1]
+    return labels == label, (rows.start, cols.start, rows.stop, cols.stop)
+
+
 def mask_from_map(heat_map: np.ndarray, threshold: float = 0.2) -> np.ndarray:
     """Bool mask of the largest connected region where ``map ≥ threshold · max``.
 
     Empty for a constant map.
     """
-    labels, areas = _labelled_regions(heat_map, threshold)
-    if areas.size == 0:
-        return np.zeros(labels.shape, dtype=bool)
-    return labels == int(np.argmax(areas)) + 1
+    return largest_region(heat_map, threshold)[0]
 
 
 def boxes_from_map(heat_map: np.ndarray, threshold: float = 0.2, min_area: int = 1) -> list[Box]:

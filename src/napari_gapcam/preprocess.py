@@ -25,6 +25,12 @@ def to_unit_range(image: np.ndarray, contrast_limits: Sequence[float] | None = N
     kept when already in [0, 1] and min-max scaled otherwise; explicit ``contrast_limits`` win.
     A constant image gives zeros, never NaN.
     """
+    unit = _unit_channels(image, contrast_limits)
+    return np.repeat(unit, 3, axis=-1) if unit.shape[-1] == 1 else unit
+
+
+def _unit_channels(image: np.ndarray, contrast_limits: Sequence[float] | None) -> np.ndarray:
+    """:func:`to_unit_range` without the grey repeat: H×W×1 (grey) or H×W×3, one float copy."""
     array = np.asarray(image)  # computes dask / zarr / array-likes
     if array.ndim == 3 and array.shape[-1] in (3, 4):
         array = array[..., :3]
@@ -60,15 +66,15 @@ def to_unit_range(image: np.ndarray, contrast_limits: Sequence[float] | None = N
         if rgb and 0.0 <= low and high <= 1.0:
             low, high = 0.0, 1.0
 
-    scaled = array.astype(np.float32)
+    scaled = array.astype(np.float32)  # the one full-resolution copy; the rest is in place
     if high > low:
-        scaled = (scaled - low) / (high - low)
+        scaled -= low
+        scaled /= high - low
     else:
-        scaled = np.zeros_like(scaled)
-    scaled = np.clip(np.nan_to_num(scaled, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
-    if not rgb:
-        scaled = np.repeat(scaled[..., None], 3, axis=-1)
-    return scaled
+        scaled.fill(0.0)
+    np.nan_to_num(scaled, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
+    np.clip(scaled, 0.0, 1.0, out=scaled)
+    return scaled if rgb else scaled[..., None]
 
 
 def target_size(
@@ -94,13 +100,14 @@ def to_input_tensor(
 
     Resizing is bilinear with antialiasing; no crop, so the CAM covers the whole image.
     """
-    unit = to_unit_range(image, contrast_limits)
+    unit = _unit_channels(image, contrast_limits)  # grey stays one channel until after resizing
     tensor = torch.from_numpy(unit).permute(2, 0, 1)[None].to(device)
     size = target_size(unit.shape[0], unit.shape[1], input_size, square)
     if size != tuple(tensor.shape[-2:]):
         tensor = F.interpolate(
             tensor, size=size, mode="bilinear", align_corners=False, antialias=True
         )
+    tensor = tensor.expand(-1, 3, -1, -1)
     mean = torch.tensor(IMAGENET_MEAN, device=tensor.device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=tensor.device).view(1, 3, 1, 1)
     return (tensor - mean) / std
