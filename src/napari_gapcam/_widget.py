@@ -16,6 +16,7 @@ from magicgui.widgets import (
     Container,
     FileEdit,
     FloatSlider,
+    FloatSpinBox,
     Label,
     PushButton,
 )
@@ -25,7 +26,9 @@ from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox, QCompleter
 
-from ._layers import Overlays, is_overlay, spatial_shape
+from ._layers import Overlays, Placement, is_overlay, spatial_shape
+from ._planes import PlaneChoice, choose_plane
+from .grid import bounded_grid, grid_box_to_pixels, grid_placement
 
 if TYPE_CHECKING:
     import napari
@@ -37,18 +40,29 @@ FILE = "file…"
 RANDOM = "none (random init)"
 DEMO = "shapes demo (bundled)"  # resnet18 trained on synthetic shapes, for offline use
 TOP_K = 5
+DEFAULT_SIZE = 0  # input size choice: the model's own (224, or the checkpoint's)
+SIZE_PRESETS = (448, 896, 1344)
+OVERLAY_MEGAPIXELS = 1.0  # default per-plane budget of the overlays
 
 
 def _compute(
-    model: GapCamModel | None, spec: dict[str, Any], plane: Any, contrast_limits: Any
+    model: GapCamModel | None,
+    spec: dict[str, Any],
+    plane: Any,
+    contrast_limits: Any,
+    input_size: int | None,
 ) -> tuple[GapCamModel, CamResult, float]:
-    """Worker body: load the model if needed, then one forward pass (off the UI thread)."""
+    """Worker body: load the model if needed, then one forward pass (off the UI thread).
+
+    ``plane`` may be lazy (dask, zarr): the engine reads it band by band.
+    """
     from .models import load_model
 
     start = time.perf_counter()
     if model is None:
         model = load_model(**spec)
-    return model, model.run(np.asarray(plane), contrast_limits), time.perf_counter() - start
+    result = model.run(plane, contrast_limits, input_size=input_size or None)
+    return model, result, time.perf_counter() - start
 
 
 class GapCamWidget(Container):
@@ -66,7 +80,9 @@ class GapCamWidget(Container):
         self._model_spec: dict[str, Any] | None = None
         self._result: CamResult | None = None
         self._source: Image | None = None  # the layer the current result belongs to
-        self._plane: tuple[int, ...] = ()
+        self._choice: PlaneChoice | None = None  # the plane (and level) of the current result
+        self._source_shape: tuple[int, ...] = ()  # the source's shape at run time
+        self._custom_sizes: list[int] = []
         self._worker = None
 
         self.image = ComboBox(label="image", choices=self._image_choices)
@@ -77,6 +93,11 @@ class GapCamWidget(Container):
         )
         self.names_file = FileEdit(label="class names", mode="r", filter="*.json *.txt")
         self.device = ComboBox(label="device", choices=available_devices(), value="auto")
+        self.input_size = ComboBox(label="input size", choices=self._size_choices)
+        self.overlay_mp = FloatSpinBox(
+            label="overlay MP", min=0.01, max=64.0, step=0.25, value=OVERLAY_MEGAPIXELS,
+            tooltip="Overlay resolution per plane, in megapixels (the map is smooth: 1 is plenty)",
+        )
         self.run_button = PushButton(text="Run")
         self.status = Label(label="status", value="Pick an image layer and press Run.")
         self.predictions = Label(label="top-5", value="—")
@@ -95,6 +116,8 @@ class GapCamWidget(Container):
                 self.weights_file,
                 self.names_file,
                 self.device,
+                self.input_size,
+                self.overlay_mp,
                 self.run_button,
                 self.status,
                 self.predictions,
@@ -107,6 +130,7 @@ class GapCamWidget(Container):
         )
         self.weights.value = "IMAGENET1K_V1"
         self._make_class_select_searchable()
+        self._make_input_size_typeable()
         self._on_weights_changed()
         for label in (self.status, self.predictions, self.showing):
             label.native.setWordWrap(True)
@@ -119,6 +143,7 @@ class GapCamWidget(Container):
         self.threshold.changed.connect(self._refresh_localization)
         self.show_box.changed.connect(self._on_toggle)
         self.show_mask.changed.connect(self._on_toggle)
+        self.overlay_mp.changed.connect(self._refresh_overlays)
         for event in ("inserted", "removed", "reordered"):
             getattr(viewer.layers.events, event).connect(self._on_layers_changed)
         viewer.layers.selection.events.active.connect(self._follow_active)
@@ -150,6 +175,43 @@ class GapCamWidget(Container):
             if index not in first
         ]
         return head + rest
+
+    def _size_choices(self, _widget: Any = None) -> list[tuple[str, int]]:
+        default = f"model default ({self._model.input_size})" if self._model else "model default"
+        sizes = sorted({*SIZE_PRESETS, *self._custom_sizes})
+        return [(default, DEFAULT_SIZE)] + [(f"{size} px", size) for size in sizes]
+
+    def _make_input_size_typeable(self) -> None:
+        """The input size box also takes a typed short side (e.g. 640)."""
+        combo: QComboBox = self.input_size.native
+        combo.setEditable(True)
+        combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        combo.setToolTip(
+            "Short side of the network input: larger gives finer maps (stride 32: 448 → 14 cells)"
+        )
+        combo.lineEdit().editingFinished.connect(
+            lambda: self.set_input_size_text(combo.lineEdit().text())
+        )
+
+    def set_input_size_text(self, text: str) -> None:
+        """Select the input size typed as ``text`` ("640", "640 px" or a listed choice)."""
+        combo: QComboBox = self.input_size.native
+        if combo.findText(text, Qt.MatchFlag.MatchExactly) >= 0:
+            return
+        try:
+            size = int(text.lower().removesuffix("px").strip())
+        except ValueError:
+            self.status.value = f"Input size {text!r} is not a number of pixels (e.g. 640)."
+            combo.lineEdit().setText(combo.itemText(combo.currentIndex()))
+            return
+        if size < 32:
+            self.status.value = f"Input size {size} is too small: at least 32 pixels."
+            combo.lineEdit().setText(combo.itemText(combo.currentIndex()))
+            return
+        if size not in (*SIZE_PRESETS, *self._custom_sizes):
+            self._custom_sizes.append(size)
+            self.input_size.reset_choices()
+        self.input_size.value = size
 
     def _make_class_select_searchable(self) -> None:
         """Typing in the class box filters the classes (substring, any case)."""
@@ -238,16 +300,13 @@ class GapCamWidget(Container):
             "class_names": names,
         }
 
-    def _current_plane(self, layer: Image) -> tuple[int, ...]:
-        """Indices of the leading (non-displayed) axes at the viewer's current dims point."""
-        shape = spatial_shape(layer)
-        if len(shape) <= 2:
-            return ()
-        coords = layer.world_to_data(self._viewer.dims.point)
-        return tuple(
-            int(np.clip(np.round(c), 0, size - 1))
-            for c, size in zip(coords[: len(shape) - 2], shape[:-2], strict=True)
-        )
+    def _input_size_for(self, spec: dict[str, Any]) -> int:
+        """The input size a run will use (the model's default is known once it is loaded)."""
+        if self.input_size.value:
+            return int(self.input_size.value)
+        if self._model is not None and spec == self._model_spec:
+            return self._model.input_size
+        return 224
 
     def run(self, _value: Any = None) -> None:
         """Start a forward pass on the chosen layer's current plane."""
@@ -257,33 +316,30 @@ class GapCamWidget(Container):
         try:
             if source is None:
                 raise ValueError("No image layer: open an image (File ▸ Open) and press Run.")
-            if source.multiscale:
-                raise ValueError(
-                    f"Layer {source.name!r} is multiscale, which is not supported yet: add "
-                    "one resolution level as its own layer."
-                )
             spec = self._spec()
-            plane_index = self._current_plane(source)
-            plane = source.data[plane_index] if plane_index else source.data
+            choice = choose_plane(source, self._viewer.dims.point, self._input_size_for(spec))
         except ValueError as error:
             self._fail(error)
             return
         model = self._model if spec == self._model_spec else None
         contrast = None if source.rgb else tuple(source.contrast_limits)
         self.run_button.enabled = False
-        where = f" plane {plane_index}" if plane_index else ""
         loading = "" if model is not None else f"loading {spec['name']}, "
-        self.status.value = f"Running: {loading}forward pass on {source.name!r}{where}…"
+        self.status.value = (
+            f"Running: {loading}forward pass on {source.name!r}{choice.describe()}…"
+        )
         worker = create_worker(
             _compute,
             model,
             spec,
-            plane,
+            choice.data,
             contrast,
+            self.input_size.value,
             _progress={"desc": f"napari-gapcam on {source.name}"},
             _ignore_errors=True,  # napari itself notifies (with the traceback)
         )
-        worker.returned.connect(lambda out: self._on_result(out, spec, source, plane_index))
+        shape = spatial_shape(source)
+        worker.returned.connect(lambda out: self._on_result(out, spec, source, choice, shape))
         worker.errored.connect(lambda error: self._fail(error, notify=False))
         worker.finished.connect(self._on_finished)
         self._worker = worker
@@ -303,23 +359,30 @@ class GapCamWidget(Container):
         out: tuple[GapCamModel, CamResult, float],
         spec: dict[str, Any],
         source: Image,
-        plane: tuple[int, ...],
+        choice: PlaneChoice,
+        shape: tuple[int, ...],
     ) -> None:
         model, result, seconds = out
         if model is not self._model:  # a new model: its suggested box threshold
             with self.threshold.changed.blocked():
                 self.threshold.value = model.box_threshold
         self._model, self._model_spec = model, spec
+        with self.input_size.changed.blocked():  # "model default (N)" names the model's size
+            size = self.input_size.value
+            self.input_size.reset_choices()
+            self.input_size.value = size
         if source not in self._viewer.layers:
             self.status.value = f"Layer {source.name!r} was removed during the run."
             show_warning(f"napari-gapcam: layer {source.name!r} was removed; result dropped.")
             return
-        self._result, self._source, self._plane = result, source, plane
+        self._result, self._source, self._choice = result, source, choice
+        self._source_shape = shape
         top = result.topk(TOP_K)
         self.predictions.value = "\n".join(f"{100 * p:5.1f} %  {name}" for _, name, p in top)
-        where = f" (plane {plane})" if plane else ""
+        cells = "×".join(str(s) for s in result.features.shape[-2:])
         self.status.value = (
-            f"{model.arch} on {source.name!r}{where}: {seconds:.2f} s on {model.device}."
+            f"{model.arch} on {source.name!r}{choice.describe()}: {cells} map cells, "
+            f"{seconds:.2f} s on {model.device}."
         )
         with self.class_select.changed.blocked():
             self.class_select.reset_choices()
@@ -340,11 +403,29 @@ class GapCamWidget(Container):
             "weights": self._model.weights,
         }
 
+    def _placement(self) -> Placement:
+        """The overlay grid (bounded by ``overlay MP``) and where it sits in the source's data."""
+        image_shape = self._result.image_shape
+        grid = bounded_grid(image_shape, max(1, int(self.overlay_mp.value * 1e6)))
+        (sy, sx), (ty, tx) = grid_placement(image_shape, grid)
+        fy, fx = self._choice.level_scale  # level pixel → level-0 data (napari's convention)
+        return Placement(grid, (sy * fy, sx * fx), (ty * fy, tx * fx))
+
+    def _is_stale(self) -> bool:
+        """The source's data changed shape since the run: say so instead of failing."""
+        if spatial_shape(self._source) == self._source_shape:
+            return False
+        self.status.value = (
+            f"Layer {self._source.name!r} changed shape since the run "
+            f"({self._source_shape} → {spatial_shape(self._source)}): press Run for a new map."
+        )
+        return True
+
     def _refresh_overlays(self, _value: Any = None) -> None:
         """Show the selected class's CAM (and box/mask): cached features, no forward pass."""
         if self._result is None or self.class_select.value is None:
             return
-        if self._source not in self._viewer.layers:
+        if self._source not in self._viewer.layers or self._is_stale():
             return
         try:
             self._show_class()
@@ -353,32 +434,43 @@ class GapCamWidget(Container):
 
     def _show_class(self) -> None:
         meta = self._class_meta()
-        heat_map = self._result.cam(meta["class_index"])
-        self._overlays.show_cam(self._source, heat_map, self._plane, meta)
+        placement = self._placement()
+        heat_map = self._result.cam(meta["class_index"], shape=placement.grid)
+        index = self._choice.index
+        self._overlays.show_cam(self._source, heat_map, index, placement, meta)
         self.showing.value = f"{meta['class_name']}  (p = {meta['probability']:.3f})"
-        self._show_localization(heat_map)
+        self._show_localization(heat_map, placement)
 
     def _refresh_localization(self, _value: Any = None) -> None:
-        if self._result is None or self._source not in self._viewer.layers:
+        if self._result is None or self._source not in self._viewer.layers or self._is_stale():
             return
         try:
             self._show_localization()
         except Exception as error:
             self._fail(error)
 
-    def _show_localization(self, heat_map: np.ndarray | None = None) -> None:
+    def _show_localization(
+        self, heat_map: np.ndarray | None = None, placement: Placement | None = None
+    ) -> None:
+        """Box and mask of the grid map (the overlay's grid: bounded cost at any image size)."""
         if not (self.show_box.value or self.show_mask.value):
             return
         from .localize import largest_region
 
         meta = {**self._class_meta(), "threshold": float(self.threshold.value)}
+        placement = placement or self._placement()
         if heat_map is None:
-            heat_map = self._result.cam(meta["class_index"])
+            heat_map = self._result.cam(meta["class_index"], shape=placement.grid)
         mask, box = largest_region(heat_map, meta["threshold"])
+        index = self._choice.index
         if self.show_box.value:
             label = f"{meta['class_name']} {meta['probability']:.2f}"
-            self._overlays.show_box(self._source, box, self._plane, label, meta)
+            pixels = None  # the box in the pixels of the image the model read
+            if box is not None:
+                pixels = grid_box_to_pixels(box, self._result.image_shape, placement.grid)
+            box_meta = {**meta, "box": pixels, "grid_box": box, "level": self._choice.level}
+            self._overlays.show_box(self._source, box, index, placement, label, box_meta)
             if box is None:
                 self.status.value = "No region stands out in this class's map: no box."
         if self.show_mask.value:
-            self._overlays.show_mask(self._source, mask, self._plane, meta)
+            self._overlays.show_mask(self._source, mask, index, placement, meta)

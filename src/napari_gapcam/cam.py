@@ -34,13 +34,15 @@ def class_activation_map(features: torch.Tensor, weight: torch.Tensor) -> torch.
 def upsample_and_normalise(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bilinear (``align_corners=False``) upsampling to ``size``, then min-max to [0, 1].
 
-    A constant map (up to float rounding) gives zeros, never NaN.
+    A constant map (up to float rounding), or a 1-pixel target, gives zeros, never NaN.
     """
     low, high = raw.min(), raw.max()
     if not high - low > 1e-6 * raw.abs().max():
         return torch.zeros(size, dtype=raw.dtype, device=raw.device)
     up = F.interpolate(raw[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
     low, high = up.min(), up.max()
+    if not high > low:  # e.g. a 1×1 image: one value, nothing stands out
+        return torch.zeros_like(up)
     return (up - low) / (high - low)
 
 
@@ -106,10 +108,16 @@ class CamResult:
         """The CAM at the feature-map resolution (h×w float32), not normalised."""
         return self._raw(c).float().cpu().numpy()
 
-    def cam(self, c: ClassRef) -> np.ndarray:
-        """The CAM upsampled to the image's H×W and min-max normalised to [0, 1] (float32)."""
+    def cam(self, c: ClassRef, shape: tuple[int, int] | None = None) -> np.ndarray:
+        """The CAM upsampled to the image's H×W and min-max normalised to [0, 1] (float32).
+
+        ``shape=(h, w)`` gives the map at an h×w grid over the image instead (e.g. a bounded
+        overlay of a huge image); :func:`napari_gapcam.grid.grid_placement` says where its
+        cells sit in image pixels.
+        """
         raw = self._raw(c).float()
-        return upsample_and_normalise(raw, self.image_shape).cpu().numpy()
+        size = self.image_shape if shape is None else tuple(int(s) for s in shape)
+        return upsample_and_normalise(raw, size).cpu().numpy()
 
     def mask(self, c: ClassRef, threshold: float = 0.2) -> np.ndarray:
         """Largest connected region where ``cam(c) ≥ threshold · max`` (bool H×W)."""

@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import numpy as np
-
 from ._torch_guard import block_triton_if_llvm_loaded
 
 block_triton_if_llvm_loaded()
@@ -25,7 +23,14 @@ import torchvision  # noqa: E402
 from torch import nn  # noqa: E402
 
 from .cam import CamResult  # noqa: E402
-from .preprocess import to_input_tensor  # noqa: E402
+from .memory import (  # noqa: E402
+    InputTooLargeError,
+    available_bytes,
+    bytes_per_input_pixel,
+    check_fits,
+    too_large_message,
+)
+from .preprocess import image_layout, target_size, to_input_tensor  # noqa: E402
 
 # torchvision ResNet-family builders: GAP followed by one dense layer ``fc``.
 ARCHITECTURES = (
@@ -73,6 +78,7 @@ class GapCamModel:
         self.input_size = input_size
         # the threshold to suggest for boxes/masks: the checkpoint's, else Zhou et al.'s 20 %
         self.box_threshold = box_threshold
+        self._bytes_per_pixel: float | None = None
 
     def __repr__(self) -> str:
         return (
@@ -90,17 +96,40 @@ class GapCamModel:
     ) -> CamResult:
         """One forward pass on a 2D grey or RGB(A) image; returns a :class:`CamResult`.
 
-        The image is resized so its short side is ``input_size`` (default: the model's, 224 for
-        ImageNet weights), keeping the aspect ratio; ``square=True`` squashes it to a square.
+        ``image``: numpy, dask, zarr or any array-like that slices; it is read band by band and
+        never copied to float at full size. It is resized so its short side is ``input_size``
+        (default: the model's, 224 for ImageNet weights), keeping the aspect ratio;
+        ``square=True`` squashes it to a square. An input that would not fit in memory raises
+        :class:`~napari_gapcam.memory.InputTooLargeError` before anything runs.
         """
-        image = np.asarray(image)
-        tensor = to_input_tensor(
-            image, contrast_limits, input_size or self.input_size, square, self.device
-        )
-        maps = self.features(tensor.contiguous(memory_format=torch.channels_last))[0]
+        image_layout(image)
+        image_shape = tuple(int(s) for s in image.shape[:2])
+        input_size = input_size or self.input_size
+        size = target_size(*image_shape, input_size, square)
+        self.check_memory(size)
+        tensor = to_input_tensor(image, contrast_limits, input_size, square, self.device)
+        try:
+            maps = self.features(tensor.contiguous(memory_format=torch.channels_last))[0]
+        except torch.OutOfMemoryError as error:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            needed = self.bytes_per_input_pixel * size[0] * size[1]
+            message = too_large_message(size, needed, available_bytes(self.device), self.device)
+            raise InputTooLargeError(message) from error
         maps = maps.contiguous()  # K×h×w
         logits = self.fc(maps.mean(dim=(1, 2)))
-        return CamResult(maps, logits, self.fc.weight, self.class_names, image.shape[:2])
+        return CamResult(maps, logits, self.fc.weight, self.class_names, image_shape)
+
+    @property
+    def bytes_per_input_pixel(self) -> float:
+        """Activation memory per input pixel (an estimate, measured once)."""
+        if self._bytes_per_pixel is None:
+            self._bytes_per_pixel = bytes_per_input_pixel(self.features, self.device)
+        return self._bytes_per_pixel
+
+    def check_memory(self, size: tuple[int, int]) -> None:
+        """Raise :class:`InputTooLargeError` if an h×w input would need too much memory."""
+        check_fits(size, self.bytes_per_input_pixel, self.device)
 
 
 def available_devices() -> list[str]:

@@ -1,8 +1,21 @@
-"""Array → normalised input tensor: dtype and contrast, grey/RGB(A), sizing."""
+"""Array → normalised input tensor: dtype and contrast, grey/RGB(A), sizing.
+
+Images can be far larger than the network input (an 8192² mosaic for a 224² input), and lazy
+(dask, zarr). The image is therefore reduced **before** anything becomes float at full size:
+
+- uint8 RGB in memory: torch's antialiased bilinear resize runs on the uint8 pixels themselves
+  (a view, no copy);
+- anything else (uint16, float, bool, lazy arrays): read in bands of rows, each band turned into
+  float32, clipped to the contrast limits and block-averaged by an integer factor; only the
+  reduced image (about twice the input size) is resized with antialiasing.
+
+Contrast scaling is affine, so scaling the reduced image equals scaling every pixel first.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -15,99 +28,182 @@ import torch.nn.functional as F  # noqa: E402
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+MIN_INPUT = 32  # the smallest input side accepted (a stride-32 network gives one cell)
+MAX_ASPECT = 8  # the long input side is at most this many times the short one
+BAND_VALUES = 2**21  # float32 values per band of rows: 8 MiB
 
 
-def to_unit_range(image: np.ndarray, contrast_limits: Sequence[float] | None = None) -> np.ndarray:
-    """Return a float32 H×W×3 array in [0, 1] from a 2D grey or H×W×3/4 RGB(A) array.
-
-    Grey: scaled by ``contrast_limits`` (default: the image's min/max) and repeated to 3 channels.
-    RGB(A): alpha dropped; uint8 divided by 255, other integers by their dtype's maximum, floats
-    kept when already in [0, 1] and min-max scaled otherwise; explicit ``contrast_limits`` win.
-    A constant image gives zeros, never NaN.
-    """
-    unit = _unit_channels(image, contrast_limits)
-    return np.repeat(unit, 3, axis=-1) if unit.shape[-1] == 1 else unit
-
-
-def _unit_channels(image: np.ndarray, contrast_limits: Sequence[float] | None) -> np.ndarray:
-    """:func:`to_unit_range` without the grey repeat: H×W×1 (grey) or H×W×3, one float copy."""
-    array = np.asarray(image)  # computes dask / zarr / array-likes
-    if array.ndim == 3 and array.shape[-1] in (3, 4):
-        array = array[..., :3]
+def image_layout(image: Any) -> bool:
+    """Check a 2D grey or H×W×3/4 RGB(A) array-like without reading it; True when RGB(A)."""
+    shape, dtype = tuple(image.shape), np.dtype(image.dtype)
+    if len(shape) == 3 and shape[-1] in (3, 4):
         rgb = True
-    elif array.ndim == 2:
+    elif len(shape) == 2:
         rgb = False
     else:
         raise ValueError(
             f"Expected a 2D image (H×W) or an RGB(A) image (H×W×3 or H×W×4), got shape "
-            f"{array.shape}. For a stack, pass one plane, e.g. image[t]."
+            f"{shape}. For a stack, pass one plane, e.g. image[t]."
         )
-    if min(array.shape[:2]) < 1:
-        raise ValueError(f"The image is empty (shape {array.shape}).")
-    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise ValueError(f"Expected a real-valued image, got dtype {array.dtype}.")
-    if np.iscomplexobj(array):
+    if min(shape[:2]) < 1:
+        raise ValueError(f"The image is empty (shape {shape}).")
+    if np.issubdtype(dtype, np.complexfloating):
         raise ValueError("Complex images are not supported: pass np.abs(image) or image.real.")
+    if not (np.issubdtype(dtype, np.number) or dtype.kind == "b"):
+        raise ValueError(f"Expected a real-valued image, got dtype {dtype}.")
+    return rgb
 
+
+def _bands(image: Any, rows: int) -> Iterator[np.ndarray]:
+    """The image in bands of ``rows`` rows, RGB(A) cut to RGB; lazy arrays read band by band."""
+    rgb = image_layout(image)
+    for start in range(0, image.shape[0], rows):
+        band = image[start : start + rows]
+        yield np.asarray(band[..., :3] if rgb else band)
+
+
+def _band_rows(image: Any, multiple: int = 1) -> int:
+    """Rows per band: about ``BAND_VALUES`` values, a multiple of ``multiple``."""
+    values_per_row = int(np.prod(image.shape[1:])) * multiple
+    return multiple * max(1, BAND_VALUES // max(1, values_per_row))
+
+
+def _finite_min_max(array: np.ndarray) -> tuple[float, float] | None:
+    if np.issubdtype(array.dtype, np.floating):
+        low, high = np.nanmin(array), np.nanmax(array)  # no copy
+        if not (np.isfinite(low) and np.isfinite(high)):
+            finite = array[np.isfinite(array)]
+            if finite.size == 0:
+                return None
+            low, high = finite.min(), finite.max()
+        return float(low), float(high)
+    return float(array.min()), float(array.max())
+
+
+def intensity_range(
+    image: Any, contrast_limits: Sequence[float] | None = None
+) -> tuple[float, float]:
+    """The values that map to 0 and 1.
+
+    ``contrast_limits`` when given; bool: (0, 1); RGB: uint8 (0, 255), other integers (0, dtype
+    max), floats (0, 1) when already in [0, 1]; otherwise the finite min and max, found band by
+    band (a lazy image is read once more for it: pass ``contrast_limits`` to avoid that).
+    """
+    rgb = image_layout(image)
+    dtype = np.dtype(image.dtype)
     if contrast_limits is not None:
         low, high = (float(v) for v in contrast_limits)
-    elif array.dtype == bool:
-        low, high = 0.0, 1.0
-    elif rgb and array.dtype == np.uint8:
-        low, high = 0.0, 255.0
-    elif rgb and np.issubdtype(array.dtype, np.integer):
-        low, high = 0.0, float(np.iinfo(array.dtype).max)
-    else:
-        finite = array[np.isfinite(array)] if np.issubdtype(array.dtype, np.floating) else array
-        if finite.size == 0:
-            low = high = 0.0
-        else:
-            low, high = float(finite.min()), float(finite.max())
-        if rgb and 0.0 <= low and high <= 1.0:
-            low, high = 0.0, 1.0
+        return low, high
+    if dtype.kind == "b":
+        return 0.0, 1.0
+    if rgb and np.issubdtype(dtype, np.integer):
+        return 0.0, float(np.iinfo(dtype).max)
+    ranges = [r for band in _bands(image, _band_rows(image)) if (r := _finite_min_max(band))]
+    if not ranges:
+        return 0.0, 0.0
+    low, high = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    if rgb and 0.0 <= low and high <= 1.0:
+        return 0.0, 1.0
+    return low, high
 
-    scaled = array.astype(np.float32)  # the one full-resolution copy; the rest is in place
-    if high > low:
-        scaled -= low
-        scaled /= high - low
-    else:
-        scaled.fill(0.0)
-    np.nan_to_num(scaled, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
-    np.clip(scaled, 0.0, 1.0, out=scaled)
-    return scaled if rgb else scaled[..., None]
+
+def _needs_clip(dtype: np.dtype, low: float, high: float) -> bool:
+    """Whether values can fall outside [low, high] (integers whose whole range fits cannot)."""
+    if dtype.kind == "b":
+        return not (low <= 0 and high >= 1)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return not (low <= info.min and high >= info.max)
+    return True
+
+
+def reduce_image(image: Any, factor: int, low: float, high: float) -> torch.Tensor:
+    """Block-average by ``factor`` (partial blocks at the edges average what they hold).
+
+    Each band of rows becomes float32, its NaN/±inf and values outside ``[low, high]`` are
+    clipped as napari displays them, then it is averaged; the result is a 1×C×h×w float32 tensor
+    still in the image's units. Peak extra memory: one band (``BAND_VALUES`` floats).
+    """
+    dtype = np.dtype(image.dtype)
+    clip = _needs_clip(dtype, low, high) and high > low
+    pooled = []
+    for band in _bands(image, _band_rows(image, factor)):
+        values = band.astype(np.float32)
+        if np.issubdtype(dtype, np.floating):
+            np.nan_to_num(values, copy=False, nan=low, posinf=high, neginf=low)
+        if clip:
+            np.clip(values, low, high, out=values)
+        tensor = torch.from_numpy(values)
+        tensor = (tensor.permute(2, 0, 1) if tensor.ndim == 3 else tensor[None])[None]
+        if factor > 1:
+            tensor = F.avg_pool2d(tensor, factor, ceil_mode=True)
+        pooled.append(tensor.contiguous())
+    return torch.cat(pooled, dim=2)
+
+
+def to_unit_range(image: Any, contrast_limits: Sequence[float] | None = None) -> np.ndarray:
+    """A float32 H×W×3 array in [0, 1] (grey repeated to 3 channels) at full resolution.
+
+    The reference for the scaling rules of :func:`intensity_range`; it makes a full-size float
+    copy, so :func:`to_input_tensor` does not use it.
+    """
+    low, high = intensity_range(image, contrast_limits)
+    unit = _to_unit(reduce_image(image, 1, low, high), low, high)[0].permute(1, 2, 0).numpy()
+    return np.repeat(unit, 3, axis=-1) if unit.shape[-1] == 1 else unit
+
+
+def _to_unit(tensor: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    if not high > low:
+        return torch.zeros_like(tensor, dtype=torch.float32)
+    return ((tensor.float() - low) / (high - low)).clamp_(0.0, 1.0)
 
 
 def target_size(
     height: int, width: int, input_size: int = 224, square: bool = False
 ) -> tuple[int, int]:
-    """The network input size: short side = ``input_size`` keeping the aspect ratio, or a square."""
-    if input_size < 32:
-        raise ValueError(f"input_size must be at least 32 pixels, got {input_size}.")
+    """The network input size: short side = ``input_size`` keeping the aspect ratio, or a square.
+
+    Extreme aspect ratios (a 1×N line) are squashed so the long side stays within
+    ``MAX_ASPECT × input_size`` and the short side at least ``MIN_INPUT``.
+    """
+    if input_size < MIN_INPUT:
+        raise ValueError(f"input_size must be at least {MIN_INPUT} pixels, got {input_size}.")
     if square:
         return input_size, input_size
-    scale = input_size / min(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
+    scale = min(input_size / min(height, width), MAX_ASPECT * input_size / max(height, width))
+    return max(MIN_INPUT, round(height * scale)), max(MIN_INPUT, round(width * scale))
 
 
 def to_input_tensor(
-    image: np.ndarray,
+    image: Any,
     contrast_limits: Sequence[float] | None = None,
     input_size: int = 224,
     square: bool = False,
     device: torch.device | str = "cpu",
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
 ) -> torch.Tensor:
-    """Image → 1×3×h×w ImageNet-normalised float tensor on ``device`` (see :func:`to_unit_range`).
+    """Image → 1×3×h×w normalised float tensor on ``device``.
 
-    Resizing is bilinear with antialiasing; no crop, so the CAM covers the whole image.
+    ``image``: H×W grey or H×W×3/4 RGB(A); numpy, dask, zarr or any array-like that slices.
+    Values map to [0, 1] by :func:`intensity_range`, then ``(x - mean) / std``. Resizing is
+    bilinear with antialiasing (see the module docstring); no crop, so the CAM covers the whole
+    image.
     """
-    unit = _unit_channels(image, contrast_limits)  # grey stays one channel until after resizing
-    tensor = torch.from_numpy(unit).permute(2, 0, 1)[None].to(device)
-    size = target_size(unit.shape[0], unit.shape[1], input_size, square)
-    if size != tuple(tensor.shape[-2:]):
-        tensor = F.interpolate(
-            tensor, size=size, mode="bilinear", align_corners=False, antialias=True
-        )
-    tensor = tensor.expand(-1, 3, -1, -1)
-    mean = torch.tensor(IMAGENET_MEAN, device=tensor.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=tensor.device).view(1, 3, 1, 1)
-    return (tensor - mean) / std
+    rgb = image_layout(image)
+    height, width = image.shape[:2]
+    size = target_size(height, width, input_size, square)
+    low, high = intensity_range(image, contrast_limits)
+    factor = max(1, min(height // size[0], width // size[1]) // 2)
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and low <= 0 and high >= 255:
+        # uint8 in memory: resize the bytes themselves (a view: no full-size copy)
+        pixels = torch.from_numpy(image[..., :3] if rgb else image[..., None])
+        small = pixels.permute(2, 0, 1)[None]
+    else:
+        small = reduce_image(image, factor, low, high)
+    if size != tuple(small.shape[-2:]):
+        small = F.interpolate(small, size=size, mode="bilinear", antialias=True)
+    unit = _to_unit(small.to(device), low, high).expand(-1, 3, -1, -1)
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=unit.device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32, device=unit.device).view(1, 3, 1, 1)
+    return (unit - mean_t) / std_t

@@ -1,0 +1,148 @@
+"""Speed and memory of big images, engine and widget: ratios against baselines measured in the same run.
+
+    xvfb-run -a .venv/bin/python benchmarks/speed.py            # engine + widget rows
+    .venv/bin/python benchmarks/speed.py --engine-only           # no napari needed
+
+Engine rows: ``model.run`` on an 8192² image vs the same run on the image pre-shrunk to 256²
+(random ResNet-50 weights: speed does not depend on them), and the extra peak memory of the run
+(resident set high-water mark, reset just before it, minus the resident set before it) as a
+multiple of the image's bytes. Each case runs in a fresh process so peaks do not mix.
+Widget rows: one class change (the overlay and, with box and mask on, their update) on an RGB
+layer of 1024², 4096² and 6000², and the overlay's bytes. Medians of ``--repeat`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def _status(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field):
+                return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+def _median_ms(fn, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def engine_case(kind: str, side: int, repeat: int) -> dict:
+    """One engine row, in this process (called in a fresh subprocess)."""
+    import torch
+    from skimage.transform import resize
+
+    from napari_gapcam import load_model
+
+    torch.manual_seed(0)
+    model = load_model("resnet50", weights=None, device="cpu")
+    rng = np.random.default_rng(0)
+    if kind == "rgb_u8":
+        image = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+    else:
+        image = rng.integers(0, 65536, (side, side), dtype=np.uint16)
+    small = (resize(image[:: side // 256, :: side // 256], (256, 256), preserve_range=True)
+             .astype(image.dtype))
+    model.run(small)  # warm-up (the big image's first run is the one measured)
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # reset the high-water mark
+    before = _status("VmRSS")
+    model.run(image)
+    extra = _status("VmHWM") - before
+    big = _median_ms(lambda: model.run(image), repeat)
+    base = _median_ms(lambda: model.run(small), repeat)
+    return {"case": f"{kind} {side}²", "run_ms": big, "shrunk_ms": base, "ratio": big / base,
+            "extra_bytes": extra, "image_bytes": image.nbytes, "memory_ratio": extra / image.nbytes}
+
+
+def widget_rows(sides: list[int], repeat: int) -> list[dict]:
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_gapcam._widget import GapCamWidget
+
+    rows = []
+    viewer = napari.Viewer(show=False)
+    widget = GapCamWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.weights.value = "none (random init)"
+    widget.device.value = "cpu"
+    rng = np.random.default_rng(0)
+    for side in sides:
+        viewer.layers.clear()
+        layer = viewer.add_image(rng.integers(0, 256, (side, side, 3), dtype=np.uint8), name="big")
+        widget.image.value = layer
+        widget.run()
+        while widget.busy:
+            QApplication.processEvents()
+            time.sleep(0.01)
+        classes = [i for i, _, _ in widget._result.topk(10)]
+        for with_loc in (False, True):
+            widget.show_box.value = widget.show_mask.value = with_loc
+            QApplication.processEvents()
+            times = []
+            for k in range(repeat):
+                start = time.perf_counter()
+                widget.class_select.value = classes[1 + k % 9]
+                QApplication.processEvents()
+                times.append(time.perf_counter() - start)
+            cam = viewer.layers["big CAM"]
+            rows.append({"case": f"class change {side}²" + (" + box + mask" if with_loc else ""),
+                         "ms": 1000 * float(np.median(times)),
+                         "overlay_bytes": int(np.asarray(cam.data).nbytes),
+                         "full_size_bytes": side * side * 4})
+    viewer.close()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--side", type=int, default=8192)
+    parser.add_argument("--engine-only", action="store_true")
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        print(json.dumps(engine_case(args.case, args.side, args.repeat)))
+        return
+
+    import torch
+
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+          f"python {platform.python_version()}, torch {torch.__version__}, "
+          f"numpy {np.__version__}; medians of {args.repeat}")
+    print("\n| engine case | run | same run on 256² | ratio | extra peak memory |")
+    print("|---|---|---|---|---|")
+    for kind in ("rgb_u8", "grey_u16"):
+        out = subprocess.run([sys.executable, __file__, "--case", kind, "--side", str(args.side),
+                              "--repeat", str(args.repeat)], capture_output=True, text=True,
+                             check=True)
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"| {row['case']} | {row['run_ms']:.0f} ms | {row['shrunk_ms']:.0f} ms | "
+              f"{row['ratio']:.2f}× | {row['extra_bytes'] / 2**20:.0f} MiB = "
+              f"{row['memory_ratio']:.3f}× the image |")
+    if args.engine_only:
+        return
+    print("\n| widget case | time | overlay | full-size float32 map |")
+    print("|---|---|---|---|")
+    for row in widget_rows([1024, 4096, 6000], args.repeat):
+        print(f"| {row['case']} | {row['ms']:.1f} ms | {row['overlay_bytes'] / 2**20:.1f} MiB | "
+              f"{row['full_size_bytes'] / 2**20:.0f} MiB |")
+
+
+if __name__ == "__main__":
+    main()

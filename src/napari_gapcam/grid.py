@@ -1,0 +1,47 @@
+"""Grids over an image: a map computed at h×w cells and where those cells sit in image pixels.
+
+Bilinear upsampling with ``align_corners=False`` puts the centre of cell ``i`` of an ``h``-cell
+grid over ``H`` pixels at pixel coordinate ``(i + 0.5)·H/h − 0.5``: the grid is the image seen
+with scale ``H/h`` and translate ``(H/h − 1)/2``. An overlay stored at a small grid and given that
+scale and translate lies exactly over the full-size map.
+"""
+
+from __future__ import annotations
+
+import math
+
+Shape = tuple[int, int]
+
+
+def bounded_grid(image_shape: Shape, max_pixels: int) -> Shape:
+    """The largest grid of at most ``max_pixels`` cells with the image's aspect ratio.
+
+    Never larger than the image itself, never smaller than 1×1.
+    """
+    height, width = (int(s) for s in image_shape)
+    if height * width <= max_pixels:
+        return height, width
+    factor = math.sqrt(max_pixels / (height * width))
+    return max(1, math.floor(height * factor)), max(1, math.floor(width * factor))
+
+
+def grid_placement(image_shape: Shape, grid_shape: Shape) -> tuple[Shape, Shape]:
+    """``(scale, translate)`` that place a ``grid_shape`` grid over ``image_shape`` pixels."""
+    scale = tuple(i / g for i, g in zip(image_shape, grid_shape, strict=True))
+    translate = tuple((s - 1) / 2 for s in scale)
+    return scale, translate  # type: ignore[return-value]
+
+
+def grid_box_to_pixels(
+    box: tuple[int, int, int, int], image_shape: Shape, grid_shape: Shape
+) -> tuple[int, int, int, int]:
+    """A half-open box in grid cells → the half-open box of image pixels those cells cover."""
+    (sy, sx), _ = grid_placement(image_shape, grid_shape)
+    y0, x0, y1, x1 = box
+    height, width = image_shape
+    return (
+        max(0, math.floor(y0 * sy)),
+        max(0, math.floor(x0 * sx)),
+        min(height, math.ceil(y1 * sy)),
+        min(width, math.ceil(x1 * sx)),
+    )
