@@ -1,4 +1,4 @@
-"""Speed and memory of big images, engine and widget: ratios against baselines measured in the same run.
+"""Speed and memory on big images, engine and widget: ratios against same-run baselines.
 
     xvfb-run -a .venv/bin/python benchmarks/speed.py            # engine + widget rows
     .venv/bin/python benchmarks/speed.py --engine-only           # no napari needed
@@ -55,8 +55,9 @@ def engine_case(kind: str, side: int, repeat: int) -> dict:
         image = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
     else:
         image = rng.integers(0, 65536, (side, side), dtype=np.uint16)
-    small = (resize(image[:: side // 256, :: side // 256], (256, 256), preserve_range=True)
-             .astype(image.dtype))
+    small = resize(image[:: side // 256, :: side // 256], (256, 256), preserve_range=True).astype(
+        image.dtype
+    )
     model.run(small)  # warm-up (the big image's first run is the one measured)
     with open("/proc/self/clear_refs", "w") as refs:
         refs.write("5")  # reset the high-water mark
@@ -65,8 +66,15 @@ def engine_case(kind: str, side: int, repeat: int) -> dict:
     extra = _status("VmHWM") - before
     big = _median_ms(lambda: model.run(image), repeat)
     base = _median_ms(lambda: model.run(small), repeat)
-    return {"case": f"{kind} {side}²", "run_ms": big, "shrunk_ms": base, "ratio": big / base,
-            "extra_bytes": extra, "image_bytes": image.nbytes, "memory_ratio": extra / image.nbytes}
+    return {
+        "case": f"{kind} {side}²",
+        "run_ms": big,
+        "shrunk_ms": base,
+        "ratio": big / base,
+        "extra_bytes": extra,
+        "image_bytes": image.nbytes,
+        "memory_ratio": extra / image.nbytes,
+    }
 
 
 def widget_rows(sides: list[int], repeat: int) -> list[dict]:
@@ -101,10 +109,14 @@ def widget_rows(sides: list[int], repeat: int) -> list[dict]:
                 QApplication.processEvents()
                 times.append(time.perf_counter() - start)
             cam = viewer.layers["big CAM"]
-            rows.append({"case": f"class change {side}²" + (" + box + mask" if with_loc else ""),
-                         "ms": 1000 * float(np.median(times)),
-                         "overlay_bytes": int(np.asarray(cam.data).nbytes),
-                         "full_size_bytes": side * side * 4})
+            rows.append(
+                {
+                    "case": f"class change {side}²" + (" + box + mask" if with_loc else ""),
+                    "ms": 1000 * float(np.median(times)),
+                    "overlay_bytes": int(np.asarray(cam.data).nbytes),
+                    "full_size_bytes": side * side * 4,
+                }
+            )
     viewer.close()
     return rows
 
@@ -122,26 +134,44 @@ def main() -> None:
 
     import torch
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"python {platform.python_version()}, torch {torch.__version__}, "
-          f"numpy {np.__version__}; medians of {args.repeat}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"python {platform.python_version()}, torch {torch.__version__}, "
+        f"numpy {np.__version__}; medians of {args.repeat}"
+    )
     print("\n| engine case | run | same run on 256² | ratio | extra peak memory |")
     print("|---|---|---|---|---|")
     for kind in ("rgb_u8", "grey_u16"):
-        out = subprocess.run([sys.executable, __file__, "--case", kind, "--side", str(args.side),
-                              "--repeat", str(args.repeat)], capture_output=True, text=True,
-                             check=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--case",
+                kind,
+                "--side",
+                str(args.side),
+                "--repeat",
+                str(args.repeat),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         row = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"| {row['case']} | {row['run_ms']:.0f} ms | {row['shrunk_ms']:.0f} ms | "
-              f"{row['ratio']:.2f}× | {row['extra_bytes'] / 2**20:.0f} MiB = "
-              f"{row['memory_ratio']:.3f}× the image |")
+        print(
+            f"| {row['case']} | {row['run_ms']:.0f} ms | {row['shrunk_ms']:.0f} ms | "
+            f"{row['ratio']:.2f}× | {row['extra_bytes'] / 2**20:.0f} MiB = "
+            f"{row['memory_ratio']:.3f}× the image |"
+        )
     if args.engine_only:
         return
     print("\n| widget case | time | overlay | full-size float32 map |")
     print("|---|---|---|---|")
     for row in widget_rows([1024, 4096, 6000], args.repeat):
-        print(f"| {row['case']} | {row['ms']:.1f} ms | {row['overlay_bytes'] / 2**20:.1f} MiB | "
-              f"{row['full_size_bytes'] / 2**20:.0f} MiB |")
+        print(
+            f"| {row['case']} | {row['ms']:.1f} ms | {row['overlay_bytes'] / 2**20:.1f} MiB | "
+            f"{row['full_size_bytes'] / 2**20:.0f} MiB |"
+        )
 
 
 if __name__ == "__main__":

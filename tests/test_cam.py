@@ -183,7 +183,10 @@ def test_square_sizing(resnet50):
 def test_dask_input(resnet50):
     da = pytest.importorskip("dask.array")
     lazy = da.from_array(RGB, chunks=(60, 80, 3))
-    np.testing.assert_allclose(resnet50.run(lazy).logits, resnet50.run(RGB).logits, rtol=1e-5)
+    from_dask, from_numpy = resnet50.run(lazy), resnet50.run(RGB)
+    # numpy uint8 RGB is resized as uint8 (rounded to integers), dask as float: nearly equal
+    np.testing.assert_allclose(from_dask.logits, from_numpy.logits, atol=0.05)
+    assert np.abs(from_dask.cam(0) - from_numpy.cam(0)).max() < 0.02
 
 
 def test_result_from_hand_made_features():

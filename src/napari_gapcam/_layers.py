@@ -31,8 +31,8 @@ def is_overlay(layer: Layer) -> bool:
 
 def spatial_shape(source: Image) -> tuple[int, ...]:
     """The source's (level 0) shape without its RGB(A) channel axis."""
-    shape = tuple(source.level_shapes[0]) if source.multiscale else tuple(source.data.shape)
-    return shape[:-1] if source.rgb else shape
+    data = source.data[0] if source.multiscale else source.data
+    return tuple(int(s) for s in data.shape[: source.ndim])
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,10 @@ def transform_of(source: Layer, placement: Placement | None = None) -> dict[str,
         grid_scale, grid_translate = np.ones(source.ndim), np.zeros(source.ndim)
         grid_scale[-2:], grid_translate[-2:] = placement.scale, placement.translate
         linear = CompositeAffine(
-            scale=scale, translate=translate, rotate=source.rotate, shear=source.shear,
+            scale=scale,
+            translate=translate,
+            rotate=source.rotate,
+            shear=source.shear,
             ndim=source.ndim,
         ).linear_matrix
         scale, translate = scale * grid_scale, translate + linear @ grid_translate
@@ -69,6 +72,15 @@ def transform_of(source: Layer, placement: Placement | None = None) -> dict[str,
     if hasattr(source, "units"):
         transform["units"] = source.units
     return transform
+
+
+def _same(current: Any, new: Any) -> bool:
+    if hasattr(current, "affine_matrix"):
+        current = current.affine_matrix
+    try:
+        return bool(np.allclose(np.asarray(current, float), np.asarray(new, float)))
+    except (TypeError, ValueError):
+        return current == new
 
 
 class PlaneStack:
@@ -123,7 +135,8 @@ class Overlays:
         self, layer: Layer, source: Layer, placement: Placement, meta: dict[str, Any]
     ) -> None:
         for name, value in transform_of(source, placement).items():
-            setattr(layer, name, value)
+            if not _same(getattr(layer, name), value):  # each set refreshes the layer
+                setattr(layer, name, value)
         layer.metadata = {**layer.metadata, META_KEY: meta}
 
     def _put_plane(
@@ -235,13 +248,20 @@ class Overlays:
             )
             self._layers[(id(source), "box")] = (weakref.ref(source), layer, None)
             return layer
+        width = max(1.0, 0.006 * max(placement.grid))
         layer.selected_data = set()
-        layer.data = rectangles
-        if rectangles:
-            layer.shape_type = ["rectangle"]
-            layer.edge_color = BOX_COLOR
-            layer.face_color = "transparent"
-            layer.edge_width = max(1.0, 0.006 * max(placement.grid))
+        if not rectangles:
+            if len(layer.data):
+                layer.data = []
+        elif len(layer.data) == 1:  # move the box: keeps its type, colours and width
+            layer.data = rectangles
+        else:
+            layer.data = []
+            layer.add_rectangles(
+                rectangles, edge_width=width, edge_color=BOX_COLOR, face_color="transparent"
+            )
+        if rectangles and not np.allclose(layer.edge_width, width):
+            layer.edge_width = [width]
         layer.features = features
         layer.refresh_text()
         self._update_common(layer, source, placement, meta)

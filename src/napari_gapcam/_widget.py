@@ -43,6 +43,7 @@ TOP_K = 5
 DEFAULT_SIZE = 0  # input size choice: the model's own (224, or the checkpoint's)
 SIZE_PRESETS = (448, 896, 1344)
 OVERLAY_MEGAPIXELS = 1.0  # default per-plane budget of the overlays
+LOCALIZE_PIXELS = 250_000  # box and mask come from a grid of at most this many cells
 
 
 def _compute(
@@ -95,7 +96,11 @@ class GapCamWidget(Container):
         self.device = ComboBox(label="device", choices=available_devices(), value="auto")
         self.input_size = ComboBox(label="input size", choices=self._size_choices)
         self.overlay_mp = FloatSpinBox(
-            label="overlay MP", min=0.01, max=64.0, step=0.25, value=OVERLAY_MEGAPIXELS,
+            label="overlay MP",
+            min=0.01,
+            max=64.0,
+            step=0.25,
+            value=OVERLAY_MEGAPIXELS,
             tooltip="Overlay resolution per plane, in megapixels (the map is smooth: 1 is plenty)",
         )
         self.run_button = PushButton(text="Run")
@@ -177,9 +182,8 @@ class GapCamWidget(Container):
         return head + rest
 
     def _size_choices(self, _widget: Any = None) -> list[tuple[str, int]]:
-        default = f"model default ({self._model.input_size})" if self._model else "model default"
-        sizes = sorted({*SIZE_PRESETS, *self._custom_sizes})
-        return [(default, DEFAULT_SIZE)] + [(f"{size} px", size) for size in sizes]
+        sizes = [*SIZE_PRESETS, *self._custom_sizes]
+        return [("model default", DEFAULT_SIZE)] + [(f"{size} px", size) for size in sizes]
 
     def _make_input_size_typeable(self) -> None:
         """The input size box also takes a typed short side (e.g. 640)."""
@@ -325,9 +329,7 @@ class GapCamWidget(Container):
         contrast = None if source.rgb else tuple(source.contrast_limits)
         self.run_button.enabled = False
         loading = "" if model is not None else f"loading {spec['name']}, "
-        self.status.value = (
-            f"Running: {loading}forward pass on {source.name!r}{choice.describe()}…"
-        )
+        self.status.value = f"Running: {loading}forward pass on {source.name!r}{choice.describe()}…"
         worker = create_worker(
             _compute,
             model,
@@ -367,10 +369,6 @@ class GapCamWidget(Container):
             with self.threshold.changed.blocked():
                 self.threshold.value = model.box_threshold
         self._model, self._model_spec = model, spec
-        with self.input_size.changed.blocked():  # "model default (N)" names the model's size
-            size = self.input_size.value
-            self.input_size.reset_choices()
-            self.input_size.value = size
         if source not in self._viewer.layers:
             self.status.value = f"Layer {source.name!r} was removed during the run."
             show_warning(f"napari-gapcam: layer {source.name!r} was removed; result dropped.")
@@ -379,10 +377,13 @@ class GapCamWidget(Container):
         self._source_shape = shape
         top = result.topk(TOP_K)
         self.predictions.value = "\n".join(f"{100 * p:5.1f} %  {name}" for _, name, p in top)
-        cells = "×".join(str(s) for s in result.features.shape[-2:])
+        size, cells = (
+            "×".join(str(s) for s in shape)
+            for shape in (result.input_shape, result.features.shape[-2:])
+        )
         self.status.value = (
-            f"{model.arch} on {source.name!r}{choice.describe()}: {cells} map cells, "
-            f"{seconds:.2f} s on {model.device}."
+            f"{model.arch} on {source.name!r}{choice.describe()}: input {size}, {cells} map "
+            f"cells, {seconds:.2f} s on {model.device}."
         )
         with self.class_select.changed.blocked():
             self.class_select.reset_choices()
@@ -403,10 +404,11 @@ class GapCamWidget(Container):
             "weights": self._model.weights,
         }
 
-    def _placement(self) -> Placement:
+    def _placement(self, max_pixels: int | None = None) -> Placement:
         """The overlay grid (bounded by ``overlay MP``) and where it sits in the source's data."""
         image_shape = self._result.image_shape
-        grid = bounded_grid(image_shape, max(1, int(self.overlay_mp.value * 1e6)))
+        budget = max(1, int(self.overlay_mp.value * 1e6))
+        grid = bounded_grid(image_shape, min(budget, max_pixels or budget))
         (sy, sx), (ty, tx) = grid_placement(image_shape, grid)
         fy, fx = self._choice.level_scale  # level pixel → level-0 data (napari's convention)
         return Placement(grid, (sy * fy, sx * fx), (ty * fy, tx * fx))
@@ -458,9 +460,10 @@ class GapCamWidget(Container):
         from .localize import largest_region
 
         meta = {**self._class_meta(), "threshold": float(self.threshold.value)}
-        placement = placement or self._placement()
-        if heat_map is None:
-            heat_map = self._result.cam(meta["class_index"], shape=placement.grid)
+        placement_here = self._placement(LOCALIZE_PIXELS)
+        if heat_map is None or placement is None or placement_here.grid != placement.grid:
+            heat_map = self._result.cam(meta["class_index"], shape=placement_here.grid)
+        placement = placement_here
         mask, box = largest_region(heat_map, meta["threshold"])
         index = self._choice.index
         if self.show_box.value:

@@ -59,6 +59,7 @@ class CamResult:
         fc_weight: torch.Tensor,
         class_names: Sequence[str],
         image_shape: tuple[int, int],
+        input_shape: tuple[int, int] | None = None,
     ) -> None:
         self.features = features  # K×h×w, on the model's device
         self._weight = fc_weight.detach()  # C×K, on the model's device
@@ -66,6 +67,8 @@ class CamResult:
         self.probabilities: np.ndarray = torch.softmax(logits.float(), 0).cpu().numpy()
         self.class_names: list[str] = list(class_names)
         self.image_shape = tuple(int(s) for s in image_shape)
+        # the network input's h×w (the image resized): known when the model made the result
+        self.input_shape = tuple(int(s) for s in input_shape) if input_shape else None
 
     def __repr__(self) -> str:
         best = ", ".join(f"{name} {p:.3f}" for _, name, p in self.topk(3))

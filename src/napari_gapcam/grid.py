@@ -22,7 +22,9 @@ def bounded_grid(image_shape: Shape, max_pixels: int) -> Shape:
     if height * width <= max_pixels:
         return height, width
     factor = math.sqrt(max_pixels / (height * width))
-    return max(1, math.floor(height * factor)), max(1, math.floor(width * factor))
+    rows, cols = max(1, math.floor(height * factor)), max(1, math.floor(width * factor))
+    # a thin image: the short side stops at 1 cell, so the long side takes the rest
+    return min(rows, max(1, max_pixels // cols)), min(cols, max(1, max_pixels // rows))
 
 
 def grid_placement(image_shape: Shape, grid_shape: Shape) -> tuple[Shape, Shape]:

@@ -118,7 +118,9 @@ class GapCamModel:
             raise InputTooLargeError(message) from error
         maps = maps.contiguous()  # K×h×w
         logits = self.fc(maps.mean(dim=(1, 2)))
-        return CamResult(maps, logits, self.fc.weight, self.class_names, image_shape)
+        return CamResult(
+            maps, logits, self.fc.weight, self.class_names, image_shape, tensor.shape[-2:]
+        )
 
     @property
     def bytes_per_input_pixel(self) -> float:

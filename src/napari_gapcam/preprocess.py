@@ -194,14 +194,23 @@ def to_input_tensor(
     height, width = image.shape[:2]
     size = target_size(height, width, input_size, square)
     low, high = intensity_range(image, contrast_limits)
-    factor = max(1, min(height // size[0], width // size[1]) // 2)
+    factor = max(1, min(height // size[0], width // size[1]) // 4)
     if isinstance(image, np.ndarray) and image.dtype == np.uint8 and low <= 0 and high >= 255:
         # uint8 in memory: resize the bytes themselves (a view: no full-size copy)
         pixels = torch.from_numpy(image[..., :3] if rgb else image[..., None])
         small = pixels.permute(2, 0, 1)[None]
     else:
         small = reduce_image(image, factor, low, high)
-    if size != tuple(small.shape[-2:]):
+    if factor > 1:  # cells of ``factor`` pixels (the last may be partial): scale, not shape
+        scale = (size[0] * factor / height, size[1] * factor / width)
+        small = F.interpolate(
+            small,
+            scale_factor=scale,
+            mode="bilinear",
+            antialias=True,
+            recompute_scale_factor=False,
+        )[..., : size[0], : size[1]]
+    elif size != tuple(small.shape[-2:]):
         small = F.interpolate(small, size=size, mode="bilinear", antialias=True)
     unit = _to_unit(small.to(device), low, high).expand(-1, 3, -1, -1)
     mean_t = torch.tensor(mean, dtype=torch.float32, device=unit.device).view(1, 3, 1, 1)
