@@ -108,6 +108,21 @@ def widget_rows(sides: list[int], repeat: int) -> list[dict]:
                 widget.class_select.value = classes[1 + k % 9]
                 QApplication.processEvents()
                 times.append(time.perf_counter() - start)
+            if with_loc:  # a threshold change: box and mask only
+                thresholds = []
+                for k in range(repeat):
+                    start = time.perf_counter()
+                    widget.threshold.value = 0.3 + 0.05 * (k % 8)
+                    QApplication.processEvents()
+                    thresholds.append(time.perf_counter() - start)
+                rows.append(
+                    {
+                        "case": f"threshold change {side}² (box + mask)",
+                        "ms": 1000 * float(np.median(thresholds)),
+                        "overlay_bytes": int(np.asarray(viewer.layers["big CAM mask"].data).nbytes),
+                        "full_size_bytes": side * side,
+                    }
+                )
             cam = viewer.layers["big CAM"]
             rows.append(
                 {

@@ -62,3 +62,34 @@ def test_torch_after_software_opengl_does_not_crash():
     )
     done = _run_python(code)
     assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-2000:]
+
+
+def test_wheel_ships_the_license(tmp_path):
+    """The BSD-3-Clause text travels with the wheel (PEP 639 license files)."""
+    import zipfile
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (wheel,) = tmp_path.glob("napari_gapcam-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    licenses = [name for name in names if name.endswith("LICENSE")]
+    assert licenses, names
+    text = zipfile.ZipFile(wheel).read(licenses[0]).decode()
+    assert "BSD 3-Clause License" in text
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA")))
+    assert b"License-Expression: BSD-3-Clause" in metadata

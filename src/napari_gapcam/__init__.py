@@ -21,16 +21,22 @@ _LAZY = {
     "mask_from_map": "localize",
     "boxes_from_map": "localize",
     "largest_region": "localize",
+    "InputTooLargeError": "memory",
+    "bounded_grid": "grid",
+    "grid_placement": "grid",
 }
 __all__ = [
     "ARCHITECTURES",
     "CamResult",
     "GapCamModel",
+    "InputTooLargeError",
     "WeightsError",
     "__version__",
     "available_devices",
+    "bounded_grid",
     "boxes_from_map",
     "class_activation_map",
+    "grid_placement",
     "largest_region",
     "load_model",
     "mask_from_map",
@@ -38,7 +44,9 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .cam import CamResult, class_activation_map
+    from .grid import bounded_grid, grid_placement
     from .localize import boxes_from_map, largest_region, mask_from_map
+    from .memory import InputTooLargeError
     from .models import ARCHITECTURES, GapCamModel, WeightsError, available_devices, load_model
 
 
