@@ -95,10 +95,14 @@ def to_input_tensor(
     input_size: int = 224,
     square: bool = False,
     device: torch.device | str = "cpu",
+    *,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
 ) -> torch.Tensor:
-    """Image → 1×3×h×w ImageNet-normalised float tensor on ``device`` (see :func:`to_unit_range`).
+    """Image → 1×3×h×w float tensor on ``device``, normalised by the model's ``mean``/``std``.
 
-    Resizing is bilinear with antialiasing; no crop, so the CAM covers the whole image.
+    See :func:`to_unit_range`. Resizing is bilinear with antialiasing; no crop, so the CAM
+    covers the whole image. ``mean`` and ``std`` default to ImageNet's.
     """
     unit = _unit_channels(image, contrast_limits)  # grey stays one channel until after resizing
     tensor = torch.from_numpy(unit).permute(2, 0, 1)[None].to(device)
@@ -108,6 +112,6 @@ def to_input_tensor(
             tensor, size=size, mode="bilinear", align_corners=False, antialias=True
         )
     tensor = tensor.expand(-1, 3, -1, -1)
-    mean = torch.tensor(IMAGENET_MEAN, device=tensor.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=tensor.device).view(1, 3, 1, 1)
-    return (tensor - mean) / std
+    mean_ = torch.tensor(mean, dtype=tensor.dtype, device=tensor.device).view(1, 3, 1, 1)
+    std_ = torch.tensor(std, dtype=tensor.dtype, device=tensor.device).view(1, 3, 1, 1)
+    return (tensor - mean_) / std_
