@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,10 @@ def fit(
         found = guess(state_dict) if guess is not None else None
         hint = f" It looks like a {found} state dict: choose {found!r}." if found else ""
         raise WeightsError(f"The weights {label} do not fit {arch}: {'; '.join(problems)}.{hint}")
-    network.load_state_dict(
-        {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
+    converted = OrderedDict(
+        (k, v.float() if v.is_floating_point() else v) for k, v in state_dict.items()
     )
+    # per-module versions (mnasnet needs them): the file's, else the current ones
+    metadata = getattr(state_dict, "_metadata", None) or network.state_dict()._metadata
+    converted._metadata = metadata  # type: ignore[attr-defined]
+    network.load_state_dict(converted)
