@@ -68,15 +68,28 @@ def num_outputs(head: nn.Module) -> int | None:
     return last.out_channels if last is not None else None
 
 
+def _names(layers: list[nn.Module]) -> str:
+    kept = [type(m).__name__ for m in layers if not isinstance(m, (nn.Identity, nn.Dropout))]
+    return " → ".join(kept) or "(none)"
+
+
 def describe(*modules: nn.Module) -> str:
     """The leaf layers of ``modules`` in order, e.g. ``AdaptiveAvgPool2d → Linear``."""
-    leaves = [
-        type(m).__name__
-        for module in modules
-        for m in module.modules()
-        if not list(m.children()) and not isinstance(m, (nn.Identity, nn.Dropout))
-    ]
-    return " → ".join(leaves) or "(none)"
+    return _names([m for module in modules for m in module.modules() if not list(m.children())])
+
+
+@torch.no_grad()
+def describe_calls(head: nn.Module, maps: torch.Tensor) -> str:
+    """The leaf layers ``head`` calls on ``maps``, in order (a one-off probe with hooks)."""
+    called: list[nn.Module] = []
+    leaves = [m for m in head.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(lambda m, *_: called.append(m)) for m in leaves]
+    try:
+        head(maps)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return _names(called)
 
 
 @torch.no_grad()

@@ -8,11 +8,8 @@ from typing import Any
 from ._torch import nn, torch
 from .config import ModelConfig
 from .errors import UnsupportedModelError
-from .heads import Split, as_linear, describe, is_gap_linear
+from .heads import Split, as_linear, describe_calls, is_gap_linear
 from .weights import StateDict, fit, num_classes
-
-_HEAD_PARTS = ("global_pool", "conv_head", "norm_head", "act2", "head_drop", "fc_norm")
-_HEAD_PARTS += ("pre_logits", "head", "flatten", "classifier", "fc")
 
 
 def import_timm() -> Any:
@@ -99,10 +96,7 @@ def split_timm(network: nn.Module, name: str, input_size: int) -> Split:
             "not spatial maps: a CAM or Grad-CAM needs maps that a global pooling averages "
             "(a CNN such as timm:resnet50 or timm:convnext_tiny)."
         )
-    parts = [getattr(network, part) for part in _HEAD_PARTS if hasattr(network, part)]
-    description = (
-        f"timm {name}'s head ({describe(*[p for p in parts if isinstance(p, nn.Module)])})"
-    )
+    description = f"timm {name}'s head ({describe_calls(head, probe)})"
     layer = network.get_classifier()
     exact = as_linear(layer) is not None and is_gap_linear(head, layer, probe.shape[1])
     return Split(features, head, as_linear(layer) if exact else None, description)
