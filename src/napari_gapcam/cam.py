@@ -124,6 +124,10 @@ class CamResult:
         order = np.argsort(-self.probabilities, kind="stable")[: max(0, k)]
         return [(int(i), self.class_names[i], float(self.probabilities[i])) for i in order]
 
+    def is_ready(self, c: ClassRef) -> bool:
+        """True when class ``c``'s map costs no more network pass (CAM, or Grad-CAM done)."""
+        return isinstance(self._method, Cam) or self.class_index(c) in self._cache
+
     def _raw(self, c: ClassRef) -> torch.Tensor:
         index = self.class_index(c)
         if isinstance(self._method, Cam):  # one GEMV: not worth caching
