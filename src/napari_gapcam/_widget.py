@@ -414,7 +414,7 @@ class GapCamWidget(Container):
         """Grad-CAM: the class's backward pass off the UI thread, then the overlays."""
         if self._class_worker is not None:  # when it ends, the class selected then is shown
             return
-        result = self._result
+        result, status = self._result, self.status.value
         self.status.value = f"Grad-CAM of {result.class_names[index]!r}: one backward pass…"
         worker = create_worker(
             result.raw_cam,
@@ -423,14 +423,16 @@ class GapCamWidget(Container):
             _ignore_errors=True,
         )
         worker.errored.connect(lambda error: self._fail(error, notify=False))
-        worker.finished.connect(lambda: self._on_class_finished(result, index))
+        worker.finished.connect(lambda: self._on_class_finished(result, index, status))
         self._class_worker = worker
         self.run_button.enabled = False
         worker.start()
 
-    def _on_class_finished(self, result: CamResult, index: int) -> None:
+    def _on_class_finished(self, result: CamResult, index: int, status: str) -> None:
         self._class_worker = None
         self.run_button.enabled = not self.busy
+        if result.is_ready(index):
+            self.status.value = status  # the run's line again
         current = self.class_select.value
         if result is self._result and (current != index or result.is_ready(index)):
             self._refresh_overlays()
