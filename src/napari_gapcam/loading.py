@@ -72,14 +72,17 @@ def load_model(
     network = build(name, classes, state_dict, settings)
     if state_dict is not None:
         fit(network, state_dict, name, label, lambda sd: guess_arch(sd, classes))
+    config = default_config(entry or _default_weights(name)).updated(settings)
+    names = resolve_class_names(class_names, weight_names, classes, label)
+    split = family.split(network.eval())
+    return _assemble(split, names, name, label, torch_device, method, config)
+
+
+def _default_weights(arch: str) -> Any:
+    """torchvision's default weights entry: its transforms are the architecture's defaults."""
     import torchvision
 
-    config = default_config(entry or torchvision.models.get_model_weights(name).DEFAULT)
-    names = resolve_class_names(class_names, weight_names, classes, label)
-    return _assemble(
-        family.split(network.eval()), names, name, label, torch_device, method,
-        config.updated(settings),
-    )  # fmt: skip
+    return torchvision.models.get_model_weights(arch).DEFAULT
 
 
 def _load_timm(
