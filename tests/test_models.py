@@ -60,13 +60,14 @@ def test_unknown_weights_name():
 def test_named_weights_for_every_architecture():
     for arch in ARCHITECTURES:
         names = named_weights(arch)
-        assert names and names[0] == "IMAGENET1K_V1"
+        assert names, arch
         assert cached_weights_path(arch, names[0]).suffix == ".pth"
+    assert named_weights("resnet50")[:2] == ["IMAGENET1K_V1", "IMAGENET1K_V2"]
 
 
 def test_unknown_architecture():
-    with pytest.raises(ValueError, match="resnet18"):
-        load_model("vgg16", weights=None)
+    with pytest.raises(ValueError, match="Unknown architecture 'resnet9'.*'resnet18'"):
+        load_model("resnet9", weights=None)
 
 
 # ------------------------------------------------------------------- checkpoints

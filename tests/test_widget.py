@@ -274,3 +274,59 @@ def test_bundled_demo_model_on_the_shapes_sample(viewer, qtbot):
     assert "synthetic shapes CAM box" in viewer.layers
     widget.arch.value = "resnet50"  # the demo belongs to resnet18 only
     assert DEMO not in widget.weights.choices
+
+
+# ------------------------------------------------------- models: families, timm, Grad-CAM
+def test_model_picker_lists_families_and_weights_follow(viewer):
+    widget = make_widget(viewer)
+    labels = [widget.arch.native.itemText(i) for i in range(widget.arch.native.count())]
+    assert "resnet50  (resnet, CAM)" in labels
+    assert "convnext_tiny  (convnext, Grad-CAM)" in labels
+    assert any(label.startswith("swin_t  (swin, CAM)") for label in labels)
+    widget._pick_arch("efficientnet_v2_s")  # typed text: the first match is selected
+    assert widget.arch.value == "efficientnet_v2_s"
+    assert list(widget.weights.choices)[0] == "IMAGENET1K_V1"
+    combo = widget.arch.native
+    combo.lineEdit().setText("timm:test_resnet")
+    from qtpy.QtTest import QTest
+
+    QTest.keyClick(combo.lineEdit(), Qt.Key.Key_Return)
+    assert widget.arch.value == "timm:test_resnet"
+    assert list(widget.weights.choices) == [FILE, "none (random init)"]
+
+
+def test_typed_timm_model_runs(viewer, qtbot):
+    pytest.importorskip("timm")
+    viewer.add_image(data.coffee()[::4, ::4], name="coffee")
+    widget = make_widget(viewer)
+    widget._pick_arch("timm:test_resnet")
+    widget.weights.value = "none (random init)"
+    run_and_wait(widget, qtbot)
+    assert "timm:test_resnet (CAM)" in widget.status.value
+    assert "coffee CAM" in viewer.layers
+
+
+def test_grad_cam_model_in_memory_class_change_in_a_worker(viewer, qtbot):
+    from napari_gapcam import load_model
+
+    viewer.add_image(data.chelsea()[::4, ::4], name="cat")
+    widget = make_widget(viewer)
+    model = load_model("mobilenet_v3_small", weights=None, device="cpu")
+    widget.use_model(model)
+    assert widget.arch.value == "in memory" and list(widget.weights.choices) == ["in memory"]
+    run_and_wait(widget, qtbot)
+    assert widget._model is model
+    assert "(Grad-CAM)" in widget.status.value
+    layer = cam_layer(viewer, "cat")
+    result = widget._result
+    np.testing.assert_allclose(layer.data, result.cam(widget.class_select.value))
+
+    model.features = None  # a class change needs a backward pass through the head only
+    other = widget.class_select.choices[2]
+    assert not result.is_ready(other)
+    widget.class_select.value = other
+    assert widget.busy and not widget.run_button.enabled  # the backward pass runs in a worker
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT_MS)
+    assert widget.run_button.enabled
+    assert layer.metadata["gapcam"]["class_index"] == other
+    np.testing.assert_allclose(layer.data, result.cam(other))

@@ -1,4 +1,4 @@
-"""napari-gapcam: class activation maps (CAM) of GAP-CNNs on napari image layers.
+"""napari-gapcam: class activation maps (CAM, Grad-CAM) of CNNs on napari image layers.
 
 The engine (``load_model``, ``CamResult``, …) is imported lazily: importing this package does
 not import torch.
@@ -12,6 +12,9 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "load_model": "models",
+    "from_module": "models",
+    "ModelConfig": "models",
+    "UnsupportedModelError": "models",
     "GapCamModel": "models",
     "WeightsError": "models",
     "ARCHITECTURES": "models",
@@ -30,6 +33,8 @@ __all__ = [
     "CamResult",
     "GapCamModel",
     "InputTooLargeError",
+    "ModelConfig",
+    "UnsupportedModelError",
     "WeightsError",
     "__version__",
     "available_devices",
@@ -37,6 +42,7 @@ __all__ = [
     "boxes_from_map",
     "class_activation_map",
     "grid_placement",
+    "from_module",
     "largest_region",
     "load_model",
     "mask_from_map",
@@ -47,7 +53,16 @@ if TYPE_CHECKING:
     from .grid import bounded_grid, grid_placement
     from .localize import boxes_from_map, largest_region, mask_from_map
     from .memory import InputTooLargeError
-    from .models import ARCHITECTURES, GapCamModel, WeightsError, available_devices, load_model
+    from .models import (
+        ARCHITECTURES,
+        GapCamModel,
+        ModelConfig,
+        UnsupportedModelError,
+        WeightsError,
+        available_devices,
+        from_module,
+        load_model,
+    )
 
 
 def __getattr__(name: str) -> Any:

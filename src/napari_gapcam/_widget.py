@@ -1,7 +1,8 @@
 """The dock widget: pick an image layer and a model, Run, then pick a class.
 
 The forward pass runs in a ``thread_worker``; a class or threshold change reuses the cached
-features (no forward pass). torch is imported when the widget is created, not with napari.
+features (no forward pass; a Grad-CAM class costs one backward pass, also in a worker). torch is
+imported when the widget is created, not with napari.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 FILE = "file…"
 RANDOM = "none (random init)"
 DEMO = "shapes demo (bundled)"  # resnet18 trained on synthetic shapes, for offline use
+IN_MEMORY = "in memory"  # a model handed over with GapCamWidget.use_model
+TIMM = "timm:"
 TOP_K = 5
 DEFAULT_SIZE = 0  # input size choice: the model's own (224, or the checkpoint's)
 SIZE_PRESETS = (448, 896, 1344)
@@ -63,14 +66,16 @@ def _compute(
     if model is None:
         model = load_model(**spec)
     result = model.run(plane, contrast_limits, input_size=input_size or None)
+    result.raw_cam(result.topk(1)[0][0])  # Grad-CAM: the top class's backward pass, here too
     return model, result, time.perf_counter() - start
 
 
 class GapCamWidget(Container):
-    """Class activation maps of a GAP-CNN (ResNet-50 by default) on the active image layer."""
+    """Class activation maps (CAM, or Grad-CAM) of a CNN (ResNet-50 by default) on the active
+    image layer."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        from .models import ARCHITECTURES, DEMO_WEIGHTS, available_devices, named_weights
+        from .models import DEMO_WEIGHTS, METHODS, available_devices, named_weights
 
         super().__init__(labels=True)
         self._viewer = viewer
@@ -79,16 +84,20 @@ class GapCamWidget(Container):
         self._overlays = Overlays(viewer)
         self._model: GapCamModel | None = None
         self._model_spec: dict[str, Any] | None = None
+        self._memory_model: GapCamModel | None = None  # from use_model
+        self._typed_models: list[str] = []  # timm:<name> typed in the model box
         self._result: CamResult | None = None
         self._source: Image | None = None  # the layer the current result belongs to
         self._choice: PlaneChoice | None = None  # the plane (and level) of the current result
         self._source_shape: tuple[int, ...] = ()  # the source's shape at run time
         self._custom_sizes: list[int] = []
         self._worker = None
+        self._class_worker = None  # a Grad-CAM backward pass for a class change
 
         self.image = ComboBox(label="image", choices=self._image_choices)
-        self.arch = ComboBox(label="model", choices=ARCHITECTURES, value="resnet50")
+        self.arch = ComboBox(label="model", choices=self._arch_choices, value="resnet50")
         self.weights = ComboBox(label="weights", choices=self._weight_choices)
+        self.method = ComboBox(label="method", choices=METHODS, value="auto")
         self.weights_file = FileEdit(
             label="weights file", mode="r", filter="*.pt *.pth *.ckpt *.tar"
         )
@@ -120,6 +129,7 @@ class GapCamWidget(Container):
                 self.weights,
                 self.weights_file,
                 self.names_file,
+                self.method,
                 self.device,
                 self.input_size,
                 self.overlay_mp,
@@ -136,6 +146,7 @@ class GapCamWidget(Container):
         self.weights.value = "IMAGENET1K_V1"
         self._make_class_select_searchable()
         self._make_input_size_typeable()
+        self._make_arch_searchable()
         self._on_weights_changed()
         for label in (self.status, self.predictions, self.showing):
             label.native.setWordWrap(True)
@@ -162,8 +173,28 @@ class GapCamWidget(Container):
             if isinstance(layer, Image) and not is_overlay(layer)
         ]
 
+    def _arch_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
+        """torchvision architectures labelled with their family and method, typed timm names,
+        and the model handed over with :meth:`use_model`."""
+        from .families import architectures, family_of
+
+        choices = []
+        for arch in architectures():
+            family = family_of(arch)
+            choices.append(
+                (f"{arch}  ({family.name}, {'CAM' if family.exact else 'Grad-CAM'})", arch)
+            )
+        choices += [(f"{name}  (timm)", name) for name in self._typed_models]
+        if self._memory_model is not None:
+            choices.append((f"{IN_MEMORY}: {self._memory_model.arch}", IN_MEMORY))
+        return choices
+
     def _weight_choices(self, _widget: Any = None) -> list[str]:
         arch = self.arch.value if hasattr(self, "arch") else "resnet50"
+        if arch == IN_MEMORY:
+            return [IN_MEMORY]
+        if str(arch).startswith(TIMM):
+            return [FILE, RANDOM]
         demo = [DEMO] if arch == "resnet18" and self._demo_weights.is_file() else []
         return [*self._named_weights(arch), *demo, FILE, RANDOM]
 
@@ -219,18 +250,29 @@ class GapCamWidget(Container):
 
     def _make_class_select_searchable(self) -> None:
         """Typing in the class box filters the classes (substring, any case)."""
-        combo: QComboBox = self.class_select.native
-        combo.setEditable(True)
-        combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
-        completer = combo.completer()
-        completer.setFilterMode(Qt.MatchFlag.MatchContains)
-        completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
-        completer.setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
-        combo.lineEdit().setPlaceholderText("run first; then type to search the classes")
-        completer.activated[str].connect(self._pick_class_by_text)
-        combo.lineEdit().returnPressed.connect(
-            lambda: self._pick_class_by_text(combo.lineEdit().text())
-        )
+        placeholder = "run first; then type to search the classes"
+        _make_searchable(self.class_select.native, placeholder, self._pick_class_by_text)
+
+    def _make_arch_searchable(self) -> None:
+        """Typing in the model box filters the architectures; Enter accepts ``timm:<name>``."""
+        _make_searchable(self.arch.native, "type to search, or timm:<name>", self._pick_arch)
+
+    def _pick_arch(self, text: str) -> None:
+        """Select the first model whose label contains ``text``; a new ``timm:<name>`` is added."""
+        combo: QComboBox = self.arch.native
+        text = text.strip()
+        if text.startswith(TIMM) and len(text) > len(TIMM):
+            name = text.split()[0]
+            if name not in self._typed_models:
+                self._typed_models.append(name)
+                self.arch.reset_choices()
+            self.arch.value = name
+            return
+        index = combo.findText(text, Qt.MatchFlag.MatchContains)
+        if index >= 0:
+            combo.setCurrentIndex(index)
+        else:
+            self.status.value = f"No model matches {text!r} (a timm model: timm:<name>)."
 
     def _pick_class_by_text(self, text: str) -> None:
         """Select the first class whose label contains ``text`` (any case)."""
@@ -280,10 +322,19 @@ class GapCamWidget(Container):
     # ----------------------------------------------------------------- running
     @property
     def busy(self) -> bool:
-        """True while a forward pass runs."""
-        return self._worker is not None
+        """True while a forward pass (or a Grad-CAM backward pass) runs."""
+        return self._worker is not None or self._class_worker is not None
+
+    def use_model(self, model: GapCamModel) -> None:
+        """Use a model built in Python (``load_model``, ``from_module``) from now on."""
+        self._memory_model = model
+        self.arch.reset_choices()
+        self.arch.value = IN_MEMORY
+        self.status.value = f"Using {model.arch} ({model.method_label}), in memory: press Run."
 
     def _spec(self) -> dict[str, Any]:
+        if self.arch.value == IN_MEMORY:
+            return {"name": IN_MEMORY, "model": id(self._memory_model)}
         weights: Any = self.weights.value
         names: Any = None
         if weights == RANDOM:
@@ -302,6 +353,7 @@ class GapCamWidget(Container):
             "weights": weights,
             "device": self.device.value,
             "class_names": names,
+            "method": self.method.value,
         }
 
     def _input_size_for(self, spec: dict[str, Any]) -> int:
@@ -326,6 +378,8 @@ class GapCamWidget(Container):
             self._fail(error)
             return
         model = self._model if spec == self._model_spec else None
+        if spec["name"] == IN_MEMORY:
+            model = self._memory_model
         contrast = None if source.rgb else tuple(source.contrast_limits)
         self.run_button.enabled = False
         loading = "" if model is not None else f"loading {spec['name']}, "
@@ -349,7 +403,7 @@ class GapCamWidget(Container):
 
     def _on_finished(self) -> None:
         self._worker = None
-        self.run_button.enabled = True
+        self.run_button.enabled = not self.busy
 
     def _fail(self, error: BaseException, notify: bool = True) -> None:
         self.status.value = f"Error: {error}"
@@ -382,8 +436,8 @@ class GapCamWidget(Container):
             for shape in (result.input_shape, result.features.shape[-2:])
         )
         self.status.value = (
-            f"{model.arch} on {source.name!r}{choice.describe()}: input {size}, {cells} map "
-            f"cells, {seconds:.2f} s on {model.device}."
+            f"{model.arch} ({model.method_label}) on {source.name!r}{choice.describe()}: "
+            f"input {size}, {cells} map cells, {seconds:.2f} s on {model.device}."
         )
         with self.class_select.changed.blocked():
             self.class_select.reset_choices()
@@ -429,10 +483,40 @@ class GapCamWidget(Container):
             return
         if self._source not in self._viewer.layers or self._is_stale():
             return
+        if not self._result.is_ready(self.class_select.value):
+            self._start_class_worker(self.class_select.value)
+            return
         try:
             self._show_class()
         except Exception as error:  # keep the viewer alive; say what went wrong
             self._fail(error)
+
+    def _start_class_worker(self, index: int) -> None:
+        """Grad-CAM: the class's backward pass off the UI thread, then the overlays."""
+        if self._class_worker is not None:  # when it ends, the class selected then is shown
+            return
+        result, status = self._result, self.status.value
+        self.status.value = f"Grad-CAM of {result.class_names[index]!r}: one backward pass…"
+        worker = create_worker(
+            result.raw_cam,
+            index,
+            _progress={"desc": "napari-gapcam Grad-CAM"},
+            _ignore_errors=True,
+        )
+        worker.errored.connect(lambda error: self._fail(error, notify=False))
+        worker.finished.connect(lambda: self._on_class_finished(result, index, status))
+        self._class_worker = worker
+        self.run_button.enabled = False
+        worker.start()
+
+    def _on_class_finished(self, result: CamResult, index: int, status: str) -> None:
+        self._class_worker = None
+        self.run_button.enabled = not self.busy
+        if result.is_ready(index):
+            self.status.value = status  # the run's line again
+        current = self.class_select.value
+        if result is self._result and (current != index or result.is_ready(index)):
+            self._refresh_overlays()
 
     def _show_class(self) -> None:
         meta = self._class_meta()
@@ -446,6 +530,8 @@ class GapCamWidget(Container):
     def _refresh_localization(self, _value: Any = None) -> None:
         if self._result is None or self._source not in self._viewer.layers or self._is_stale():
             return
+        if not self._result.is_ready(self.class_select.value):
+            return  # a Grad-CAM worker runs; it refreshes everything when done
         try:
             self._show_localization()
         except Exception as error:
@@ -477,3 +563,16 @@ class GapCamWidget(Container):
                 self.status.value = "No region stands out in this class's map: no box."
         if self.show_mask.value:
             self._overlays.show_mask(self._source, mask, index, placement, meta)
+
+
+def _make_searchable(combo: QComboBox, placeholder: str, pick: Any) -> None:
+    """An editable combo box whose popup filters its items (substring, any case)."""
+    combo.setEditable(True)
+    combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+    completer = combo.completer()
+    completer.setFilterMode(Qt.MatchFlag.MatchContains)
+    completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+    completer.setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
+    combo.lineEdit().setPlaceholderText(placeholder)
+    completer.activated[str].connect(pick)
+    combo.lineEdit().returnPressed.connect(lambda: pick(combo.lineEdit().text()))

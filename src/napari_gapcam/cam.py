@@ -1,9 +1,13 @@
-"""The class activation map (Zhou et al., CVPR 2016) and the result of one forward pass."""
+"""The class activation map (Zhou et al., CVPR 2016) and the result of one forward pass.
+
+The result is method-agnostic: it asks a *method* (a callable ``(features, c) → h×w map``) for
+the raw map of a class: :class:`Cam` here, :class:`~napari_gapcam.gradcam.GradCam` for other heads.
+"""
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -17,6 +21,7 @@ import torch.nn.functional as F  # noqa: E402
 from .localize import Box, boxes_from_map, largest_region, mask_from_map  # noqa: E402
 
 ClassRef = int | str
+Method = Callable[[torch.Tensor, int], torch.Tensor]  # (features K×h×w, class) → raw map h×w
 
 
 def class_activation_map(features: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -29,6 +34,18 @@ def class_activation_map(features: torch.Tensor, weight: torch.Tensor) -> torch.
     ``z_c = Σ_k w[c, k] · mean_xy A_k + b_c``, the map's mean plus the bias is the logit.
     """
     return torch.einsum("k,khw->hw", weight, features)
+
+
+class Cam:
+    """The CAM method: the dense layer's weights ``w`` (C×K), one weighted sum per class."""
+
+    name = "CAM"
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        self.weight = weight.detach()
+
+    def __call__(self, features: torch.Tensor, c: int) -> torch.Tensor:
+        return class_activation_map(features, self.weight[c])
 
 
 def upsample_and_normalise(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -49,20 +66,23 @@ def upsample_and_normalise(raw: torch.Tensor, size: tuple[int, int]) -> torch.Te
 class CamResult:
     """One forward pass: logits and the last conv block's maps, kept on the model's device.
 
-    Every map is computed from the cached maps, so switching class costs no forward pass.
+    Every map is computed from the cached maps, so switching class costs no forward pass (a
+    Grad-CAM class costs one backward pass through the head, then is cached).
+    ``method`` is the dense layer's weights (C×K, for the CAM) or a method object.
     """
 
     def __init__(
         self,
         features: torch.Tensor,
         logits: torch.Tensor,
-        fc_weight: torch.Tensor,
+        method: torch.Tensor | Method,
         class_names: Sequence[str],
         image_shape: tuple[int, int],
         input_shape: tuple[int, int] | None = None,
     ) -> None:
         self.features = features  # K×h×w, on the model's device
-        self._weight = fc_weight.detach()  # C×K, on the model's device
+        self._method: Method = Cam(method) if isinstance(method, torch.Tensor) else method
+        self._cache: dict[int, torch.Tensor] = {}  # raw maps of costly methods (Grad-CAM)
         self.logits: np.ndarray = logits.detach().float().cpu().numpy()
         self.probabilities: np.ndarray = torch.softmax(logits.float(), 0).cpu().numpy()
         self.class_names: list[str] = list(class_names)
@@ -72,7 +92,12 @@ class CamResult:
 
     def __repr__(self) -> str:
         best = ", ".join(f"{name} {p:.3f}" for _, name, p in self.topk(3))
-        return f"CamResult(image_shape={self.image_shape}, top-3: {best})"
+        return f"CamResult({self.method}, image_shape={self.image_shape}, top-3: {best})"
+
+    @property
+    def method(self) -> str:
+        """``"CAM"`` or ``"Grad-CAM"``."""
+        return getattr(self._method, "name", type(self._method).__name__)
 
     @property
     def num_classes(self) -> int:
@@ -104,15 +129,27 @@ class CamResult:
         order = np.argsort(-self.probabilities, kind="stable")[: max(0, k)]
         return [(int(i), self.class_names[i], float(self.probabilities[i])) for i in order]
 
+    def is_ready(self, c: ClassRef) -> bool:
+        """True when class ``c``'s map costs no more network pass (CAM, or Grad-CAM done)."""
+        return isinstance(self._method, Cam) or self.class_index(c) in self._cache
+
     def _raw(self, c: ClassRef) -> torch.Tensor:
-        return class_activation_map(self.features, self._weight[self.class_index(c)])
+        index = self.class_index(c)
+        if isinstance(self._method, Cam):  # one GEMV: not worth caching
+            return self._method(self.features, index)
+        if index not in self._cache:
+            self._cache[index] = self._method(self.features, index)
+        return self._cache[index]
 
     def raw_cam(self, c: ClassRef) -> np.ndarray:
-        """The CAM at the feature-map resolution (h×w float32), not normalised."""
+        """The map at the feature-map resolution (h×w float32), not normalised.
+
+        CAM: ``Σ_k w[c, k]·A_k`` (no ReLU, no bias); Grad-CAM: ``ReLU(Σ_k α_k·A_k)``.
+        """
         return self._raw(c).float().cpu().numpy()
 
     def cam(self, c: ClassRef, shape: tuple[int, int] | None = None) -> np.ndarray:
-        """The CAM upsampled to the image's H×W and min-max normalised to [0, 1] (float32).
+        """The map upsampled to the image's H×W and min-max normalised to [0, 1] (float32).
 
         ``shape=(h, w)`` gives the map at an h×w grid over the image instead (e.g. a bounded
         overlay of a huge image); :func:`napari_gapcam.grid.grid_placement` says where its

@@ -15,7 +15,8 @@ block_triton_if_llvm_loaded()
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-PROBE = 64  # side of the probe input
+PROBE = 128  # side of the probe input
+FALLBACK = 300.0  # bytes per input pixel when no probe runs
 SAFETY = 4  # tensors alive at once, in units of the largest activation
 FREE_FRACTION = 0.5  # refuse a forward pass that needs more than this share of free memory
 
@@ -25,14 +26,25 @@ class InputTooLargeError(MemoryError):
 
 
 @torch.inference_mode()
-def bytes_per_input_pixel(features: nn.Module, device: torch.device) -> float:
-    """Peak activation bytes per input pixel of ``features`` (probe: one 64² forward pass)."""
-    x = torch.zeros(1, 3, PROBE, PROBE, device=device)
-    largest = x.numel() * x.element_size()
-    for layer in features.children() if isinstance(features, nn.Sequential) else [features]:
-        x = layer(x)
-        largest = max(largest, x.numel() * x.element_size())
-    return SAFETY * largest / PROBE**2 + 3 * 4  # + the float input itself
+def bytes_per_input_pixel(
+    features: nn.Module, device: torch.device, input_size: int = 224
+) -> float:
+    """Peak activation bytes per input pixel of ``features``, from one small forward pass.
+
+    The probe is 128² (or ``input_size``² for networks that need a given size); a network that
+    runs on neither gets ``FALLBACK`` (ResNet-50's measurement, rounded up).
+    """
+    for side in dict.fromkeys((PROBE, input_size)):
+        x = torch.zeros(1, 3, side, side, device=device)
+        largest = x.numel() * x.element_size()
+        try:
+            for layer in features.children() if isinstance(features, nn.Sequential) else [features]:
+                x = layer(x)
+                largest = max(largest, x.numel() * x.element_size())
+        except (RuntimeError, ValueError, AssertionError):
+            continue
+        return SAFETY * largest / side**2 + 3 * 4  # + the float input itself
+    return FALLBACK
 
 
 def available_bytes(device: torch.device) -> int:

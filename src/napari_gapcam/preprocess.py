@@ -180,6 +180,7 @@ def to_input_tensor(
     input_size: int = 224,
     square: bool = False,
     device: torch.device | str = "cpu",
+    *,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
 ) -> torch.Tensor:

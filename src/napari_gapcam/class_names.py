@@ -1,0 +1,68 @@
+"""Class names: given, the weights' own, a file beside the checkpoint, ImageNet's, ``class i``."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+
+from .errors import WeightsError
+
+NamesArg = Sequence[str] | str | os.PathLike | None
+
+
+@cache
+def imagenet_categories() -> list[str]:
+    """torchvision's 1000 ImageNet category names."""
+    import torchvision
+
+    return list(torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def sidecar_names(path: Path) -> list[str] | None:
+    """Names from a ``.json`` or ``.txt`` file with the checkpoint's name beside it, if any."""
+    for suffix in (".json", ".txt"):
+        sidecar = path.with_suffix(suffix)
+        if sidecar.is_file():
+            return read_names(sidecar)
+    return None
+
+
+def read_names(path: Path) -> list[str]:
+    """A ``.json`` list, or a text file with one name per line."""
+    if not path.is_file():
+        raise WeightsError(f"Class-names file not found: {path}")
+    if path.suffix.lower() == ".json":
+        try:
+            names = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise WeightsError(f"{path} is not valid JSON: {error}") from error
+        if not isinstance(names, list):
+            raise WeightsError(f"{path} must hold a JSON list of class names.")
+        return [str(name) for name in names]
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip()]
+
+
+def resolve_class_names(
+    given: NamesArg, from_weights: Sequence[str] | None, num_classes: int, label: str
+) -> list[str]:
+    """``given`` (a list or a file), else the weights' names, else ImageNet's, else ``class i``."""
+    if isinstance(given, (str, os.PathLike)):
+        names, source = read_names(Path(given).expanduser()), str(given)
+    elif given is not None:
+        names, source = [str(name) for name in given], "class_names"
+    elif from_weights is not None:
+        names, source = list(from_weights), label
+    elif num_classes == 1000:
+        return imagenet_categories()
+    else:
+        return [f"class {i}" for i in range(num_classes)]
+    if len(names) != num_classes:
+        raise WeightsError(
+            f"Class-name count mismatch: {source} gives {len(names)} names, but the model's "
+            f"dense layer has {num_classes} classes."
+        )
+    return names

@@ -1,0 +1,42 @@
+"""A model's preprocessing and suggestions: input size, mean, std, box threshold."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD
+
+# checkpoint keys that override a model's defaults
+CHECKPOINT_KEYS = ("input_size", "mean", "std", "box_threshold")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What the model expects and suggests.
+
+    ``input_size`` is the short side the image is resized to; ``mean``/``std`` normalise the
+    [0, 1] RGB input per channel; ``box_threshold`` is the suggested box/mask threshold (the
+    checkpoint's, else Zhou et al.'s 20 %).
+    """
+
+    input_size: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    box_threshold: float = 0.2
+
+    def updated(self, settings: dict[str, Any]) -> ModelConfig:
+        """A copy with the given settings (checkpoint keys) replacing the defaults."""
+        known = {key: settings[key] for key in CHECKPOINT_KEYS if key in settings}
+        for key in ("mean", "std"):
+            if key in known:
+                values = tuple(float(v) for v in known[key])
+                if len(values) != 3:
+                    raise ValueError(f"{key} must hold 3 values (R, G, B), got {values}.")
+                known[key] = values
+        if "input_size" in known:
+            known["input_size"] = int(known["input_size"])
+        if "box_threshold" in known:
+            known["box_threshold"] = float(known["box_threshold"])
+        return dataclasses.replace(self, **known)

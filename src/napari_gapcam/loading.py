@@ -1,0 +1,190 @@
+"""``load_model`` (torchvision families, ``timm:<name>``) and ``from_module`` (in-memory)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ._torch import nn, torch
+from .class_names import NamesArg, resolve_class_names, sidecar_names
+from .config import ModelConfig
+from .device import resolve_device
+from .errors import UnsupportedModelError
+from .families import build, default_config, family_of, family_of_network, guess_arch
+from .heads import GapLinear, Split, as_linear, describe, num_outputs
+from .model import GapCamModel
+from .weights import fit, is_named, load_checkpoint, load_named, num_classes
+
+RANDOM = "none (random init)"
+TIMM = "timm:"
+
+
+def load_model(
+    name: str = "resnet50",
+    weights: str | os.PathLike | None = "IMAGENET1K_V1",
+    device: str | torch.device = "auto",
+    class_names: NamesArg = None,
+    method: str = "auto",
+) -> GapCamModel:
+    """Build a classifier, load its weights, split it at its last spatial maps.
+
+    Args:
+        name: a torchvision architecture (``ARCHITECTURES``: the ResNet, DenseNet,
+            EfficientNet (v1, v2), MobileNet v2/v3, MNASNet, RegNet, ShuffleNet v2, GoogLeNet,
+            Inception v3, Swin and ConvNeXt families) or ``"timm:<name>"`` (needs timm).
+        weights: a torchvision weight name (``"IMAGENET1K_V1"``, …; read from the torch hub
+            cache under ``TORCH_HOME``, downloaded once otherwise), a path to a checkpoint (a
+            state dict, or a dict holding ``state_dict`` and optionally ``class_names``,
+            ``arch``, ``input_size``, ``mean``, ``std``, ``box_threshold``,
+            ``transform_input``), or ``None`` for a random init. timm: a file or ``None``.
+        device: ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"cuda:1"``,
+            ``"mps"``.
+        class_names: a list, or a ``.json`` (list) / ``.txt`` (one per line) file. Default: the
+            weights' own (torchvision's categories, the checkpoint's, or a ``.json``/``.txt``
+            file beside the checkpoint), else ImageNet's for 1000 classes, else ``class i``.
+        method: ``"auto"`` (the exact CAM where the head is GAP + one dense layer, else
+            Grad-CAM), ``"cam"`` (an error for other heads) or ``"gradcam"``.
+    """
+    if name.startswith(TIMM):
+        return _load_timm(name.removeprefix(TIMM), weights, device, class_names, method)
+    family = family_of(name)
+    torch_device = resolve_device(device)
+    settings: dict[str, Any] = {}
+    weight_names: Sequence[str] | None = None
+    entry = None
+    if weights is None:
+        state_dict, label = None, RANDOM
+    elif is_named(name, weights):
+        state_dict, entry = load_named(name, str(weights))
+        weight_names, label = entry.meta["categories"], str(weights)
+        if family.build_kwargs is not None:  # torchvision's own builders do this for weights
+            settings["transform_input"] = True
+    else:
+        path = Path(weights).expanduser()
+        state_dict, weight_names, settings = load_checkpoint(path, name)
+        weight_names, label = weight_names or sidecar_names(path), str(path)
+
+    what = f"a torchvision {family.name} network (its dense layer is {family.classifier})"
+    classifier_key = f"{family.classifier}.weight"
+    classes = 1000 if state_dict is None else num_classes(state_dict, classifier_key, label, what)
+    network = build(name, classes, state_dict, settings)
+    if state_dict is not None:
+        fit(network, state_dict, name, label, lambda sd: guess_arch(sd, classes))
+    config = default_config(entry or _default_weights(name)).updated(settings)
+    names = resolve_class_names(class_names, weight_names, classes, label)
+    split = family.split(network.eval())
+    return _assemble(split, names, name, label, torch_device, method, config)
+
+
+def _default_weights(arch: str) -> Any:
+    """torchvision's default weights entry: its transforms are the architecture's defaults."""
+    import torchvision
+
+    return torchvision.models.get_model_weights(arch).DEFAULT
+
+
+def _load_timm(
+    name: str,
+    weights: str | os.PathLike | None,
+    device: str | torch.device,
+    class_names: NamesArg,
+    method: str,
+) -> GapCamModel:
+    from .timm_models import build_timm, split_timm, timm_config
+
+    torch_device = resolve_device(device)
+    state_dict, weight_names, settings, label = None, None, {}, RANDOM
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.suffix and not path.exists():
+            raise ValueError(
+                f"timm weights are a checkpoint file or None, got {weights!r} (named timm "
+                "weights come from the Hugging Face hub: download the file, pass its path)."
+            )
+        state_dict, weight_names, settings = load_checkpoint(path, f"{TIMM}{name}")
+        weight_names, label = weight_names or sidecar_names(path), str(path)
+    network = build_timm(name, state_dict, label).to(torch_device)
+    config = timm_config(network).updated(settings)
+    split = split_timm(network, name, min(config.input_size, 224))
+    names = resolve_class_names(class_names, weight_names, network.num_classes, label)
+    return _assemble(split, names, f"{TIMM}{name}", label, torch_device, method, config)
+
+
+def from_module(
+    module: nn.Module,
+    class_names: NamesArg = None,
+    *,
+    features: nn.Module | None = None,
+    classifier: nn.Module | None = None,
+    method: str = "auto",
+    config: ModelConfig | None = None,
+) -> GapCamModel:
+    """Use a network built in Python (its own parameters, on its own device; set to eval).
+
+    torchvision networks of the known families and timm models are split by themselves. Any
+    other network needs ``features`` (image N×3×H×W → last maps N×K×h×w) and ``classifier``
+    (what follows the global average pooling, on the pooled N×K vector: a dense layer gives the
+    exact CAM, an MLP Grad-CAM). ``config`` (input size, mean, std; default ImageNet's at
+    224, or timm's) says how to preprocess images.
+    """
+    module.eval()
+    parameter = next(module.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    arch = type(module).__name__
+    if features is not None or classifier is not None:
+        if features is None or classifier is None:
+            raise ValueError("Pass both features= (image → maps) and classifier= (after the GAP).")
+        fc = as_linear(classifier)
+        head = GapLinear(classifier)
+        split = Split(features.eval(), head.eval(), fc, f"GAP → {describe(classifier)}")
+    elif _is_timm(module):
+        from .timm_models import split_timm, timm_config
+
+        config = config or timm_config(module)
+        split = split_timm(module, arch, min(config.input_size, 224))
+        arch = f"{TIMM}{getattr(module, 'default_cfg', {}).get('architecture', arch)}"
+    elif (family := family_of_network(module)) is not None:
+        split = family.split(module)
+    else:
+        raise UnsupportedModelError(
+            f"from_module does not know how to split a {arch}: pass features= (the module "
+            "giving the last spatial maps, N×K×h×w) and classifier= (what follows the global "
+            "average pooling)."
+        )
+    classes = num_outputs(split.head)
+    if classes is None:
+        raise UnsupportedModelError(f"No dense layer found in {split.description}.")
+    names = resolve_class_names(class_names, None, classes, "the module")
+    return _assemble(split, names, arch, "in memory", device, method, config or ModelConfig())
+
+
+def _is_timm(module: nn.Module) -> bool:
+    from .timm_models import is_timm_module
+
+    return is_timm_module(module)
+
+
+def _assemble(
+    split: Split,
+    names: list[str],
+    arch: str,
+    label: str,
+    device: torch.device,
+    method: str,
+    config: ModelConfig,
+) -> GapCamModel:
+    features = split.features.to(device, memory_format=torch.channels_last)
+    return GapCamModel(
+        features,
+        split.head.to(device),
+        names,
+        arch=arch,
+        weights=label,
+        device=device,
+        fc=split.fc.to(device) if split.fc is not None else None,
+        method=method,
+        config=config,
+        head_description=split.description,
+    )

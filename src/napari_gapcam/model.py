@@ -1,0 +1,152 @@
+"""GapCamModel: a network split into maps and head, its preprocessing, and its method."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ._torch import nn, torch
+from .cam import Cam, CamResult
+from .config import ModelConfig
+from .gradcam import GradCam
+from .memory import (
+    InputTooLargeError,
+    available_bytes,
+    bytes_per_input_pixel,
+    check_fits,
+    too_large_message,
+)
+from .preprocess import image_layout, target_size, to_input_tensor
+
+METHODS = ("auto", "cam", "gradcam")
+METHOD_LABELS = {"cam": "CAM", "gradcam": "Grad-CAM"}
+
+
+def choose_method(method: str, fc: nn.Module | None, head: str) -> str:
+    """``"auto"``: the exact CAM where the head is GAP + dense, else Grad-CAM."""
+    if method not in METHODS:
+        raise ValueError(f"Unknown method {method!r}: use one of {', '.join(METHODS)}.")
+    if method == "cam" and fc is None:
+        raise ValueError(
+            f"method='cam' needs a head that is a global average pooling and one dense layer; "
+            f"{head} is not. Use method='gradcam' (or 'auto', which picks it)."
+        )
+    if method == "auto":
+        return "cam" if fc is not None else "gradcam"
+    return method
+
+
+class GapCamModel:
+    """A classifier split into ``features`` (image → last spatial maps) and ``head`` (maps →
+    logits); ``fc`` is the dense layer after the GAP when the head is GAP + dense (else None).
+
+    ``method`` is ``"cam"`` (exact, from ``fc``'s weights) or ``"gradcam"`` (a backward pass
+    through ``head``); ``config`` holds the input size, mean/std and the suggested box threshold.
+    """
+
+    def __init__(
+        self,
+        features: nn.Module,
+        head: nn.Module,
+        class_names: Sequence[str],
+        *,
+        arch: str,
+        weights: str,
+        device: torch.device,
+        fc: nn.Linear | None = None,
+        method: str = "auto",
+        config: ModelConfig | None = None,
+        head_description: str = "the head",
+    ) -> None:
+        self.features = features.eval()
+        self.head = head.eval()
+        self.fc = fc.eval() if fc is not None else None
+        self.method = choose_method(method, fc, head_description)
+        self.head_description = head_description
+        self.class_names = list(class_names)
+        self.arch = arch
+        self.weights = weights
+        self.device = device
+        self.config = config or ModelConfig()
+        self._method = Cam(fc.weight) if self.method == "cam" else GradCam(self.head)
+        self._bytes_per_pixel: float | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"GapCamModel(arch={self.arch!r}, weights={self.weights!r}, method={self.method!r}, "
+            f"classes={len(self.class_names)}, device={str(self.device)!r})"
+        )
+
+    @property
+    def method_label(self) -> str:
+        """``"CAM"`` or ``"Grad-CAM"``."""
+        return METHOD_LABELS[self.method]
+
+    @property
+    def input_size(self) -> int:
+        return self.config.input_size
+
+    @property
+    def box_threshold(self) -> float:
+        """The threshold to suggest for boxes/masks: the checkpoint's, else Zhou et al.'s 20 %."""
+        return self.config.box_threshold
+
+    @torch.inference_mode()
+    def run(
+        self,
+        image: Any,
+        contrast_limits: Sequence[float] | None = None,
+        input_size: int | None = None,
+        square: bool = False,
+    ) -> CamResult:
+        """One forward pass on a 2D grey or RGB(A) image; returns a :class:`CamResult`.
+
+        ``image``: numpy, dask, zarr or any array-like that slices; it is read band by band and
+        never copied to float at full size. It is resized so its short side is ``input_size``
+        (default: the model's, 224 for ImageNet weights), keeping the aspect ratio;
+        ``square=True`` squashes it to a square. An input that would not fit in memory raises
+        :class:`~napari_gapcam.memory.InputTooLargeError` before anything runs.
+        """
+        image_layout(image)
+        image_shape = tuple(int(s) for s in image.shape[:2])
+        input_size = input_size or self.input_size
+        size = target_size(*image_shape, input_size, square)
+        self.check_memory(size)
+        tensor = to_input_tensor(
+            image,
+            contrast_limits,
+            input_size,
+            square,
+            self.device,
+            mean=self.config.mean,
+            std=self.config.std,
+        )
+        maps = self._forward(tensor, size)[0].contiguous()  # K×h×w
+        logits = self.head(maps[None])[0]
+        return CamResult(
+            maps, logits, self._method, self.class_names, image_shape, tensor.shape[-2:]
+        )
+
+    def _forward(self, tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """``features`` on a batch; running out of memory becomes :class:`InputTooLargeError`."""
+        try:
+            return self.features(tensor.contiguous(memory_format=torch.channels_last))
+        except torch.OutOfMemoryError as error:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            needed = self.bytes_per_input_pixel * size[0] * size[1] * len(tensor)
+            message = too_large_message(size, needed, available_bytes(self.device), self.device)
+            raise InputTooLargeError(message) from error
+
+    @property
+    def bytes_per_input_pixel(self) -> float:
+        """Activation memory per input pixel (an estimate, measured once)."""
+        if self._bytes_per_pixel is None:
+            self._bytes_per_pixel = bytes_per_input_pixel(
+                self.features, self.device, self.input_size
+            )
+        return self._bytes_per_pixel
+
+    def check_memory(self, size: tuple[int, int], batch: int = 1) -> None:
+        """Raise :class:`InputTooLargeError` if ``batch`` h×w inputs would need too much memory."""
+        check_fits(size, self.bytes_per_input_pixel * batch, self.device)
