@@ -26,9 +26,9 @@ def make_widget(viewer) -> GapCamWidget:
 
 def run_and_wait(widget: GapCamWidget, qtbot) -> None:
     widget.run_button.clicked.emit()
-    assert widget.busy and not widget.run_button.enabled
+    assert widget.busy and widget.run_button.text == "Cancel"  # Run turns into Cancel
     qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT_MS)
-    assert widget.run_button.enabled
+    assert widget.run_button.enabled and widget.run_button.text == "Run"
 
 
 def cam_layer(viewer, source_name: str) -> Image:

@@ -38,7 +38,7 @@ def put_peak(widget: GapCamWidget, cell: tuple[int, int], cells=(7, 9)) -> tuple
     height, width = widget._result.image_shape
     features = torch.zeros(1, *cells)
     features[0, cell[0], cell[1]] = 1.0
-    widget._result = CamResult(
+    widget._shown.result = CamResult(
         features, torch.tensor([0.0]), torch.ones(1, 1), ["peak"], (height, width)
     )
     widget.class_select.reset_choices()
@@ -214,7 +214,7 @@ def test_typed_input_size_and_the_memory_guard(viewer, qtbot):
     widget.set_input_size_text("200000")
     run_and_wait(widget, qtbot)
     assert "needs about" in widget.status.value and "smaller input size" in widget.status.value
-    assert widget.run_button.enabled  # the viewer and the widget keep working
+    assert widget.run_button.enabled and widget.run_button.text == "Run"  # it keeps working
     widget.input_size.value = 0
     run_and_wait(widget, qtbot)
     assert tuple(widget._result.features.shape[-2:]) == (7, 7)

@@ -4,14 +4,16 @@ Overlays are stored at a bounded grid (a few megapixels at most, whatever the im
 at the source's resolution. A :class:`Placement` says where the grid's cells sit in the source's
 data coordinates (``napari_gapcam.grid``); composed with the source's own transform (scale,
 translate, rotate, shear, affine) it lines the overlay up with the source in world coordinates.
-For nD sources the overlay has the source's leading axes and holds only the planes that were
-computed (the others read as zeros), so its memory does not grow with the stack.
+For nD sources the overlay has the source's other axes too and is lazy: a plane is computed
+(from the cached maps) only when napari reads it, so its memory does not grow with the stack
+and a class change over a whole stack costs the displayed plane only.
 """
 
 from __future__ import annotations
 
 import itertools
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,11 +39,12 @@ def spatial_shape(source: Image) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class Placement:
-    """A grid over the last two axes of the source: cell → source data coordinate (y, x)."""
+    """A grid over two data axes of the source: cell → source data coordinate on those axes."""
 
-    grid: tuple[int, int]  # cells
+    grid: tuple[int, int]  # cells (rows, columns)
     scale: tuple[float, float]
     translate: tuple[float, float]
+    axes: tuple[int, int] = (-2, -1)  # the source's data axes of the grid's rows and columns
 
 
 def transform_of(source: Layer, placement: Placement | None = None) -> dict[str, Any]:
@@ -53,7 +56,8 @@ def transform_of(source: Layer, placement: Placement | None = None) -> dict[str,
     scale, translate = np.array(source.scale, float), np.array(source.translate, float)
     if placement is not None:
         grid_scale, grid_translate = np.ones(source.ndim), np.zeros(source.ndim)
-        grid_scale[-2:], grid_translate[-2:] = placement.scale, placement.translate
+        for axis, g, t in zip(placement.axes, placement.scale, placement.translate, strict=True):
+            grid_scale[axis], grid_translate[axis] = g, t
         linear = CompositeAffine(
             scale=scale,
             translate=translate,
@@ -83,37 +87,44 @@ def _same(current: Any, new: Any) -> bool:
         return current == new
 
 
-class PlaneStack:
-    """An nD overlay holding only the computed planes; the others read as zeros (lazy, dask)."""
+Fill = Callable[[tuple[int, ...]], "np.ndarray | None"]  # plane index → grid plane (or None)
 
-    def __init__(self, leading: tuple[int, ...], plane: tuple[int, int], dtype: Any) -> None:
-        self.leading, self.plane_shape, self.dtype = leading, plane, np.dtype(dtype)
-        self.planes: dict[tuple[int, ...], np.ndarray] = {}
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return (*self.leading, *self.plane_shape)
+def plane_stack(source_shape: tuple[int, ...], placement: Placement, dtype: Any, fill: Fill) -> Any:
+    """An overlay over an nD source: the grid on ``placement.axes``, one plane per index of the
+    other axes, computed by ``fill(index)`` only when napari reads it (zeros where it gives None).
 
-    def set(self, index: tuple[int, ...], plane: np.ndarray) -> None:
-        self.planes[tuple(index)] = np.asarray(plane, dtype=self.dtype)
+    Memory does not grow with the stack; a new array per call (napari re-reads it).
+    """
+    import dask.array as da
 
-    def array(self) -> Any:
-        """A dask array of the current planes (a new one per call: napari re-reads it)."""
-        import dask.array as da
+    ndim = len(source_shape)
+    axes = tuple(a % ndim for a in placement.axes)
+    lead = tuple(a for a in range(ndim) if a not in axes)
+    rows_first = axes[0] < axes[1]
+    plane_shape = placement.grid if rows_first else placement.grid[::-1]  # data order
+    dtype = np.dtype(dtype)
+    chunks = []
+    for axis in range(ndim):
+        if axis in axes:
+            chunks.append((plane_shape[0] if axis == min(axes) else plane_shape[1],))
+        else:
+            chunks.append((1,) * source_shape[axis])
 
-        planes, zeros = dict(self.planes), np.zeros(self.plane_shape, self.dtype)
-        lead = (1,) * len(self.leading)
+    def block(block_id: tuple[int, ...] | None = None) -> np.ndarray:
+        plane = fill(tuple(block_id[a] for a in lead))
+        if plane is None:
+            plane = np.zeros(placement.grid, dtype)
+        plane = np.asarray(plane, dtype) if rows_first else np.asarray(plane, dtype).T
+        return np.expand_dims(plane, lead)
 
-        def block(block_id: tuple[int, ...] | None = None) -> np.ndarray:
-            return planes.get(tuple(block_id[:-2]), zeros).reshape(lead + self.plane_shape)
-
-        return da.map_blocks(
-            block,
-            chunks=(*((1,) * n for n in self.leading), *((s,) for s in self.plane_shape)),
-            dtype=self.dtype,
-            meta=np.empty((0,) * len(self.shape), self.dtype),
-            name=f"gapcam-overlay-{next(_names)}",
-        )
+    return da.map_blocks(
+        block,
+        chunks=tuple(chunks),
+        dtype=dtype,
+        meta=np.empty((0,) * ndim, dtype),
+        name=f"gapcam-overlay-{next(_names)}",
+    )
 
 
 class Overlays:
@@ -121,12 +132,12 @@ class Overlays:
 
     def __init__(self, viewer: Viewer) -> None:
         self.viewer = viewer
-        # (id(source), role) → (weak ref to the source, overlay, its planes for nD sources)
-        self._layers: dict[tuple[int, str], tuple[weakref.ref, Layer, PlaneStack | None]] = {}
+        # (id(source), role) → (weak ref to the source, overlay): a reused id is not a match
+        self._layers: dict[tuple[int, str], tuple[weakref.ref, Layer]] = {}
 
     def get(self, source: Layer, role: str) -> Layer | None:
         """The live overlay of ``source`` for ``role`` ("cam", "box", "mask"), if any."""
-        ref, layer, _ = self._layers.get((id(source), role), (None, None, None))
+        ref, layer = self._layers.get((id(source), role), (None, None))
         if ref is None or ref() is not source or layer not in self.viewer.layers:
             return None
         return layer
@@ -139,45 +150,39 @@ class Overlays:
                 setattr(layer, name, value)
         layer.metadata = {**layer.metadata, META_KEY: meta}
 
-    def _put_plane(
+    def _put(
         self,
         role: str,
         source: Image,
-        plane: np.ndarray,
-        index: tuple[int, ...],
         placement: Placement,
         meta: dict[str, Any],
-        add: Any,
+        fill: Fill,
+        dtype: Any,
+        add: Callable[..., Layer],
     ) -> Layer:
-        """Put a grid ``plane`` at ``index`` of the ``role`` overlay (created with ``add``)."""
-        leading = spatial_shape(source)[:-2]
+        """Set the ``role`` overlay's data (created with ``add`` if missing) from ``fill``."""
+        shape = spatial_shape(source)
+        if len(shape) == 2:
+            plane = fill(())
+            data = np.asarray(plane if plane is not None else np.zeros(placement.grid), dtype)
+            if placement.axes[0] % 2 > placement.axes[1] % 2:
+                data = data.T
+        else:
+            data = plane_stack(shape, placement, dtype, fill)
         layer = self.get(source, role)
-        stack = self._layers[(id(source), role)][2] if layer is not None else None
-        if leading and (
-            stack is None or stack.leading != leading or stack.plane_shape != plane.shape
-        ):
-            stack = PlaneStack(leading, plane.shape, plane.dtype)  # new, or the shape changed
-        if stack is not None:
-            stack.set(index, plane)
-        data = stack.array() if stack is not None else plane
         if layer is None:
             layer = add(data, metadata={META_KEY: meta}, **transform_of(source, placement))
+            self._layers[(id(source), role)] = (weakref.ref(source), layer)
         else:
             layer.data = data
             self._update_common(layer, source, placement, meta)
-        self._layers[(id(source), role)] = (weakref.ref(source), layer, stack)
         return layer
 
     def show_cam(
-        self,
-        source: Image,
-        heat_map: np.ndarray,
-        index: tuple[int, ...],
-        placement: Placement,
-        meta: dict[str, Any],
+        self, source: Image, placement: Placement, meta: dict[str, Any], fill: Fill
     ) -> Image:
-        """Put the [0, 1] grid heat map at ``index`` of ``"<source> CAM"`` (created if missing)."""
-        meta = {"role": "cam", "source": source.name, "plane": list(index), **meta}
+        """Show the [0, 1] grid heat maps ``fill(index)`` as ``"<source> CAM"``."""
+        meta = {"role": "cam", "source": source.name, **meta}
 
         def add(data: Any, **kwargs: Any) -> Image:
             return self.viewer.add_image(
@@ -191,26 +196,20 @@ class Overlays:
                 **kwargs,
             )
 
-        return self._put_plane("cam", source, heat_map, index, placement, meta, add)
+        return self._put("cam", source, placement, meta, fill, np.float32, add)
 
     def show_mask(
-        self,
-        source: Image,
-        mask: np.ndarray,
-        index: tuple[int, ...],
-        placement: Placement,
-        meta: dict[str, Any],
+        self, source: Image, placement: Placement, meta: dict[str, Any], fill: Fill
     ) -> Labels:
-        """Put the grid ``mask`` (label 1) at ``index`` of ``"<source> CAM mask"``."""
-        meta = {"role": "mask", "source": source.name, "plane": list(index), **meta}
+        """Show the grid masks ``fill(index)`` (label 1) as ``"<source> CAM mask"``."""
+        meta = {"role": "mask", "source": source.name, **meta}
 
         def add(data: Any, **kwargs: Any) -> Labels:
             return self.viewer.add_labels(
                 data, name=f"{source.name} CAM mask", opacity=0.4, **kwargs
             )
 
-        plane = np.asarray(mask, dtype=np.uint8)
-        return self._put_plane("mask", source, plane, index, placement, meta, add)
+        return self._put("mask", source, placement, meta, fill, np.uint8, add)
 
     def show_box(
         self,
@@ -221,21 +220,28 @@ class Overlays:
         label: str,
         meta: dict[str, Any],
     ) -> Shapes:
-        """Draw ``box`` (half-open, in grid cells, or None) as ``"<source> CAM box"``."""
+        """Draw ``box`` (half-open, in grid cells, or None) of plane ``index`` as
+        ``"<source> CAM box"``."""
         meta = {"role": "box", "source": source.name, "plane": list(index), **meta}
+        ndim = len(spatial_shape(source))
+        rows, cols = (a % ndim for a in placement.axes)
+        lead = [a for a in range(ndim) if a not in (rows, cols)]
         rectangles = []
         if box is not None:
             y0, x0, y1, x1 = box
             # cell i covers [i - 0.5, i + 0.5]: the rectangle hugs the boxed cells
             top, left, bottom, right = y0 - 0.5, x0 - 0.5, y1 - 0.5, x1 - 0.5
-            corners = [(top, left), (top, right), (bottom, right), (bottom, left)]
-            rectangles = [np.array([[*index, y, x] for y, x in corners], dtype=float)]
+            vertices = np.zeros((4, ndim))
+            vertices[:, lead] = index
+            vertices[:, rows] = [top, top, bottom, bottom]
+            vertices[:, cols] = [left, right, right, left]
+            rectangles = [vertices]
         features = {"label": [label] * len(rectangles)}
         layer = self.get(source, "box")
         if layer is None:
             layer = self.viewer.add_shapes(
                 rectangles,
-                ndim=len(spatial_shape(source)),
+                ndim=ndim,
                 shape_type="rectangle",
                 edge_color=BOX_COLOR,
                 face_color="transparent",
@@ -246,7 +252,7 @@ class Overlays:
                 metadata={META_KEY: meta},
                 **transform_of(source, placement),
             )
-            self._layers[(id(source), "box")] = (weakref.ref(source), layer, None)
+            self._layers[(id(source), "box")] = (weakref.ref(source), layer)
             return layer
         width = max(1.0, 0.006 * max(placement.grid))
         layer.selected_data = set()

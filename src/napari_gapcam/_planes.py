@@ -1,7 +1,9 @@
-"""Which 2D image a run reads from a layer: the plane at the dims point, at the right pyramid level.
+"""Which 2D images a run reads from a layer: the displayed plane(s), at the right pyramid level.
 
-Nothing here reads pixels: the result holds a lazy slice (numpy view, dask or zarr), so a run
-reads only that plane of that level.
+napari displays two axes (the last two of ``viewer.dims.order``); a run reads the plane those
+axes span at the other axes' current indices, or every such plane ("all planes"). Nothing here
+reads pixels: planes are lazy slices (numpy views, dask or zarr), so a run reads only the planes
+and the level it needs.
 """
 
 from __future__ import annotations
@@ -14,25 +16,73 @@ from napari.layers import Image
 
 
 @dataclass(frozen=True)
-class PlaneChoice:
-    """The 2D (or 2D + RGB) data a run reads, and where it sits in the layer."""
+class Planes:
+    """One plane or every plane of a layer, as the model reads them."""
 
-    index: tuple[int, ...]  # leading (non-displayed) indices, in level-0 data coordinates
+    axes: tuple[int, int]  # the displayed data axes: (rows, columns) of the image read
+    lead_axes: tuple[int, ...]  # the other (non-displayed) data axes, in data order
+    indices: tuple[tuple[int, ...], ...]  # the planes read: level-0 indices on ``lead_axes``
     level: int  # pyramid level read (0 when not multiscale)
-    levels: int  # pyramid levels in the layer
-    data: Any  # lazy H×W(×C) slice of that level
-    level_scale: tuple[float, float]  # level pixel → level-0 data coordinate (napari's)
+    levels: int
+    level_scale: tuple[float, float]  # level pixel → level-0 data coordinate on ``axes``
+    images: Any  # N×h×w(×C) array-like of the planes (lazy; ``images[i]`` reads plane i)
 
     @property
     def shape(self) -> tuple[int, int]:
-        return tuple(int(s) for s in self.data.shape[:2])  # type: ignore[return-value]
+        """The h×w of each image read."""
+        return tuple(int(s) for s in self.images.shape[1:3])  # type: ignore[return-value]
+
+    def __len__(self) -> int:
+        return len(self.indices)
 
     def describe(self) -> str:
-        where = f" plane {self.index}" if self.index else ""
+        if len(self.indices) > 1:
+            where = f" all {len(self.indices)} planes"
+        else:
+            where = f" plane {self.indices[0]}" if self.indices[0] else ""
         if self.levels > 1:
             height, width = self.shape
             where += f" level {self.level} of {self.levels} ({height}×{width})"
         return where
+
+
+class PlaneSequence:
+    """Planes of an nD array as an N×h×w(×C) array-like: ``[i]`` slices plane i lazily."""
+
+    def __init__(
+        self,
+        data: Any,
+        axes: tuple[int, int],
+        lead_axes: tuple[int, ...],
+        indices: tuple[tuple[int, ...], ...],
+        rgb: bool,
+    ) -> None:
+        self.data, self.axes, self.lead_axes, self.indices = data, axes, lead_axes, indices
+        plane = tuple(int(data.shape[a]) for a in axes) + ((int(data.shape[-1]),) if rgb else ())
+        self.shape = (len(indices), *plane)
+        self.dtype = data.dtype
+        self.ndim = len(self.shape)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Any:
+        key: list[Any] = [slice(None)] * len(self.data.shape)
+        for axis, value in zip(self.lead_axes, self.indices[i], strict=True):
+            key[axis] = value
+        plane = self.data[tuple(key)]
+        if self.axes[0] > self.axes[1]:  # displayed transposed: rows are the later data axis
+            plane = plane.swapaxes(0, 1) if hasattr(plane, "swapaxes") else np.swapaxes(plane, 0, 1)
+        return plane
+
+
+def displayed_axes(layer: Image, dims_order: tuple[int, ...]) -> tuple[int, int]:
+    """The layer's data axes napari displays as rows and columns (2D view)."""
+    offset = len(dims_order) - layer.ndim  # napari aligns a layer's axes with the last world axes
+    displayed = [axis - offset for axis in dims_order[-2:] if axis - offset >= 0]
+    if len(displayed) != 2:
+        return layer.ndim - 2, layer.ndim - 1
+    return displayed[0], displayed[1]
 
 
 def pick_level(level_shapes: list[tuple[int, int]], input_size: int) -> int:
@@ -43,24 +93,37 @@ def pick_level(level_shapes: list[tuple[int, int]], input_size: int) -> int:
     return max(range(len(level_shapes)), key=lambda i: level_shapes[i][0] * level_shapes[i][1])
 
 
-def choose_plane(layer: Image, world_point: Any, input_size: int) -> PlaneChoice:
-    """The plane of ``layer`` at ``world_point`` (the viewer's dims point), at the level to read."""
+def choose_planes(
+    layer: Image,
+    world_point: Any,
+    dims_order: tuple[int, ...],
+    input_size: int,
+    all_planes: bool = False,
+) -> Planes:
+    """The displayed plane of ``layer`` at ``world_point`` (or every plane), at the level read."""
     ndim = layer.ndim  # spatial axes (an RGB layer's channel axis is not one)
+    axes = displayed_axes(layer, tuple(dims_order))
+    lead_axes = tuple(a for a in range(ndim) if a not in axes)
     levels = list(layer.data) if layer.multiscale else [layer.data]
     shapes = [tuple(int(s) for s in level.shape[:ndim]) for level in levels]
-    level = pick_level([shape[-2:] for shape in shapes], input_size) if len(levels) > 1 else 0
+    level = 0
+    if len(levels) > 1:
+        level = pick_level([(s[axes[0]], s[axes[1]]) for s in shapes], input_size)
     factors = np.divide(shapes[0], shapes[level])  # napari's downsample factors
-    index: tuple[int, ...] = ()
-    if ndim > 2:
-        coords = layer.world_to_data(world_point)[: ndim - 2]
-        index = tuple(
-            int(np.clip(np.round(c), 0, size - 1))
-            for c, size in zip(coords, shapes[0][:-2], strict=True)
+    if all_planes:
+        indices = tuple(np.ndindex(*(shapes[0][a] for a in lead_axes)))
+    else:
+        coords = layer.world_to_data(world_point)
+        indices = (
+            tuple(int(np.clip(np.round(coords[a]), 0, shapes[0][a] - 1)) for a in lead_axes),
         )
-    level_index = tuple(
-        int(np.clip(np.round(i / f), 0, size - 1))
-        for i, f, size in zip(index, factors[:-2], shapes[level][:-2], strict=True)
+    level_indices = tuple(
+        tuple(
+            int(np.clip(np.round(i / factors[a]), 0, shapes[level][a] - 1))
+            for i, a in zip(index, lead_axes, strict=True)
+        )
+        for index in indices
     )
-    data = levels[level][level_index] if level_index else levels[level]
-    scale = (float(factors[-2]), float(factors[-1]))
-    return PlaneChoice(index, level, len(levels), data, scale)
+    images = PlaneSequence(levels[level], axes, lead_axes, level_indices, layer.rgb)
+    scale = (float(factors[axes[0]]), float(factors[axes[1]]))
+    return Planes(axes, lead_axes, indices, level, len(levels), scale, images)

@@ -1,21 +1,22 @@
 """The dock widget: pick an image layer and a model, Run, then pick a class.
 
-The forward pass runs in a ``thread_worker``; a class or threshold change reuses the cached
-features (no forward pass; a Grad-CAM class costs one backward pass, also in a worker). torch is
-imported when the widget is created, not with napari.
+Runs happen in a worker (``create_worker``): the current plane, or every plane of a stack in
+batches that fill the overlay as they finish; Run turns into Cancel meanwhile. A class or
+threshold change reuses the cached maps (no forward pass; a Grad-CAM class of a single plane
+costs one backward pass, also in a worker). torch is imported when the widget is created, not
+with napari.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
     Container,
-    FileEdit,
     FloatSlider,
     FloatSpinBox,
     Label,
@@ -23,28 +24,26 @@ from magicgui.widgets import (
 )
 from napari.layers import Image
 from napari.qt.threading import create_worker
+from napari.utils import progress
 from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QComboBox, QCompleter
 
-from ._layers import Overlays, Placement, is_overlay, spatial_shape
-from ._planes import PlaneChoice, choose_plane
-from .grid import bounded_grid, grid_box_to_pixels, grid_placement
+from ._layers import Overlays, is_overlay, spatial_shape
+from ._model_controls import DEMO, FILE, IN_MEMORY, RANDOM, ModelControls
+from ._planes import Planes, choose_planes
+from ._searchable import make_searchable, select_text
+from ._shown import Shown
+from .grid import grid_box_to_pixels
 
 if TYPE_CHECKING:
     import napari
 
-    from .cam import CamResult
     from .models import GapCamModel
 
-FILE = "file…"
-RANDOM = "none (random init)"
-DEMO = "shapes demo (bundled)"  # resnet18 trained on synthetic shapes, for offline use
-IN_MEMORY = "in memory"  # a model handed over with GapCamWidget.use_model
-TIMM = "timm:"
+__all__ = ["DEMO", "FILE", "IN_MEMORY", "RANDOM", "GapCamWidget"]
+
 TOP_K = 5
-DEFAULT_SIZE = 0  # input size choice: the model's own (224, or the checkpoint's)
-SIZE_PRESETS = (448, 896, 1344)
+CURRENT, ALL = "current plane", "all planes"
 OVERLAY_MEGAPIXELS = 1.0  # default per-plane budget of the overlays
 LOCALIZE_PIXELS = 250_000  # box and mask come from a grid of at most this many cells
 
@@ -52,22 +51,35 @@ LOCALIZE_PIXELS = 250_000  # box and mask come from a grid of at most this many 
 def _compute(
     model: GapCamModel | None,
     spec: dict[str, Any],
-    plane: Any,
+    planes: Planes,
     contrast_limits: Any,
     input_size: int | None,
-) -> tuple[GapCamModel, CamResult, float]:
-    """Worker body: load the model if needed, then one forward pass (off the UI thread).
+) -> Iterator[tuple[str, Any]]:
+    """Worker body (off the UI thread): load the model if needed, then the forward passes.
 
-    ``plane`` may be lazy (dask, zarr): the engine reads it band by band.
+    Yields ``("model", model)``, then ``("result", (CamResult, seconds))`` for one plane or
+    ``("batch", (StackResult of the batch, seconds))`` per batch of planes; an error is yielded
+    as ``("error", exception)`` (a generator worker would swallow a RuntimeError). Planes are
+    lazy: the engine reads each one (band by band) only when its batch runs.
     """
+    from .batch import iter_batches
     from .models import load_model
 
     start = time.perf_counter()
-    if model is None:
-        model = load_model(**spec)
-    result = model.run(plane, contrast_limits, input_size=input_size or None)
-    result.raw_cam(result.topk(1)[0][0])  # Grad-CAM: the top class's backward pass, here too
-    return model, result, time.perf_counter() - start
+    try:
+        if model is None:
+            model = load_model(**spec)
+        yield "model", model
+        if len(planes) == 1:
+            result = model.run(planes.images[0], contrast_limits, input_size=input_size or None)
+            result.raw_cam(result.topk(1)[0][0])  # Grad-CAM: the top class's backward pass too
+            yield "result", (result, time.perf_counter() - start)
+            return
+        images, size = planes.images, input_size or None
+        for _, part in iter_batches(model, images, None, contrast_limits, size):
+            yield "batch", (part, time.perf_counter() - start)
+    except Exception as error:
+        yield "error", error
 
 
 class GapCamWidget(Container):
@@ -75,35 +87,27 @@ class GapCamWidget(Container):
     image layer."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        from .models import DEMO_WEIGHTS, METHODS, available_devices, named_weights
-
         super().__init__(labels=True)
         self._viewer = viewer
-        self._named_weights = named_weights
-        self._demo_weights = DEMO_WEIGHTS
         self._overlays = Overlays(viewer)
         self._model: GapCamModel | None = None
         self._model_spec: dict[str, Any] | None = None
-        self._memory_model: GapCamModel | None = None  # from use_model
-        self._typed_models: list[str] = []  # timm:<name> typed in the model box
-        self._result: CamResult | None = None
-        self._source: Image | None = None  # the layer the current result belongs to
-        self._choice: PlaneChoice | None = None  # the plane (and level) of the current result
-        self._source_shape: tuple[int, ...] = ()  # the source's shape at run time
-        self._custom_sizes: list[int] = []
+        self._shown: Shown | None = None
         self._worker = None
+        self._run_id = 0  # a cancelled run's late batches are ignored
+        self._progress: progress | None = None
         self._class_worker = None  # a Grad-CAM backward pass for a class change
 
         self.image = ComboBox(label="image", choices=self._image_choices)
-        self.arch = ComboBox(label="model", choices=self._arch_choices, value="resnet50")
-        self.weights = ComboBox(label="weights", choices=self._weight_choices)
-        self.method = ComboBox(label="method", choices=METHODS, value="auto")
-        self.weights_file = FileEdit(
-            label="weights file", mode="r", filter="*.pt *.pth *.ckpt *.tar"
+        self.models = ModelControls(say=self._say)
+        m = self.models
+        self.arch, self.weights, self.method, self.device = m.arch, m.weights, m.method, m.device
+        self.weights_file, self.names_file, self.input_size = (
+            m.weights_file,
+            m.names_file,
+            m.input_size,
         )
-        self.names_file = FileEdit(label="class names", mode="r", filter="*.json *.txt")
-        self.device = ComboBox(label="device", choices=available_devices(), value="auto")
-        self.input_size = ComboBox(label="input size", choices=self._size_choices)
+        self.planes = ComboBox(label="planes", choices=[CURRENT, ALL], value=CURRENT)
         self.overlay_mp = FloatSpinBox(
             label="overlay MP",
             min=0.01,
@@ -125,13 +129,8 @@ class GapCamWidget(Container):
         self.extend(
             [
                 self.image,
-                self.arch,
-                self.weights,
-                self.weights_file,
-                self.names_file,
-                self.method,
-                self.device,
-                self.input_size,
+                *m.widgets,
+                self.planes,
                 self.overlay_mp,
                 self.run_button,
                 self.status,
@@ -143,18 +142,13 @@ class GapCamWidget(Container):
                 self.show_mask,
             ]
         )
-        self.weights.value = "IMAGENET1K_V1"
-        self._make_class_select_searchable()
-        self._make_input_size_typeable()
-        self._make_arch_searchable()
-        self._on_weights_changed()
+        placeholder = "run first; then type to search the classes"
+        make_searchable(self.class_select.native, placeholder, self._pick_class_by_text)
         for label in (self.status, self.predictions, self.showing):
             label.native.setWordWrap(True)
             label.native.setTextInteractionFlags(Qt.TextSelectableByMouse)
 
-        self.arch.changed.connect(self._on_arch_changed)
-        self.weights.changed.connect(self._on_weights_changed)
-        self.run_button.changed.connect(self.run)
+        self.run_button.changed.connect(self._on_run_button)
         self.class_select.changed.connect(self._refresh_overlays)
         self.threshold.changed.connect(self._refresh_localization)
         self.show_box.changed.connect(self._on_toggle)
@@ -163,7 +157,44 @@ class GapCamWidget(Container):
         for event in ("inserted", "removed", "reordered"):
             getattr(viewer.layers.events, event).connect(self._on_layers_changed)
         viewer.layers.selection.events.active.connect(self._follow_active)
+        viewer.dims.events.current_step.connect(self._on_dims_step)
         self._follow_active()
+
+    # ----------------------------------------------------------------- public
+    @property
+    def busy(self) -> bool:
+        """True while a run (or a Grad-CAM backward pass) is in progress."""
+        return self._worker is not None or self._class_worker is not None
+
+    @property
+    def _result(self) -> Any:
+        """The shown result: a ``CamResult`` (one plane) or a ``StackResult`` (all planes)."""
+        return self._shown.result if self._shown is not None else None
+
+    def use_model(self, model: GapCamModel) -> None:
+        """Use a model built in Python (``load_model``, ``from_module``) from now on."""
+        self.models.use_model(model)
+        self.status.value = f"Using {model.arch} ({model.method_label}), in memory: press Run."
+
+    def set_input_size_text(self, text: str) -> None:
+        """Select the input size typed as ``text`` ("640", "640 px" or a listed choice)."""
+        self.models.set_input_size_text(text)
+
+    def _pick_arch(self, text: str) -> None:
+        self.models.pick_arch(text)
+
+    def cancel(self) -> None:
+        """Stop the run: planes done stay in the overlay; Run works again at once."""
+        if self._worker is None:
+            return
+        self._worker.quit()
+        self._run_id += 1  # whatever it still yields is ignored
+        self._end_run()
+        shown = self._shown
+        done = (
+            f" after {shown.done} of {len(shown.planes)} planes" if shown and shown.is_stack else ""
+        )
+        self.status.value = f"Cancelled{done}."
 
     # ----------------------------------------------------------------- choices
     def _image_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
@@ -173,117 +204,24 @@ class GapCamWidget(Container):
             if isinstance(layer, Image) and not is_overlay(layer)
         ]
 
-    def _arch_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
-        """torchvision architectures labelled with their family and method, typed timm names,
-        and the model handed over with :meth:`use_model`."""
-        from .families import architectures, family_of
-
-        choices = []
-        for arch in architectures():
-            family = family_of(arch)
-            choices.append(
-                (f"{arch}  ({family.name}, {'CAM' if family.exact else 'Grad-CAM'})", arch)
-            )
-        choices += [(f"{name}  (timm)", name) for name in self._typed_models]
-        if self._memory_model is not None:
-            choices.append((f"{IN_MEMORY}: {self._memory_model.arch}", IN_MEMORY))
-        return choices
-
-    def _weight_choices(self, _widget: Any = None) -> list[str]:
-        arch = self.arch.value if hasattr(self, "arch") else "resnet50"
-        if arch == IN_MEMORY:
-            return [IN_MEMORY]
-        if str(arch).startswith(TIMM):
-            return [FILE, RANDOM]
-        demo = [DEMO] if arch == "resnet18" and self._demo_weights.is_file() else []
-        return [*self._named_weights(arch), *demo, FILE, RANDOM]
-
     def _class_choices(self, _widget: Any = None) -> list[tuple[str, int]]:
-        if self._result is None:
+        """The top classes first (by mean probability over a stack), then every class."""
+        if self._shown is None:
             return []
-        result = self._result
-        top = result.topk(TOP_K)
+        top = self._shown.top(TOP_K)
+        mean = "mean " if self._shown.is_stack else ""
+        head = [(f"{name}  ({mean}{100 * p:.1f} %)", index) for index, name, p in top]
         first = {index for index, _, _ in top}
-        head = [(f"{name}  ({100 * p:.1f} %)", index) for index, name, p in top]
-        rest = [
-            (f"{index}: {name}", index)
-            for index, name in enumerate(result.class_names)
-            if index not in first
-        ]
-        return head + rest
-
-    def _size_choices(self, _widget: Any = None) -> list[tuple[str, int]]:
-        sizes = [*SIZE_PRESETS, *self._custom_sizes]
-        return [("model default", DEFAULT_SIZE)] + [(f"{size} px", size) for size in sizes]
-
-    def _make_input_size_typeable(self) -> None:
-        """The input size box also takes a typed short side (e.g. 640)."""
-        combo: QComboBox = self.input_size.native
-        combo.setEditable(True)
-        combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
-        combo.setToolTip(
-            "Short side of the network input: larger gives finer maps (stride 32: 448 → 14 cells)"
-        )
-        combo.lineEdit().editingFinished.connect(
-            lambda: self.set_input_size_text(combo.lineEdit().text())
-        )
-
-    def set_input_size_text(self, text: str) -> None:
-        """Select the input size typed as ``text`` ("640", "640 px" or a listed choice)."""
-        combo: QComboBox = self.input_size.native
-        if combo.findText(text, Qt.MatchFlag.MatchExactly) >= 0:
-            return
-        try:
-            size = int(text.lower().removesuffix("px").strip())
-        except ValueError:
-            self.status.value = f"Input size {text!r} is not a number of pixels (e.g. 640)."
-            combo.lineEdit().setText(combo.itemText(combo.currentIndex()))
-            return
-        if size < 32:
-            self.status.value = f"Input size {size} is too small: at least 32 pixels."
-            combo.lineEdit().setText(combo.itemText(combo.currentIndex()))
-            return
-        if size not in (*SIZE_PRESETS, *self._custom_sizes):
-            self._custom_sizes.append(size)
-            self.input_size.reset_choices()
-        self.input_size.value = size
-
-    def _make_class_select_searchable(self) -> None:
-        """Typing in the class box filters the classes (substring, any case)."""
-        placeholder = "run first; then type to search the classes"
-        _make_searchable(self.class_select.native, placeholder, self._pick_class_by_text)
-
-    def _make_arch_searchable(self) -> None:
-        """Typing in the model box filters the architectures; Enter accepts ``timm:<name>``."""
-        _make_searchable(self.arch.native, "type to search, or timm:<name>", self._pick_arch)
-
-    def _pick_arch(self, text: str) -> None:
-        """Select the first model whose label contains ``text``; a new ``timm:<name>`` is added."""
-        combo: QComboBox = self.arch.native
-        text = text.strip()
-        if text.startswith(TIMM) and len(text) > len(TIMM):
-            name = text.split()[0]
-            if name not in self._typed_models:
-                self._typed_models.append(name)
-                self.arch.reset_choices()
-            self.arch.value = name
-            return
-        index = combo.findText(text, Qt.MatchFlag.MatchContains)
-        if index >= 0:
-            combo.setCurrentIndex(index)
-        else:
-            self.status.value = f"No model matches {text!r} (a timm model: timm:<name>)."
+        names = self._shown.result.class_names
+        return head + [(f"{i}: {name}", i) for i, name in enumerate(names) if i not in first]
 
     def _pick_class_by_text(self, text: str) -> None:
         """Select the first class whose label contains ``text`` (any case)."""
-        combo: QComboBox = self.class_select.native
-        index = combo.findText(text, Qt.MatchFlag.MatchExactly)
-        if index < 0:
-            index = combo.findText(text, Qt.MatchFlag.MatchContains)
-        if index >= 0:
-            combo.setCurrentIndex(index)
-        else:
+        if not select_text(self.class_select.native, text):
             self.status.value = f"No class matches {text!r}."
+
+    def _say(self, message: str) -> None:
+        self.status.value = message
 
     # ----------------------------------------------------------------- events
     def _on_layers_changed(self, _event: Any = None) -> None:
@@ -295,66 +233,31 @@ class GapCamWidget(Container):
         if isinstance(active, Image) and not is_overlay(active):
             self.image.value = active
 
-    def _on_arch_changed(self, _value: Any = None) -> None:
-        current = self.weights.value
-        self.weights.reset_choices()
-        if current in self.weights.choices:
-            self.weights.value = current
-
-    def _on_weights_changed(self, _value: Any = None) -> None:
-        from_file = self.weights.value == FILE
-        self.weights_file.visible = from_file
-        self.names_file.visible = from_file
-
     def _on_toggle(self, _value: Any = None) -> None:
-        if self._source is None:
+        if self._shown is None:
             return
+        source = self._shown.source
         for toggle, role in ((self.show_box, "box"), (self.show_mask, "mask")):
-            layer = self._overlays.get(self._source, role)
+            layer = self._overlays.get(source, role)
             if not toggle.value and layer is not None:
                 layer.visible = False
         self._refresh_localization()
         for toggle, role in ((self.show_box, "box"), (self.show_mask, "mask")):
-            layer = self._overlays.get(self._source, role)
+            layer = self._overlays.get(source, role)
             if toggle.value and layer is not None:
                 layer.visible = True
 
+    def _on_dims_step(self, _event: Any = None) -> None:
+        """A stack's box follows the displayed plane."""
+        if self._shown is not None and self._shown.is_stack and self.show_box.value:
+            self._refresh_localization()
+
     # ----------------------------------------------------------------- running
-    @property
-    def busy(self) -> bool:
-        """True while a forward pass (or a Grad-CAM backward pass) runs."""
-        return self._worker is not None or self._class_worker is not None
-
-    def use_model(self, model: GapCamModel) -> None:
-        """Use a model built in Python (``load_model``, ``from_module``) from now on."""
-        self._memory_model = model
-        self.arch.reset_choices()
-        self.arch.value = IN_MEMORY
-        self.status.value = f"Using {model.arch} ({model.method_label}), in memory: press Run."
-
-    def _spec(self) -> dict[str, Any]:
-        if self.arch.value == IN_MEMORY:
-            return {"name": IN_MEMORY, "model": id(self._memory_model)}
-        weights: Any = self.weights.value
-        names: Any = None
-        if weights == RANDOM:
-            weights = None
-        elif weights == DEMO:
-            weights = str(self._demo_weights)
-        elif weights == FILE:
-            path = self.weights_file.value
-            if path is None or not str(path) or str(path) == ".":
-                raise ValueError("Choose a weights file (or pick named weights).")
-            weights = str(path)
-            named = self.names_file.value
-            names = str(named) if named is not None and str(named) not in ("", ".") else None
-        return {
-            "name": self.arch.value,
-            "weights": weights,
-            "device": self.device.value,
-            "class_names": names,
-            "method": self.method.value,
-        }
+    def _on_run_button(self, _value: Any = None) -> None:
+        if self._worker is not None:
+            self.cancel()
+        else:
+            self.run()
 
     def _input_size_for(self, spec: dict[str, Any]) -> int:
         """The input size a run will use (the model's default is known once it is loaded)."""
@@ -365,125 +268,163 @@ class GapCamWidget(Container):
         return 224
 
     def run(self, _value: Any = None) -> None:
-        """Start a forward pass on the chosen layer's current plane."""
+        """Start a run on the chosen layer: its displayed plane, or all planes."""
         if self.busy:
             return
         source = self.image.value
         try:
             if source is None:
                 raise ValueError("No image layer: open an image (File ▸ Open) and press Run.")
-            spec = self._spec()
-            choice = choose_plane(source, self._viewer.dims.point, self._input_size_for(spec))
+            spec = self.models.spec()
+            dims = self._viewer.dims
+            planes = choose_planes(
+                source,
+                dims.point,
+                tuple(dims.order),
+                self._input_size_for(spec),
+                all_planes=self.planes.value == ALL,
+            )
         except ValueError as error:
             self._fail(error)
             return
         model = self._model if spec == self._model_spec else None
         if spec["name"] == IN_MEMORY:
-            model = self._memory_model
+            model = self.models.memory_model
         contrast = None if source.rgb else tuple(source.contrast_limits)
-        self.run_button.enabled = False
         loading = "" if model is not None else f"loading {spec['name']}, "
-        self.status.value = f"Running: {loading}forward pass on {source.name!r}{choice.describe()}…"
+        self.status.value = f"Running: {loading}forward pass on {source.name!r}{planes.describe()}…"
+        self._run_id += 1
+        run_id, shape = self._run_id, spatial_shape(source)
         worker = create_worker(
             _compute,
             model,
             spec,
-            choice.data,
+            planes,
             contrast,
             self.input_size.value,
-            _progress={"desc": f"napari-gapcam on {source.name}"},
             _ignore_errors=True,  # napari itself notifies (with the traceback)
         )
-        shape = spatial_shape(source)
-        worker.returned.connect(lambda out: self._on_result(out, spec, source, choice, shape))
-        worker.errored.connect(lambda error: self._fail(error, notify=False))
-        worker.finished.connect(self._on_finished)
+        self._progress = progress(total=len(planes) if len(planes) > 1 else 0)
+        self._progress.set_description(f"napari-gapcam on {source.name}")
+        worker.yielded.connect(lambda out: self._on_yield(out, run_id, spec, source, planes, shape))
+        worker.errored.connect(lambda error: run_id == self._run_id and self._fail(error, False))
+        worker.finished.connect(lambda: run_id == self._run_id and self._end_run())
         self._worker = worker
+        self.run_button.text = "Cancel"
         worker.start()
 
-    def _on_finished(self) -> None:
+    def _end_run(self) -> None:
         self._worker = None
-        self.run_button.enabled = not self.busy
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+        self.run_button.text = "Run"
+        self.run_button.enabled = self._class_worker is None
 
     def _fail(self, error: BaseException, notify: bool = True) -> None:
         self.status.value = f"Error: {error}"
         if notify:
             show_error(f"napari-gapcam: {error}")
 
-    def _on_result(
+    def _on_yield(
         self,
-        out: tuple[GapCamModel, CamResult, float],
+        out: tuple[str, Any],
+        run_id: int,
         spec: dict[str, Any],
         source: Image,
-        choice: PlaneChoice,
+        planes: Planes,
         shape: tuple[int, ...],
     ) -> None:
-        model, result, seconds = out
-        if model is not self._model:  # a new model: its suggested box threshold
-            with self.threshold.changed.blocked():
-                self.threshold.value = model.box_threshold
-        self._model, self._model_spec = model, spec
+        if run_id != self._run_id:  # a cancelled run
+            return
+        kind, payload = out
+        if kind == "error":
+            self._fail(payload)
+            return
+        if kind == "model":
+            if payload is not self._model:  # a new model: its suggested box threshold
+                with self.threshold.changed.blocked():
+                    self.threshold.value = payload.box_threshold
+            self._model, self._model_spec = payload, spec
+            return
         if source not in self._viewer.layers:
             self.status.value = f"Layer {source.name!r} was removed during the run."
             show_warning(f"napari-gapcam: layer {source.name!r} was removed; result dropped.")
+            self.cancel()
             return
-        self._result, self._source, self._choice = result, source, choice
-        self._source_shape = shape
-        top = result.topk(TOP_K)
-        self.predictions.value = "\n".join(f"{100 * p:5.1f} %  {name}" for _, name, p in top)
+        result, seconds = payload
+        first = kind == "result" or self._shown is None or self._shown.planes is not planes
+        if first:
+            self._shown = Shown(source, shape, planes, result, self._model, seconds)
+        else:  # the next batch of the stack
+            self._shown.result.extend(result)
+            self._shown.seconds = seconds
+        if self._progress is not None and kind == "batch":
+            self._progress.update(self._shown.done - self._progress.n)
+        self._show_result(first)
+
+    def _show_result(self, first: bool) -> None:
+        shown, model = self._shown, self._shown.model
+        top = shown.top(TOP_K)
+        mean = " (mean over the planes)" if shown.is_stack else ""
+        self.predictions.value = "\n".join(f"{100 * p:5.1f} %  {name}" for _, name, p in top) + mean
         size, cells = (
             "×".join(str(s) for s in shape)
-            for shape in (result.input_shape, result.features.shape[-2:])
+            for shape in (shown.result.input_shape, shown.result.features.shape[-2:])
         )
+        done = f", {shown.done} of {len(shown.planes)} planes" if shown.is_stack else ""
         self.status.value = (
-            f"{model.arch} ({model.method_label}) on {source.name!r}{choice.describe()}: "
-            f"input {size}, {cells} map cells, {seconds:.2f} s on {model.device}."
+            f"{model.arch} ({model.method_label}) on {shown.source.name!r}"
+            f"{shown.planes.describe()}: input {size}, {cells} map cells{done}, "
+            f"{shown.seconds:.2f} s on {model.device}."
         )
-        with self.class_select.changed.blocked():
-            self.class_select.reset_choices()
-            self.class_select.value = top[0][0]
+        if first:  # the class list follows the result; later batches keep the user's class
+            with self.class_select.changed.blocked():
+                self.class_select.reset_choices()
+                self.class_select.value = top[0][0]
         self._refresh_overlays()
-        cam_layer = self._overlays.get(source, "cam")
-        if cam_layer is not None:  # ready for napari's opacity / colormap controls
+        cam_layer = self._overlays.get(shown.source, "cam")
+        if first and cam_layer is not None:  # ready for napari's opacity / colormap controls
             self._viewer.layers.selection.active = cam_layer
 
     # ----------------------------------------------------------------- overlays
     def _class_meta(self) -> dict[str, Any]:
-        result, index = self._result, self.class_select.value
+        shown, index = self._shown, int(self.class_select.value)
         return {
-            "class_index": int(index),
-            "class_name": result.class_names[index],
-            "probability": float(result.probabilities[index]),
-            "model": self._model.arch,
-            "weights": self._model.weights,
+            "class_index": index,
+            "class_name": shown.result.class_names[index],
+            "probability": float(shown.probabilities()[index]),
+            "model": shown.model.arch,
+            "weights": shown.model.weights,
+            "plane": "all" if shown.is_stack else list(shown.planes.indices[0]),
+            "planes_done": shown.done,
         }
 
-    def _placement(self, max_pixels: int | None = None) -> Placement:
-        """The overlay grid (bounded by ``overlay MP``) and where it sits in the source's data."""
-        image_shape = self._result.image_shape
-        budget = max(1, int(self.overlay_mp.value * 1e6))
-        grid = bounded_grid(image_shape, min(budget, max_pixels or budget))
-        (sy, sx), (ty, tx) = grid_placement(image_shape, grid)
-        fy, fx = self._choice.level_scale  # level pixel → level-0 data (napari's convention)
-        return Placement(grid, (sy * fy, sx * fx), (ty * fy, tx * fx))
+    def _budget(self) -> int:
+        return max(1, int(self.overlay_mp.value * 1e6))
 
     def _is_stale(self) -> bool:
         """The source's data changed shape since the run: say so instead of failing."""
-        if spatial_shape(self._source) == self._source_shape:
+        shown = self._shown
+        if spatial_shape(shown.source) == shown.source_shape:
             return False
         self.status.value = (
-            f"Layer {self._source.name!r} changed shape since the run "
-            f"({self._source_shape} → {spatial_shape(self._source)}): press Run for a new map."
+            f"Layer {shown.source.name!r} changed shape since the run "
+            f"({shown.source_shape} → {spatial_shape(shown.source)}): press Run for a new map."
         )
         return True
 
+    def _can_show(self) -> bool:
+        shown = self._shown
+        if shown is None or self.class_select.value is None:
+            return False
+        return shown.source in self._viewer.layers and not self._is_stale()
+
     def _refresh_overlays(self, _value: Any = None) -> None:
-        """Show the selected class's CAM (and box/mask): cached features, no forward pass."""
-        if self._result is None or self.class_select.value is None:
+        """Show the selected class's maps (and box/mask): cached maps, no forward pass."""
+        if not self._can_show():
             return
-        if self._source not in self._viewer.layers or self._is_stale():
-            return
-        if not self._result.is_ready(self.class_select.value):
+        if not self._shown.is_stack and not self._result.is_ready(self.class_select.value):
             self._start_class_worker(self.class_select.value)
             return
         try:
@@ -509,9 +450,9 @@ class GapCamWidget(Container):
         self.run_button.enabled = False
         worker.start()
 
-    def _on_class_finished(self, result: CamResult, index: int, status: str) -> None:
+    def _on_class_finished(self, result: Any, index: int, status: str) -> None:
         self._class_worker = None
-        self.run_button.enabled = not self.busy
+        self.run_button.enabled = True
         if result.is_ready(index):
             self.status.value = status  # the run's line again
         current = self.class_select.value
@@ -519,60 +460,53 @@ class GapCamWidget(Container):
             self._refresh_overlays()
 
     def _show_class(self) -> None:
-        meta = self._class_meta()
-        placement = self._placement()
-        heat_map = self._result.cam(meta["class_index"], shape=placement.grid)
-        index = self._choice.index
-        self._overlays.show_cam(self._source, heat_map, index, placement, meta)
+        shown, meta = self._shown, self._class_meta()
+        placement = shown.placement(self._budget())
+        fill = shown.cam_fill(meta["class_index"], placement.grid)
+        self._overlays.show_cam(shown.source, placement, meta, fill)
         self.showing.value = f"{meta['class_name']}  (p = {meta['probability']:.3f})"
-        self._show_localization(heat_map, placement)
+        self._show_localization()
 
     def _refresh_localization(self, _value: Any = None) -> None:
-        if self._result is None or self._source not in self._viewer.layers or self._is_stale():
+        if not self._can_show():
             return
-        if not self._result.is_ready(self.class_select.value):
+        if not self._shown.is_stack and not self._result.is_ready(self.class_select.value):
             return  # a Grad-CAM worker runs; it refreshes everything when done
         try:
             self._show_localization()
         except Exception as error:
             self._fail(error)
 
-    def _show_localization(
-        self, heat_map: np.ndarray | None = None, placement: Placement | None = None
-    ) -> None:
-        """Box and mask of the grid map (the overlay's grid: bounded cost at any image size)."""
+    def _show_localization(self) -> None:
+        """Box (of the displayed plane) and mask on a grid of ≤ 0.25 MP: bounded cost."""
         if not (self.show_box.value or self.show_mask.value):
             return
-        from .localize import largest_region
-
+        shown = self._shown
         meta = {**self._class_meta(), "threshold": float(self.threshold.value)}
-        placement_here = self._placement(LOCALIZE_PIXELS)
-        if heat_map is None or placement is None or placement_here.grid != placement.grid:
-            heat_map = self._result.cam(meta["class_index"], shape=placement_here.grid)
-        placement = placement_here
-        mask, box = largest_region(heat_map, meta["threshold"])
-        index = self._choice.index
+        c, threshold = meta["class_index"], meta["threshold"]
+        placement = shown.placement(min(self._budget(), LOCALIZE_PIXELS))
         if self.show_box.value:
-            label = f"{meta['class_name']} {meta['probability']:.2f}"
+            index = self._displayed_index()
+            box = shown.box(c, placement.grid, threshold, index)
             pixels = None  # the box in the pixels of the image the model read
             if box is not None:
-                pixels = grid_box_to_pixels(box, self._result.image_shape, placement.grid)
-            box_meta = {**meta, "box": pixels, "grid_box": box, "level": self._choice.level}
-            self._overlays.show_box(self._source, box, index, placement, label, box_meta)
-            if box is None:
+                pixels = grid_box_to_pixels(box, shown.image_shape, placement.grid)
+            label = f"{meta['class_name']} {meta['probability']:.2f}"
+            box_meta = {**meta, "box": pixels, "grid_box": box, "level": shown.planes.level}
+            self._overlays.show_box(shown.source, box, index, placement, label, box_meta)
+            if box is None and index in shown.position:
                 self.status.value = "No region stands out in this class's map: no box."
         if self.show_mask.value:
-            self._overlays.show_mask(self._source, mask, index, placement, meta)
+            fill = shown.mask_fill(c, placement.grid, threshold)
+            self._overlays.show_mask(shown.source, placement, meta, fill)
 
-
-def _make_searchable(combo: QComboBox, placeholder: str, pick: Any) -> None:
-    """An editable combo box whose popup filters its items (substring, any case)."""
-    combo.setEditable(True)
-    combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
-    completer = combo.completer()
-    completer.setFilterMode(Qt.MatchFlag.MatchContains)
-    completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
-    completer.setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
-    combo.lineEdit().setPlaceholderText(placeholder)
-    completer.activated[str].connect(pick)
-    combo.lineEdit().returnPressed.connect(lambda: pick(combo.lineEdit().text()))
+    def _displayed_index(self) -> tuple[int, ...]:
+        """The plane napari displays now (for a stack), else the plane that was run."""
+        shown = self._shown
+        if not shown.is_stack:
+            return shown.planes.indices[0]
+        coords = shown.source.world_to_data(self._viewer.dims.point)
+        shape = spatial_shape(shown.source)
+        return tuple(
+            int(min(max(round(coords[a]), 0), shape[a] - 1)) for a in shown.planes.lead_axes
+        )

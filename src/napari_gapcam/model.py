@@ -6,8 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._torch import nn, torch
+from .batch import StackResult, iter_batches
 from .cam import Cam, CamResult
 from .config import ModelConfig
+from .fuse import fold_batch_norms
 from .gradcam import GradCam
 from .memory import (
     InputTooLargeError,
@@ -70,6 +72,7 @@ class GapCamModel:
         self.config = config or ModelConfig()
         self._method = Cam(fc.weight) if self.method == "cam" else GradCam(self.head)
         self._bytes_per_pixel: float | None = None
+        self._fast: tuple[nn.Module, nn.Module] | None = None  # (features, folded copy)
 
     def __repr__(self) -> str:
         return (
@@ -121,22 +124,58 @@ class GapCamModel:
             mean=self.config.mean,
             std=self.config.std,
         )
-        maps = self._forward(tensor, size)[0].contiguous()  # K×h×w
+        maps = self.forward_features(tensor, size)[0].contiguous()  # K×h×w
         logits = self.head(maps[None])[0]
         return CamResult(
             maps, logits, self._method, self.class_names, image_shape, tensor.shape[-2:]
         )
 
-    def _forward(self, tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """``features`` on a batch; running out of memory becomes :class:`InputTooLargeError`."""
+    def forward_features(self, tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """The maps of a batch of normalised inputs (N×3×h×w), with batch norms folded.
+
+        Running out of memory becomes :class:`InputTooLargeError`.
+        """
+        if self._fast is None or self._fast[0] is not self.features:
+            self._fast = (self.features, fold_batch_norms(self.features))
         try:
-            return self.features(tensor.contiguous(memory_format=torch.channels_last))
+            return self._fast[1](tensor.contiguous(memory_format=torch.channels_last))
         except torch.OutOfMemoryError as error:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
             needed = self.bytes_per_input_pixel * size[0] * size[1] * len(tensor)
             message = too_large_message(size, needed, available_bytes(self.device), self.device)
             raise InputTooLargeError(message) from error
+
+    def run_batch(
+        self,
+        images: Any,
+        batch_size: int | None = None,
+        contrast_limits: Sequence[float] | None = None,
+        input_size: int | None = None,
+        square: bool = False,
+        precision: str = "fp32",
+    ) -> StackResult:
+        """Every image of a stack, in batches; ``result[i]`` equals ``run(images[i])``.
+
+        ``images``: an N×H×W or N×H×W×3/4 array (numpy, dask, zarr: read a batch at a time) or
+        a sequence of images of one size. ``batch_size``: default from free memory (at most 8 on
+        a CPU, 32 on a GPU). ``precision``: ``"fp32"``, or ``"fp16"`` / ``"bf16"`` autocast
+        (maps within 0.02). Maps are kept on the host in half precision; see
+        :class:`~napari_gapcam.batch.StackResult`. :func:`~napari_gapcam.batch.iter_batches`
+        streams the batches instead (progress, cancelling).
+        """
+        parts = [
+            part
+            for _, part in iter_batches(
+                self, images, batch_size, contrast_limits, input_size, square, precision
+            )
+        ]
+        return StackResult.concatenate(parts)
+
+    @property
+    def method_object(self) -> Any:
+        """The method that turns maps into a class's raw map (:class:`Cam` or ``GradCam``)."""
+        return self._method
 
     @property
     def bytes_per_input_pixel(self) -> float:

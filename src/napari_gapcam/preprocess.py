@@ -15,7 +15,7 @@ Contrast scaling is affine, so scaling the reduced image equals scaling every pi
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -174,6 +174,74 @@ def target_size(
     return max(MIN_INPUT, round(height * scale)), max(MIN_INPUT, round(width * scale))
 
 
+class Reduced(NamedTuple):
+    """An image reduced on the host, ready to be finished (resized, normalised) on a device."""
+
+    pixels: torch.Tensor  # 1×C×h×w: uint8 (the image itself, a view) or float32, image units
+    size: tuple[int, int]  # the network input's h×w
+    factor: int  # block size of the reduction (1: none)
+    image_shape: tuple[int, int]
+    low: float  # the values that map to 0 and 1
+    high: float
+
+
+def reduce_image_for_input(
+    image: Any,
+    contrast_limits: Sequence[float] | None = None,
+    input_size: int = 224,
+    square: bool = False,
+) -> Reduced:
+    """The host half of :func:`to_input_tensor`: read the image (band by band) and reduce it."""
+    rgb = image_layout(image)
+    height, width = (int(s) for s in image.shape[:2])
+    size = target_size(height, width, input_size, square)
+    low, high = intensity_range(image, contrast_limits)
+    factor = max(1, min(height // size[0], width // size[1]) // 4)
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and low <= 0 and high >= 255:
+        # uint8 in memory: resize the bytes themselves (a view: no full-size copy)
+        pixels = torch.from_numpy(image[..., :3] if rgb else image[..., None])
+        return Reduced(pixels.permute(2, 0, 1)[None], size, 1, (height, width), low, high)
+    return Reduced(reduce_image(image, factor, low, high), size, factor, (height, width), low, high)
+
+
+def finish_input(
+    reduced: Reduced,
+    device: torch.device | str = "cpu",
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    pixels: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The device half: antialiased resize to the input size, [0, 1], ``(x − mean) / std``.
+
+    ``pixels`` (default ``reduced.pixels``) may be a batch N×C×h×w of images reduced alike,
+    already on ``device``. uint8 pixels are resized on the host (torch's uint8 path), the rest
+    on ``device``.
+    """
+    small = reduced.pixels if pixels is None else pixels
+    if small.dtype == torch.uint8 and tuple(small.shape[-2:]) != reduced.size:
+        small = F.interpolate(small.cpu(), size=reduced.size, mode="bilinear", antialias=True)
+    small = small.to(device)
+    height, width = reduced.image_shape
+    if reduced.factor > 1:  # cells of ``factor`` pixels (the last may be partial): scale, not shape
+        scale = (
+            reduced.size[0] * reduced.factor / height,
+            reduced.size[1] * reduced.factor / width,
+        )
+        small = F.interpolate(
+            small,
+            scale_factor=scale,
+            mode="bilinear",
+            antialias=True,
+            recompute_scale_factor=False,
+        )[..., : reduced.size[0], : reduced.size[1]]
+    elif reduced.size != tuple(small.shape[-2:]):
+        small = F.interpolate(small, size=reduced.size, mode="bilinear", antialias=True)
+    unit = _to_unit(small, reduced.low, reduced.high).expand(-1, 3, -1, -1)
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=unit.device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32, device=unit.device).view(1, 3, 1, 1)
+    return (unit - mean_t) / std_t
+
+
 def to_input_tensor(
     image: Any,
     contrast_limits: Sequence[float] | None = None,
@@ -187,33 +255,9 @@ def to_input_tensor(
     """Image → 1×3×h×w normalised float tensor on ``device``.
 
     ``image``: H×W grey or H×W×3/4 RGB(A); numpy, dask, zarr or any array-like that slices.
-    Values map to [0, 1] by :func:`intensity_range`, then ``(x - mean) / std``. Resizing is
-    bilinear with antialiasing (see the module docstring); no crop, so the CAM covers the whole
-    image.
+    Values map to [0, 1] by :func:`intensity_range`, then ``(x - mean) / std`` (the model's;
+    ImageNet's by default). Resizing is bilinear with antialiasing (see the module docstring);
+    no crop, so the CAM covers the whole image.
     """
-    rgb = image_layout(image)
-    height, width = image.shape[:2]
-    size = target_size(height, width, input_size, square)
-    low, high = intensity_range(image, contrast_limits)
-    factor = max(1, min(height // size[0], width // size[1]) // 4)
-    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and low <= 0 and high >= 255:
-        # uint8 in memory: resize the bytes themselves (a view: no full-size copy)
-        pixels = torch.from_numpy(image[..., :3] if rgb else image[..., None])
-        small = pixels.permute(2, 0, 1)[None]
-    else:
-        small = reduce_image(image, factor, low, high)
-    if factor > 1:  # cells of ``factor`` pixels (the last may be partial): scale, not shape
-        scale = (size[0] * factor / height, size[1] * factor / width)
-        small = F.interpolate(
-            small,
-            scale_factor=scale,
-            mode="bilinear",
-            antialias=True,
-            recompute_scale_factor=False,
-        )[..., : size[0], : size[1]]
-    elif size != tuple(small.shape[-2:]):
-        small = F.interpolate(small, size=size, mode="bilinear", antialias=True)
-    unit = _to_unit(small.to(device), low, high).expand(-1, 3, -1, -1)
-    mean_t = torch.tensor(mean, dtype=torch.float32, device=unit.device).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32, device=unit.device).view(1, 3, 1, 1)
-    return (unit - mean_t) / std_t
+    reduced = reduce_image_for_input(image, contrast_limits, input_size, square)
+    return finish_input(reduced, device, mean, std)
