@@ -222,7 +222,7 @@ class Overlays:
     ) -> Shapes:
         """Draw ``box`` (half-open, in grid cells, or None) of plane ``index`` as
         ``"<source> CAM box"``."""
-        meta = {"role": "box", "source": source.name, "plane": list(index), **meta}
+        meta = {"role": "box", "source": source.name, **meta, "plane": list(index)}
         ndim = len(spatial_shape(source))
         rows, cols = (a % ndim for a in placement.axes)
         lead = [a for a in range(ndim) if a not in (rows, cols)]

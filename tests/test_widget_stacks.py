@@ -1,0 +1,161 @@
+"""The widget on stacks: all planes in batches, Cancel, the displayed plane, 4D, lazy stacks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage import data
+
+from napari_gapcam._widget import ALL, RANDOM, GapCamWidget
+
+TIMEOUT_MS = 120_000
+
+
+@pytest.fixture
+def viewer(make_napari_viewer, torch_home):
+    return make_napari_viewer()
+
+
+def make_widget(viewer, **settings) -> GapCamWidget:
+    widget = GapCamWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="GAP-CAM")
+    widget.arch.value = "resnet18"  # fast enough for many planes on a CPU
+    widget.weights.value = RANDOM
+    widget.device.value = "cpu"
+    for name, value in settings.items():
+        getattr(widget, name).value = value
+    return widget
+
+
+def run_and_wait(widget: GapCamWidget, qtbot) -> None:
+    widget.run_button.clicked.emit()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT_MS)
+
+
+def photo_stack(n: int, size: int = 64) -> np.ndarray:
+    """``n`` different crops of the astronaut (grey uint8), ``size`` × ``size``."""
+    photo = data.astronaut().mean(-1).astype(np.uint8)
+    room = 512 - 4 * size
+    crops = [((9 * i) % room, (7 * i) % room) for i in range(n)]
+    return np.stack([photo[y : y + 4 * size : 4, x : x + 4 * size : 4] for y, x in crops])
+
+
+def test_all_planes_fills_every_plane_and_ranks_classes_by_mean(viewer, qtbot):
+    stack = photo_stack(11)
+    viewer.add_image(stack, name="movie", contrast_limits=(0, 255))
+    widget = make_widget(viewer, planes=ALL)
+    widget.show_mask.value = True
+    run_and_wait(widget, qtbot)
+    result = widget._result
+    assert len(result) == 11 and widget._shown.done == 11
+    assert "all 11 planes" in widget.status.value and "11 of 11 planes" in widget.status.value
+    cam = viewer.layers["movie CAM"]
+    assert cam.data.shape == stack.shape and not isinstance(cam.data, np.ndarray)  # lazy
+    planes = np.asarray(cam.data)
+    assert all(planes[i].max() == pytest.approx(1.0) for i in range(11))
+    # the class list is led by the highest mean probability over the stack
+    mean = result.probabilities.mean(axis=0)
+    assert widget.class_select.choices[0] == int(np.argmax(mean))
+    assert "mean" in widget.predictions.value
+    # a class change updates every plane with no forward pass
+    features, widget._model.features = widget._model.features, None
+    other = widget.class_select.choices[2]
+    widget.class_select.value = other
+    planes = np.asarray(viewer.layers["movie CAM"].data)
+    np.testing.assert_allclose(planes, result.cams(other, shape=(64, 64)), atol=1e-6)
+    assert np.asarray(viewer.layers["movie CAM mask"].data)[5].any()
+    widget._shown.model.features = features
+    single = widget._shown.model.run(stack[6], (0, 255))
+    np.testing.assert_allclose(result[6].logits, single.logits, rtol=1e-3, atol=1e-3)
+
+
+def test_cancel_keeps_finished_planes_and_run_works_again(viewer, qtbot):
+    stack = photo_stack(40)
+    viewer.add_image(stack, name="long", contrast_limits=(0, 255))
+    widget = make_widget(viewer, planes=ALL)
+    widget.run_button.clicked.emit()
+    assert widget.run_button.text == "Cancel"
+    qtbot.waitUntil(
+        lambda: widget._shown is not None and widget._shown.done >= 8, timeout=TIMEOUT_MS
+    )
+    widget.run_button.clicked.emit()  # Cancel
+    assert not widget.busy and widget.run_button.text == "Run"
+    done = widget._shown.done
+    assert 8 <= done < 40 and f"after {done} of 40 planes" in widget.status.value
+    qtbot.wait(1500)  # a batch still running in the background is dropped
+    assert widget._shown.done == done
+    planes = np.asarray(viewer.layers["long CAM"].data)
+    assert all(planes[i].max() > 0 for i in range(done))
+    assert not planes[done:].any()
+    # Run works again at once
+    widget.planes.value = "current plane"
+    viewer.dims.set_current_step(0, 39)
+    run_and_wait(widget, qtbot)
+    assert widget._shown.planes.indices == ((39,),)
+
+
+def test_transposed_view_runs_the_displayed_plane(viewer, qtbot):
+    volume = photo_stack(16, size=48)  # Z×Y×X = 16×48×48
+    volume = volume[:, :40, :]  # Y = 40
+    source = viewer.add_image(volume, name="vol", contrast_limits=(0, 255), scale=(2.0, 1.0, 1.0))
+    viewer.dims.order = (1, 0, 2)  # display Z (rows) × X (columns), slide along Y
+    viewer.dims.set_current_step(1, 17)
+    widget = make_widget(viewer)
+    run_and_wait(widget, qtbot)
+    result = widget._result
+    assert result.image_shape == (16, 48)  # Z×X
+    assert widget._shown.planes.axes == (0, 2) and widget._shown.planes.indices == ((17,),)
+    expected = widget._shown.model.run(np.ascontiguousarray(volume[:, 17, :]), (0, 255))
+    np.testing.assert_allclose(result.logits, expected.logits, rtol=1e-3, atol=1e-3)
+    cam = viewer.layers["vol CAM"]
+    assert cam.data.shape == volume.shape
+    plane = np.asarray(cam.data[:, 17, :])
+    np.testing.assert_allclose(plane, result.cam(result.topk(1)[0][0]), atol=1e-6)
+    assert not np.asarray(cam.data[:, 16, :]).any()
+    np.testing.assert_allclose(cam.scale, source.scale)
+
+
+def test_4d_all_planes_runs_every_non_displayed_index(viewer, qtbot):
+    stack = photo_stack(6, size=48).reshape(2, 3, 48, 48)
+    viewer.add_image(stack, name="tz", contrast_limits=(0, 255))
+    widget = make_widget(viewer, planes=ALL)
+    widget.show_box.value = True
+    run_and_wait(widget, qtbot)
+    assert len(widget._result) == 6
+    assert widget._shown.planes.indices == tuple(np.ndindex(2, 3))
+    planes = np.asarray(viewer.layers["tz CAM"].data)
+    assert planes.shape == stack.shape
+    assert all(planes[t, z].max() == pytest.approx(1.0) for t in range(2) for z in range(3))
+    # the box follows the displayed plane
+    box = viewer.layers["tz CAM box"]
+    viewer.dims.set_current_step(0, 1)
+    viewer.dims.set_current_step(1, 2)
+    assert box.metadata["gapcam"]["plane"] == [1, 2]
+    assert np.all(box.data[0][:, :2] == [1, 2])
+
+
+def test_lazy_stack_reads_only_what_a_run_needs(viewer, qtbot):
+    da = pytest.importorskip("dask.array")
+    reads: list[int] = []
+
+    def count(block, block_info=None):
+        reads.append(block_info[0]["chunk-location"][0])
+        return block
+
+    rng = np.random.default_rng(0)
+    base = da.from_array(rng.integers(0, 4000, (1, 2048, 2048), dtype=np.uint16), chunks=-1)
+    lazy = da.concatenate([base] * 40).rechunk((1, 1024, 1024)).map_blocks(count, dtype=np.uint16)
+    viewer.add_image(lazy, name="big stack", contrast_limits=(0, 4000))
+    viewer.dims.set_current_step(0, 21)
+    widget = make_widget(viewer)
+    reads.clear()  # napari itself draws the displayed plane
+    run_and_wait(widget, qtbot)
+    assert set(reads) == {21}
+
+    widget.planes.value = ALL
+    reads.clear()
+    widget.run_button.clicked.emit()
+    qtbot.waitUntil(lambda: widget._shown.done >= 8, timeout=TIMEOUT_MS)
+    widget.cancel()
+    # streamed: the planes read are those of the batches started, not the whole stack
+    assert set(reads) <= set(range(24)) and {0, 7} <= set(reads)
