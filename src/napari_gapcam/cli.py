@@ -149,6 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="pages per inference call (default: %(default)s)",
     )
+    predict.add_argument(
+        "--threads",
+        type=_positive,
+        metavar="N",
+        help="torch CPU threads of a single-process run (default: torch's, one per core; "
+        "1 is much faster when other programs keep the cores busy). dask workers use 1 each",
+    )
     predict.set_defaults(handler=predict_command)
 
     models = commands.add_parser(
@@ -221,6 +228,10 @@ def predict_command(args: argparse.Namespace) -> int:
         else:
             from .batch import check_options, process_chunk
 
+            if args.threads:
+                import torch
+
+                torch.set_num_threads(args.threads)
             if (failure := _check(check_options, options)) is not None:
                 return failure
             outcomes = (process_chunk(chunk, options, str(out.root)) for chunk in chunks)
