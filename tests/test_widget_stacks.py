@@ -82,8 +82,9 @@ def test_cancel_keeps_finished_planes_and_run_works_again(viewer, qtbot):
     assert not widget.busy and widget.run_button.text == "Run"
     done = widget._shown.done
     assert 8 <= done < 40 and f"after {done} of 40 planes" in widget.status.value
-    qtbot.wait(1500)  # a batch still running in the background is dropped
-    assert widget._shown.done == done
+    qtbot.waitUntil(lambda: not widget._draining, timeout=TIMEOUT_MS)  # its last batch ends
+    qtbot.wait(200)
+    assert widget._shown.done == done  # and is dropped
     planes = np.asarray(viewer.layers["long CAM"].data)
     assert all(planes[i].max() > 0 for i in range(done))
     assert not planes[done:].any()
@@ -157,5 +158,6 @@ def test_lazy_stack_reads_only_what_a_run_needs(viewer, qtbot):
     widget.run_button.clicked.emit()
     qtbot.waitUntil(lambda: widget._shown.done >= 8, timeout=TIMEOUT_MS)
     widget.cancel()
+    qtbot.waitUntil(lambda: not widget._draining, timeout=TIMEOUT_MS)
     # streamed: the planes read are those of the batches started, not the whole stack
     assert set(reads) <= set(range(24)) and {0, 7} <= set(reads)

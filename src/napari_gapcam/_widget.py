@@ -97,6 +97,7 @@ class GapCamWidget(Container):
         self._run_id = 0  # a cancelled run's late batches are ignored
         self._progress: progress | None = None
         self._class_worker = None  # a Grad-CAM backward pass for a class change
+        self._draining: list[Any] = []  # cancelled workers finishing their last batch
 
         self.image = ComboBox(label="image", choices=self._image_choices)
         self.models = ModelControls(say=self._say)
@@ -187,7 +188,10 @@ class GapCamWidget(Container):
         """Stop the run: planes done stay in the overlay; Run works again at once."""
         if self._worker is None:
             return
-        self._worker.quit()
+        worker = self._worker
+        worker.quit()  # it stops at the end of the batch it is running
+        self._draining.append(worker)
+        worker.finished.connect(lambda: worker in self._draining and self._draining.remove(worker))
         self._run_id += 1  # whatever it still yields is ignored
         self._end_run()
         shown = self._shown

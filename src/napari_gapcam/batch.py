@@ -206,6 +206,7 @@ def iter_batches(
     input_size: int | None = None,
     square: bool = False,
     precision: str = "fp32",
+    features_dtype: torch.dtype = FEATURES_DTYPE,
 ) -> Iterator[tuple[int, StackResult]]:
     """Yield ``(first index, StackResult)`` batch by batch; see :meth:`GapCamModel.run_batch`."""
     if precision not in PRECISIONS:
@@ -233,7 +234,7 @@ def iter_batches(
         yield (
             start,
             StackResult(
-                maps.to(FEATURES_DTYPE).to("cpu", non_blocking=cuda),
+                maps.to(features_dtype).to("cpu", non_blocking=cuda),
                 logits.float().cpu(),
                 model.method_object,
                 model.class_names,

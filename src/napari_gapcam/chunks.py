@@ -1,0 +1,267 @@
+"""Chunks of inputs for the command line: a chunk → maps, overlays and records in a folder.
+
+The same function, :func:`process_chunk`, runs in the ``gapcam`` process or on a dask worker;
+each process loads a model once (:func:`get_model`). Pages of the chunk's inputs go through
+:func:`infer` in groups of ``batch_size``, and each input is written as soon as its last page is
+done. Writes are atomic and the record comes last (see :mod:`napari_gapcam.outputs`), so running
+a chunk twice (a retry after a worker died) gives the same files, never a duplicate.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .inputs import InputError, Item, Pages, open_pages
+from .localize import largest_region
+from .outputs import OutputFolder, ZarrMaps, write_png, write_tiff
+from .overlay import overlay
+
+_MODELS: dict[ModelSpec, Any] = {}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What :func:`napari_gapcam.load_model` needs; hashable, so one model per spec and process."""
+
+    arch: str = "resnet50"
+    weights: str | None = "IMAGENET1K_V1"
+    device: str = "auto"
+    class_names: str | None = None
+
+
+@dataclass(frozen=True)
+class Options:
+    """A batch run's settings (all but ``batch_size`` and ``overwrite`` shape the outputs)."""
+
+    model: ModelSpec = field(default_factory=ModelSpec)
+    class_ref: str | None = None  # a class name or index; None: each page's top-1
+    topk: int = 5
+    threshold: float | None = None  # None: the checkpoint's box_threshold, else 0.2
+    input_size: int | None = None
+    batch_size: int = 8  # pages per call of :func:`infer`
+    overwrite: bool = False
+
+    def settings(self) -> dict[str, Any]:
+        """What a record must match to count as done (the device is left out)."""
+        settings = asdict(self)
+        model = settings.pop("model")
+        del settings["batch_size"], settings["overwrite"], model["device"]
+        weights = self.model.weights
+        if weights is not None and os.path.isfile(weights):
+            model["weights_modified"] = os.stat(weights).st_mtime_ns
+        return {**model, **settings}
+
+
+def get_model(spec: ModelSpec) -> Any:
+    """The model for ``spec``, loaded once per process (a dask worker keeps it between tasks)."""
+    if spec not in _MODELS:
+        from .models import load_model
+
+        _MODELS[spec] = load_model(spec.arch, spec.weights, spec.device, spec.class_names)
+    return _MODELS[spec]
+
+
+def infer(model: Any, images: Sequence[np.ndarray], input_size: int | None) -> list[Any]:
+    """One :class:`~napari_gapcam.cam.CamResult` per image: all inference goes through here.
+
+    Runs of consecutive images of one size go through ``model.run_batch`` (one batched forward
+    pass; full-precision maps, since they are written out), the rest one by one.
+    """
+    import torch
+
+    results: list[Any] = []
+    start = 0
+    while start < len(images):
+        stop = start + 1
+        while stop < len(images) and images[stop].shape == images[start].shape:
+            stop += 1
+        if stop - start == 1:
+            results.append(model.run(images[start], input_size=input_size))
+        else:
+            stack = model.run_batch(
+                images[start:stop],
+                batch_size=stop - start,
+                input_size=input_size,
+                features_dtype=torch.float32,
+            )
+            results.extend(stack[i] for i in range(len(stack)))
+        start = stop
+    return results
+
+
+def class_ref(reference: str | None, class_names: Sequence[str]) -> str | int | None:
+    """``--class``: a name as given, else an index when it is a number."""
+    if reference is None or reference in class_names:
+        return reference
+    return int(reference) if reference.lstrip("-").isdigit() else reference
+
+
+def check_options(options: Options) -> list[str]:
+    """Load the model and check ``--class``; returns the class names (errors say what is wrong)."""
+    model = get_model(options.model)
+    reference = class_ref(options.class_ref, model.class_names)
+    if reference is not None:  # the engine's own lookup and messages, on a tiny image
+        infer(model, [np.zeros((32, 32), np.float32)], 32)[0].class_index(reference)
+    return list(model.class_names)
+
+
+def summarise(result: Any, options: Options, threshold: float) -> tuple[np.ndarray, dict[str, Any]]:
+    """A page's map of the chosen class (float32 H×W) and its JSON: top-k, class, box."""
+    top = result.topk(options.topk)
+    reference = class_ref(options.class_ref, result.class_names)
+    index = result.topk(1)[0][0] if reference is None else result.class_index(reference)
+    cam = result.cam(index)
+    box = largest_region(cam, threshold)[1]
+    return cam, {
+        "topk": [{"index": i, "name": n, "probability": p} for i, n, p in top],
+        "class": {
+            "index": index,
+            "name": result.class_names[index],
+            "probability": float(result.probabilities[index]),
+        },
+        "box": None if box is None else [int(v) for v in box],
+    }
+
+
+class _Job:
+    """One input on its way through: pages in, files out."""
+
+    def __init__(
+        self, item: Item, pages: Pages, out: OutputFolder, options: Options, threshold: float
+    ) -> None:
+        self.item, self.pages, self.out, self.options = item, pages, out, options
+        self.threshold = threshold
+        self.zarr = pages.kind == "zarr"
+        self.cam_path = out.cam_path(item.stem, self.zarr)
+        self.maps: list[np.ndarray] | ZarrMaps = (
+            ZarrMaps(self.cam_path, pages.count, pages.shape, pages.chunk) if self.zarr else []
+        )
+        self.results: list[dict[str, Any]] = []
+        self.error: str | None = None
+
+    def add(self, index: int, image: np.ndarray, result: Any) -> dict[str, Any] | None:
+        """Take page ``index``'s result; returns the outcome once the last page is in."""
+        cam, page = summarise(result, self.options, self.threshold)
+        self.results.append(page)
+        if isinstance(self.maps, ZarrMaps):
+            self.maps.add(cam)
+        else:
+            self.maps.append(cam)
+        if index == 0:
+            write_png(self.out.overlay_path(self.item.stem), overlay(image, cam))
+        return self.finish() if len(self.results) == self.pages.count else None
+
+    def finish(self) -> dict[str, Any]:
+        if isinstance(self.maps, ZarrMaps):
+            self.maps.commit()
+        else:
+            write_tiff(self.cam_path, self.maps)
+        record = {
+            "file": self.item.path,
+            "stem": self.item.stem,
+            "outputs": {
+                "cam": self.cam_path.name,
+                "overlay": self.out.overlay_path(self.item.stem).name,
+            },
+            "shape": list(self.pages.shape),
+            "pages": self.pages.count,
+            "threshold": self.threshold,
+            "results": self.results,
+            "settings": self.options.settings(),
+        }
+        self.out.commit(record)
+        return {"file": self.item.path, "status": "done", "record": record}
+
+    def fail(self, reason: str) -> dict[str, Any]:
+        self.error = reason
+        if isinstance(self.maps, ZarrMaps):
+            self.maps.abort()
+        return {"file": self.item.path, "status": "failed", "error": reason}
+
+
+def _infer_each(model: Any, images: list[np.ndarray], input_size: int | None) -> list[Any]:
+    """:func:`infer` on all; if that fails, one by one so that one bad page costs only itself."""
+    try:
+        return infer(model, images, input_size)
+    except Exception:
+        if len(images) == 1:
+            raise
+    results: list[Any] = []
+    for image in images:
+        try:
+            results.extend(infer(model, [image], input_size))
+        except Exception as error:
+            results.append(error)
+    return results
+
+
+def _reason(error: BaseException) -> str:
+    return str(error) if isinstance(error, InputError) else f"{type(error).__name__}: {error}"
+
+
+def process_chunk(items: Sequence[Item], options: Options, root: str) -> list[dict[str, Any]]:
+    """Run a chunk of inputs and write their outputs under ``root``; one outcome per input.
+
+    An outcome is ``{"file", "status": "done" | "skipped" | "failed", "record" | "error"}``.
+    """
+    model = get_model(options.model)
+    threshold = model.box_threshold if options.threshold is None else options.threshold
+    out = OutputFolder(root)
+    outcomes: list[dict[str, Any]] = []
+    pending: list[tuple[_Job, int, np.ndarray]] = []
+
+    def flush() -> None:
+        try:
+            results = _infer_each(model, [image for _, _, image in pending], options.input_size)
+        except Exception as error:
+            results = [error] * len(pending)
+        for (job, index, image), result in zip(pending, results, strict=True):
+            if job.error is not None:
+                continue
+            try:
+                if isinstance(result, BaseException):
+                    raise result
+                outcome = job.add(index, image, result)
+            except Exception as error:
+                outcome = job.fail(_reason(error))
+            if outcome is not None:
+                outcomes.append(outcome)
+        pending.clear()
+
+    for item in items:
+        if not options.overwrite and out.is_done(item.stem, item.path, options.settings()):
+            outcomes.append({"file": item.path, "status": "skipped"})
+            continue
+        try:
+            job = _Job(item, open_pages(item.path), out, options, threshold)
+        except Exception as error:
+            outcomes.append({"file": item.path, "status": "failed", "error": _reason(error)})
+            continue
+        for index in range(job.pages.count):
+            try:
+                pending.append((job, index, job.pages.read(index)))
+            except Exception as error:
+                outcomes.append(job.fail(_reason(error)))
+                break
+            if len(pending) >= options.batch_size:
+                flush()
+    flush()
+    return outcomes
+
+
+def chunked(items: Sequence[Item], size: int) -> list[list[Item]]:
+    return [list(items[i : i + size]) for i in range(0, len(items), max(1, size))]
+
+
+def weights_argument(weights: str | None) -> str | None:
+    """``--weights``: ``none`` → random init; an existing file → its absolute path."""
+    if weights is None or weights.lower() == "none":
+        return None
+    path = Path(weights).expanduser()
+    return str(path.resolve()) if path.exists() else weights
