@@ -32,6 +32,17 @@ def _status(field: str) -> int:
     raise KeyError(field)
 
 
+def _paired_ms(ours, baseline, repeat: int) -> tuple[float, float]:
+    """Medians of ``ours`` and ``baseline`` timed alternately (a load change hits both)."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeat):
+        for fn, out in ((ours, times[0]), (baseline, times[1])):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times[0])), 1000 * float(np.median(times[1]))
+
+
 def _median_ms(fn, repeat: int) -> float:
     times = []
     for _ in range(repeat):
@@ -116,7 +127,7 @@ def stack_rows(planes: int, side: int, repeat: int) -> list[dict]:
 
         ours()  # warm-up (folding the batch norms, the memory probe)
         torchcam()
-        ours_ms, theirs_ms = _median_ms(ours, repeat), _median_ms(torchcam, repeat)
+        ours_ms, theirs_ms = _paired_ms(ours, torchcam, repeat)
         extractor.remove_hooks()
         rows.append(
             {
@@ -138,11 +149,12 @@ def stack_rows(planes: int, side: int, repeat: int) -> list[dict]:
             network(tensor)
 
     single(), bare()
+    single_ms, bare_ms = _paired_ms(single, bare, 5 * repeat)
     rows.append(
         {
             "case": "one 224² image: run + cam vs bare torchvision forward",
-            "ours": 1000 / _median_ms(single, repeat),
-            "base": 1000 / _median_ms(bare, repeat),
+            "ours": 1000 / single_ms,
+            "base": 1000 / bare_ms,
             "unit": "images/s",
         }
     )
@@ -160,11 +172,11 @@ def _state_dict_of(model) -> dict:
     return state
 
 
-def widget_rows(sides: list[int], repeat: int) -> list[dict]:
+def widget_rows(sides: list[int], planes: int, repeat: int) -> list[dict]:
+    """Class and threshold changes on big RGB layers, and on a stack after an all-planes run."""
     import napari
-    from qtpy.QtWidgets import QApplication
 
-    from napari_gapcam._widget import GapCamWidget
+    from napari_gapcam._widget import ALL, GapCamWidget
 
     rows = []
     viewer = napari.Viewer(show=False)
@@ -173,49 +185,85 @@ def widget_rows(sides: list[int], repeat: int) -> list[dict]:
     widget.weights.value = "none (random init)"
     widget.device.value = "cpu"
     rng = np.random.default_rng(0)
-    for side in sides:
+    cases = [(f"{side}²", rng.integers(0, 256, (side, side, 3), dtype=np.uint8)) for side in sides]
+    cases.append(
+        (f"stack {planes}×512², all planes", rng.integers(0, 256, (planes, 512, 512), np.uint8))
+    )
+    for label, image in cases:
         viewer.layers.clear()
-        layer = viewer.add_image(rng.integers(0, 256, (side, side, 3), dtype=np.uint8), name="big")
+        layer = viewer.add_image(image, name="big", contrast_limits=(0, 255))
         widget.image.value = layer
-        widget.run()
-        while widget.busy:
-            QApplication.processEvents()
-            time.sleep(0.01)
-        classes = [i for i, _, _ in widget._result.topk(10)]
-        for with_loc in (False, True):
-            widget.show_box.value = widget.show_mask.value = with_loc
-            QApplication.processEvents()
-            times = []
-            for k in range(repeat):
-                start = time.perf_counter()
-                widget.class_select.value = classes[1 + k % 9]
-                QApplication.processEvents()
-                times.append(time.perf_counter() - start)
-            if with_loc:  # a threshold change: box and mask only
-                thresholds = []
-                for k in range(repeat):
-                    start = time.perf_counter()
-                    widget.threshold.value = 0.3 + 0.05 * (k % 8)
-                    QApplication.processEvents()
-                    thresholds.append(time.perf_counter() - start)
-                rows.append(
-                    {
-                        "case": f"threshold change {side}² (box + mask)",
-                        "ms": 1000 * float(np.median(thresholds)),
-                        "overlay_bytes": int(np.asarray(viewer.layers["big CAM mask"].data).nbytes),
-                        "full_size_bytes": side * side,
-                    }
-                )
-            cam = viewer.layers["big CAM"]
-            rows.append(
-                {
-                    "case": f"class change {side}²" + (" + box + mask" if with_loc else ""),
-                    "ms": 1000 * float(np.median(times)),
-                    "overlay_bytes": int(np.asarray(cam.data).nbytes),
-                    "full_size_bytes": side * side * 4,
-                }
-            )
+        widget.planes.value = ALL if image.ndim == 3 and image.shape[-1] != 3 else "current plane"
+        widget.show_box.value = widget.show_mask.value = False
+        _run(widget)
+        rows += _change_rows(widget, viewer, label, image.shape, repeat)
     viewer.close()
+    return rows
+
+
+def _run(widget) -> None:
+    from qtpy.QtWidgets import QApplication
+
+    widget.run()
+    while widget.busy:
+        QApplication.processEvents()
+        time.sleep(0.01)
+
+
+def _timed(set_value, values: list, repeat: int) -> float:
+    from qtpy.QtWidgets import QApplication
+
+    times = []
+    for k in range(repeat):
+        start = time.perf_counter()
+        set_value(values[k % len(values)])
+        QApplication.processEvents()  # napari reads (computes) the displayed plane here
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def _change_rows(widget, viewer, label: str, shape: tuple, repeat: int) -> list[dict]:
+    from qtpy.QtWidgets import QApplication
+
+    classes = [i for i, _, _ in widget._shown.top(10)][1:]
+    cam = viewer.layers["big CAM"]
+    held = cam.data.nbytes if isinstance(cam.data, np.ndarray) else 0  # lazy: nothing held
+    full = int(np.prod(shape[:3] if len(shape) == 3 and shape[-1] != 3 else shape[:2])) * 4
+    rows = []
+
+    def select(c):
+        widget.class_select.value = c
+
+    def threshold(t):
+        widget.threshold.value = t
+
+    rows.append(
+        {
+            "case": f"class change {label}",
+            "ms": _timed(select, classes, repeat),
+            "overlay_bytes": held,
+            "full_size_bytes": full,
+        }
+    )
+    widget.show_box.value = widget.show_mask.value = True
+    QApplication.processEvents()
+    thresholds = [0.3 + 0.05 * k for k in range(8)]
+    rows.append(
+        {
+            "case": f"threshold change {label} (box + mask)",
+            "ms": _timed(threshold, thresholds, repeat),
+            "overlay_bytes": held,
+            "full_size_bytes": full,
+        }
+    )
+    rows.append(
+        {
+            "case": f"class change {label} + box + mask",
+            "ms": _timed(select, classes, repeat),
+            "overlay_bytes": held,
+            "full_size_bytes": full,
+        }
+    )
     return rows
 
 
@@ -271,9 +319,9 @@ def main() -> None:
         )
     if args.engine_only:
         return
-    print("\n| widget case | time | overlay | full-size float32 map |")
+    print("\n| widget case | time | overlay held (0: lazy) | full-size float32 map |")
     print("|---|---|---|---|")
-    for row in widget_rows([1024, 4096, 6000], args.repeat):
+    for row in widget_rows([1024, 4096, 6000], args.planes, args.repeat):
         print(
             f"| {row['case']} | {row['ms']:.1f} ms | {row['overlay_bytes'] / 2**20:.1f} MiB | "
             f"{row['full_size_bytes'] / 2**20:.0f} MiB |"

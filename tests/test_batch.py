@@ -149,3 +149,29 @@ def test_grad_cam_stack_equals_run():
         for c in (0, 500):  # random weights: near-tie maps, so compare them before min-max
             expected, got = single.raw_cam(c), result[i].raw_cam(c)
             np.testing.assert_allclose(got, expected, atol=1e-2 * np.abs(expected).max() + 1e-7)
+
+
+def test_residual_sums_go_in_place_only_when_safe():
+    import torchvision
+
+    class Broadcast(torch.nn.Module):
+        """``small(x) + x``: in place, the left operand would have to grow."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+            self.bn = torch.nn.BatchNorm2d(3)
+            self.small = torch.nn.AdaptiveAvgPool2d(1)
+
+        def forward(self, x):
+            x = self.bn(self.conv(x))
+            return self.small(x) + x
+
+    resnet = fold_batch_norms(torchvision.models.resnet18().eval())
+    assert sum(n.target == "add_" for n in resnet.graph.nodes) == 8  # one per block
+    safe = fold_batch_norms(Broadcast().eval())
+    assert not any(n.target == "add_" for n in safe.graph.nodes)
+    x = torch.randn(1, 3, 16, 16)
+    with torch.inference_mode():
+        module = Broadcast().eval()
+        np.testing.assert_allclose(fold_batch_norms(module)(x), module(x), atol=1e-5)

@@ -98,6 +98,7 @@ class GapCamWidget(Container):
         self._progress: progress | None = None
         self._class_worker = None  # a Grad-CAM backward pass for a class change
         self._draining: list[Any] = []  # cancelled workers finishing their last batch
+        self._follow_top = True  # the class follows the top class until the user picks one
 
         self.image = ComboBox(label="image", choices=self._image_choices)
         self.models = ModelControls(say=self._say)
@@ -150,7 +151,7 @@ class GapCamWidget(Container):
             label.native.setTextInteractionFlags(Qt.TextSelectableByMouse)
 
         self.run_button.changed.connect(self._on_run_button)
-        self.class_select.changed.connect(self._refresh_overlays)
+        self.class_select.changed.connect(self._on_class_picked)
         self.threshold.changed.connect(self._refresh_localization)
         self.show_box.changed.connect(self._on_toggle)
         self.show_mask.changed.connect(self._on_toggle)
@@ -251,6 +252,10 @@ class GapCamWidget(Container):
             if toggle.value and layer is not None:
                 layer.visible = True
 
+    def _on_class_picked(self, _value: Any = None) -> None:
+        self._follow_top = False  # the user's choice stays while more planes arrive
+        self._refresh_overlays()
+
     def _on_dims_step(self, _event: Any = None) -> None:
         """A stack's box follows the displayed plane."""
         if self._shown is not None and self._shown.is_stack and self.show_box.value:
@@ -298,6 +303,7 @@ class GapCamWidget(Container):
         loading = "" if model is not None else f"loading {spec['name']}, "
         self.status.value = f"Running: {loading}forward pass on {source.name!r}{planes.describe()}…"
         self._run_id += 1
+        self._follow_top = True
         run_id, shape = self._run_id, spatial_shape(source)
         worker = create_worker(
             _compute,
@@ -382,10 +388,10 @@ class GapCamWidget(Container):
             f"{shown.planes.describe()}: input {size}, {cells} map cells{done}, "
             f"{shown.seconds:.2f} s on {model.device}."
         )
-        if first:  # the class list follows the result; later batches keep the user's class
-            with self.class_select.changed.blocked():
-                self.class_select.reset_choices()
-                self.class_select.value = top[0][0]
+        with self.class_select.changed.blocked():  # labels and order follow the planes done
+            current = self.class_select.value
+            self.class_select.reset_choices()
+            self.class_select.value = top[0][0] if self._follow_top else current
         self._refresh_overlays()
         cam_layer = self._overlays.get(shown.source, "cam")
         if first and cam_layer is not None:  # ready for napari's opacity / colormap controls
@@ -468,7 +474,8 @@ class GapCamWidget(Container):
         placement = shown.placement(self._budget())
         fill = shown.cam_fill(meta["class_index"], placement.grid)
         self._overlays.show_cam(shown.source, placement, meta, fill)
-        self.showing.value = f"{meta['class_name']}  (p = {meta['probability']:.3f})"
+        p = "mean p" if shown.is_stack else "p"
+        self.showing.value = f"{meta['class_name']}  ({p} = {meta['probability']:.3f})"
         self._show_localization()
 
     def _refresh_localization(self, _value: Any = None) -> None:

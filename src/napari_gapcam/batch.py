@@ -157,12 +157,16 @@ class StackResult(Sequence[CamResult]):
 
 
 def normalise_each(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear (``align_corners=False``) upsampling of n maps, then min-max each to [0, 1]."""
+    """Bilinear (``align_corners=False``) upsampling of n maps, then min-max each to [0, 1].
+
+    A constant map (up to float rounding) gives zeros, as :func:`upsample_and_normalise` does.
+    """
     up = F.interpolate(raw[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
     low = up.amin(dim=(1, 2), keepdim=True)
     span = up.amax(dim=(1, 2), keepdim=True) - low
-    flat = ~(span > 1e-6 * raw.abs().amax(dim=(1, 2), keepdim=True).clamp_min(1e-30))
-    return torch.where(flat, torch.zeros_like(up), (up - low) / span.clamp_min(1e-30))
+    flat = ~(span > 1e-6 * raw.abs().amax(dim=(1, 2), keepdim=True).float())
+    span[flat] = float("inf")  # (x − low) / inf = 0
+    return up.sub_(low).div_(span)
 
 
 def _as_images(images: Any) -> tuple[Sequence[Any], tuple[int, ...]]:
