@@ -7,10 +7,8 @@ import pytest
 import torch
 from skimage import data
 
-from napari_gapcam._widget import RANDOM, GapCamWidget
+from _widgets import make_widget, run_and_wait
 from napari_gapcam.cam import CamResult
-
-TIMEOUT_MS = 120_000
 
 
 @pytest.fixture
@@ -18,22 +16,7 @@ def viewer(make_napari_viewer, torch_home):
     return make_napari_viewer()
 
 
-def make_widget(viewer, **settings) -> GapCamWidget:
-    widget = GapCamWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="GAP-CAM")
-    widget.weights.value = RANDOM
-    widget.device.value = "cpu"
-    for name, value in settings.items():
-        getattr(widget, name).value = value
-    return widget
-
-
-def run_and_wait(widget: GapCamWidget, qtbot) -> None:
-    widget.run_button.clicked.emit()
-    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT_MS)
-
-
-def put_peak(widget: GapCamWidget, cell: tuple[int, int], cells=(7, 9)) -> tuple[float, float]:
+def put_peak(widget, cell: tuple[int, int], cells=(7, 9)) -> tuple[float, float]:
     """Replace the result by one whose map peaks at feature ``cell``; its image position."""
     height, width = widget._result.image_shape
     features = torch.zeros(1, *cells)

@@ -6,30 +6,13 @@ import numpy as np
 import pytest
 from skimage import data
 
-from napari_gapcam._widget import ALL, RANDOM, GapCamWidget
-
-TIMEOUT_MS = 120_000
+from _widgets import TIMEOUT_MS, make_widget, run_and_wait
+from napari_gapcam._widget import ALL
 
 
 @pytest.fixture
 def viewer(make_napari_viewer, torch_home):
     return make_napari_viewer()
-
-
-def make_widget(viewer, **settings) -> GapCamWidget:
-    widget = GapCamWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="GAP-CAM")
-    widget.arch.value = "resnet18"  # fast enough for many planes on a CPU
-    widget.weights.value = RANDOM
-    widget.device.value = "cpu"
-    for name, value in settings.items():
-        getattr(widget, name).value = value
-    return widget
-
-
-def run_and_wait(widget: GapCamWidget, qtbot) -> None:
-    widget.run_button.clicked.emit()
-    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT_MS)
 
 
 def photo_stack(n: int, size: int = 64) -> np.ndarray:
@@ -43,7 +26,7 @@ def photo_stack(n: int, size: int = 64) -> np.ndarray:
 def test_all_planes_fills_every_plane_and_ranks_classes_by_mean(viewer, qtbot):
     stack = photo_stack(11)
     viewer.add_image(stack, name="movie", contrast_limits=(0, 255))
-    widget = make_widget(viewer, planes=ALL)
+    widget = make_widget(viewer, arch="resnet18", planes=ALL)
     widget.show_mask.value = True
     run_and_wait(widget, qtbot)
     result = widget._result
@@ -72,7 +55,7 @@ def test_all_planes_fills_every_plane_and_ranks_classes_by_mean(viewer, qtbot):
 def test_cancel_keeps_finished_planes_and_run_works_again(viewer, qtbot):
     stack = photo_stack(40)
     viewer.add_image(stack, name="long", contrast_limits=(0, 255))
-    widget = make_widget(viewer, planes=ALL)
+    widget = make_widget(viewer, arch="resnet18", planes=ALL)
     widget.run_button.clicked.emit()
     assert widget.run_button.text == "Cancel"
     qtbot.waitUntil(
@@ -101,7 +84,7 @@ def test_transposed_view_runs_the_displayed_plane(viewer, qtbot):
     source = viewer.add_image(volume, name="vol", contrast_limits=(0, 255), scale=(2.0, 1.0, 1.0))
     viewer.dims.order = (1, 0, 2)  # display Z (rows) × X (columns), slide along Y
     viewer.dims.set_current_step(1, 17)
-    widget = make_widget(viewer)
+    widget = make_widget(viewer, arch="resnet18")
     run_and_wait(widget, qtbot)
     result = widget._result
     assert result.image_shape == (16, 48)  # Z×X
@@ -119,7 +102,7 @@ def test_transposed_view_runs_the_displayed_plane(viewer, qtbot):
 def test_4d_all_planes_runs_every_non_displayed_index(viewer, qtbot):
     stack = photo_stack(6, size=48).reshape(2, 3, 48, 48)
     viewer.add_image(stack, name="tz", contrast_limits=(0, 255))
-    widget = make_widget(viewer, planes=ALL)
+    widget = make_widget(viewer, arch="resnet18", planes=ALL)
     widget.show_box.value = True
     run_and_wait(widget, qtbot)
     assert len(widget._result) == 6
@@ -148,7 +131,7 @@ def test_lazy_stack_reads_only_what_a_run_needs(viewer, qtbot):
     lazy = da.concatenate([base] * 40).rechunk((1, 1024, 1024)).map_blocks(count, dtype=np.uint16)
     viewer.add_image(lazy, name="big stack", contrast_limits=(0, 4000))
     viewer.dims.set_current_step(0, 21)
-    widget = make_widget(viewer)
+    widget = make_widget(viewer, arch="resnet18")
     reads.clear()  # napari itself draws the displayed plane
     run_and_wait(widget, qtbot)
     assert set(reads) == {21}
@@ -161,3 +144,19 @@ def test_lazy_stack_reads_only_what_a_run_needs(viewer, qtbot):
     qtbot.waitUntil(lambda: not widget._draining, timeout=TIMEOUT_MS)
     # streamed: the planes read are those of the batches started, not the whole stack
     assert set(reads) <= set(range(24)) and {0, 7} <= set(reads)
+
+
+def test_rgb_stack_all_planes(viewer, qtbot):
+    photo = data.astronaut()
+    stack = np.stack(
+        [photo[40 * i : 40 * i + 256 : 4, 30 * i : 30 * i + 256 : 4] for i in range(5)]
+    )
+    viewer.add_image(stack, name="rgb movie", rgb=True)
+    widget = make_widget(viewer, arch="resnet18", planes=ALL)
+    run_and_wait(widget, qtbot)
+    assert len(widget._result) == 5 and widget._result.image_shape == (64, 64)
+    planes = np.asarray(viewer.layers["rgb movie CAM"].data)
+    assert planes.shape == stack.shape[:3]
+    assert all(planes[i].max() == pytest.approx(1.0) for i in range(5))
+    single = widget._shown.model.run(stack[3])
+    np.testing.assert_allclose(widget._result[3].logits, single.logits, rtol=1e-3, atol=1e-3)

@@ -56,7 +56,7 @@ def _fraction(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gapcam",
-        description="Class activation maps (CAM) of GAP-CNNs (ResNets) for many images.",
+        description="Class activation maps (CAM, or Grad-CAM) of CNN classifiers for many images.",
         epilog="Run 'gapcam predict --help' for the options and examples.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
