@@ -160,3 +160,18 @@ def test_rgb_stack_all_planes(viewer, qtbot):
     assert all(planes[i].max() == pytest.approx(1.0) for i in range(5))
     single = widget._shown.model.run(stack[3])
     np.testing.assert_allclose(widget._result[3].logits, single.logits, rtol=1e-3, atol=1e-3)
+
+
+def test_grad_cam_model_on_all_planes(viewer, qtbot):
+    stack = photo_stack(3, size=64)
+    viewer.add_image(stack, name="gc", contrast_limits=(0, 255))
+    widget = make_widget(viewer, arch="mobilenet_v3_small", planes=ALL)
+    run_and_wait(widget, qtbot)
+    assert "Grad-CAM" in widget.status.value and len(widget._result) == 3
+    first = np.asarray(viewer.layers["gc CAM"].data[1]).copy()
+    widget.class_select.value = widget.class_select.choices[1]  # lazily, per displayed plane
+    assert not widget.busy
+    second = np.asarray(viewer.layers["gc CAM"].data[1])
+    expected = widget._result[1].cam(widget.class_select.value)
+    np.testing.assert_allclose(second, expected, atol=1e-6)
+    assert first.shape == second.shape == (64, 64)
