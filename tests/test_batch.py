@@ -175,3 +175,20 @@ def test_residual_sums_go_in_place_only_when_safe():
     with torch.inference_mode():
         module = Broadcast().eval()
         np.testing.assert_allclose(fold_batch_norms(module)(x), module(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint8, np.float32])
+def test_each_image_of_a_batch_keeps_its_own_intensity_range(resnet50, dtype):
+    """No contrast limits: each plane is scaled by its own min/max, as run() does alone."""
+    stack = photo_stack(4).astype(np.float32) / 15000
+    stack[1] *= 0.3  # a dim plane
+    stack[2] = stack[2] * 0.5 + 0.4  # a bright, low-contrast plane
+    stack[3, :, :10] = 4.0  # one saturated stripe: the full 0…255 range for uint8
+    high = {np.uint16: 15000, np.uint8: 60, np.float32: 1}[dtype]
+    stack = (stack * high).astype(dtype)
+    result = resnet50.run_batch(stack, batch_size=4)
+    for i in range(4):
+        single = resnet50.run(stack[i])
+        np.testing.assert_allclose(result[i].logits, single.logits, rtol=1e-3, atol=1e-3)
+        c = single.topk(1)[0][0]
+        assert np.abs(result[i].cam(c) - single.cam(c)).max() < 1e-3

@@ -227,11 +227,7 @@ def iter_batches(
             reduce_image_for_input(images[i], contrast_limits, input_size, square)
             for i in range(start, stop)
         ]
-        pixels = torch.cat([r.pixels for r in reduced])
-        if cuda and pixels.dtype != torch.uint8:
-            pixels = pixels.pin_memory().to(device, non_blocking=True)
-        config = model.config
-        tensor = finish_input(reduced[0], device, config.mean, config.std, pixels=pixels)
+        tensor = finish_input(reduced, device, model.config.mean, model.config.std)
         with torch.inference_mode(), _autocast(device, PRECISIONS[precision]):
             maps = model.forward_features(tensor, size)
             logits = model.head(maps.float())

@@ -152,10 +152,14 @@ def to_unit_range(image: Any, contrast_limits: Sequence[float] | None = None) ->
     return np.repeat(unit, 3, axis=-1) if unit.shape[-1] == 1 else unit
 
 
-def _to_unit(tensor: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    if not high > low:
-        return torch.zeros_like(tensor, dtype=torch.float32)
-    return ((tensor.float() - low) / (high - low)).clamp_(0.0, 1.0)
+def _to_unit(
+    tensor: torch.Tensor, low: float | torch.Tensor, high: float | torch.Tensor
+) -> torch.Tensor:
+    """``(x − low) / (high − low)`` clipped to [0, 1]; zeros where ``high ≤ low`` (a constant
+    image). ``low``/``high`` may be per-image tensors (N×1×1×1)."""
+    span = torch.as_tensor(high, dtype=torch.float32) - low
+    unit = ((tensor.float() - low) / torch.clamp(span, min=1e-30)).clamp_(0.0, 1.0)
+    return unit * (span > 0)
 
 
 def target_size(
@@ -197,46 +201,51 @@ def reduce_image_for_input(
     size = target_size(height, width, input_size, square)
     low, high = intensity_range(image, contrast_limits)
     factor = max(1, min(height // size[0], width // size[1]) // 4)
-    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and low <= 0 and high >= 255:
-        # uint8 in memory: resize the bytes themselves (a view: no full-size copy)
+    needs_no_clip = contrast_limits is None or (low <= 0 and high >= 255)
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and needs_no_clip:
+        # uint8 in memory, nothing to clip: resize the bytes themselves (a view, no copy). The
+        # choice depends on the dtype and the limits asked for only, so a batch reduces alike.
         pixels = torch.from_numpy(image[..., :3] if rgb else image[..., None])
         return Reduced(pixels.permute(2, 0, 1)[None], size, 1, (height, width), low, high)
     return Reduced(reduce_image(image, factor, low, high), size, factor, (height, width), low, high)
 
 
 def finish_input(
-    reduced: Reduced,
+    reduced: Reduced | Sequence[Reduced],
     device: torch.device | str = "cpu",
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
-    pixels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The device half: antialiased resize to the input size, [0, 1], ``(x − mean) / std``.
 
-    ``pixels`` (default ``reduced.pixels``) may be a batch N×C×h×w of images reduced alike,
-    already on ``device``. uint8 pixels are resized on the host (torch's uint8 path), the rest
-    on ``device``.
+    ``reduced``: one image, or a batch of images of one size reduced alike (each keeps its own
+    intensity range); the result is N×3×h×w. uint8 pixels are resized on the host (torch's uint8
+    path), the rest on ``device`` (through pinned memory to a GPU).
     """
-    small = reduced.pixels if pixels is None else pixels
-    if small.dtype == torch.uint8 and tuple(small.shape[-2:]) != reduced.size:
-        small = F.interpolate(small.cpu(), size=reduced.size, mode="bilinear", antialias=True)
-    small = small.to(device)
-    height, width = reduced.image_shape
-    if reduced.factor > 1:  # cells of ``factor`` pixels (the last may be partial): scale, not shape
-        scale = (
-            reduced.size[0] * reduced.factor / height,
-            reduced.size[1] * reduced.factor / width,
-        )
+    batch = [reduced] if isinstance(reduced, Reduced) else list(reduced)
+    first = batch[0]
+    small = torch.cat([r.pixels for r in batch]) if len(batch) > 1 else first.pixels
+    if small.dtype == torch.uint8 and tuple(small.shape[-2:]) != first.size:
+        small = F.interpolate(small, size=first.size, mode="bilinear", antialias=True)
+    if torch.device(device).type == "cuda":
+        small = small.pin_memory().to(device, non_blocking=True)
+    else:
+        small = small.to(device)
+    height, width = first.image_shape
+    if first.factor > 1:  # cells of ``factor`` pixels (the last may be partial): scale, not shape
+        scale = (first.size[0] * first.factor / height, first.size[1] * first.factor / width)
         small = F.interpolate(
             small,
             scale_factor=scale,
             mode="bilinear",
             antialias=True,
             recompute_scale_factor=False,
-        )[..., : reduced.size[0], : reduced.size[1]]
-    elif reduced.size != tuple(small.shape[-2:]):
-        small = F.interpolate(small, size=reduced.size, mode="bilinear", antialias=True)
-    unit = _to_unit(small, reduced.low, reduced.high).expand(-1, 3, -1, -1)
+        )[..., : first.size[0], : first.size[1]]
+    elif first.size != tuple(small.shape[-2:]):
+        small = F.interpolate(small, size=first.size, mode="bilinear", antialias=True)
+    low = torch.tensor([r.low for r in batch], dtype=torch.float32, device=small.device)
+    high = torch.tensor([r.high for r in batch], dtype=torch.float32, device=small.device)
+    unit = _to_unit(small, low.view(-1, 1, 1, 1), high.view(-1, 1, 1, 1)).expand(-1, 3, -1, -1)
     mean_t = torch.tensor(mean, dtype=torch.float32, device=unit.device).view(1, 3, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32, device=unit.device).view(1, 3, 1, 1)
     return (unit - mean_t) / std_t
