@@ -27,6 +27,7 @@ from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QComboBox
 
 from ._layers import Overlays, is_overlay, spatial_shape
 from ._model_controls import DEMO, FILE, IN_MEMORY, RANDOM, ModelControls
@@ -146,6 +147,12 @@ class GapCamWidget(Container):
         )
         placeholder = "run first; then type to search the classes"
         make_searchable(self.class_select.native, placeholder, self._pick_class_by_text)
+        for widget in self:  # long item labels must not widen the dock (and narrow the canvas)
+            if isinstance(widget.native, QComboBox):
+                widget.native.setSizeAdjustPolicy(
+                    QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+                )
+                widget.native.setMinimumContentsLength(14)
         for label in (self.status, self.predictions, self.showing):
             label.native.setWordWrap(True)
             label.native.setTextInteractionFlags(Qt.TextSelectableByMouse)
