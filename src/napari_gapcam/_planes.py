@@ -72,7 +72,7 @@ class PlaneSequence:
             key[axis] = value
         plane = self.data[tuple(key)]
         if self.axes[0] > self.axes[1]:  # displayed transposed: rows are the later data axis
-            plane = plane.swapaxes(0, 1) if hasattr(plane, "swapaxes") else np.swapaxes(plane, 0, 1)
+            plane = np.swapaxes(plane, 0, 1)  # lazy for dask (__array_function__)
         return plane
 
 

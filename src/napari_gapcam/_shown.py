@@ -2,11 +2,13 @@
 
 A run gives one :class:`~napari_gapcam.cam.CamResult` (the current plane) or a
 :class:`~napari_gapcam.batch.StackResult` that grows batch by batch (all planes). Either way
-the overlays ask it for a class's grid map of a plane only when napari displays that plane.
+the overlays ask it for a class's grid map of a plane only when napari displays that plane; the
+overlay, the mask and the box share each map through a small cache.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +17,8 @@ import numpy as np
 from ._layers import Fill, Placement
 from ._planes import Planes
 from .grid import bounded_grid, grid_placement
+
+CACHED = 6  # maps and regions kept (a few MB): one class's overlay, mask and box
 
 if TYPE_CHECKING:
     from napari.layers import Image
@@ -33,6 +37,7 @@ class Shown:
     model: Any
     seconds: float = 0.0
     position: dict[tuple[int, ...], int] = field(default_factory=dict)
+    _cache: dict[tuple, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.position = {index: i for i, index in enumerate(self.planes.indices)}
@@ -65,39 +70,55 @@ class Shown:
         fy, fx = self.planes.level_scale  # level pixel → level-0 data (napari's convention)
         return Placement(grid, (sy * fy, sx * fx), (ty * fy, tx * fx), self.planes.axes)
 
+    def _cached(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """A small cache: the CAM overlay, the mask and the box read the same maps and regions."""
+        key = (id(self.result), self.done, *key)
+        if key not in self._cache:
+            self._cache[key] = compute()
+            while len(self._cache) > CACHED:
+                self._cache.pop(next(iter(self._cache)))
+        return self._cache[key]
+
     def grid_map(self, c: int, grid: tuple[int, int], index: tuple[int, ...]) -> np.ndarray | None:
         """Class ``c``'s normalised map of plane ``index`` at ``grid`` (None: not computed)."""
         position = self.position.get(index)
         if position is None or position >= self.done:
             return None
-        if self.is_stack:
-            return self.result.cams(c, shape=grid, images=[position])[0]
-        return self.result.cam(c, shape=grid)
 
-    def cam_fill(self, c: int, grid: tuple[int, int]) -> Fill:
-        """The overlay's planes: a stack's computed lazily, one plane's now (it is shown anyway)."""
-        if self.is_stack:
-            return lambda index: self.grid_map(c, grid, index)
-        plane = self.grid_map(c, grid, self.planes.indices[0])
-        return lambda index: plane if index == self.planes.indices[0] else None
+        def compute() -> np.ndarray:
+            if self.is_stack:
+                return self.result.cams(c, shape=grid, images=[position])[0]
+            return self.result.cam(c, shape=grid)
 
-    def mask_fill(self, c: int, grid: tuple[int, int], threshold: float) -> Fill:
+        return self._cached(("map", c, grid, index), compute)
+
+    def region(
+        self, c: int, grid: tuple[int, int], threshold: float, index: tuple[int, ...]
+    ) -> tuple[np.ndarray, Box | None] | None:
+        """Mask and box (grid cells) of plane ``index``'s largest region (None: not computed)."""
         from .localize import largest_region
 
-        def mask(index: tuple[int, ...]) -> np.ndarray | None:
-            heat = self.grid_map(c, grid, index)
-            return None if heat is None else largest_region(heat, threshold)[0]
+        heat = self.grid_map(c, grid, index)
+        if heat is None:
+            return None
+        return self._cached(
+            ("region", c, grid, threshold, index), lambda: largest_region(heat, threshold)
+        )
 
-        if self.is_stack:
-            return mask
-        plane = mask(self.planes.indices[0])
-        return lambda index: plane if index == self.planes.indices[0] else None
+    def cam_fill(self, c: int, grid: tuple[int, int]) -> Fill:
+        """The overlay's planes, computed when napari reads them."""
+        return lambda index: self.grid_map(c, grid, index)
+
+    def mask_fill(self, c: int, grid: tuple[int, int], threshold: float) -> Fill:
+        def mask(index: tuple[int, ...]) -> np.ndarray | None:
+            region = self.region(c, grid, threshold, index)
+            return None if region is None else region[0]
+
+        return mask
 
     def box(
         self, c: int, grid: tuple[int, int], threshold: float, index: tuple[int, ...]
     ) -> Box | None:
         """The box (grid cells) of plane ``index``'s largest region, or None."""
-        from .localize import largest_region
-
-        heat = self.grid_map(c, grid, index)
-        return None if heat is None else largest_region(heat, threshold)[1]
+        region = self.region(c, grid, threshold, index)
+        return None if region is None else region[1]

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._torch import F, torch
-from .cam import Cam, CamResult, ClassRef, Method
+from ._torch import torch
+from .cam import Cam, CamResult, ClassRef, Method, class_index, normalise_each, top_classes
 from .memory import available_bytes
 from .preprocess import finish_input, image_layout, reduce_image_for_input, target_size
 
@@ -110,9 +110,7 @@ class StackResult(Sequence[CamResult]):
 
     def topk_mean(self, k: int = 5) -> list[tuple[int, str, float]]:
         """The ``k`` classes of highest mean probability as ``(index, name, mean p)``."""
-        mean = self.mean_probabilities()
-        order = np.argsort(-mean, kind="stable")[: max(0, k)]
-        return [(int(i), self.class_names[i], float(mean[i])) for i in order]
+        return top_classes(self.mean_probabilities(), self.class_names, k)
 
     def top1(self) -> list[int]:
         """Each image's most probable class."""
@@ -143,7 +141,7 @@ class StackResult(Sequence[CamResult]):
             return np.stack(
                 [self[i].cam(k, shape=size) for i, k in zip(indices, classes, strict=True)]
             )
-        rows = [self[indices[0]].class_index(k) for k in classes]
+        rows = [class_index(self.class_names, k) for k in classes]
         weights = self._method.weight[rows]  # n×K
         raw = torch.einsum("nk,nkhw->nhw", weights, self._maps(indices))
         return normalise_each(raw, size).numpy()
@@ -154,19 +152,6 @@ class StackResult(Sequence[CamResult]):
         for part in parts[1:]:
             parts[0].extend(part)
         return parts[0]
-
-
-def normalise_each(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear (``align_corners=False``) upsampling of n maps, then min-max each to [0, 1].
-
-    A constant map (up to float rounding) gives zeros, as :func:`upsample_and_normalise` does.
-    """
-    up = F.interpolate(raw[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
-    low = up.amin(dim=(1, 2), keepdim=True)
-    span = up.amax(dim=(1, 2), keepdim=True) - low
-    flat = ~(span > 1e-6 * raw.abs().amax(dim=(1, 2), keepdim=True).float())
-    span[flat] = float("inf")  # (x − low) / inf = 0
-    return up.sub_(low).div_(span)
 
 
 def _as_images(images: Any) -> tuple[Sequence[Any], tuple[int, ...]]:

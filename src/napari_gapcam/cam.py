@@ -48,19 +48,54 @@ class Cam:
         return class_activation_map(features, self.weight[c])
 
 
-def upsample_and_normalise(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear (``align_corners=False``) upsampling to ``size``, then min-max to [0, 1].
+def normalise_each(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear (``align_corners=False``) upsampling of n maps (n×h×w) to ``size``, then min-max
+    each to [0, 1].
 
     A constant map (up to float rounding), or a 1-pixel target, gives zeros, never NaN.
     """
-    low, high = raw.min(), raw.max()
-    if not high - low > 1e-6 * raw.abs().max():
-        return torch.zeros(size, dtype=raw.dtype, device=raw.device)
-    up = F.interpolate(raw[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
-    low, high = up.min(), up.max()
-    if not high > low:  # e.g. a 1×1 image: one value, nothing stands out
-        return torch.zeros_like(up)
-    return (up - low) / (high - low)
+    up = F.interpolate(raw[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+    low = up.amin(dim=(1, 2), keepdim=True)
+    span = up.amax(dim=(1, 2), keepdim=True) - low
+    flat = ~(span > 1e-6 * raw.abs().amax(dim=(1, 2), keepdim=True).float())
+    span[flat] = float("inf")  # (x − low) / inf = 0
+    return up.sub_(low).div_(span)
+
+
+def upsample_and_normalise(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """:func:`normalise_each` of one h×w map."""
+    return normalise_each(raw[None], size)[0]
+
+
+def class_index(class_names: Sequence[str], c: ClassRef) -> int:
+    """Index of a class given by index (int) or by name (exact, else case-insensitive)."""
+    count = len(class_names)
+    if isinstance(c, (int, np.integer)) and not isinstance(c, bool):
+        index = int(c)
+        if not 0 <= index < count:
+            raise IndexError(
+                f"Class index {index} is out of range: the model has {count} classes "
+                f"(0…{count - 1})."
+            )
+        return index
+    if isinstance(c, str):
+        if c in class_names:
+            return list(class_names).index(c)
+        lowered = [name.lower() for name in class_names]
+        if c.lower() in lowered:
+            return lowered.index(c.lower())
+        close = difflib.get_close_matches(c, class_names, n=3)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise KeyError(f"Unknown class name {c!r}.{hint} See result.class_names for all.")
+    raise TypeError(f"A class is an index (int) or a name (str), got {type(c).__name__}.")
+
+
+def top_classes(
+    probabilities: np.ndarray, class_names: Sequence[str], k: int
+) -> list[tuple[int, str, float]]:
+    """The ``k`` most probable classes as ``(index, name, probability)``, best first."""
+    order = np.argsort(-probabilities, kind="stable")[: max(0, k)]
+    return [(int(i), class_names[i], float(probabilities[i])) for i in order]
 
 
 class CamResult:
@@ -105,29 +140,11 @@ class CamResult:
 
     def class_index(self, c: ClassRef) -> int:
         """Index of a class given by index (int) or by name (exact, else case-insensitive)."""
-        if isinstance(c, (int, np.integer)) and not isinstance(c, bool):
-            index = int(c)
-            if not 0 <= index < self.num_classes:
-                raise IndexError(
-                    f"Class index {index} is out of range: the model has {self.num_classes} "
-                    f"classes (0…{self.num_classes - 1})."
-                )
-            return index
-        if isinstance(c, str):
-            if c in self.class_names:
-                return self.class_names.index(c)
-            lowered = [name.lower() for name in self.class_names]
-            if c.lower() in lowered:
-                return lowered.index(c.lower())
-            close = difflib.get_close_matches(c, self.class_names, n=3)
-            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise KeyError(f"Unknown class name {c!r}.{hint} See result.class_names for all.")
-        raise TypeError(f"A class is an index (int) or a name (str), got {type(c).__name__}.")
+        return class_index(self.class_names, c)
 
     def topk(self, k: int = 5) -> list[tuple[int, str, float]]:
         """The ``k`` most probable classes as ``(index, name, probability)``, best first."""
-        order = np.argsort(-self.probabilities, kind="stable")[: max(0, k)]
-        return [(int(i), self.class_names[i], float(self.probabilities[i])) for i in order]
+        return top_classes(self.probabilities, self.class_names, k)
 
     def is_ready(self, c: ClassRef) -> bool:
         """True when class ``c``'s map costs no more network pass (CAM, or Grad-CAM done)."""
