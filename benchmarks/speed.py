@@ -14,6 +14,7 @@ layer of 1024², 4096² and 6000², and the overlay's bytes. Medians of ``--repe
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -52,7 +53,7 @@ def _median_ms(fn, repeat: int) -> float:
     return 1000 * float(np.median(times))
 
 
-def engine_case(kind: str, side: int, repeat: int) -> dict:
+def engine_case(kind: str, side: int, repeat: int, device: str = "cpu") -> dict:
     """One engine row, in this process (called in a fresh subprocess)."""
     import torch
     from skimage.transform import resize
@@ -60,7 +61,7 @@ def engine_case(kind: str, side: int, repeat: int) -> dict:
     from napari_gapcam import load_model
 
     torch.manual_seed(0)
-    model = load_model("resnet50", weights=None, device="cpu")
+    model = load_model("resnet50", weights=None, device=device)
     rng = np.random.default_rng(0)
     if kind == "rgb_u8":
         image = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
@@ -78,7 +79,7 @@ def engine_case(kind: str, side: int, repeat: int) -> dict:
     big = _median_ms(lambda: model.run(image), repeat)
     base = _median_ms(lambda: model.run(small), repeat)
     return {
-        "case": f"{kind} {side}²",
+        "case": f"{kind} {side}²" + ("" if device == "cpu" else f" on {device}"),
         "run_ms": big,
         "shrunk_ms": base,
         "ratio": big / base,
@@ -162,15 +163,18 @@ def stack_rows(planes: int, side: int, repeat: int) -> list[dict]:
 
 
 def gpu_rows(planes: int, repeat: int) -> list[dict]:
-    """On a GPU: ``run_batch`` (+ every plane's top-1 map) vs the bare batched forward of the
-    same model at the same batch size, fp32 and fp16 autocast (target: ≥ 70 % of it)."""
+    """On a GPU: ``run_batch`` (+ every plane's top-1 map at 512²) from a uint8 stack on the host
+    vs the bare batched forward of the same model at the same batch size on inputs already on
+    the GPU, in fp32, fp16 and bf16 autocast (target: ≥ 70 % of it); and one 224² ``run`` +
+    ``cam`` vs the bare forward of that image."""
     import torch
 
     from napari_gapcam import load_model
-    from napari_gapcam.preprocess import to_input_tensor
+    from napari_gapcam.preprocess import finish_input, reduce_image_for_input, to_input_tensor
 
     torch.manual_seed(0)
     model = load_model("resnet50", weights=None, device="cuda")
+    gpu = torch.cuda.get_device_name()
     rng = np.random.default_rng(0)
     stack = rng.integers(0, 256, (planes, 512, 512, 3), dtype=np.uint8)
     batch = 32
@@ -178,15 +182,15 @@ def gpu_rows(planes: int, repeat: int) -> list[dict]:
     inputs = inputs.contiguous(memory_format=torch.channels_last)
     network = torch.nn.Sequential(model.features, model.head).eval()
     rows = []
-    for precision, dtype in (("fp32", None), ("fp16", torch.float16)):
+    for precision, dtype in (("fp32", None), ("fp16", torch.float16), ("bf16", torch.bfloat16)):
 
-        def bare(dtype: torch.dtype | None = dtype) -> None:
+        def bare(dtype: torch.dtype | None = dtype, x: torch.Tensor = inputs) -> None:
             with (
                 torch.inference_mode(),
                 torch.autocast("cuda", dtype=dtype, enabled=dtype is not None),
             ):
                 for _ in range(0, planes, batch):
-                    network(inputs)
+                    network(x)
             torch.cuda.synchronize()
 
         def ours(precision: str = precision) -> None:
@@ -194,18 +198,73 @@ def gpu_rows(planes: int, repeat: int) -> list[dict]:
             result.cams(result.top1())
             torch.cuda.synchronize()
 
-        bare(), ours()
-        ours_ms, bare_ms = _paired_ms(ours, bare, repeat)
+        def ours_run(precision: str = precision) -> None:
+            model.run_batch(stack, batch_size=batch, precision=precision)
+            torch.cuda.synchronize()
+
+        bare(), ours(), ours_run()
+        for fn, what in ((ours, "run_batch + top-1 maps"), (ours_run, "run_batch alone")):
+            ours_ms, bare_ms = _paired_ms(fn, bare, repeat)
+            rows.append(
+                {
+                    "case": f"GPU {gpu}: {planes}×512² RGB uint8, batch {batch}, {precision}: "
+                    f"{what} vs bare batched forward (inputs already on the GPU)",
+                    "ours": planes / ours_ms * 1000,
+                    "base": planes / bare_ms * 1000,
+                    "unit": "planes/s",
+                }
+            )
+    # where the time goes (fp32): the host side alone (read, copy to pinned memory, send,
+    # resize and normalise), and the top-1 maps alone (made on the GPU, returned as float32)
+    result = model.run_batch(stack, batch_size=batch)
+    top = result.top1()
+
+    def host_side() -> None:
+        for start in range(0, planes, batch):
+            reduced = [reduce_image_for_input(plane) for plane in stack[start : start + batch]]
+            finish_input(reduced, "cuda")
+        torch.cuda.synchronize()
+
+    def maps_alone() -> None:
+        result.cams(top)
+        torch.cuda.synchronize()
+
+    bare_fp32 = functools.partial(bare, None)
+    for fn, what in ((host_side, "host side alone"), (maps_alone, "top-1 maps alone (512²)")):
+        fn()
+        ours_ms, bare_ms = _paired_ms(fn, bare_fp32, repeat)
         rows.append(
             {
-                "case": f"GPU {torch.cuda.get_device_name()}: {planes}×512² RGB, batch "
-                f"{batch}, {precision}: run_batch + top-1 maps vs bare batched forward "
-                "(inputs already on the GPU)",
+                "case": f"GPU {gpu}: {planes}×512² RGB uint8, batch {batch}, fp32: {what} "
+                "vs bare batched forward",
                 "ours": planes / ours_ms * 1000,
                 "base": planes / bare_ms * 1000,
                 "unit": "planes/s",
             }
         )
+    image = stack[0, :224, :224]
+    tensor = to_input_tensor(image, device="cuda").contiguous(memory_format=torch.channels_last)
+
+    def single() -> None:
+        result = model.run(image)
+        result.cam(result.topk(1)[0][0])
+        torch.cuda.synchronize()
+
+    def bare_single() -> None:
+        with torch.inference_mode():
+            network(tensor)
+        torch.cuda.synchronize()
+
+    single(), bare_single()
+    single_ms, bare_ms = _paired_ms(single, bare_single, 10 * repeat)
+    rows.append(
+        {
+            "case": f"GPU {gpu}: one 224² image, run + cam vs bare forward",
+            "ours": 1000 / single_ms,
+            "base": 1000 / bare_ms,
+            "unit": "images/s",
+        }
+    )
     return rows
 
 
@@ -320,11 +379,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--side", type=int, default=8192)
     parser.add_argument("--engine-only", action="store_true")
+    parser.add_argument("--gpu-only", action="store_true", help="only the GPU rows")
     parser.add_argument("--planes", type=int, default=64, help="planes of the stack row")
     parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--case-device", default="cpu", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
-        print(json.dumps(engine_case(args.case, args.side, args.repeat)))
+        print(json.dumps(engine_case(args.case, args.side, args.repeat, args.case_device)))
         return
 
     import torch
@@ -334,15 +395,26 @@ def main() -> None:
         f"python {platform.python_version()}, torch {torch.__version__}, "
         f"numpy {np.__version__}; medians of {args.repeat}"
     )
+    if args.gpu_only:
+        print("\n| GPU case | ours | baseline | ratio |\n|---|---|---|---|")
+        for row in gpu_rows(4 * args.planes, args.repeat):
+            print(
+                f"| {row['case']} | {row['ours']:.1f} {row['unit']} | {row['base']:.1f} "
+                f"{row['unit']} | {row['ours'] / row['base']:.2f}× |"
+            )
+        return
     print("\n| engine case | run | same run on 256² | ratio | extra peak memory |")
     print("|---|---|---|---|---|")
-    for kind in ("rgb_u8", "grey_u16"):
+    devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    for kind, device in [(kind, device) for device in devices for kind in ("rgb_u8", "grey_u16")]:
         out = subprocess.run(
             [
                 sys.executable,
                 __file__,
                 "--case",
                 kind,
+                "--case-device",
+                device,
                 "--side",
                 str(args.side),
                 "--repeat",

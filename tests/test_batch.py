@@ -90,6 +90,17 @@ def test_features_are_compact_and_class_changes_need_no_forward_pass(resnet50):
         np.testing.assert_allclose(maps[i], result[i].cam(7, shape=(40, 50)), atol=1e-5)
 
 
+def test_maps_made_chunk_by_chunk_on_a_device_equal_the_host_maps(resnet50):
+    """The path a GPU stack takes for big outputs (chunks sent to the device, maps written
+    straight into the result), run here on the CPU with tiny chunks."""
+    result = resnet50.run_batch(photo_stack(5, rgb=True), batch_size=2)
+    top = result.top1()
+    chunked = result._cams_on(
+        torch.device("cpu"), range(5), top, (64, 80), chunk_bytes=2 * 64 * 80 * 4
+    )
+    np.testing.assert_allclose(chunked, result.cams(top, shape=(64, 80)), atol=1e-5)
+
+
 def test_mean_probabilities_rank_the_stack(resnet50):
     result = resnet50.run_batch(photo_stack(3, rgb=True))
     mean = result.probabilities.mean(axis=0)

@@ -32,7 +32,7 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _args(folder: Path, out: Path, weights: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "napari_gapcam.cli", "predict", str(folder), "--model",
             "resnet18", "--weights", str(weights), "--input-size", SIZE, "--out", str(out),
-            *extra]  # fmt: skip
+            "--device", "cpu", *extra]  # fmt: skip
 
 
 def _engine_cam(weights: Path, image: np.ndarray) -> np.ndarray:

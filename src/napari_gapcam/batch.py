@@ -9,15 +9,24 @@ them. A :class:`StackResult` keeps every image's maps on the host in half precis
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from ._torch import torch
 from .cam import Cam, CamResult, ClassRef, Method, class_index, normalise_each, top_classes
 from .memory import available_bytes
-from .preprocess import finish_input, image_layout, reduce_image_for_input, target_size
+from .preprocess import (
+    Staged,
+    finish_input,
+    image_layout,
+    reduce_image_for_input,
+    stage_input,
+    target_size,
+)
 
 if TYPE_CHECKING:
     from .model import GapCamModel
@@ -25,6 +34,7 @@ if TYPE_CHECKING:
 CPU_BATCH = 8  # on a CPU larger batches stop paying (measured: 16 is slower than 8 on 2 cores)
 GPU_BATCH = 32
 FEATURES_DTYPE = torch.float16  # the maps kept on the host
+GPU_MAPS_MIN = 2**20  # output pixels from which a GPU stack's maps are made on the GPU
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -63,13 +73,13 @@ class StackResult(Sequence[CamResult]):
             self._parts, self._starts = [torch.cat(self._parts)], [0]
         return self._parts[0]
 
-    def _maps(self, indices: Sequence[int]) -> torch.Tensor:
-        """The maps of ``indices`` (n×K×h×w float32), without joining the batches."""
+    def _maps(self, indices: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The maps of ``indices`` (n×K×h×w, as ``dtype``), without joining the batches."""
         maps = []
         for i in indices:
-            part = max(p for p, start in enumerate(self._starts) if start <= i)
+            part = bisect.bisect_right(self._starts, i) - 1
             maps.append(self._parts[part][i - self._starts[part]])
-        return torch.stack(maps).float()
+        return torch.stack(maps).to(dtype)
 
     def extend(self, other: StackResult) -> None:
         """Append the images of ``other`` (the next batch of the same run), in place."""
@@ -142,9 +152,33 @@ class StackResult(Sequence[CamResult]):
                 [self[i].cam(k, shape=size) for i, k in zip(indices, classes, strict=True)]
             )
         rows = [class_index(self.class_names, k) for k in classes]
+        on_gpu = self._device is not None and self._device.type == "cuda"
+        if on_gpu and len(indices) * size[0] * size[1] >= GPU_MAPS_MIN:
+            return self._cams_on(self._device, indices, rows, size)
         weights = self._method.weight[rows]  # n×K
         raw = torch.einsum("nk,nkhw->nhw", weights, self._maps(indices))
         return normalise_each(raw, size).numpy()
+
+    def _cams_on(
+        self,
+        device: torch.device,
+        indices: Sequence[int],
+        rows: Sequence[int],
+        size: tuple[int, int],
+        chunk_bytes: int = 2**28,
+    ) -> np.ndarray:
+        """:meth:`cams` computed on ``device`` chunk by chunk (≤ ``chunk_bytes`` of maps each):
+        the features go there, the finished maps come back straight into the result."""
+        out = np.empty((len(indices), *size), np.float32)
+        weight = self._method.weight.to(device)
+        step = max(1, chunk_bytes // (4 * size[0] * size[1]))
+        for i in range(0, len(indices), step):
+            chosen = list(indices[i : i + step])
+            features = self._maps(chosen, self._parts[0].dtype).to(device).float()
+            rows_t = torch.as_tensor(list(rows[i : i + step]), device=device)
+            raw = torch.einsum("nk,nkhw->nhw", weight[rows_t], features)
+            torch.from_numpy(out[i : i + len(chosen)]).copy_(normalise_each(raw, size))
+        return out
 
     @staticmethod
     def concatenate(parts: Sequence[StackResult]) -> StackResult:
@@ -206,27 +240,75 @@ def iter_batches(
     batch_size = batch_size or auto_batch_size(model, size)
     model.check_memory(size, batch_size)
     device, cuda = model.device, model.device.type == "cuda"
-    for start in range(0, len(images), batch_size):
+
+    def stage(start: int) -> Staged:  # lazy images are read here, one at a time, band by band
         stop = min(start + batch_size, len(images))
-        reduced = [  # lazy images are read here, one at a time, band by band
+        reduced = [
             reduce_image_for_input(images[i], contrast_limits, input_size, square)
             for i in range(start, stop)
         ]
-        tensor = finish_input(reduced, device, model.config.mean, model.config.std)
-        with torch.inference_mode(), _autocast(device, PRECISIONS[precision]):
-            maps = model.forward_features(tensor, size)
-            logits = model.head(maps.float())
-        yield (
-            start,
-            StackResult(
-                maps.to(features_dtype).to("cpu", non_blocking=cuda),
-                logits.float().cpu(),
-                model.method_object,
-                model.class_names,
-                shape[:2],
-                tuple(tensor.shape[-2:]),
-                device,
-            ),
+        return stage_input(reduced, device)
+
+    starts = range(0, len(images), batch_size)
+    # With a GPU, a thread reads and stages the next batch while this one is launched, and a
+    # batch is handed over once the next one is launched: the GPU never waits for the host.
+    reader = ThreadPoolExecutor(1, thread_name_prefix="gapcam-read") if cuda else None
+    in_flight: _InFlight | None = None
+    try:
+        ahead = reader.submit(stage, starts[0]) if reader else None
+        for k, start in enumerate(starts):
+            if ahead is not None:
+                staged = ahead.result()
+                ahead = reader.submit(stage, starts[k + 1]) if k + 1 < len(starts) else None
+            else:
+                staged = stage(start)
+            tensor = finish_input(staged, device, model.config.mean, model.config.std)
+            with torch.inference_mode(), _autocast(device, PRECISIONS[precision]):
+                maps = model.forward_features(tensor, size)
+                logits = model.head(maps.float())
+                # to the host: asynchronously (into page-locked memory) from a GPU
+                launched = _InFlight(
+                    start,
+                    maps.to(features_dtype).to("cpu", non_blocking=cuda),
+                    logits.float().to("cpu", non_blocking=cuda),
+                    tuple(tensor.shape[-2:]),
+                    torch.cuda.Event() if cuda else None,
+                )
+            if launched.done is not None:
+                launched.done.record()
+            if in_flight is not None:
+                yield in_flight.start, in_flight.result(model, shape[:2])
+            in_flight = launched
+            if not cuda:  # nothing runs ahead on a CPU: hand the batch over at once
+                yield in_flight.start, in_flight.result(model, shape[:2])
+                in_flight = None
+        if in_flight is not None:
+            yield in_flight.start, in_flight.result(model, shape[:2])
+    finally:  # also when the caller stops early (cancel)
+        if reader is not None:
+            reader.shutdown(wait=False, cancel_futures=True)
+
+
+class _InFlight(NamedTuple):
+    """A batch whose forward pass was launched; its outputs are ready once ``done`` fires."""
+
+    start: int
+    features: torch.Tensor  # on the host
+    logits: torch.Tensor  # on the host
+    input_shape: tuple[int, ...]
+    done: Any  # a torch.cuda.Event, or None on a CPU (ready at once)
+
+    def result(self, model: GapCamModel, image_shape: tuple[int, int]) -> StackResult:
+        if self.done is not None:
+            self.done.synchronize()
+        return StackResult(
+            self.features,
+            self.logits,
+            model.method_object,
+            model.class_names,
+            image_shape,
+            self.input_shape,
+            model.device,
         )
 
 

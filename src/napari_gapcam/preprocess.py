@@ -30,6 +30,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MIN_INPUT = 32  # the smallest input side accepted (a stride-32 network gives one cell)
 MAX_ASPECT = 8  # the long input side is at most this many times the short one
+GPU_RESIZE = 16  # a GPU resizes uint8 images of up to 16× the input's pixels itself
 BAND_VALUES = 2**21  # float32 values per band of rows: 8 MiB
 
 
@@ -210,8 +211,39 @@ def reduce_image_for_input(
     return Reduced(reduce_image(image, factor, low, high), size, factor, (height, width), low, high)
 
 
+class Staged(NamedTuple):
+    """A batch on the host, ready to be sent: the pixels (page-locked for a GPU) and the images."""
+
+    pixels: torch.Tensor  # N×C×h×w
+    batch: list[Reduced]
+
+
+def stage_input(reduced: Reduced | Sequence[Reduced], device: torch.device | str = "cpu") -> Staged:
+    """The host side of :func:`finish_input`: one batch of pixels, in page-locked memory for a
+    GPU (written in the pixels' own layout, H×W×C for an image in memory: a plain copy)."""
+    batch = [reduced] if isinstance(reduced, Reduced) else list(reduced)
+    first = batch[0]
+    cuda = torch.device(device).type == "cuda"
+    parts = [r.pixels for r in batch]
+    height, width = parts[0].shape[-2:]
+    big = height * width > GPU_RESIZE * first.size[0] * first.size[1]
+    if parts[0].dtype == torch.uint8 and (height, width) != first.size and (big or not cuda):
+        # uint8 resize on the host (torch's fast uint8 path); with a GPU only for images far
+        # larger than the input, which would cost more to send than to shrink here
+        parts = [F.interpolate(torch.cat(parts), size=first.size, mode="bilinear", antialias=True)]
+    if not cuda:
+        return Staged(torch.cat(parts) if len(parts) > 1 else parts[0], batch)
+    n, c, h, w = (sum(len(p) for p in parts), *parts[0].shape[1:])
+    if parts[0].is_contiguous(memory_format=torch.channels_last):
+        pinned = torch.empty((n, h, w, c), dtype=parts[0].dtype, pin_memory=True)
+        pinned = pinned.permute(0, 3, 1, 2)
+    else:
+        pinned = torch.empty((n, c, h, w), dtype=parts[0].dtype, pin_memory=True)
+    return Staged(torch.cat(parts, out=pinned), batch)
+
+
 def finish_input(
-    reduced: Reduced | Sequence[Reduced],
+    reduced: Reduced | Sequence[Reduced] | Staged,
     device: torch.device | str = "cpu",
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
@@ -219,18 +251,17 @@ def finish_input(
     """The device half: antialiased resize to the input size, [0, 1], ``(x − mean) / std``.
 
     ``reduced``: one image, or a batch of images of one size reduced alike (each keeps its own
-    intensity range); the result is N×3×h×w. uint8 pixels are resized on the host (torch's uint8
-    path), the rest on ``device`` (through pinned memory to a GPU).
+    intensity range), or such a batch already staged (:func:`stage_input`); the result is
+    N×3×h×w. On a CPU uint8 pixels are resized as uint8 (torch's fast path), the rest as float.
+    To a GPU the batch goes through page-locked memory with an asynchronous copy and is
+    resized, scaled and normalised there (uint8 images of more than ``GPU_RESIZE`` × the
+    input's pixels are shrunk on the host first).
     """
-    batch = [reduced] if isinstance(reduced, Reduced) else list(reduced)
-    first = batch[0]
-    small = torch.cat([r.pixels for r in batch]) if len(batch) > 1 else first.pixels
+    staged = reduced if isinstance(reduced, Staged) else stage_input(reduced, device)
+    batch, first = staged.batch, staged.batch[0]
+    small = staged.pixels.to(device, non_blocking=torch.device(device).type == "cuda")
     if small.dtype == torch.uint8 and tuple(small.shape[-2:]) != first.size:
-        small = F.interpolate(small, size=first.size, mode="bilinear", antialias=True)
-    if torch.device(device).type == "cuda":
-        small = small.pin_memory().to(device, non_blocking=True)
-    else:
-        small = small.to(device)
+        small = small.float()  # resized in float on the GPU below
     height, width = first.image_shape
     if first.factor > 1:  # cells of ``factor`` pixels (the last may be partial): scale, not shape
         scale = (first.size[0] * first.factor / height, first.size[1] * first.factor / width)
@@ -243,12 +274,14 @@ def finish_input(
         )[..., : first.size[0], : first.size[1]]
     elif first.size != tuple(small.shape[-2:]):
         small = F.interpolate(small, size=first.size, mode="bilinear", antialias=True)
-    low = torch.tensor([r.low for r in batch], dtype=torch.float32, device=small.device)
-    high = torch.tensor([r.high for r in batch], dtype=torch.float32, device=small.device)
-    unit = _to_unit(small, low.view(-1, 1, 1, 1), high.view(-1, 1, 1, 1)).expand(-1, 3, -1, -1)
-    mean_t = torch.tensor(mean, dtype=torch.float32, device=unit.device).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32, device=unit.device).view(1, 3, 1, 1)
-    return (unit - mean_t) / std_t
+    # the few numbers this needs go along asynchronously too (a plain copy would wait for the GPU)
+    n = len(batch)
+    values = [r.low for r in batch] + [r.high for r in batch] + [*mean, *std]
+    numbers = torch.tensor(values, dtype=torch.float32).to(small.device, non_blocking=True)
+    low, high = numbers[:n].view(-1, 1, 1, 1), numbers[n : 2 * n].view(-1, 1, 1, 1)
+    mean_t, std_t = numbers[2 * n : 2 * n + 3], numbers[2 * n + 3 :]
+    unit = _to_unit(small, low, high).expand(-1, 3, -1, -1)
+    return (unit - mean_t.view(1, 3, 1, 1)) / std_t.view(1, 3, 1, 1)
 
 
 def to_input_tensor(

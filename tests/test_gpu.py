@@ -1,0 +1,144 @@
+"""The GPU path: run only where CUDA is available (skipped elsewhere, e.g. in CI).
+
+Convolutions on a GPU use TF32 by default, so results are compared with the CPU's at the
+tolerance of normalised maps (0.02), and with the same device's ``run`` at 1e-3 in plain fp32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_gapcam import load_model
+from napari_gapcam.batch import iter_batches
+from napari_gapcam.preprocess import to_input_tensor
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+RNG = np.random.default_rng(3)
+STACK = RNG.integers(0, 256, (10, 96, 128, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(0)
+    gpu = load_model("resnet18", weights=None, device="cuda")
+    cpu = load_model("resnet18", weights=None, device="cpu")
+    cpu.features.load_state_dict(gpu.features.state_dict())
+    cpu.fc.load_state_dict(gpu.fc.state_dict())
+    return gpu, cpu
+
+
+def test_input_on_the_gpu_matches_the_cpu():
+    """uint8 resized in float on the GPU vs as uint8 on the host; big images shrink on the host."""
+    for image, limit in ((STACK[0], 0.05), (RNG.integers(0, 256, (1000, 1000, 3), np.uint8), 0.05)):
+        gpu = to_input_tensor(image, device="cuda").cpu()
+        cpu = to_input_tensor(image)
+        assert gpu.shape == cpu.shape
+        assert (gpu - cpu).abs().mean() < 0.01
+        assert (gpu - cpu).abs().max() < limit
+    grey = RNG.integers(0, 4096, (300, 200), np.uint16)
+    torch.testing.assert_close(
+        to_input_tensor(grey, device="cuda").cpu(), to_input_tensor(grey), rtol=1e-4, atol=1e-4
+    )
+
+
+@pytest.fixture
+def no_tf32():
+    """Plain fp32 convolutions (cuDNN uses TF32 by default), to compare at 1e-3."""
+    before = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32 = before
+
+
+def test_run_batch_on_the_gpu_equals_run(models, no_tf32):
+    gpu, cpu = models
+    result = gpu.run_batch(STACK, batch_size=4)  # 3 batches, one in flight at a time
+    assert len(result) == len(STACK)
+    assert not result.features.is_cuda  # kept on the host, compact
+    for i in (0, 5, 9):
+        one = gpu.run(STACK[i])
+        np.testing.assert_allclose(result.logits[i], one.logits, rtol=1e-3, atol=1e-3)
+        c = one.topk(1)[0][0]
+        np.testing.assert_allclose(result[i].cam(c), one.cam(c), atol=2e-3)
+        on_cpu = cpu.run(STACK[i])
+        assert np.abs(result[i].cam(c) - on_cpu.cam(c)).max() <= 0.02
+
+
+def test_stack_maps_made_on_the_gpu_equal_the_hosts(models):
+    gpu, _ = models
+    result = gpu.run_batch(STACK, batch_size=4)
+    top = result.top1()
+    big = result.cams(top, shape=(512, 512))  # ≥ 1 MP of output: made on the GPU
+    assert big.dtype == np.float32 and big.shape == (len(STACK), 512, 512)
+    for i in (0, 7):
+        np.testing.assert_allclose(big[i], result[i].cam(top[i], shape=(512, 512)), atol=1e-4)
+    chunked = result._cams_on(gpu.device, range(len(STACK)), top, (512, 512), chunk_bytes=2**21)
+    np.testing.assert_allclose(chunked, big, atol=1e-5)
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_half_precision_on_the_gpu(models, precision):
+    gpu, _ = models
+    full = gpu.run_batch(STACK, batch_size=5)
+    half = gpu.run_batch(STACK, batch_size=5, precision=precision)
+    top = full.top1()
+    assert np.abs(half.cams(top) - full.cams(top)).max() <= 0.02
+
+
+def test_batches_stream_in_order_from_a_lazy_stack(models):
+    da = pytest.importorskip("dask.array")
+    gpu, _ = models
+    reads = []
+
+    def count(block, block_info=None):
+        reads.append(block_info[0]["chunk-location"][0])
+        return block
+
+    lazy = da.from_array(STACK, chunks=(1, 96, 128, 3)).map_blocks(count, dtype=np.uint8)
+    starts = []
+    for start, part in iter_batches(gpu, lazy, batch_size=3):
+        starts.append(start)
+        assert max(reads) < start + 3 * 3  # the next batch in flight, one more read ahead
+        assert len(part) == min(3, len(STACK) - start)
+    assert starts == [0, 3, 6, 9]
+    assert sorted(reads) == list(range(len(STACK)))
+
+
+def test_gpu_grey_stack_with_contrast_limits(models):
+    gpu, cpu = models
+    stack = RNG.integers(0, 4096, (6, 80, 90), np.uint16)
+    got = gpu.run_batch(stack, contrast_limits=(100, 3000))
+    expected = cpu.run_batch(stack, contrast_limits=(100, 3000))
+    top = expected.top1()
+    assert np.abs(got.cams(top) - expected.cams(top)).max() <= 0.02
+
+
+def test_cli_on_the_gpu(tmp_path, models):
+    tifffile = pytest.importorskip("tifffile")
+    from napari_gapcam.cli import main
+
+    gpu, cpu = models
+    torch.save({k: v.cpu() for k, v in _torchvision_state(gpu).items()}, tmp_path / "w.pt")
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(tmp_path / "in" / "stack.tif", STACK[:4], photometric="rgb")
+    args = ["predict", tmp_path / "in", "--model", "resnet18", "--weights", tmp_path / "w.pt"]
+    args += ["--class", "5"]  # not each page's top-1: near ties may differ between devices
+    assert main([str(a) for a in [*args, "--out", tmp_path / "out", "--device", "cuda"]]) == 0
+    written = tifffile.imread(tmp_path / "out" / "stack_cam.tif")
+    assert written.shape == (4, *STACK.shape[1:3])
+    for plane, got in zip(STACK[:4], written, strict=True):
+        assert np.abs(got - cpu.run(plane).cam(5)).max() <= 0.02
+
+
+def _torchvision_state(model) -> dict:
+    """The torchvision ResNet state dict of a model split by load_model (features + fc)."""
+    names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
+    state = {}
+    for key, value in model.features.state_dict().items():
+        index, rest = key.split(".", 1)
+        state[f"{names[int(index)]}.{rest}"] = value
+    state.update({f"fc.{k}": v for k, v in model.fc.state_dict().items()})
+    return state
