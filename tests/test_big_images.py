@@ -108,6 +108,22 @@ def test_lazy_input_is_read_in_bands(monkeypatch, resnet50):
     assert sum(lazy.reads) == 2 * image.size
 
 
+def test_one_uint8_image_is_resized_from_its_own_memory(monkeypatch):
+    """No copy of a big uint8 RGB image on its way to the input (one cost 2.3× its bytes)."""
+    image = RNG.integers(0, 256, (1500, 1200, 3), np.uint8)
+    joined = []
+    cat = torch.cat
+
+    def counting_cat(tensors, *args, **kwargs):
+        joined.append(sum(t.numel() for t in tensors))
+        return cat(tensors, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "cat", counting_cat)
+    tensor = to_input_tensor(image)
+    assert tensor.shape == (1, 3, 280, 224)
+    assert all(n < image.size for n in joined)
+
+
 def test_zarr_and_dask_inputs(resnet50):
     zarr = pytest.importorskip("zarr")
     da = pytest.importorskip("dask.array")

@@ -230,7 +230,8 @@ def stage_input(reduced: Reduced | Sequence[Reduced], device: torch.device | str
     if parts[0].dtype == torch.uint8 and (height, width) != first.size and (big or not cuda):
         # uint8 resize on the host (torch's fast uint8 path); with a GPU only for images far
         # larger than the input, which would cost more to send than to shrink here
-        parts = [F.interpolate(torch.cat(parts), size=first.size, mode="bilinear", antialias=True)]
+        joined = torch.cat(parts) if len(parts) > 1 else parts[0]  # one image: its view, no copy
+        parts = [F.interpolate(joined, size=first.size, mode="bilinear", antialias=True)]
     if not cuda:
         return Staged(torch.cat(parts) if len(parts) > 1 else parts[0], batch)
     n, c, h, w = (sum(len(p) for p in parts), *parts[0].shape[1:])
