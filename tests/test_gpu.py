@@ -21,13 +21,22 @@ STACK = RNG.integers(0, 256, (10, 96, 128, 3), dtype=np.uint8)
 
 
 @pytest.fixture(scope="module")
-def models():
+def weights(tmp_path_factory: pytest.TempPathFactory):
+    """A random-init torchvision resnet18 state dict: the same weights on both devices."""
+    import torchvision
+
     torch.manual_seed(0)
-    gpu = load_model("resnet18", weights=None, device="cuda")
-    cpu = load_model("resnet18", weights=None, device="cpu")
-    cpu.features.load_state_dict(gpu.features.state_dict())
-    cpu.fc.load_state_dict(gpu.fc.state_dict())
-    return gpu, cpu
+    path = tmp_path_factory.mktemp("weights") / "resnet18.pt"
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def models(weights):
+    return (
+        load_model("resnet18", weights=weights, device="cuda"),
+        load_model("resnet18", weights=weights, device="cpu"),
+    )
 
 
 def test_input_on_the_gpu_matches_the_cpu():
@@ -116,29 +125,17 @@ def test_gpu_grey_stack_with_contrast_limits(models):
     assert np.abs(got.cams(top) - expected.cams(top)).max() <= 0.02
 
 
-def test_cli_on_the_gpu(tmp_path, models):
+def test_cli_on_the_gpu(tmp_path, models, weights):
     tifffile = pytest.importorskip("tifffile")
     from napari_gapcam.cli import main
 
-    gpu, cpu = models
-    torch.save({k: v.cpu() for k, v in _torchvision_state(gpu).items()}, tmp_path / "w.pt")
+    _, cpu = models
     (tmp_path / "in").mkdir()
     tifffile.imwrite(tmp_path / "in" / "stack.tif", STACK[:4], photometric="rgb")
-    args = ["predict", tmp_path / "in", "--model", "resnet18", "--weights", tmp_path / "w.pt"]
+    args = ["predict", tmp_path / "in", "--model", "resnet18", "--weights", weights]
     args += ["--class", "5"]  # not each page's top-1: near ties may differ between devices
     assert main([str(a) for a in [*args, "--out", tmp_path / "out", "--device", "cuda"]]) == 0
     written = tifffile.imread(tmp_path / "out" / "stack_cam.tif")
     assert written.shape == (4, *STACK.shape[1:3])
     for plane, got in zip(STACK[:4], written, strict=True):
         assert np.abs(got - cpu.run(plane).cam(5)).max() <= 0.02
-
-
-def _torchvision_state(model) -> dict:
-    """The torchvision ResNet state dict of a model split by load_model (features + fc)."""
-    names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
-    state = {}
-    for key, value in model.features.state_dict().items():
-        index, rest = key.split(".", 1)
-        state[f"{names[int(index)]}.{rest}"] = value
-    state.update({f"fc.{k}": v for k, v in model.fc.state_dict().items()})
-    return state
