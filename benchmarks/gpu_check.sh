@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check, for a CUDA machine with torch but no napari or display (e.g. the device
-# machine): the GPU tests, the speed benchmark's engine and GPU rows, then every test that
-# needs no viewer. Run from the repository root; logs go to $OUT (default /tmp/gpu_check).
+# machine): the GPU tests, a profile of one stack run, the speed benchmark's engine and GPU
+# rows, then every test that needs no viewer. Run from the repository root; logs go to $OUT
+# (default /tmp/gpu_check).
 # Wheels of missing packages (dask, distributed, zarr, torchcam...) may be put in .whl/.
 set -u
 OUT=${OUT:-/tmp/gpu_check}
@@ -19,6 +20,7 @@ viewerless="--ignore=tests/test_widget.py --ignore=tests/test_widget_big.py \
 --ignore=tests/test_widget_stacks.py --ignore=tests/test_packaging.py"
 timeout "${GPU_TESTS_S:-150}" python3 -m pytest -q -p no:cacheprovider -rfs --tb=short tests/test_gpu.py \
   tests/test_cam.py::test_gap_identity_on_gpu 2>&1 | tee "$OUT/gpu_tests.log"
+timeout "${PROFILE_S:-120}" python3 benchmarks/gpu_profile.py --out "$OUT" 2>&1 | tee "$OUT/profile.log"
 # shellcheck disable=SC2086
 timeout "${BENCH_S:-200}" python3 benchmarks/speed.py ${BENCH_ARGS:---engine-only --repeat 5} 2>&1 \
   | tee "$OUT/bench.log"

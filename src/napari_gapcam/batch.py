@@ -58,10 +58,9 @@ class StackResult(Sequence[CamResult]):
         self.class_names = list(class_names)
         self.image_shape = tuple(int(s) for s in image_shape)
         self.input_shape = tuple(int(s) for s in input_shape)
-        # CAM weights on the host: maps are made where the features are; Grad-CAM needs the
-        # head's device
-        self._method = Cam(method.weight.float().cpu()) if isinstance(method, Cam) else method
+        self._method = host_method(method)
         self._device = device
+        self._device_weight: torch.Tensor | None = None  # the CAM weights on a GPU, once asked
 
     def __len__(self) -> int:
         return self._starts[-1] + len(self._parts[-1])
@@ -170,7 +169,9 @@ class StackResult(Sequence[CamResult]):
         """:meth:`cams` computed on ``device`` chunk by chunk (≤ ``chunk_bytes`` of maps each):
         the features go there, the finished maps come back straight into the result."""
         out = np.empty((len(indices), *size), np.float32)
-        weight = self._method.weight.to(device)
+        if self._device_weight is None or self._device_weight.device != device:
+            self._device_weight = self._method.weight.to(device)
+        weight = self._device_weight
         step = max(1, chunk_bytes // (4 * size[0] * size[1]))
         for i in range(0, len(indices), step):
             chosen = list(indices[i : i + step])
@@ -186,6 +187,18 @@ class StackResult(Sequence[CamResult]):
         for part in parts[1:]:
             parts[0].extend(part)
         return parts[0]
+
+
+def host_method(method: Method) -> Method:
+    """The method with its CAM weights on the host in float32 (maps are made where the features
+    are); Grad-CAM is kept as is (it needs the head, on its device). Copying the weights off a
+    GPU waits for the GPU, so a run does it once, not once a batch."""
+    if not isinstance(method, Cam):
+        return method
+    weight = method.weight
+    if weight.device.type == "cpu" and weight.dtype == torch.float32:
+        return method
+    return Cam(weight.float().cpu())
 
 
 def _as_images(images: Any) -> tuple[Sequence[Any], tuple[int, ...]]:
@@ -240,6 +253,7 @@ def iter_batches(
     batch_size = batch_size or auto_batch_size(model, size)
     model.check_memory(size, batch_size)
     device, cuda = model.device, model.device.type == "cuda"
+    method = host_method(model.method_object)  # once: from a GPU this waits for it
 
     def stage(start: int) -> Staged:  # lazy images are read here, one at a time, band by band
         stop = min(start + batch_size, len(images))
@@ -277,13 +291,13 @@ def iter_batches(
             if launched.done is not None:
                 launched.done.record()
             if in_flight is not None:
-                yield in_flight.start, in_flight.result(model, shape[:2])
+                yield in_flight.start, in_flight.result(model, method, shape[:2])
             in_flight = launched
             if not cuda:  # nothing runs ahead on a CPU: hand the batch over at once
-                yield in_flight.start, in_flight.result(model, shape[:2])
+                yield in_flight.start, in_flight.result(model, method, shape[:2])
                 in_flight = None
         if in_flight is not None:
-            yield in_flight.start, in_flight.result(model, shape[:2])
+            yield in_flight.start, in_flight.result(model, method, shape[:2])
     finally:  # also when the caller stops early (cancel)
         if reader is not None:
             reader.shutdown(wait=False, cancel_futures=True)
@@ -298,13 +312,15 @@ class _InFlight(NamedTuple):
     input_shape: tuple[int, ...]
     done: Any  # a torch.cuda.Event, or None on a CPU (ready at once)
 
-    def result(self, model: GapCamModel, image_shape: tuple[int, int]) -> StackResult:
+    def result(
+        self, model: GapCamModel, method: Method, image_shape: tuple[int, int]
+    ) -> StackResult:
         if self.done is not None:
             self.done.synchronize()
         return StackResult(
             self.features,
             self.logits,
-            model.method_object,
+            method,
             model.class_names,
             image_shape,
             self.input_shape,

@@ -58,7 +58,8 @@ def normalise_each(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     low = up.amin(dim=(1, 2), keepdim=True)
     span = up.amax(dim=(1, 2), keepdim=True) - low
     flat = ~(span > 1e-6 * raw.abs().amax(dim=(1, 2), keepdim=True).float())
-    span[flat] = float("inf")  # (x − low) / inf = 0
+    span = torch.where(flat, float("inf"), span)  # (x − low) / inf = 0; no mask indexing,
+    # which would wait for a GPU
     return up.sub_(low).div_(span)
 
 

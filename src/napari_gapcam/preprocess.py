@@ -26,6 +26,8 @@ block_triton_if_llvm_loaded()
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from .device import send  # noqa: E402
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MIN_INPUT = 32  # the smallest input side accepted (a stride-32 network gives one cell)
@@ -260,7 +262,7 @@ def finish_input(
     """
     staged = reduced if isinstance(reduced, Staged) else stage_input(reduced, device)
     batch, first = staged.batch, staged.batch[0]
-    small = staged.pixels.to(device, non_blocking=torch.device(device).type == "cuda")
+    small = send(staged.pixels, device)  # to a GPU: overlapping the work queued before
     if small.dtype == torch.uint8 and tuple(small.shape[-2:]) != first.size:
         small = small.float()  # resized in float on the GPU below
     height, width = first.image_shape
@@ -278,7 +280,10 @@ def finish_input(
     # the few numbers this needs go along asynchronously too (a plain copy would wait for the GPU)
     n = len(batch)
     values = [r.low for r in batch] + [r.high for r in batch] + [*mean, *std]
-    numbers = torch.tensor(values, dtype=torch.float32).to(small.device, non_blocking=True)
+    numbers = torch.tensor(values, dtype=torch.float32)
+    if small.device.type == "cuda":  # a copy is asynchronous only from page-locked memory
+        numbers = numbers.pin_memory()
+    numbers = numbers.to(small.device, non_blocking=True)
     low, high = numbers[:n].view(-1, 1, 1, 1), numbers[n : 2 * n].view(-1, 1, 1, 1)
     mean_t, std_t = numbers[2 * n : 2 * n + 3], numbers[2 * n + 3 :]
     unit = _to_unit(small, low, high).expand(-1, 3, -1, -1)
