@@ -175,3 +175,31 @@ def test_grad_cam_model_on_all_planes(viewer, qtbot):
     expected = widget._result[1].cam(widget.class_select.value)
     np.testing.assert_allclose(second, expected, atol=1e-6)
     assert first.shape == second.shape == (64, 64)
+
+
+def test_a_3d_view_reads_every_plane_at_once_from_a_bounded_volume(viewer, qtbot, monkeypatch):
+    from napari_gapcam import _widget
+
+    monkeypatch.setattr(_widget, "VOLUME_CELLS", 40 * 32 * 32)  # a stack's overlay: 40 × 32²
+    stack = photo_stack(40)
+    viewer.add_image(stack, name="vol", contrast_limits=(0, 255))
+    widget = make_widget(viewer, arch="resnet18", planes=ALL)
+    run_and_wait(widget, qtbot)
+    cam = viewer.layers["vol CAM"]
+    assert cam.data.shape == (40, 32, 32)  # in 2D too (napari slices a 3D view before we hear)
+    np.testing.assert_allclose(cam.scale[-2:], [2.0, 2.0])  # still over the whole 64² plane
+    shown, reads = widget._shown, []
+    grid_maps = shown.grid_maps
+    monkeypatch.setattr(
+        shown,
+        "grid_maps",
+        lambda c, grid, planes: reads.append(len(planes)) or grid_maps(c, grid, planes),
+    )
+    viewer.dims.ndisplay = 3
+    assert reads == [40]  # every plane, in one batch
+    other = widget.class_select.choices[3]
+    widget.class_select.value = other
+    assert reads == [40, 40]
+    np.testing.assert_allclose(
+        np.asarray(cam.data), widget._result.cams(other, shape=(32, 32)), atol=1e-6
+    )

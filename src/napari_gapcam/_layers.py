@@ -4,14 +4,14 @@ Overlays are stored at a bounded grid (a few megapixels at most, whatever the im
 at the source's resolution. A :class:`Placement` says where the grid's cells sit in the source's
 data coordinates (``napari_gapcam.grid``); composed with the source's own transform (scale,
 translate, rotate, shear, affine) it lines the overlay up with the source in world coordinates.
-For nD sources the overlay has the source's other axes too and is lazy: a plane is computed
-(from the cached maps) only when napari reads it, so its memory does not grow with the stack
-and a class change over a whole stack costs the displayed plane only.
+For nD sources the overlay has the source's other axes too and is lazy
+(:class:`~napari_gapcam._lazy_planes.LazyPlanes`): planes are computed (from the cached maps)
+only when napari reads them, so its memory does not grow with the stack and a class change over
+a whole stack costs the displayed plane only (in a 3D view, every plane in one batch).
 """
 
 from __future__ import annotations
 
-import itertools
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,9 +22,10 @@ from napari.layers import Image, Labels, Layer, Shapes
 from napari.utils.transforms import CompositeAffine
 from napari.viewer import Viewer
 
+from ._lazy_planes import Fill, LazyPlanes
+
 META_KEY = "gapcam"  # layer.metadata[META_KEY] marks (and describes) our overlays
 BOX_COLOR = "yellow"
-_names = itertools.count()
 
 
 def is_overlay(layer: Layer) -> bool:
@@ -87,46 +88,6 @@ def _same(current: Any, new: Any) -> bool:
         return current == new
 
 
-Fill = Callable[[tuple[int, ...]], "np.ndarray | None"]  # plane index → grid plane (or None)
-
-
-def plane_stack(source_shape: tuple[int, ...], placement: Placement, dtype: Any, fill: Fill) -> Any:
-    """An overlay over an nD source: the grid on ``placement.axes``, one plane per index of the
-    other axes, computed by ``fill(index)`` only when napari reads it (zeros where it gives None).
-
-    Memory does not grow with the stack; a new array per call (napari re-reads it).
-    """
-    import dask.array as da
-
-    ndim = len(source_shape)
-    axes = tuple(a % ndim for a in placement.axes)
-    lead = tuple(a for a in range(ndim) if a not in axes)
-    rows_first = axes[0] < axes[1]
-    plane_shape = placement.grid if rows_first else placement.grid[::-1]  # data order
-    dtype = np.dtype(dtype)
-    chunks = []
-    for axis in range(ndim):
-        if axis in axes:
-            chunks.append((plane_shape[0] if axis == min(axes) else plane_shape[1],))
-        else:
-            chunks.append((1,) * source_shape[axis])
-
-    def block(block_id: tuple[int, ...] | None = None) -> np.ndarray:
-        plane = fill(tuple(block_id[a] for a in lead))
-        if plane is None:
-            plane = np.zeros(placement.grid, dtype)
-        plane = np.asarray(plane, dtype) if rows_first else np.asarray(plane, dtype).T
-        return np.expand_dims(plane, lead)
-
-    return da.map_blocks(
-        block,
-        chunks=tuple(chunks),
-        dtype=dtype,
-        meta=np.empty((0,) * ndim, dtype),
-        name=f"gapcam-overlay-{next(_names)}",
-    )
-
-
 class Overlays:
     """Finds, creates and updates the overlays of each source layer in one viewer."""
 
@@ -162,13 +123,9 @@ class Overlays:
     ) -> Layer:
         """Set the ``role`` overlay's data (created with ``add`` if missing) from ``fill``."""
         shape = spatial_shape(source)
+        data = LazyPlanes(shape, placement.axes, placement.grid, dtype, fill)
         if len(shape) == 2:
-            plane = fill(())
-            data = np.asarray(plane if plane is not None else np.zeros(placement.grid), dtype)
-            if placement.axes[0] % 2 > placement.axes[1] % 2:
-                data = data.T
-        else:
-            data = plane_stack(shape, placement, dtype, fill)
+            data = data[...]  # one plane: computed now
         layer = self.get(source, role)
         if layer is None:
             layer = add(data, metadata={META_KEY: meta}, **transform_of(source, placement))
@@ -181,7 +138,7 @@ class Overlays:
     def show_cam(
         self, source: Image, placement: Placement, meta: dict[str, Any], fill: Fill
     ) -> Image:
-        """Show the [0, 1] grid heat maps ``fill(index)`` as ``"<source> CAM"``."""
+        """Show the [0, 1] grid heat maps ``fill(planes)`` as ``"<source> CAM"``."""
         meta = {"role": "cam", "source": source.name, **meta}
 
         def add(data: Any, **kwargs: Any) -> Image:
@@ -201,7 +158,7 @@ class Overlays:
     def show_mask(
         self, source: Image, placement: Placement, meta: dict[str, Any], fill: Fill
     ) -> Labels:
-        """Show the grid masks ``fill(index)`` (label 1) as ``"<source> CAM mask"``."""
+        """Show the grid masks ``fill(planes)`` (label 1) as ``"<source> CAM mask"``."""
         meta = {"role": "mask", "source": source.name, **meta}
 
         def add(data: Any, **kwargs: Any) -> Labels:

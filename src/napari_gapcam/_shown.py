@@ -8,17 +8,19 @@ overlay, the mask and the box share each map through a small cache.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._layers import Fill, Placement
+from ._layers import Placement
+from ._lazy_planes import Fill, Index
 from ._planes import Planes
 from .grid import bounded_grid, grid_placement
 
 CACHED = 6  # maps and regions kept (a few MB): one class's overlay, mask and box
+AT_ONCE = 64  # planes whose maps are made in one batch (a 3D view reads them all)
 
 if TYPE_CHECKING:
     from napari.layers import Image
@@ -92,6 +94,20 @@ class Shown:
 
         return self._cached(("map", c, grid, index), compute)
 
+    def grid_maps(
+        self, c: int, grid: tuple[int, int], indices: Sequence[Index]
+    ) -> list[np.ndarray | None]:
+        """:meth:`grid_map` of many planes: one from the cache, more (a 3D view) in batches."""
+        if len(indices) == 1 or not self.is_stack:
+            return [self.grid_map(c, grid, index) for index in indices]
+        positions = [self.position.get(index) for index in indices]
+        ready = [p for p in positions if p is not None and p < self.done]
+        maps: dict[int, np.ndarray] = {}
+        for start in range(0, len(ready), AT_ONCE):
+            chosen = ready[start : start + AT_ONCE]
+            maps.update(zip(chosen, self.result.cams(c, shape=grid, images=chosen), strict=True))
+        return [maps.get(p) for p in positions]
+
     def region(
         self, c: int, grid: tuple[int, int], threshold: float, index: tuple[int, ...]
     ) -> tuple[np.ndarray, Box | None] | None:
@@ -107,14 +123,19 @@ class Shown:
 
     def cam_fill(self, c: int, grid: tuple[int, int]) -> Fill:
         """The overlay's planes, computed when napari reads them."""
-        return lambda index: self.grid_map(c, grid, index)
+        return lambda indices: self.grid_maps(c, grid, indices)
 
     def mask_fill(self, c: int, grid: tuple[int, int], threshold: float) -> Fill:
-        def mask(index: tuple[int, ...]) -> np.ndarray | None:
-            region = self.region(c, grid, threshold, index)
-            return None if region is None else region[0]
+        from .localize import largest_region
 
-        return mask
+        def masks(indices: Sequence[Index]) -> list[np.ndarray | None]:
+            if len(indices) == 1:
+                region = self.region(c, grid, threshold, indices[0])
+                return [None if region is None else region[0]]
+            heats = self.grid_maps(c, grid, indices)
+            return [None if h is None else largest_region(h, threshold)[0] for h in heats]
+
+        return masks
 
     def box(
         self, c: int, grid: tuple[int, int], threshold: float, index: tuple[int, ...]

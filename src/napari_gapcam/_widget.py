@@ -47,6 +47,7 @@ TOP_K = 5
 CURRENT, ALL = "current plane", "all planes"
 OVERLAY_MEGAPIXELS = 1.0  # default per-plane budget of the overlays
 LOCALIZE_PIXELS = 250_000  # box and mask come from a grid of at most this many cells
+VOLUME_CELLS = 8_000_000  # a 3D view reads every plane: a stack's overlay volume stays this small
 
 
 def _compute(
@@ -117,7 +118,8 @@ class GapCamWidget(Container):
             max=64.0,
             step=0.25,
             value=OVERLAY_MEGAPIXELS,
-            tooltip="Overlay resolution per plane, in megapixels (the map is smooth: 1 is plenty)",
+            tooltip="Overlay resolution per plane, in megapixels (the map is smooth: 1 is plenty). "
+            "A stack's planes share 8 MP along their longest axis, so a 3D view stays light.",
         )
         self.run_button = PushButton(text="Run")
         self.status = Label(label="status", value="Pick an image layer and press Run.")
@@ -418,7 +420,17 @@ class GapCamWidget(Container):
         }
 
     def _budget(self) -> int:
-        return max(1, int(self.overlay_mp.value * 1e6))
+        """Overlay cells per plane: the user's megapixels, but for a stack at most
+        ``VOLUME_CELLS`` over the planes a 3D view would read (the overlay's resolution does
+        not follow the view: napari slices a new view before a plugin hears of it)."""
+        return max(1, min(int(self.overlay_mp.value * 1e6), VOLUME_CELLS // self._depth()))
+
+    def _depth(self) -> int:
+        """The planes a 3D view of the shown stack reads at most: its longest plane axis."""
+        shown = self._shown
+        if shown is None or not shown.is_stack:
+            return 1
+        return max(shown.source_shape[a] for a in shown.planes.lead_axes)
 
     def _is_stale(self) -> bool:
         """The source's data changed shape since the run: say so instead of failing."""
