@@ -7,6 +7,7 @@ import pytest
 from skimage import data
 
 from _widgets import TIMEOUT_MS, make_widget, run_and_wait
+from napari_gapcam import mask_from_map
 from napari_gapcam._widget import ALL
 
 
@@ -203,3 +204,6 @@ def test_a_3d_view_reads_every_plane_at_once_from_a_bounded_volume(viewer, qtbot
     np.testing.assert_allclose(
         np.asarray(cam.data), widget._result.cams(other, shape=(32, 32)), atol=1e-6
     )
+    widget.show_mask.value = True  # every plane's mask
+    expected = [mask_from_map(m, widget.threshold.value) for m in np.asarray(cam.data)]
+    np.testing.assert_array_equal(np.asarray(viewer.layers["vol CAM mask"].data) > 0, expected)
