@@ -304,7 +304,44 @@ def widget_rows(sides: list[int], planes: int, repeat: int) -> list[dict]:
         widget.show_box.value = widget.show_mask.value = False
         _run(widget)
         rows += _change_rows(widget, viewer, label, image.shape, repeat)
+        if widget._shown.is_stack:
+            rows += _view3d_rows(widget, viewer, label, image.shape, repeat)
     viewer.close()
+    return rows
+
+
+def _view3d_rows(widget, viewer, label: str, shape: tuple, repeat: int) -> list[dict]:
+    """A 3D view of the stack: napari reads every plane of the overlay (a bounded volume)."""
+    from qtpy.QtWidgets import QApplication
+
+    widget.show_box.value = widget.show_mask.value = False
+    classes = [i for i, _, _ in widget._shown.top(10)][1:]
+    cam = viewer.layers["big CAM"]
+    volume = int(np.prod(cam.data.shape)) * 4  # what napari holds in 3D
+    full = int(np.prod(shape)) * 4
+
+    switches = []
+    for _ in range(repeat):
+        viewer.dims.ndisplay = 2
+        QApplication.processEvents()
+        start = time.perf_counter()
+        viewer.dims.ndisplay = 3
+        QApplication.processEvents()
+        switches.append(time.perf_counter() - start)
+
+    def select(c):
+        widget.class_select.value = c
+
+    rows = [{"case": f"switch to 3D, {label}", "ms": 1000 * float(np.median(switches))}]
+    rows.append({"case": f"class change {label}, 3D view", "ms": _timed(select, classes, repeat)})
+    widget.show_mask.value = True
+    QApplication.processEvents()
+    rows.append(
+        {"case": f"class change {label}, 3D view + mask", "ms": _timed(select, classes, repeat)}
+    )
+    viewer.dims.ndisplay = 2
+    for row in rows:
+        row.update(overlay_bytes=volume, full_size_bytes=full)
     return rows
 
 

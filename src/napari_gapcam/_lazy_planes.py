@@ -77,11 +77,18 @@ class LazyPlanes:
             else:
                 chosen.append([k])
                 where.append(0)
+        planes = list(itertools.product(*chosen))
+        grids = self.fill(planes) if planes else []
+        if len(planes) == 1 and all(isinstance(w, int) for w in where):  # one plane (2D view)
+            grid = grids[0]
+            plane = (
+                np.zeros(self.grid, self.dtype) if grid is None else np.asarray(grid, self.dtype)
+            )
+            plane = plane.T if self._transposed else plane
+            return plane[tuple(key[a] for a in range(self.ndim) if a not in self.lead)]
         lead_shape = [len(c) for c in chosen]
         sizes = dict(zip(self.lead, lead_shape, strict=True))
         out = np.zeros([sizes.get(a, self.shape[a]) for a in range(self.ndim)], self.dtype)
-        planes = list(itertools.product(*chosen))
-        grids = self.fill(planes) if planes else []
         for at_lead, grid in zip(np.ndindex(*lead_shape), grids, strict=True):
             if grid is not None:
                 plane = np.asarray(grid, self.dtype)
