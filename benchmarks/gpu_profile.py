@@ -16,6 +16,7 @@ import os
 import time
 
 import numpy as np
+from speed import _paired_ms  # benchmarks/ is on the path when this script runs
 
 
 def main() -> None:
@@ -55,16 +56,8 @@ def main() -> None:
                 network(inputs)
         sync()
 
-    def median_ms(fn, repeat: int = 5) -> float:
-        fn()
-        times = []
-        for _ in range(repeat):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return 1000 * float(np.median(times))
-
-    ours_ms, bare_ms = median_ms(ours), median_ms(bare)
+    ours(), bare()  # warm-up
+    ours_ms, bare_ms = _paired_ms(ours, bare, 5)
     name = torch.cuda.get_device_name() if cuda else "CPU"
     stack_text = f"{args.planes}×{args.side}² RGB uint8, batch {args.batch}"
     print(f"{name}, torch {torch.__version__}: {stack_text}")
