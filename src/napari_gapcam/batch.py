@@ -60,7 +60,7 @@ class StackResult(Sequence[CamResult]):
         self.input_shape = tuple(int(s) for s in input_shape)
         self._method = host_method(method)
         self._device = device
-        self._device_weight: torch.Tensor | None = None  # the CAM weights on a GPU, once asked
+        self._device_weight: dict[torch.device, torch.Tensor] = {}  # CAM weights on a GPU
 
     def __len__(self) -> int:
         return self._starts[-1] + len(self._parts[-1])
@@ -169,9 +169,9 @@ class StackResult(Sequence[CamResult]):
         """:meth:`cams` computed on ``device`` chunk by chunk (≤ ``chunk_bytes`` of maps each):
         the features go there, the finished maps come back straight into the result."""
         out = np.empty((len(indices), *size), np.float32)
-        if self._device_weight is None or self._device_weight.device != device:
-            self._device_weight = self._method.weight.to(device)
-        weight = self._device_weight
+        if device not in self._device_weight:  # sent once per device
+            self._device_weight[device] = self._method.weight.to(device)
+        weight = self._device_weight[device]
         step = max(1, chunk_bytes // (4 * size[0] * size[1]))
         for i in range(0, len(indices), step):
             chosen = list(indices[i : i + step])
