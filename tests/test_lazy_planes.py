@@ -105,3 +105,5 @@ def test_bad_keys_say_what_is_wrong():
         lazy[[0, 3]]
     with pytest.raises(IndexError, match="Too many indices"):
         lazy[0, 0, 0, 0]
+    with pytest.raises(TypeError, match="cannot be painted on: edit a copy"):
+        lazy[0, 1, 1] = 2

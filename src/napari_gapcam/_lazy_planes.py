@@ -61,6 +61,12 @@ class LazyPlanes:
         data = self[...]
         return data if dtype is None else data.astype(dtype, copy=False)
 
+    def __setitem__(self, key: Any, value: Any) -> None:
+        raise TypeError(
+            "This overlay is computed from the run's maps and cannot be painted on: edit a copy, "
+            "e.g. viewer.add_labels(np.asarray(layer.data))."
+        )
+
     def __getitem__(self, key: Any) -> np.ndarray:
         key = self._full_key(key)
         # the planes this read needs, per lead axis, and where the key finds them among those
