@@ -420,15 +420,16 @@ class GapCamWidget(Container):
         }
 
     def _budget(self) -> int:
-        """Overlay cells per plane: the user's megapixels, but for a stack at most
+        """Overlay cells per plane: the user's megapixels, but over an nD source at most
         ``VOLUME_CELLS`` over the planes a 3D view would read (the overlay's resolution does
         not follow the view: napari slices a new view before a plugin hears of it)."""
         return max(1, min(int(self.overlay_mp.value * 1e6), VOLUME_CELLS // self._depth()))
 
     def _depth(self) -> int:
-        """The planes a 3D view of the shown stack reads at most: its longest plane axis."""
+        """The planes a 3D view of an nD overlay reads at most: the source's longest plane axis
+        (after a current-plane run too: the other planes are read, as zeros)."""
         shown = self._shown
-        if shown is None or not shown.is_stack:
+        if shown is None or not shown.planes.lead_axes:
             return 1
         return max(shown.source_shape[a] for a in shown.planes.lead_axes)
 
