@@ -4,8 +4,7 @@ napari reads one plane in a 2D view and every plane in a 3D view. :class:`LazyPl
 planes of one read to ``fill`` together, so a 3D view costs one batched computation instead of
 one small task per plane, and a 2D view costs the displayed plane only. It implements napari's
 layer-data protocol (``shape``, ``dtype``, ``ndim``, ``size``, indexing with ints, slices and
-lists of ints)
-and ``__array__`` (``np.asarray(layer.data)`` computes every plane).
+lists of ints) and ``__array__`` (``np.asarray(layer.data)`` computes every plane).
 """
 
 from __future__ import annotations
