@@ -6,13 +6,16 @@ tolerance of normalised maps (0.02), and with the same device's ``run`` at 1e-3 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
-from napari_gapcam import load_model
+from napari_gapcam import batch, load_model
 from napari_gapcam.batch import iter_batches
 from napari_gapcam.device import send
+from napari_gapcam.graphs import GraphedForward
 from napari_gapcam.preprocess import to_input_tensor
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -107,6 +110,54 @@ def test_batches_never_wait_for_the_gpu(models):
         torch.cuda.set_sync_debug_mode("default")
     assert [len(p) for p in parts] == [3, 3, 3, 1]
     assert len({id(p._method) for p in parts}) == 1
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16"])
+def test_graphed_batches_equal_eager_ones(models, no_tf32, monkeypatch, precision):
+    """Full batches replay a CUDA graph, the partial last one runs eagerly; a new batch size
+    captures a new graph. Every plane is checked: a replay that overwrote a batch's outputs
+    before they were copied to the host would show here."""
+    gpu, _ = models
+    monkeypatch.setattr(batch, "GRAPH_MIN_BATCHES", 100)
+    eager = gpu.run_batch(STACK, batch_size=3, precision=precision)
+    monkeypatch.setattr(batch, "GRAPH_MIN_BATCHES", 2)
+    for size in (3, 4):  # 3 full batches + 1 plane, then 2 full + 2 planes
+        graphed = gpu.run_batch(STACK, batch_size=size, precision=precision)
+        graph = gpu._graphed[1]
+        assert graph.captured and graph._input.shape[0] == size
+        np.testing.assert_allclose(graphed.logits, eager.logits, rtol=1e-3, atol=1e-3)
+        top = eager.top1()
+        assert np.abs(graphed.cams(top) - eager.cams(top)).max() <= 2e-3
+
+
+def test_graphed_batches_never_wait_for_the_gpu(models, monkeypatch):
+    gpu, _ = models
+    monkeypatch.setattr(batch, "GRAPH_MIN_BATCHES", 1)
+    gpu.run_batch(STACK, batch_size=5)  # captures the graph (a capture waits for the GPU)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        parts = [part for _, part in iter_batches(gpu, STACK, batch_size=5)]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert [len(p) for p in parts] == [5, 5]
+
+
+def test_a_forward_that_cannot_be_graphed_runs_eagerly():
+    """A pass that waits for the GPU (``.item()``) cannot be captured: one warning, then the
+    same results without a graph. A replay's outputs are overwritten by the next one."""
+    graphed = GraphedForward(lambda x: (x * x.sum().item(),))
+    x = torch.ones(4, 3, device="cuda")
+    with pytest.warns(RuntimeWarning, match="could not be captured"):
+        (out,) = graphed(x, None)
+    assert not graphed.captured and torch.equal(out, x * 12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no second warning, no second try
+        (again,) = graphed(x + 1, None)
+    assert torch.equal(again, (x + 1) * 24)
+    doubled = GraphedForward(lambda x: (x * 2,))
+    (first,) = doubled(x, None)
+    (second,) = doubled(x + 1, None)
+    assert doubled.captured and first is second and torch.equal(first, (x + 1) * 2)
 
 
 def test_stack_maps_made_on_the_gpu_equal_the_hosts(models):

@@ -36,6 +36,9 @@ GPU_BATCH = 32
 FEATURES_DTYPE = torch.float16  # the maps kept on the host
 GPU_MAPS_MIN = 2**20  # output pixels from which a GPU stack's maps are made on the GPU
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+# From this many full batches a GPU run replays its forward passes from a CUDA graph
+# (napari_gapcam.graphs: the capture costs about 3 extra passes, once per batch shape)
+GRAPH_MIN_BATCHES = 4
 
 
 class StackResult(Sequence[CamResult]):
@@ -191,14 +194,8 @@ class StackResult(Sequence[CamResult]):
 
 def host_method(method: Method) -> Method:
     """The method with its CAM weights on the host in float32 (maps are made where the features
-    are); Grad-CAM is kept as is (it needs the head, on its device). Copying the weights off a
-    GPU waits for the GPU, so a run does it once, not once a batch."""
-    if not isinstance(method, Cam):
-        return method
-    weight = method.weight
-    if weight.device.type == "cpu" and weight.dtype == torch.float32:
-        return method
-    return Cam(weight.float().cpu())
+    are; see :meth:`Cam.on_host`); Grad-CAM is kept as is (it needs the head, on its device)."""
+    return method.on_host() if isinstance(method, Cam) else method
 
 
 def _as_images(images: Any) -> tuple[Sequence[Any], tuple[int, ...]]:
@@ -253,7 +250,7 @@ def iter_batches(
     batch_size = batch_size or auto_batch_size(model, size)
     model.check_memory(size, batch_size)
     device, cuda = model.device, model.device.type == "cuda"
-    method = host_method(model.method_object)  # once: from a GPU this waits for it
+    method = host_method(model.method_object)  # copied off a GPU once per model, not per run
 
     def stage(start: int) -> Staged:  # lazy images are read here, one at a time, band by band
         stop = min(start + batch_size, len(images))
@@ -264,6 +261,7 @@ def iter_batches(
         return stage_input(reduced, device)
 
     starts = range(0, len(images), batch_size)
+    graphed = cuda and len(images) >= GRAPH_MIN_BATCHES * batch_size  # pays back its capture
     # With a GPU, a thread reads and stages the next batch while this one is launched, and a
     # batch is handed over once the next one is launched: the GPU never waits for the host.
     reader = ThreadPoolExecutor(1, thread_name_prefix="gapcam-read") if cuda else None
@@ -277,10 +275,11 @@ def iter_batches(
             else:
                 staged = stage(start)
             tensor = finish_input(staged, device, model.config.mean, model.config.std)
-            with torch.inference_mode(), _autocast(device, PRECISIONS[precision]):
-                maps = model.forward_features(tensor, size)
-                logits = model.head(maps.float())
-                # to the host: asynchronously (into page-locked memory) from a GPU
+            with torch.inference_mode():
+                full = graphed and len(tensor) == batch_size  # a partial last batch: eager
+                maps, logits = model.forward_batch(tensor, size, PRECISIONS[precision], full)
+                # to the host: asynchronously (into page-locked memory) from a GPU, queued
+                # before the next batch's graph replay overwrites the outputs
                 launched = _InFlight(
                     start,
                     maps.to(features_dtype).to("cpu", non_blocking=cuda),
@@ -326,9 +325,3 @@ class _InFlight(NamedTuple):
             self.input_shape,
             model.device,
         )
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
-    if dtype is None:
-        return torch.autocast(device.type, enabled=False)
-    return torch.autocast(device.type, dtype=dtype)

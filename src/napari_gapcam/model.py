@@ -11,6 +11,7 @@ from .cam import Cam, CamResult
 from .config import ModelConfig
 from .fuse import fold_batch_norms
 from .gradcam import GradCam
+from .graphs import GraphedForward, autocast
 from .memory import (
     InputTooLargeError,
     available_bytes,
@@ -73,6 +74,7 @@ class GapCamModel:
         self._method = Cam(fc.weight) if self.method == "cam" else GradCam(self.head)
         self._bytes_per_pixel: float | None = None
         self._fast: tuple[nn.Module, nn.Module] | None = None  # (features, folded copy)
+        self._graphed: tuple[tuple, GraphedForward] | None = None  # ((folded, head), graph)
 
     def __repr__(self) -> str:
         return (
@@ -130,21 +132,49 @@ class GapCamModel:
             maps, logits, self._method, self.class_names, image_shape, tensor.shape[-2:]
         )
 
+    def _folded(self) -> nn.Module:
+        """``features`` with the batch norms folded into the convolutions (made once)."""
+        if self._fast is None or self._fast[0] is not self.features:
+            self._fast = (self.features, fold_batch_norms(self.features))
+        return self._fast[1]
+
     def forward_features(self, tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """The maps of a batch of normalised inputs (N×3×h×w), with batch norms folded.
 
         Running out of memory becomes :class:`InputTooLargeError`.
         """
-        if self._fast is None or self._fast[0] is not self.features:
-            self._fast = (self.features, fold_batch_norms(self.features))
         try:
-            return self._fast[1](tensor.contiguous(memory_format=torch.channels_last))
+            return self._folded()(tensor.contiguous(memory_format=torch.channels_last))
         except torch.OutOfMemoryError as error:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
             needed = self.bytes_per_input_pixel * size[0] * size[1] * len(tensor)
             message = too_large_message(size, needed, available_bytes(self.device), self.device)
             raise InputTooLargeError(message) from error
+
+    def forward_batch(
+        self,
+        tensor: torch.Tensor,
+        size: tuple[int, int],
+        dtype: torch.dtype | None = None,
+        graph: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The maps and logits of a batch of normalised inputs (N×3×h×w), under ``dtype``
+        autocast (``None``: full precision). ``graph=True`` (a CUDA device) replays the pass
+        from a CUDA graph (:mod:`~napari_gapcam.graphs`): the outputs are then overwritten by
+        the next graphed batch, so copy them first (on the same stream)."""
+
+        def forward(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            maps = self.forward_features(batch, size)
+            return maps, self.head(maps.float())
+
+        if not graph:
+            with autocast(tensor.device, dtype):
+                return forward(tensor)
+        modules = (self._folded(), self.head)  # a graph replays these very modules
+        if self._graphed is None or self._graphed[0] != modules:
+            self._graphed = (modules, GraphedForward(forward))
+        return self._graphed[1](tensor, dtype)
 
     def run_batch(
         self,
