@@ -118,6 +118,8 @@ def test_graphed_batches_equal_eager_ones(models, no_tf32, monkeypatch, precisio
     captures a new graph. Every plane is checked: a replay that overwrote a batch's outputs
     before they were copied to the host would show here."""
     gpu, _ = models
+    # in half precision another batch size may pick other kernels: 1 ulp of bf16 is 0.8 %
+    tolerance = {"fp32": 1e-3, "fp16": 1e-2, "bf16": 5e-2}[precision]
     monkeypatch.setattr(batch, "GRAPH_MIN_BATCHES", 100)
     eager = gpu.run_batch(STACK, batch_size=3, precision=precision)
     monkeypatch.setattr(batch, "GRAPH_MIN_BATCHES", 2)
@@ -125,9 +127,9 @@ def test_graphed_batches_equal_eager_ones(models, no_tf32, monkeypatch, precisio
         graphed = gpu.run_batch(STACK, batch_size=size, precision=precision)
         graph = gpu._graphed[1]
         assert graph.captured and graph._input.shape[0] == size
-        np.testing.assert_allclose(graphed.logits, eager.logits, rtol=1e-3, atol=1e-3)
+        np.testing.assert_allclose(graphed.logits, eager.logits, rtol=tolerance, atol=tolerance)
         top = eager.top1()
-        assert np.abs(graphed.cams(top) - eager.cams(top)).max() <= 2e-3
+        assert np.abs(graphed.cams(top) - eager.cams(top)).max() <= 2 * tolerance
 
 
 def test_graphed_batches_never_wait_for_the_gpu(models, monkeypatch):
