@@ -129,7 +129,7 @@ def test_graphed_batches_equal_eager_ones(models, no_tf32, monkeypatch, precisio
         assert graph.captured and graph._input.shape[0] == size
         np.testing.assert_allclose(graphed.logits, eager.logits, rtol=tolerance, atol=tolerance)
         top = eager.top1()
-        assert np.abs(graphed.cams(top) - eager.cams(top)).max() <= 2 * tolerance
+        assert np.abs(graphed.cams(top) - eager.cams(top)).max() <= min(2 * tolerance, 0.02)
 
 
 def test_graphed_batches_never_wait_for_the_gpu(models, monkeypatch):
