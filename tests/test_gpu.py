@@ -6,6 +6,7 @@ tolerance of normalised maps (0.02), and with the same device's ``run`` at 1e-3 
 
 from __future__ import annotations
 
+import threading
 import warnings
 
 import numpy as np
@@ -142,6 +143,38 @@ def test_graphed_batches_never_wait_for_the_gpu(models, monkeypatch):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert [len(p) for p in parts] == [5, 5]
+
+
+def test_a_capture_while_another_thread_uses_the_gpu(models, no_tf32, monkeypatch):
+    """The widget captures in its worker while the UI thread may make maps on the GPU (a class
+    change): the capture is thread-local, so neither disturbs the other."""
+    gpu, _ = models
+    result = gpu.run_batch(STACK, batch_size=2)
+    top = result.top1()
+    expected_maps = result.cams(top, shape=(512, 512))  # ≥ 1 MP: made on the GPU
+    monkeypatch.setattr(batch, "GRAPH_MIN_BATCHES", 100)
+    eager = gpu.run_batch(STACK, batch_size=2)
+    monkeypatch.setattr(batch, "GRAPH_MIN_BATCHES", 1)
+    stop, seen, errors = threading.Event(), [], []
+
+    def ui() -> None:
+        try:
+            while not stop.is_set():
+                seen.append(np.abs(result.cams(top, shape=(512, 512)) - expected_maps).max())
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    thread = threading.Thread(target=ui)
+    thread.start()
+    try:
+        for size in (2, 3, 4, 2):  # a capture each
+            graphed = gpu.run_batch(STACK, batch_size=size)
+            assert gpu._graphed[1].captured
+            np.testing.assert_allclose(graphed.logits, eager.logits, rtol=1e-3, atol=1e-3)
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors and seen and max(seen) <= 1e-5
 
 
 def test_a_forward_that_cannot_be_graphed_runs_eagerly():
