@@ -277,7 +277,7 @@ def iter_batches(
             tensor = finish_input(staged, device, model.config.mean, model.config.std)
             with torch.inference_mode():
                 full = graphed and len(tensor) == batch_size  # a partial last batch: eager
-                maps, logits = model.forward_batch(tensor, size, PRECISIONS[precision], full)
+                maps, logits = model.forward_batch(tensor, PRECISIONS[precision], full)
                 # to the host: asynchronously (into page-locked memory) from a GPU, queued
                 # before the next batch's graph replay overwrites the outputs
                 launched = _InFlight(

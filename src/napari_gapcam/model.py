@@ -155,7 +155,6 @@ class GapCamModel:
     def forward_batch(
         self,
         tensor: torch.Tensor,
-        size: tuple[int, int],
         dtype: torch.dtype | None = None,
         graph: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -165,7 +164,8 @@ class GapCamModel:
         the next graphed batch, so copy them first (on the same stream)."""
 
         def forward(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            maps = self.forward_features(batch, size)
+            # the batch's own size: a graph keeps this function for later batch shapes
+            maps = self.forward_features(batch, tuple(batch.shape[-2:]))
             return maps, self.head(maps.float())
 
         if not graph:
