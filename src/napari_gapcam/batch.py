@@ -237,7 +237,7 @@ def iter_batches(
     batch_size: int | None = None,
     contrast_limits: Sequence[float] | None = None,
     input_size: int | None = None,
-    square: bool = False,
+    square: bool | None = None,
     precision: str = "fp32",
     features_dtype: torch.dtype = FEATURES_DTYPE,
 ) -> Iterator[tuple[int, StackResult]]:
@@ -246,6 +246,7 @@ def iter_batches(
         raise ValueError(f"Unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}.")
     images, shape = _as_images(images)
     input_size = input_size or model.input_size
+    square = model.config.square if square is None else bool(square)
     size = target_size(shape[0], shape[1], input_size, square)
     batch_size = batch_size or auto_batch_size(model, size)
     model.check_memory(size, batch_size)

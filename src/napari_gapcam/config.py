@@ -9,7 +9,7 @@ from typing import Any
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 # checkpoint keys that override a model's defaults
-CHECKPOINT_KEYS = ("input_size", "mean", "std", "box_threshold")
+CHECKPOINT_KEYS = ("input_size", "mean", "std", "box_threshold", "square")
 
 
 @dataclass(frozen=True)
@@ -18,13 +18,16 @@ class ModelConfig:
 
     ``input_size`` is the short side the image is resized to; ``mean``/``std`` normalise the
     [0, 1] RGB input per channel; ``box_threshold`` is the suggested box/mask threshold (the
-    checkpoint's, else Zhou et al.'s 20 %).
+    checkpoint's, else Zhou et al.'s 20 %); ``square`` squashes images to an
+    ``input_size``² square instead of keeping their aspect ratio (as many training pipelines
+    resize).
     """
 
     input_size: int = 224
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     box_threshold: float = 0.2
+    square: bool = False
 
     def updated(self, settings: dict[str, Any]) -> ModelConfig:
         """A copy with the given settings (checkpoint keys) replacing the defaults."""
@@ -39,4 +42,6 @@ class ModelConfig:
             known["input_size"] = int(known["input_size"])
         if "box_threshold" in known:
             known["box_threshold"] = float(known["box_threshold"])
+        if "square" in known:
+            known["square"] = bool(known["square"])
         return dataclasses.replace(self, **known)

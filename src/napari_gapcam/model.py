@@ -102,19 +102,21 @@ class GapCamModel:
         image: Any,
         contrast_limits: Sequence[float] | None = None,
         input_size: int | None = None,
-        square: bool = False,
+        square: bool | None = None,
     ) -> CamResult:
         """One forward pass on a 2D grey or RGB(A) image; returns a :class:`CamResult`.
 
         ``image``: numpy, dask, zarr or any array-like that slices; it is read band by band and
         never copied to float at full size. It is resized so its short side is ``input_size``
         (default: the model's, 224 for ImageNet weights), keeping the aspect ratio;
-        ``square=True`` squashes it to a square. An input that would not fit in memory raises
+        ``square=True`` squashes it to a square (default: the model's ``config.square``, a
+        checkpoint key for models trained on squashed images). An input that would not fit in memory raises
         :class:`~napari_gapcam.memory.InputTooLargeError` before anything runs.
         """
         image_layout(image)
         image_shape = tuple(int(s) for s in image.shape[:2])
         input_size = input_size or self.input_size
+        square = self.config.square if square is None else bool(square)
         size = target_size(*image_shape, input_size, square)
         self.check_memory(size)
         tensor = to_input_tensor(
@@ -182,7 +184,7 @@ class GapCamModel:
         batch_size: int | None = None,
         contrast_limits: Sequence[float] | None = None,
         input_size: int | None = None,
-        square: bool = False,
+        square: bool | None = None,
         precision: str = "fp32",
         features_dtype: torch.dtype = torch.float16,
     ) -> StackResult:

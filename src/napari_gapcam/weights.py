@@ -15,7 +15,7 @@ from .errors import WeightsError
 
 StateDict = dict[str, torch.Tensor]
 # checkpoint keys kept besides the state dict (see config.CHECKPOINT_KEYS)
-SETTINGS = ("input_size", "mean", "std", "box_threshold", "transform_input")
+SETTINGS = ("input_size", "mean", "std", "box_threshold", "square", "transform_input")
 
 
 def _weights_enum(arch: str) -> Any:
