@@ -1,23 +1,29 @@
 """Batch inputs: files, folders and globs → image files; each file → its pages.
 
 PNG and JPEG are read with imageio, TIFF with tifffile (16-bit grey, RGB, multi-page), and a
-zarr array N×H×W[×3] is one input whose pages are read one at a time. No torch here.
+zarr array N×H×W[×3] is one input whose pages are read one at a time. A TIFF page of more
+than ``LAZY_BYTES`` is not loaded: it is memory-mapped (uncompressed) or read through
+tifffile's zarr store, band by band, by the engine. No torch here.
 """
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 TIFF_SUFFIXES = (".tif", ".tiff")
+LAZY_BYTES = 2**25  # a TIFF page above 32 MiB is read lazily
+HASHED_BYTES = 2**20  # files up to 1 MiB are also known by a hash of their content
+DECODE_FRACTION = 0.5  # a PNG/JPEG must decode into at most this share of free memory
 
 
 class InputError(Exception):
@@ -43,11 +49,39 @@ def _is_input(path: Path) -> bool:
     return (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES) or is_zarr(path)
 
 
-def expand(arguments: Sequence[str]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files, folders (their images, not recursive) and globs → (absolute paths, problems).
+class Found(NamedTuple):
+    """What the arguments name: the inputs, the arguments naming nothing, and the files
+    left out because they lie inside the output folder."""
+
+    paths: list[Path]
+    problems: list[tuple[str, str]]  # (argument, reason)
+    excluded: list[Path]
+
+
+def _missing_reason(path: Path) -> str:
+    """Why ``path`` names nothing: a broken link, a link loop, no permission, or no file."""
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "a symbolic link loop (the link points back to itself)"
+        if error.errno == errno.EACCES:
+            return "permission denied"
+        if os.path.islink(path):
+            return f"a broken symbolic link (to {os.readlink(path)}, which does not exist)"
+    return "no such file or folder"
+
+
+def _inside(path: Path, folder: Path | None) -> bool:
+    return folder is not None and (path == folder or folder in path.parents)
+
+
+def expand(arguments: Sequence[str], exclude: Path | None = None) -> Found:
+    """Files, folders (their images, not recursive) and globs → :class:`Found`.
 
     A problem is ``(argument, reason)`` for an argument that names nothing to read. A file
     named explicitly is kept whatever its suffix (reading it says whether it is supported).
+    Nothing inside ``exclude`` (the output folder) is ever an input.
     """
     paths: list[Path] = []
     problems: list[tuple[str, str]] = []
@@ -67,56 +101,160 @@ def expand(arguments: Sequence[str]) -> tuple[list[Path], list[tuple[str, str]]]
                 problems.append((argument, "no PNG, JPEG, TIFF or zarr inputs match this pattern"))
         else:
             found = []
-            problems.append((argument, "no such file or folder"))
+            problems.append((argument, _missing_reason(path)))
         paths.extend(found)
     unique = list(dict.fromkeys(p.resolve() for p in paths))
-    return unique, problems
+    excluded = [p for p in unique if _inside(p, exclude)]
+    return Found([p for p in unique if not _inside(p, exclude)], problems, excluded)
 
 
-def items(paths: Sequence[Path]) -> list[Item]:
-    """Give each path a unique output prefix: its stem, plus a hash of its path on a clash."""
-    stems = [p.stem if p.suffix.lower() != ".zarr" else p.name[: -len(".zarr")] for p in paths]
-    clashes = {s for s in stems if stems.count(s) > 1}
-    return [
-        Item(
-            str(p),
-            f"{s}-{hashlib.sha1(str(p).encode()).hexdigest()[:8]}" if s in clashes else s,
-        )
-        for p, s in zip(paths, stems, strict=True)
-    ]
+def base_stem(path: Path) -> str:
+    return path.stem if path.suffix.lower() != ".zarr" else path.name[: -len(".zarr")]
+
+
+def hashed_stem(path: Path, length: int = 8) -> str:
+    return f"{base_stem(path)}-{hashlib.sha1(str(path).encode()).hexdigest()[:length]}"
+
+
+def items(paths: Sequence[Path], history: Mapping[str, str] | None = None) -> list[Item]:
+    """Give each path a unique output prefix, stable over the output folder's history.
+
+    ``history`` maps the files the folder already has outputs of to their stems: such a file
+    keeps its stem, and no other file gets it. A new file gets its stem when nobody else has
+    or wants it (compared case-insensitively, as on macOS and Windows), else its stem plus a
+    hash of its absolute path (``A01-1a2b3c4d``), so a second folder's ``A01.png`` never
+    overwrites the first one's outputs.
+    """
+    history = dict(history or {})
+    taken = {stem.casefold(): file for file, stem in history.items()}
+    wanted: dict[str, int] = {}
+    for path in paths:
+        if str(path) not in history:
+            key = base_stem(path).casefold()
+            wanted[key] = wanted.get(key, 0) + 1
+    result = []
+    for path in paths:
+        file = str(path)
+        if file in history:
+            result.append(Item(file, history[file]))
+            continue
+        stem = base_stem(path)
+        if wanted[stem.casefold()] > 1 or taken.get(stem.casefold(), file) != file:
+            length = 8
+            stem = hashed_stem(path, length)
+            while taken.get(stem.casefold(), file) != file and length < 40:
+                length = min(40, 2 * length)
+                stem = hashed_stem(path, length)
+        taken[stem.casefold()] = file
+        result.append(Item(file, stem))
+    return result
+
+
+def fingerprint(path: str | Path) -> dict[str, Any]:
+    """What identifies an input's content: size and modification time, and for a small file
+    (at most ``HASHED_BYTES``) a hash of its bytes. A zarr folder: its files' total size, their
+    count and the latest modification time."""
+    path = Path(path)
+    if path.is_dir():
+        size = count = latest = 0
+        for root, _, files in os.walk(path):
+            for name in files:
+                info = os.stat(os.path.join(root, name))
+                size, count, latest = size + info.st_size, count + 1, max(latest, info.st_mtime_ns)
+        return {"size": size, "files": count, "mtime_ns": latest}
+    info = os.stat(path)
+    found: dict[str, Any] = {"size": info.st_size, "mtime_ns": info.st_mtime_ns}
+    if info.st_size <= HASHED_BYTES:
+        found["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+def unchanged(recorded: Mapping[str, Any] | None, path: str | Path) -> bool:
+    """True when ``path`` still holds what ``recorded`` (its :func:`fingerprint`) describes:
+    the same size and time, or for a small file the same size and content hash."""
+    if not recorded:
+        return False
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False
+    if os.path.isdir(path):
+        return fingerprint(path) == dict(recorded)
+    if info.st_size != recorded.get("size"):
+        return False
+    if info.st_mtime_ns == recorded.get("mtime_ns"):
+        return True
+    digest = recorded.get("sha256")
+    return digest is not None and fingerprint(path).get("sha256") == digest
 
 
 @dataclass
 class Pages:
-    """The planes of one input; ``read(i)`` gives plane ``i`` as H×W or H×W×3/4."""
+    """The planes of one input; ``read(i)`` gives plane ``i`` as H×W or H×W×3/4.
+
+    A plane is a numpy array, or for a big TIFF page a :class:`LazyPlane` (read in bands).
+    """
 
     kind: str  # "image", "tiff" or "zarr"
     count: int
     shape: tuple[int, int]
     array: Any  # numpy for image/tiff, a zarr array for zarr
     chunk: int = 1  # zarr chunking over the pages
+    plane: Callable[[int], Any] | None = None  # lazy planes: index → plane
 
-    def read(self, index: int) -> np.ndarray:
+    def read(self, index: int) -> Any:
+        if self.plane is not None:
+            return self.plane(index)
         return _layout(np.asarray(self.array[index]))
 
-    def __iter__(self) -> Iterator[np.ndarray]:
+    def __iter__(self) -> Iterator[Any]:
         return (self.read(i) for i in range(self.count))
+
+
+class LazyPlane:
+    """One page of a big image, read only where sliced: ``plane[r0:r1]`` reads those rows.
+
+    ``array`` is a memory map or a zarr array holding the page at ``index`` (its leading
+    axes); ``planar`` when the samples (RGB) come before the rows, as tifffile gives planar
+    TIFFs. The engine reads such a plane band by band, never whole.
+    """
+
+    def __init__(self, array: Any, index: tuple[int, ...], planar: bool = False) -> None:
+        self.array, self.index, self.planar = array, index, planar
+        shape = tuple(int(s) for s in array.shape[len(index) :])
+        self.shape = (*shape[1:], shape[0]) if planar else shape
+        self.dtype = np.dtype(array.dtype)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        if not self.planar:
+            return np.asarray(self.array[(*self.index, *key)])
+        band = np.asarray(self.array[(*self.index, slice(None), *key[:2])])
+        band = np.moveaxis(band, 0, -1)
+        return band[(..., *key[2:])] if len(key) > 2 else band
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        whole = self[:]
+        return whole if dtype is None else whole.astype(dtype)
+
+
+def _check_layout(shape: tuple[int, ...], dtype: np.dtype) -> None:
+    if not (len(shape) == 2 or (len(shape) == 3 and shape[-1] in (3, 4))):
+        raise InputError(f"unsupported image layout {shape} (expected H×W or H×W×3/4)")
+    if min(shape[:2]) < 1:
+        raise InputError(f"empty image {shape}")
+    if not (np.issubdtype(dtype, np.number) or dtype.kind == "b"):
+        raise InputError(f"unsupported pixel type {dtype}")
+    if np.issubdtype(dtype, np.complexfloating):
+        raise InputError("complex pixels are not supported")
 
 
 def _layout(plane: np.ndarray) -> np.ndarray:
     """H×W, H×W×1 → H×W; grey + alpha → grey; RGB(A) kept; anything else is an error."""
-    if plane.ndim == 3 and plane.shape[-1] == 1:
+    if plane.ndim == 3 and plane.shape[-1] in (1, 2):
         plane = plane[..., 0]
-    elif plane.ndim == 3 and plane.shape[-1] == 2:
-        plane = plane[..., 0]
-    if not (plane.ndim == 2 or (plane.ndim == 3 and plane.shape[-1] in (3, 4))):
-        raise InputError(f"unsupported image layout {plane.shape} (expected H×W or H×W×3/4)")
-    if min(plane.shape[:2]) < 1:
-        raise InputError(f"empty image {plane.shape}")
-    if not (np.issubdtype(plane.dtype, np.number) or plane.dtype.kind == "b"):
-        raise InputError(f"unsupported pixel type {plane.dtype}")
-    if np.issubdtype(plane.dtype, np.complexfloating):
-        raise InputError("complex pixels are not supported")
+    _check_layout(plane.shape, plane.dtype)
     return plane
 
 
@@ -125,15 +263,16 @@ def open_pages(path: str | Path) -> Pages:
     path = Path(path)
     try:
         if is_zarr(path):
-            return _zarr_pages(path)
-        suffix = path.suffix.lower()
-        if suffix in TIFF_SUFFIXES:
-            return _tiff_pages(path)
-        if suffix in IMAGE_SUFFIXES:
-            import imageio.v3 as iio
-
-            image = _layout(np.asarray(iio.imread(path)))
-            return Pages("image", 1, image.shape[:2], image[None])
+            pages = _zarr_pages(path)
+        elif path.suffix.lower() in TIFF_SUFFIXES:
+            pages = _tiff_pages(path)
+        elif path.suffix.lower() in IMAGE_SUFFIXES:
+            pages = _image_pages(path)
+        else:
+            raise InputError(
+                f"unsupported format {path.suffix or '(no suffix)'!r}: use PNG, JPEG, TIFF or "
+                "a zarr array"
+            )
     except InputError:
         raise
     except FileNotFoundError:
@@ -143,9 +282,49 @@ def open_pages(path: str | Path) -> Pages:
         if "Could not find a backend" in detail:  # imageio's words for "no reader took it"
             detail = f"no reader recognises it as {path.suffix.lstrip('.').upper()}"
         raise InputError(f"not a readable image: {detail}") from error
-    raise InputError(
-        f"unsupported format {path.suffix or '(no suffix)'!r}: use PNG, JPEG, TIFF or a zarr array"
-    )
+    if pages.count == 0:
+        raise InputError("holds no pages (a stack of 0 images): nothing to compute")
+    return pages
+
+
+def _image_pages(path: Path) -> Pages:
+    """PNG/JPEG, decoded whole: refused when it would not fit in memory (Pillow's own
+    decompression-bomb limit is not used, so the size limit does not depend on the format)."""
+    import imageio.v3 as iio
+    import psutil
+    from PIL import Image
+
+    with Image.open(path) as image:
+        width, height = image.size
+        depth = len(image.getbands()) * (2 if image.mode.startswith("I;16") else 1)
+    needed, free = width * height * max(1, depth), psutil.virtual_memory().available
+    if needed > DECODE_FRACTION * free:
+        raise InputError(
+            f"a {height}×{width} {path.suffix.lstrip('.').upper()} needs {needed / 1e9:.1f} GB "
+            f"to decode, more than half of the {free / 1e9:.1f} GB free: convert it to a TIFF "
+            "(read lazily) or use a machine with more memory"
+        )
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        image = _layout(np.asarray(iio.imread(path)))
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    return Pages("image", 1, image.shape[:2], image[None])
+
+
+def _lazy_source(path: Path, series: Any) -> Any | None:
+    """The series as a memory map (uncompressed) or a zarr array (tifffile's store), or None."""
+    import tifffile
+
+    try:
+        return tifffile.memmap(path, series=0, mode="r")
+    except (ValueError, OSError):
+        pass
+    try:
+        import zarr
+    except ImportError:
+        return None
+    return zarr.open(series.aszarr(), mode="r")
 
 
 def _tiff_pages(path: Path) -> Pages:
@@ -153,7 +332,25 @@ def _tiff_pages(path: Path) -> Pages:
 
     with tifffile.TiffFile(path) as tiff:
         series = tiff.series[0]
-        axes, array = series.axes, series.asarray()
+        axes, shape = series.axes, tuple(int(s) for s in series.shape)
+        planar = axes.endswith("SYX")
+        plane_axes = 3 if (axes.endswith("YXS") or planar) else 2
+        plane_bytes = int(np.prod(shape[-plane_axes:])) * np.dtype(series.dtype).itemsize
+        lazy = None
+        if plane_bytes > LAZY_BYTES and axes.endswith(("YX", "YXS")):
+            lazy = _lazy_source(path, series)
+        lead = shape[:-plane_axes]
+        first = LazyPlane(lazy, (0,) * len(lead), planar) if lazy is not None else None
+        if first is not None and (plane_axes == 2 or first.shape[-1] in (3, 4)):
+            _check_layout(first.shape, first.dtype)
+            return Pages(
+                "tiff",
+                int(np.prod(lead)),
+                first.shape[:2],
+                lazy,
+                plane=lambda i: LazyPlane(lazy, np.unravel_index(i, lead), planar),
+            )
+        array = series.asarray()
     if "S" in axes:  # samples (RGB) last
         array = np.moveaxis(array, axes.index("S"), -1)
         axes = axes.replace("S", "") + "S"
@@ -172,11 +369,17 @@ def _zarr_pages(path: Path) -> Pages:
     array = zarr.open(str(path), mode="r")
     if not hasattr(array, "shape"):
         raise InputError("a zarr group, not an array: pass the array inside it (e.g. path/0)")
-    shape = tuple(array.shape)
+    shape = tuple(int(s) for s in array.shape)
+    big = int(np.prod(shape[-3:] if len(shape) == 4 else shape[-2:])) * array.dtype.itemsize
+    big = big > LAZY_BYTES  # such pages are read band by band
     if len(shape) == 2:
-        return Pages("zarr", 1, shape, _Single(array), 1)
+        plane = (lambda i: LazyPlane(array, ())) if big else None
+        return Pages("zarr", 1, shape, _Single(array), 1, plane)
     if len(shape) == 3 or (len(shape) == 4 and shape[-1] in (3, 4)):
-        return Pages("zarr", shape[0], shape[1:3], array, int(array.chunks[0]))
+        if shape[0] == 0:
+            raise InputError(f"a zarr array of shape {shape} holds no pages: nothing to compute")
+        plane = (lambda i: LazyPlane(array, (int(i),))) if big else None
+        return Pages("zarr", shape[0], shape[1:3], array, int(array.chunks[0]), plane)
     raise InputError(f"unsupported zarr array shape {shape} (expected N×H×W or N×H×W×3)")
 
 

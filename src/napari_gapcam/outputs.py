@@ -2,10 +2,13 @@
 
 Every file is written to a temporary name in the same folder (``.gapcam-tmp-…``) and renamed
 into place (``os.replace``, atomic on POSIX and Windows), so a run killed at any moment leaves
-only complete files under their final names; the next run deletes the temporaries.
+only complete files under their final names. Only a run holding the folder's lock
+(:mod:`napari_gapcam.folder_lock`) writes, and it deletes the temporaries at its start: they
+can only be a dead run's.
 
-An input is done when its record ``records/<stem>.json`` exists: it is written last, after the
-map and the overlay, and holds the input's JSON line. ``results.jsonl`` gets each line as its
+An input is done when its record ``records/<stem>.json`` exists and the outputs it names are
+complete: it is written last, after the map and the overlay, and holds the input's JSON line
+(its file, that file's fingerprint and the settings). ``results.jsonl`` gets each line as its
 input finishes and is rebuilt from the records (atomically, one line per record) at the start
 and the end of every run, so it never keeps a duplicate or a torn line.
 """
@@ -53,6 +56,26 @@ def write_text_atomic(final: Path, text: str) -> None:
         temp.write_text(text, encoding="utf-8")
 
 
+def complete(path: Path) -> bool:
+    """A written output: a file, or a zarr folder with its metadata."""
+    if path.is_dir():
+        return any((path / name).is_file() for name in ("zarr.json", ".zarray"))
+    return path.is_file()
+
+
+def is_current(record: dict[str, Any] | None, file: str, settings: dict[str, Any]) -> bool:
+    """The record is for ``file`` as it is now (:func:`~napari_gapcam.inputs.unchanged`),
+    made with ``settings``."""
+    from .inputs import unchanged
+
+    return (
+        record is not None
+        and record.get("file") == file
+        and record.get("settings") == settings
+        and unchanged(record.get("input"), file)
+    )
+
+
 class OutputFolder:
     """Where a run writes: ``<stem>_cam.tif|zarr``, ``<stem>_overlay.png``, records, results."""
 
@@ -78,18 +101,27 @@ class OutputFolder:
         return self.records / f"{stem}.json"
 
     def record(self, stem: str) -> dict[str, Any] | None:
-        """The input's record when it and the files it names exist, else ``None``."""
+        """The input's record when it and the files it names are complete, else ``None``."""
         try:
             record = json.loads(self.record_path(stem).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
+        if not isinstance(record, dict) or "file" not in record:
+            return None
         outputs = record.get("outputs", {}).values()
-        return record if all((self.root / name).exists() for name in outputs) else None
+        return record if all(complete(self.root / name) for name in outputs) else None
+
+    def all_records(self) -> dict[str, dict[str, Any]]:
+        """Every complete record, by stem (none when the folder does not exist)."""
+        if not self.records.is_dir():
+            return {}
+        return {
+            p.stem: r for p in sorted(self.records.glob("*.json")) if (r := self.record(p.stem))
+        }
 
     def is_done(self, stem: str, file: str, settings: dict[str, Any]) -> bool:
-        """Done: a record for this very file, made with these settings."""
-        record = self.record(stem)
-        return record is not None and record["file"] == file and record["settings"] == settings
+        """Done: a record for this very file, unchanged since, made with these settings."""
+        return is_current(self.record(stem), file, settings)
 
     def commit(self, record: dict[str, Any]) -> None:
         """Write the record (the input is done from now on)."""
@@ -106,19 +138,27 @@ class OutputFolder:
 
     def rebuild_results(self) -> int:
         """results.jsonl ← one line per complete record, sorted by file; returns the count."""
-        records = [r for p in sorted(self.records.glob("*.json")) if (r := self.record(p.stem))]
-        records.sort(key=lambda r: r["file"])
+        records = sorted(self.all_records().values(), key=lambda r: r["file"])
         write_text_atomic(self.results, "".join(json.dumps(r) + "\n" for r in records))
         return len(records)
 
 
-def write_tiff(final: Path, maps: list[np.ndarray]) -> None:
-    """float32 maps → a TIFF: H×W for one, an N×H×W stack for several."""
+def write_tiff(
+    final: Path, maps: list[np.ndarray], placement: dict[str, Any] | None = None
+) -> None:
+    """float32 maps → a TIFF: H×W for one, an N×H×W stack for several; ``placement`` (the
+    grid's ``scale``/``translate`` over the image) goes into its description (tifffile's
+    JSON metadata)."""
     import tifffile
 
     data = maps[0] if len(maps) == 1 else np.stack(maps)
     with atomic_path(final) as temp:
-        tifffile.imwrite(temp, data.astype(np.float32, copy=False), photometric="minisblack")
+        tifffile.imwrite(
+            temp,
+            data.astype(np.float32, copy=False),
+            photometric="minisblack",
+            metadata=placement or {},
+        )
 
 
 def write_png(final: Path, rgb: np.ndarray) -> None:
@@ -135,7 +175,14 @@ class ZarrMaps:
     folder into place; ``abort`` deletes it.
     """
 
-    def __init__(self, final: Path, count: int, shape: tuple[int, int], chunk: int) -> None:
+    def __init__(
+        self,
+        final: Path,
+        count: int,
+        shape: tuple[int, int],
+        chunk: int,
+        placement: dict[str, Any] | None = None,
+    ) -> None:
         import zarr
 
         self.final, self.chunk = final, chunk
@@ -143,6 +190,8 @@ class ZarrMaps:
         self.array = zarr.open(
             str(self.temp), mode="w", shape=(count, *shape), chunks=(chunk, *shape), dtype="f4"
         )
+        if placement:
+            self.array.attrs.update(placement)
         self.buffer: list[np.ndarray] = []
         self.start = 0
 
