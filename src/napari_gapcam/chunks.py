@@ -1,10 +1,13 @@
 """Chunks of inputs for the command line: a chunk → maps, overlays and records in a folder.
 
 The same function, :func:`process_chunk`, runs in the ``gapcam`` process or on a dask worker;
-each process loads a model once (:func:`get_model`). Pages of the chunk's inputs go through
-:func:`infer` in groups of ``batch_size``, and each input is written as soon as its last page is
-done. Writes are atomic and the record comes last (see :mod:`napari_gapcam.outputs`), so running
-a chunk twice (a retry after a worker died) gives the same files, never a duplicate.
+each process loads a model once (:func:`get_model`; a random init is seeded, so every process
+makes the same model). Pages of the chunk's inputs go through :func:`infer` in groups of
+``batch_size``, and each input is written as soon as its last page is done. A map is written at
+the image's size, or at a grid of at most ``max_map_pixels`` cells over a bigger image (its
+placement is recorded). Writes are atomic and the record comes last (see
+:mod:`napari_gapcam.outputs`), so running a chunk twice (a retry after a worker died) gives the
+same files, never a duplicate.
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from .inputs import InputError, Item, Pages, open_pages
+from .grid import bounded_grid, grid_box_to_pixels, grid_placement
+from .inputs import InputError, Item, LazyPlane, Pages, fingerprint, open_pages
 from .localize import largest_region
-from .outputs import OutputFolder, ZarrMaps, write_png, write_tiff
+from .outputs import OutputFolder, ZarrMaps, complete, write_png, write_tiff
 from .overlay import overlay
 
 _MODELS: dict[ModelSpec, Any] = {}
+MAX_MAP_PIXELS = 2**22  # a map is written at most at 2048² cells (~4 M) over a bigger image
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,7 @@ class ModelSpec:
     weights: str | None = "IMAGENET1K_V1"
     device: str = "auto"
     class_names: str | None = None
+    seed: int | None = None  # the random init's seed (weights None)
 
 
 @dataclass(frozen=True)
@@ -44,50 +50,69 @@ class Options:
     topk: int = 5
     threshold: float | None = None  # None: the checkpoint's box_threshold, else 0.2
     input_size: int | None = None
+    square: bool | None = None  # True: squash to a square; None: the model's own config
+    max_map_pixels: int = MAX_MAP_PIXELS
     batch_size: int = 8  # pages per call of :func:`infer`
     overwrite: bool = False
 
     def settings(self) -> dict[str, Any]:
-        """What a record must match to count as done (the device is left out)."""
+        """What a record must match to count as done (the device is left out). No torch."""
         settings = asdict(self)
         model = settings.pop("model")
         del settings["batch_size"], settings["overwrite"], model["device"]
-        weights = self.model.weights
-        if weights is not None and os.path.isfile(weights):
-            model["weights_modified"] = os.stat(weights).st_mtime_ns
+        for key, path in (("weights", self.model.weights), ("class_names", self.model.class_names)):
+            if path is not None and os.path.isfile(path):
+                model[f"{key}_modified"] = os.stat(path).st_mtime_ns
         return {**model, **settings}
 
 
 def get_model(spec: ModelSpec) -> Any:
     """The model for ``spec``, loaded once per process (a dask worker keeps it between tasks)."""
     if spec not in _MODELS:
+        import torch
+
         from .models import load_model
 
-        _MODELS[spec] = load_model(spec.arch, spec.weights, spec.device, spec.class_names)
+        with torch.random.fork_rng(devices=[]):  # the caller's random state is left alone
+            if spec.seed is not None:
+                torch.manual_seed(spec.seed)
+            _MODELS[spec] = load_model(spec.arch, spec.weights, spec.device, spec.class_names)
     return _MODELS[spec]
 
 
-def infer(model: Any, images: Sequence[np.ndarray], input_size: int | None) -> list[Any]:
+def infer(
+    model: Any, images: Sequence[Any], input_size: int | None, square: bool | None = None
+) -> list[Any]:
     """One :class:`~napari_gapcam.cam.CamResult` per image: all inference goes through here.
 
     Runs of consecutive images of one size go through ``model.run_batch`` (one batched forward
-    pass; full-precision maps, since they are written out), the rest one by one.
+    pass; full-precision maps, since they are written out), the rest one by one, and so do
+    lazy planes (read band by band, never stacked).
     """
     import torch
+
+    def batchable(image: Any) -> bool:
+        return not isinstance(image, LazyPlane)
 
     results: list[Any] = []
     start = 0
     while start < len(images):
         stop = start + 1
-        while stop < len(images) and images[stop].shape == images[start].shape:
+        while (
+            stop < len(images)
+            and batchable(images[start])
+            and batchable(images[stop])
+            and images[stop].shape == images[start].shape
+        ):
             stop += 1
         if stop - start == 1:
-            results.append(model.run(images[start], input_size=input_size))
+            results.append(model.run(images[start], input_size=input_size, square=square))
         else:
             stack = model.run_batch(
                 images[start:stop],
                 batch_size=stop - start,
                 input_size=input_size,
+                square=square,
                 features_dtype=torch.float32,
             )
             results.extend(stack[i] for i in range(len(stack)))
@@ -103,21 +128,34 @@ def class_ref(reference: str | None, class_names: Sequence[str]) -> str | int | 
 
 
 def check_options(options: Options) -> list[str]:
-    """Load the model and check ``--class``; returns the class names (errors say what is wrong)."""
+    """Load the model, check ``--class`` and that a forward pass at ``--input-size`` fits in
+    memory; returns the class names (errors say what is wrong)."""
     model = get_model(options.model)
+    size = options.input_size or model.input_size
+    model.check_memory((size, size))  # InputTooLargeError: a usage error, before any input
     reference = class_ref(options.class_ref, model.class_names)
     if reference is not None:  # the engine's own lookup and messages, on a tiny image
         infer(model, [np.zeros((32, 32), np.float32)], 32)[0].class_index(reference)
     return list(model.class_names)
 
 
+def map_grid(image_shape: tuple[int, int], options: Options) -> tuple[int, int]:
+    """The grid a map is written at: the image's size, or at most ``max_map_pixels`` cells."""
+    return bounded_grid(image_shape, options.max_map_pixels)
+
+
 def summarise(result: Any, options: Options, threshold: float) -> tuple[np.ndarray, dict[str, Any]]:
-    """A page's map of the chosen class (float32 H×W) and its JSON: top-k, class, box."""
+    """A page's map of the chosen class (float32, at :func:`map_grid`) and its JSON: top-k,
+    class, box (in image pixels)."""
     top = result.topk(options.topk)
     reference = class_ref(options.class_ref, result.class_names)
     index = result.topk(1)[0][0] if reference is None else result.class_index(reference)
-    cam = result.cam(index)
+    grid = map_grid(result.image_shape, options)
+    full = grid == tuple(result.image_shape)
+    cam = result.cam(index) if full else result.cam(index, grid)
     box = largest_region(cam, threshold)[1]
+    if box is not None and not full:
+        box = grid_box_to_pixels(box, result.image_shape, grid)
     return cam, {
         "topk": [{"index": i, "name": n, "probability": p} for i, n, p in top],
         "class": {
@@ -133,14 +171,25 @@ class _Job:
     """One input on its way through: pages in, files out."""
 
     def __init__(
-        self, item: Item, pages: Pages, out: OutputFolder, options: Options, threshold: float
+        self,
+        item: Item,
+        pages: Pages,
+        out: OutputFolder,
+        options: Options,
+        threshold: float,
+        source: dict[str, Any],
     ) -> None:
         self.item, self.pages, self.out, self.options = item, pages, out, options
-        self.threshold = threshold
+        self.threshold, self.source = threshold, source  # source: the input's fingerprint
         self.zarr = pages.kind == "zarr"
         self.cam_path = out.cam_path(item.stem, self.zarr)
+        self.grid = map_grid(pages.shape, options)
+        scale, translate = grid_placement(pages.shape, self.grid)
+        self.placement = {"shape": list(self.grid), "scale": scale, "translate": translate}
         self.maps: list[np.ndarray] | ZarrMaps = (
-            ZarrMaps(self.cam_path, pages.count, pages.shape, pages.chunk) if self.zarr else []
+            ZarrMaps(self.cam_path, pages.count, self.grid, pages.chunk, self.placement)
+            if self.zarr
+            else []
         )
         self.results: list[dict[str, Any]] = []
         self.error: str | None = None
@@ -161,15 +210,18 @@ class _Job:
         if isinstance(self.maps, ZarrMaps):
             self.maps.commit()
         else:
-            write_tiff(self.cam_path, self.maps)
+            write_tiff(self.cam_path, self.maps, self.placement)
+        outputs = {"cam": self.cam_path, "overlay": self.out.overlay_path(self.item.stem)}
+        missing = [path.name for path in outputs.values() if not complete(path)]
+        if missing:  # never a record for outputs that are not all there
+            raise OSError(f"{', '.join(missing)} vanished after being written")
         record = {
             "file": self.item.path,
             "stem": self.item.stem,
-            "outputs": {
-                "cam": self.cam_path.name,
-                "overlay": self.out.overlay_path(self.item.stem).name,
-            },
+            "input": self.source,
+            "outputs": {key: path.name for key, path in outputs.items()},
             "shape": list(self.pages.shape),
+            "map": self.placement,  # the map's grid and where its cells sit in image pixels
             "pages": self.pages.count,
             "threshold": self.threshold,
             "results": self.results,
@@ -185,17 +237,17 @@ class _Job:
         return {"file": self.item.path, "status": "failed", "error": reason}
 
 
-def _infer_each(model: Any, images: list[np.ndarray], input_size: int | None) -> list[Any]:
+def _infer_each(model: Any, images: list[Any], options: Options) -> list[Any]:
     """:func:`infer` on all; if that fails, one by one so that one bad page costs only itself."""
     try:
-        return infer(model, images, input_size)
+        return infer(model, images, options.input_size, options.square)
     except Exception:
         if len(images) == 1:
             raise
     results: list[Any] = []
     for image in images:
         try:
-            results.extend(infer(model, [image], input_size))
+            results.extend(infer(model, [image], options.input_size, options.square))
         except Exception as error:
             results.append(error)
     return results
@@ -218,7 +270,7 @@ def process_chunk(items: Sequence[Item], options: Options, root: str) -> list[di
 
     def flush() -> None:
         try:
-            results = _infer_each(model, [image for _, _, image in pending], options.input_size)
+            results = _infer_each(model, [image for _, _, image in pending], options)
         except Exception as error:
             results = [error] * len(pending)
         for (job, index, image), result in zip(pending, results, strict=True):
@@ -234,12 +286,14 @@ def process_chunk(items: Sequence[Item], options: Options, root: str) -> list[di
                 outcomes.append(outcome)
         pending.clear()
 
+    settings = options.settings()
     for item in items:
-        if not options.overwrite and out.is_done(item.stem, item.path, options.settings()):
+        if not options.overwrite and out.is_done(item.stem, item.path, settings):
             outcomes.append({"file": item.path, "status": "skipped"})
             continue
         try:
-            job = _Job(item, open_pages(item.path), out, options, threshold)
+            source = fingerprint(item.path)  # before reading: a later change shows next run
+            job = _Job(item, open_pages(item.path), out, options, threshold, source)
         except Exception as error:
             outcomes.append({"file": item.path, "status": "failed", "error": _reason(error)})
             continue

@@ -1,34 +1,41 @@
 """The ``gapcam`` command: ``gapcam predict`` (maps for many images) and ``gapcam models``.
 
 Exit codes: 0 every input done; 1 some inputs failed (each is reported with its reason; the
-others are written); 2 a usage or set-up error (nothing ran); 130 interrupted. torch is
-imported only once a command runs, so ``gapcam --help`` is quick.
+others are written), or the dask cluster ran out of workers; 2 a usage or set-up error (nothing
+ran, nothing was created), or the output folder is in use by another run; 130 interrupted.
+torch is imported only once there is something to compute, so ``gapcam --help`` and a re-run
+of a finished folder are quick. napari and Qt are never imported.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+MAX_INPUT_SIZE = 8192  # an 8192² forward pass of ResNet-50 needs ~18 GB already
 
 PREDICT_EXAMPLES = """\
 examples:
   gapcam predict photos/ --out cams/
   gapcam predict 'plates/*.tif' --model resnet18 --weights phenotypes.pt --class mitotic
   gapcam predict screen.zarr --input-size 448 --workers 4 --out screen-cams/
+  gapcam predict scene.png --weights demo     # the bundled shapes demo model (resnet18)
 
-outputs, per input <stem> (in --out):
-  <stem>_cam.tif       float32 map of the chosen class in [0, 1] at the image's H×W
+outputs, per input <stem> (in --out; <stem>-<hash> when another input has that stem):
+  <stem>_cam.tif       float32 map of the chosen class in [0, 1] at the image's H×W, or at
+                       most --max-map-pixels cells over a bigger image (placement in the record)
                        (N×H×W for a multi-page TIFF; <stem>_cam.zarr for a zarr input)
   <stem>_overlay.png   the image with the map in turbo at 50 % (first page of a stack)
   records/<stem>.json  the input's JSON line; it marks the input as done
   results.jsonl        one JSON line per input: file, per-page top-k, chosen class, box
 
-A re-run skips the inputs already done with the same settings and finishes the rest.
-exit codes: 0 all done, 1 some inputs failed (reported, the rest written), 2 usage error.
+A re-run skips the inputs already done with the same settings whose file has not changed,
+and finishes the rest. One run at a time per --out (a second one exits 2 naming the first).
+exit codes: 0 all done, 1 some inputs failed (reported, the rest written) or no dask worker
+left, 2 usage error (nothing created) or --out in use.
 """
 
 
@@ -41,8 +48,25 @@ def _positive(text: str) -> int:
 
 def _input_size(text: str) -> int:
     value = int(text)
-    if value < 32:
-        raise argparse.ArgumentTypeError(f"must be at least 32 pixels, got {value}")
+    if not 32 <= value <= MAX_INPUT_SIZE:
+        raise argparse.ArgumentTypeError(
+            f"must be 32 to {MAX_INPUT_SIZE} pixels (the network input's short side; 224 is "
+            f"usual, 448 or 896 give finer maps), got {value}"
+        )
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"must be 0 to 2**63 - 1, got {value}")
     return value
 
 
@@ -76,16 +100,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument(
         "--model",
-        default="resnet50",
-        help="architecture: resnet18/34/50/101/152, resnext50_32x4d, resnext101_32x8d, "
-        "wide_resnet50_2, wide_resnet101_2 (default: %(default)s; see 'gapcam models')",
+        metavar="ARCH",
+        help="a torchvision architecture: ResNet, ResNeXt, Wide ResNet, DenseNet, EfficientNet "
+        "(v1, v2), MobileNet v2/v3, MNASNet, RegNet, ShuffleNet v2, GoogLeNet, Inception v3, "
+        "Swin, ConvNeXt (resnet50, densenet121, efficientnet_b0, convnext_tiny, …: "
+        "'gapcam models' lists them all), or timm:NAME for a timm model (pip install timm). "
+        "Default: resnet50 (resnet18 with --weights demo)",
     )
     predict.add_argument(
         "--weights",
         default="IMAGENET1K_V1",
         metavar="NAME|FILE",
         help="torchvision weights name (IMAGENET1K_V1, IMAGENET1K_V2, …), a checkpoint FILE "
-        "(a state dict), or 'none' for a random init (default: %(default)s)",
+        "(a state dict), 'demo' (the bundled shapes model, see 'gapcam models') or 'none' for "
+        "a random init, seeded by --seed (default: %(default)s)",
+    )
+    predict.add_argument(
+        "--seed",
+        type=_seed,
+        default=0,
+        help="seed of the random init of --weights none: every run and worker makes the same "
+        "model (default: %(default)s)",
     )
     predict.add_argument(
         "--class-names",
@@ -110,8 +145,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--input-size",
         type=_input_size,
         metavar="N",
-        help="short side of the network input in pixels (default: the model's, 224 for "
-        "ImageNet weights); larger gives finer maps and costs more",
+        help="short side of the network input in pixels, 32 to 8192 (default: the model's, "
+        "224 for ImageNet weights); larger gives finer maps and costs more",
+    )
+    predict.add_argument(
+        "--square",
+        action="store_true",
+        help="squash each image to an N×N square instead of keeping its aspect ratio, as many "
+        "training pipelines resize (default: the checkpoint's setting, else off)",
+    )
+    predict.add_argument(
+        "--max-map-pixels",
+        type=_positive,
+        default=2**22,
+        metavar="N",
+        help="a map over a bigger image is written at a grid of at most N cells (its placement "
+        "over the image is in the record; default: %(default)s, 2048²)",
     )
     predict.add_argument(
         "--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps"
@@ -134,6 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDRESS",
         help="run on an existing dask cluster, e.g. tcp://scheduler-host:8786 (workers must see "
         "the inputs and --out under the same paths)",
+    )
+    predict.add_argument(
+        "--worker-timeout",
+        type=_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="with --workers/--scheduler: stop (exit 1, what is done kept) when the cluster has "
+        "had no worker for this long (default: %(default)s)",
     )
     predict.add_argument(
         "--chunk-size",
@@ -160,9 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser(
         "models",
-        help="architectures, their named weights and where cached weights must go",
+        help="architectures, their named weights, where cached weights must go, the demo model",
         description="List the architectures, their named weights, and the file each needs "
-        "in the torch hub cache to work offline.",
+        "in the torch hub cache to work offline; and the bundled demo model.",
     )
     models.set_defaults(handler=models_command)
     return parser
@@ -178,118 +235,65 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-def _error(message: str) -> int:
-    print(f"gapcam: error: {message}", file=sys.stderr)
+def error(message: str) -> int:
+    """Print a usage or set-up error; returns exit code 2."""
+    print(f"gapcam: error: {cli_words(message)}", file=sys.stderr)
     return EXIT_USAGE
 
 
-def predict_command(args: argparse.Namespace) -> int:
-    from .chunks import ModelSpec, Options, chunked, weights_argument
-    from .inputs import expand, items
-    from .outputs import OutputFolder
+_API_WORDS = [  # the engine speaks Python; on the command line the same advice reads so
+    (re.compile(r"\bsquare=True\b"), "--square"),
+    (re.compile(r"\b(weights|device|input_size|class_names)=(['\"]?)([^'\"\s,)]+)\2"), None),
+    (re.compile(r"See result\.class_names for all\."), "--class takes a class name or index."),
+    (re.compile(r"\bor None\b"), "or none (--weights none)"),
+]
 
-    paths, problems = expand(args.inputs)
-    todo = items(paths)
-    options = Options(
-        model=ModelSpec(args.model, weights_argument(args.weights), args.device, args.class_names),
-        class_ref=args.class_ref,
-        topk=args.topk,
-        threshold=args.threshold,
-        input_size=args.input_size,
-        batch_size=args.batch_size,
-        overwrite=args.overwrite,
-    )
-    try:
-        out = OutputFolder(args.out)
-        out.prepare()
-        out.rebuild_results()  # drops duplicates and torn lines an earlier run may have left
-    except OSError as error:
-        return _error(f"cannot use the output folder {args.out}: {error}")
-    for argument, reason in problems:
-        print(f"gapcam: skipped {argument}: {reason}", file=sys.stderr)
-    chunks = chunked(todo, args.chunk_size)
-    counts = {"done": 0, "skipped": 0, "failed": len(problems)}
-    try:
-        if args.workers or args.scheduler:
-            from .distributed import ClusterError, check_on_cluster, client, run_chunks
 
-            try:
-                with client(args.workers, args.scheduler) as connection:
-                    if (failure := _check(check_on_cluster, connection, options)) is not None:
-                        return failure
-                    _collect(
-                        run_chunks(connection, chunks, options, str(out.root)),
-                        out,
-                        counts,
-                        len(todo),
-                    )
-            except ClusterError as error:
-                return _error(str(error))
+def cli_words(message: str) -> str:
+    """An engine message in command-line words: ``device='auto'`` → ``--device auto``."""
+    for pattern, replacement in _API_WORDS:
+        if replacement is None:
+            message = pattern.sub(
+                lambda m: f"--{m.group(1).replace('_', '-')} {m.group(3)}", message
+            )
         else:
-            from .chunks import check_options, process_chunk
-
-            if args.threads:
-                import torch
-
-                torch.set_num_threads(args.threads)
-            if (failure := _check(check_options, options)) is not None:
-                return failure
-            outcomes = (process_chunk(chunk, options, str(out.root)) for chunk in chunks)
-            _collect(outcomes, out, counts, len(todo))
-    finally:
-        total = out.rebuild_results()
-    print(
-        f"gapcam: {counts['done']} done, {counts['skipped']} already done, {counts['failed']} "
-        f"failed; {total} inputs in {out.results}",
-        file=sys.stderr,
-    )
-    return EXIT_FAILED if counts["failed"] else EXIT_OK
+            message = pattern.sub(replacement, message)
+    return message.replace("--weights None", "--weights none")
 
 
-def _check(function: Any, *args: Any) -> int | None:
-    """Load the model and check --class before any input: a set-up error is a usage error."""
-    try:
-        function(*args)
-    except (ValueError, KeyError, IndexError, OSError, RuntimeError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-        if "weights" in message.lower() and "--weights" not in message:
-            message += "\nOn the command line: --weights path/to/file.pth (or --weights none)."
-        return _error(message)
-    return None
+def predict_command(args: argparse.Namespace) -> int:
+    from .predict import predict
 
-
-def _collect(
-    chunks: Iterator[list[dict[str, Any]]], out: Any, counts: dict[str, int], total: int
-) -> None:
-    """Stream outcomes into results.jsonl, the progress bar (on a terminal) and the counts."""
-    from tqdm import tqdm
-
-    with tqdm(total=total, unit="input", disable=not sys.stderr.isatty()) as progress:
-        for outcomes in chunks:
-            for outcome in outcomes:
-                counts[outcome["status"]] += 1
-                if outcome["status"] == "done":
-                    out.append_result(outcome["record"])
-                elif outcome["status"] == "failed":
-                    progress.write(
-                        f"gapcam: skipped {outcome['file']}: {outcome['error']}", file=sys.stderr
-                    )
-            progress.update(len(outcomes))
+    return predict(args)
 
 
 def models_command(args: argparse.Namespace) -> int:
     from .models import ARCHITECTURES, cached_weights_path, named_weights
+    from .preflight import demo_weights
 
-    print("architecture        weights         cached  file (copy it there to work offline)")
+    rows = [("architecture", "weights", "cached", "file (copy it there to work offline)")]
     for arch in ARCHITECTURES:
         for name in named_weights(arch):
             path = cached_weights_path(arch, name)
-            print(f"{arch:<19} {name:<15} {'yes' if path.exists() else 'no':<7} {path}")
+            rows.append((arch, name, "yes" if path.exists() else "no", str(path)))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[3]
+        )
     print(
         "\nNamed weights download once into that folder ($TORCH_HOME/hub/checkpoints). "
         "Offline: copy the file there, set TORCH_HOME to a folder whose hub/checkpoints holds "
         "it, or pass the file itself: gapcam predict … --weights path/to/file.pth. "
-        "Your own checkpoint: --model ARCH --weights FILE [--class-names FILE]."
+        "Your own checkpoint: --model ARCH --weights FILE [--class-names FILE]. "
+        "timm models: --model timm:NAME --weights FILE (pip install timm)."
+    )
+    print(
+        f"\nDemo model (bundled, works offline): resnet18 trained on synthetic shapes (disk, "
+        f"rectangle, triangle, ring, cross, star), {demo_weights()}\n"
+        "  gapcam predict scene.png --weights demo --out demo-cams/\n"
+        '  a scene to try it on: python -c "import imageio.v3 as iio; from '
+        "napari_gapcam.synthetic import sample_scene; iio.imwrite('scene.png', sample_scene())\""
     )
     return EXIT_OK
 
