@@ -101,3 +101,44 @@ def test_a_worker_killed_mid_run_costs_nothing(tmp_path, weights):
         np.testing.assert_allclose(
             written, _engine_cam(weights, images[name]), atol=2e-3
         )  # batched vs single forward: 1e-4 apart
+
+
+def test_no_worker_left_exits_1_keeping_what_is_done(tmp_path, weights, monkeypatch, capsys):
+    """Item 5: an in-process LocalCluster whose workers are closed: no endless wait."""
+    from dask.distributed import Client, LocalCluster
+
+    from napari_gapcam import distributed as scale_out
+    from napari_gapcam.cli import main
+
+    make_images(tmp_path / "in", count=4)
+    out = tmp_path / "out"
+    common = ["--model", "resnet18", "--weights", str(weights), "--input-size", SIZE,
+              "--out", str(out), "--device", "cpu"]  # fmt: skip
+    first_two = [str(tmp_path / "in" / f"img00{i}.png") for i in range(2)]
+    assert main(["predict", *first_two, *common]) == 0
+    monkeypatch.setattr(scale_out, "REPORT", 0.0)  # a progress line at every look
+    with (
+        LocalCluster(n_workers=1, processes=False, threads_per_worker=1, dashboard_address=None)
+        as cluster,
+        Client(cluster) as client,
+    ):  # fmt: skip
+        cluster.scale(0)
+        deadline = time.monotonic() + 30
+        while client.nthreads() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not client.nthreads()
+        every = ["predict", str(tmp_path / "in"), *common, "--scheduler",
+                 cluster.scheduler_address, "--worker-timeout", "1"]  # fmt: skip
+        capsys.readouterr()
+        assert main(every) == 1  # the model check finds no worker
+        assert "no dask worker came within 1 s" in capsys.readouterr().err
+        monkeypatch.setattr(scale_out, "check_on_cluster", lambda *args: [])
+        start = time.monotonic()
+        assert main(every) == 1  # the workers went after the check
+        assert time.monotonic() - start < 30
+    err = capsys.readouterr().err
+    assert "2 of 4 inputs done; waiting for dask workers (0 connected)" in err
+    assert "no dask worker left for 1 s: 2 input(s) in 1 chunk(s) were not run" in err
+    assert "0 done, 2 already done, 0 failed" in err
+    assert sorted(Path(r["file"]).name for r in results(out)) == ["img000.png", "img001.png"]
+    assert not list(out.glob(".gapcam-tmp-*"))

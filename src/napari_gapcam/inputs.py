@@ -51,7 +51,7 @@ def _is_input(path: Path) -> bool:
 
 class Found(NamedTuple):
     """What the arguments name: the inputs, the arguments naming nothing, and the files
-    left out because they lie inside the output folder."""
+    left out because they are the output folder's own files."""
 
     paths: list[Path]
     problems: list[tuple[str, str]]  # (argument, reason)
@@ -72,16 +72,12 @@ def _missing_reason(path: Path) -> str:
     return "no such file or folder"
 
 
-def _inside(path: Path, folder: Path | None) -> bool:
-    return folder is not None and (path == folder or folder in path.parents)
-
-
-def expand(arguments: Sequence[str], exclude: Path | None = None) -> Found:
+def expand(arguments: Sequence[str], exclude: Callable[[Path], bool] | None = None) -> Found:
     """Files, folders (their images, not recursive) and globs → :class:`Found`.
 
     A problem is ``(argument, reason)`` for an argument that names nothing to read. A file
     named explicitly is kept whatever its suffix (reading it says whether it is supported).
-    Nothing inside ``exclude`` (the output folder) is ever an input.
+    No path for which ``exclude`` is true (the output folder's own files) is an input.
     """
     paths: list[Path] = []
     problems: list[tuple[str, str]] = []
@@ -104,8 +100,8 @@ def expand(arguments: Sequence[str], exclude: Path | None = None) -> Found:
             problems.append((argument, _missing_reason(path)))
         paths.extend(found)
     unique = list(dict.fromkeys(p.resolve() for p in paths))
-    excluded = [p for p in unique if _inside(p, exclude)]
-    return Found([p for p in unique if not _inside(p, exclude)], problems, excluded)
+    excluded = [p for p in unique if exclude is not None and exclude(p)]
+    return Found([p for p in unique if p not in excluded], problems, excluded)
 
 
 def base_stem(path: Path) -> str:
@@ -294,18 +290,18 @@ def _image_pages(path: Path) -> Pages:
     import psutil
     from PIL import Image
 
-    with Image.open(path) as image:
-        width, height = image.size
-        depth = len(image.getbands()) * (2 if image.mode.startswith("I;16") else 1)
-    needed, free = width * height * max(1, depth), psutil.virtual_memory().available
-    if needed > DECODE_FRACTION * free:
-        raise InputError(
-            f"a {height}×{width} {path.suffix.lstrip('.').upper()} needs {needed / 1e9:.1f} GB "
-            f"to decode, more than half of the {free / 1e9:.1f} GB free: convert it to a TIFF "
-            "(read lazily) or use a machine with more memory"
-        )
-    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # our own limit below
     try:
+        with Image.open(path) as header:  # the size, without decoding
+            width, height = header.size
+            depth = len(header.getbands()) * (2 if header.mode.startswith("I;16") else 1)
+        needed, free = width * height * max(1, depth), psutil.virtual_memory().available
+        if needed > DECODE_FRACTION * free:
+            raise InputError(
+                f"a {height}×{width} {path.suffix.lstrip('.').upper()} needs "
+                f"{needed / 1e9:.1f} GB to decode, more than half of the {free / 1e9:.1f} GB "
+                "free: convert it to a TIFF (read lazily) or use a machine with more memory"
+            )
         image = _layout(np.asarray(iio.imread(path)))
     finally:
         Image.MAX_IMAGE_PIXELS = limit

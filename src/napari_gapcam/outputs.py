@@ -29,6 +29,7 @@ import numpy as np
 TEMP_PREFIX = ".gapcam-tmp-"
 RESULTS = "results.jsonl"
 RECORDS = "records"
+OUTPUT_SUFFIXES = ("_cam.tif", "_cam.zarr", "_overlay.png")
 
 
 @contextmanager
@@ -90,6 +91,19 @@ class OutputFolder:
         for folder in (self.root, self.records):
             for leftover in folder.glob(f"{TEMP_PREFIX}*"):
                 shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+
+    def owns(self, path: Path) -> bool:
+        """True for the folder's own files: maps, overlays, records, temporaries, results.
+
+        Such files are never inputs, even when ``--out`` is an input folder: the images the
+        user put there stay inputs.
+        """
+        path = Path(path)
+        if self.root not in path.parents:
+            return False
+        if self.records in (path, *path.parents) or path.name.startswith(TEMP_PREFIX):
+            return True
+        return path.parent == self.root and path.name.endswith(OUTPUT_SUFFIXES)
 
     def cam_path(self, stem: str, zarr: bool = False) -> Path:
         return self.root / f"{stem}_cam.{'zarr' if zarr else 'tif'}"

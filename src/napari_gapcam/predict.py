@@ -81,8 +81,8 @@ def predict(args: argparse.Namespace) -> int:
         say(f"note: {note}")
     if plan.excluded:
         say(
-            f"left out {len(plan.excluded)} file(s) inside the output folder {out.root} "
-            "(its outputs are never inputs)"
+            f"left out {len(plan.excluded)} file(s) written by gapcam in the output folder "
+            f"{out.root} (its outputs are never inputs)"
         )
     for file, reason in plan.failures:
         say(f"skipped {file}: {reason}")
@@ -110,10 +110,15 @@ class _SetupError(Exception):
         self.code = code
 
 
-def _setup(function: Callable[..., Any], *arguments: Any) -> None:
-    """Load the model and check --class before any input: a set-up error is a usage error."""
+def _setup(
+    function: Callable[..., Any], *arguments: Any, keep: tuple[type[Exception], ...] = ()
+) -> None:
+    """Load the model and check --class before any input: a set-up error is a usage error
+    (errors of the ``keep`` types go on as they are)."""
     try:
         function(*arguments)
+    except keep:
+        raise
     except SETUP_ERRORS as problem:
         message = problem.args[0] if isinstance(problem, KeyError) and problem.args else problem
         message = str(message)
@@ -141,7 +146,7 @@ def _engine(args: argparse.Namespace, options: Any, out: OutputFolder) -> Iterat
     try:
         with client(args.workers, args.scheduler) as connection:
             try:
-                _setup(check_on_cluster, connection, options, timeout)
+                _setup(check_on_cluster, connection, options, timeout, keep=(NoWorkersError,))
             except NoWorkersError as problem:
                 say(f"error: {problem}")
                 raise _SetupError(EXIT_FAILED) from None
@@ -210,8 +215,9 @@ def _collect(
     finished = 0
 
     def waiting(workers: int) -> None:
+        done, total = counts["skipped"] + finished, counts["skipped"] + len(todo)
         progress.write(
-            f"gapcam: {finished} of {len(todo)} inputs done; waiting for dask workers "
+            f"gapcam: {done} of {total} inputs done; waiting for dask workers "
             f"({workers} connected) …",
             file=sys.stderr,
         )

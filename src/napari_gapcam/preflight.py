@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .inputs import InputError, expand, is_zarr, open_pages
+from .outputs import OutputFolder
 
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".tar")
@@ -39,7 +40,7 @@ class Plan:
     paths: list[Path]
     weights: str | None
     class_names: str | None
-    excluded: list[Path] = field(default_factory=list)  # inputs inside --out, left out
+    excluded: list[Path] = field(default_factory=list)  # the output folder's own files
     failures: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     notes: list[str] = field(default_factory=list)
 
@@ -173,7 +174,7 @@ def check(args: Any) -> Plan:
     if args.class_names:
         read_class_names(args.class_names)
         class_names = str(Path(args.class_names).expanduser().resolve())
-    found = expand(args.inputs, exclude=out)
+    found = expand(args.inputs, exclude=OutputFolder(out).owns)
     if found.problems:
         listed = "\n".join(f"  {argument}: {reason}" for argument, reason in found.problems)
         raise UsageError(
@@ -182,7 +183,7 @@ def check(args: Any) -> Plan:
         )
     if not found.paths:
         raise UsageError(
-            f"every input lies inside the output folder {out} (its own outputs are never "
+            f"every input is an output of the folder {out} (its own outputs are never "
             "inputs): give the images' folder, or another --out."
         )
     if any(is_zarr(p) for p in found.paths):
