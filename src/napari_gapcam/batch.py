@@ -21,6 +21,7 @@ from .cam import Cam, CamResult, ClassRef, Method, class_index, normalise_each, 
 from .memory import available_bytes
 from .preprocess import (
     Staged,
+    as_image,
     finish_input,
     image_layout,
     reduce_image_for_input,
@@ -200,11 +201,14 @@ def host_method(method: Method) -> Method:
 
 def _as_images(images: Any) -> tuple[Sequence[Any], tuple[int, ...]]:
     """An N×H×W(×C) array or a sequence of images → indexable images and their common shape."""
+    if not hasattr(images, "shape") and isinstance(images, Sequence) and images:
+        if not hasattr(images[0], "shape"):  # nested lists: one array
+            images = as_image(images)
     if hasattr(images, "shape") and hasattr(images, "dtype") and len(images.shape) in (3, 4):
         shape = tuple(int(s) for s in images.shape[1:])
         image_layout(_Shape(shape, images.dtype))
         return images, shape
-    images = list(images)
+    images = [as_image(image) for image in images]
     if not images:
         raise ValueError("No images: pass an N×H×W(×C) array or a non-empty sequence of images.")
     shape = tuple(int(s) for s in images[0].shape)
@@ -245,8 +249,7 @@ def iter_batches(
     if precision not in PRECISIONS:
         raise ValueError(f"Unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}.")
     images, shape = _as_images(images)
-    input_size = input_size or model.input_size
-    square = model.config.square if square is None else bool(square)
+    input_size, square = model.config.geometry(input_size, square)
     size = target_size(shape[0], shape[1], input_size, square)
     batch_size = batch_size or auto_batch_size(model, size)
     model.check_memory(size, batch_size)

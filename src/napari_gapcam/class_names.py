@@ -22,11 +22,31 @@ def imagenet_categories() -> list[str]:
 
 
 def sidecar_names(path: Path) -> list[str] | None:
-    """Names from a ``.json`` or ``.txt`` file with the checkpoint's name beside it, if any."""
+    """Names from a ``.json`` or ``.txt`` file with the checkpoint's name beside it, else from
+    a Hugging Face ``config.json`` beside it (``label_names``, or ``id2label``), if any."""
     for suffix in (".json", ".txt"):
         sidecar = path.with_suffix(suffix)
         if sidecar.is_file():
             return read_names(sidecar)
+    return _hugging_face_names(path.parent / "config.json")
+
+
+def _hugging_face_names(config: Path) -> list[str] | None:
+    """timm's ``label_names`` or transformers' ``id2label`` of a model folder's config."""
+    if not config.is_file():
+        return None
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None  # some other config: not ours to judge
+    if not isinstance(data, dict):
+        return None
+    names = data.get("label_names") or data.get("pretrained_cfg", {}).get("label_names")
+    if isinstance(names, list):
+        return [str(name) for name in names]
+    labels = data.get("id2label")
+    if isinstance(labels, dict) and all(str(k).isdigit() for k in labels):
+        return [str(labels[k]) for k in sorted(labels, key=int)]
     return None
 
 

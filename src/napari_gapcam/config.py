@@ -20,7 +20,8 @@ class ModelConfig:
     [0, 1] RGB input per channel; ``box_threshold`` is the suggested box/mask threshold (the
     checkpoint's, else Zhou et al.'s 20 %); ``square`` squashes images to an
     ``input_size``² square instead of keeping their aspect ratio (as many training pipelines
-    resize).
+    resize). ``fixed_size``: the network takes only ``input_size``² inputs (timm's swin,
+    maxvit).
     """
 
     input_size: int = 224
@@ -28,6 +29,18 @@ class ModelConfig:
     std: tuple[float, float, float] = IMAGENET_STD
     box_threshold: float = 0.2
     square: bool = False
+    fixed_size: bool = False
+
+    def geometry(self, input_size: int | None, square: bool | None) -> tuple[int, bool]:
+        """The input size and squashing a run uses: the given ones, else the model's."""
+        size = int(input_size or self.input_size)
+        square = self.square if square is None else bool(square)
+        if self.fixed_size and (size != self.input_size or not square):
+            raise ValueError(
+                f"This network takes only {self.input_size}×{self.input_size} inputs: use input "
+                f"size {self.input_size} with square=True (its defaults: leave both unset)."
+            )
+        return size, square
 
     def updated(self, settings: dict[str, Any]) -> ModelConfig:
         """A copy with the given settings (checkpoint keys) replacing the defaults."""

@@ -60,6 +60,17 @@ class Family:
     classifier: str  # the dense layer giving the classes (state-dict prefix)
     head: Callable[[nn.Module], nn.Module] | None = None  # maps → logits when not GAP + dense
     build_kwargs: Callable[[dict | None, dict[str, Any]], dict[str, Any]] | None = None
+    renames: tuple[str, str] | None = None  # (key pattern, replacement): old key names
+
+    def renamed(self, state_dict: dict) -> dict:
+        """The state dict with old key names (as torchvision's own loader renames them)."""
+        if self.renames is None:
+            return state_dict
+        from .fitting import with_metadata
+
+        pattern, replacement = re.compile(self.renames[0]), self.renames[1]
+        renamed = {pattern.sub(replacement, key): value for key, value in state_dict.items()}
+        return with_metadata(renamed, state_dict)
 
     @property
     def exact(self) -> bool:
@@ -83,6 +94,11 @@ def _pool_then(*names: str) -> Callable[[nn.Module], nn.Module]:
     return lambda n: nn.Sequential(*(getattr(n, x) if x else nn.Flatten(1) for x in names))
 
 
+# torchvision's densenet files name a layer's parts 'norm.1' (dots are no longer allowed there)
+_DENSENET_KEYS = (
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.([12]\.(?:weight|bias|running_mean|running_var))$",
+    r"\1\2",
+)
 _SHUFFLENET = ("conv1", "maxpool", "stage2", "stage3", "stage4", "conv5")
 _INCEPTION_ARGS = {"build_kwargs": _inception_kwargs}
 
@@ -90,7 +106,7 @@ _INCEPTION_ARGS = {"build_kwargs": _inception_kwargs}
 FAMILIES = (
     # name, torchvision builders, torchvision class, network → maps, dense layer[, head]
     Family("resnet", ("resnet", "resnext", "wide_resnet"), "ResNet", _children(*_RESNET), "fc"),
-    Family("densenet", ("densenet",), "DenseNet", _densenet, "classifier"),
+    Family("densenet", ("densenet",), "DenseNet", _densenet, "classifier", renames=_DENSENET_KEYS),
     Family("efficientnet", ("efficientnet_",), "EfficientNet", _children("features"), "classifier.1"),
     Family("mobilenet_v2", ("mobilenet_v2",), "MobileNetV2", _children("features"), "classifier.1"),
     Family("mnasnet", ("mnasnet",), "MNASNet", _children("layers"), "classifier.1"),
@@ -155,11 +171,17 @@ def family_of(arch: str) -> Family:
 
 
 def family_of_network(network: nn.Module) -> Family | None:
-    """The family of an in-memory torchvision network (by its class), if any."""
-    name = type(network).__name__
-    if name in REFUSED_CLASSES:
-        family_of(REFUSED_CLASSES[name])  # raises the refusal
-    return next((f for f in FAMILIES if f.network_class == name), None)
+    """The family of an in-memory torchvision network (an instance of its class or a
+    subclass), if any; a class of the same name from elsewhere is not torchvision's."""
+    import torchvision
+
+    def instance_of(class_name: str) -> bool:
+        return isinstance(network, getattr(torchvision.models, class_name))
+
+    for class_name, refused in REFUSED_CLASSES.items():
+        if instance_of(class_name):
+            family_of(refused)  # raises the refusal
+    return next((f for f in FAMILIES if instance_of(f.network_class)), None)
 
 
 def build(arch: str, num_classes: int, state_dict: dict | None, settings: dict[str, Any]):
@@ -171,9 +193,20 @@ def build(arch: str, num_classes: int, state_dict: dict | None, settings: dict[s
     return torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **kwargs)
 
 
+@cache
+def expected_keys(arch: str) -> tuple[str, ...]:
+    """The state-dict keys of ``arch`` in order (built on the meta device where possible)."""
+    try:
+        with torch.device("meta"):
+            network = build(arch, 1000, None, {})
+    except NotImplementedError:  # regnet computes its widths from real tensors
+        network = build(arch, 1000, None, {})
+    return tuple(network.state_dict())
+
+
 def guess_arch(state_dict: dict, num_classes: int) -> str | None:
     """The architecture whose parameter names and shapes match the state dict, if any."""
-    from .weights import shapes
+    from .fitting import shapes
 
     wanted = {key: tuple(value.shape) for key, value in state_dict.items()}
     for arch, family in _table().items():

@@ -34,13 +34,24 @@ class GapLinear(nn.Module):
 
 
 class Call(nn.Module):
-    """A module around a function (e.g. googlenet's bound ``_transform_input``)."""
+    """A module around a function (googlenet's ``_transform_input``, ``net.extract_features``).
+
+    A method of a module keeps that module as a child, so ``.to()``, ``.eval()`` and the
+    batch-norm folding reach its layers.
+    """
 
     def __init__(self, function: Callable[[torch.Tensor], torch.Tensor]) -> None:
         super().__init__()
-        self.function = function
+        owner = getattr(function, "__self__", None)
+        if isinstance(owner, nn.Module) and hasattr(function, "__func__"):
+            self.owner, self.method = owner, function.__func__.__name__
+            self.function = None
+        else:
+            self.owner, self.method, self.function = None, None, function
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.owner is not None:
+            return getattr(self.owner, self.method)(x)
         return self.function(x)
 
 

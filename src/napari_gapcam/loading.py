@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +12,18 @@ from .class_names import NamesArg, resolve_class_names, sidecar_names
 from .config import ModelConfig
 from .device import resolve_device
 from .errors import UnsupportedModelError
-from .families import build, default_config, family_of, family_of_network, guess_arch
-from .heads import GapLinear, Split, as_linear, describe, num_outputs
+from .families import (
+    build,
+    default_config,
+    expected_keys,
+    family_of,
+    family_of_network,
+    guess_arch,
+)
+from .fitting import fit, num_classes
+from .heads import Call, GapLinear, Split, as_linear, describe, num_outputs
 from .model import GapCamModel
-from .weights import fit, is_named, load_checkpoint, load_named, num_classes
+from .weights import cached_weights_path, is_named, load_checkpoint, load_named
 
 RANDOM = "none (random init)"
 TIMM = "timm:"
@@ -35,10 +43,15 @@ def load_model(
             EfficientNet (v1, v2), MobileNet v2/v3, MNASNet, RegNet, ShuffleNet v2, GoogLeNet,
             Inception v3, Swin and ConvNeXt families) or ``"timm:<name>"`` (needs timm).
         weights: a torchvision weight name (``"IMAGENET1K_V1"``, …; read from the torch hub
-            cache under ``TORCH_HOME``, downloaded once otherwise), a path to a checkpoint (a
-            state dict, or a dict holding ``state_dict`` and optionally ``class_names``,
-            ``arch``, ``input_size``, ``mean``, ``std``, ``box_threshold``,
-            ``transform_input``), or ``None`` for a random init. timm: a file or ``None``.
+            cache under ``TORCH_HOME``, downloaded once otherwise, checked against
+            torchvision's hash), a path to a checkpoint, or ``None`` for a random init. timm: a
+            file or ``None``. A checkpoint is a PyTorch or ``.safetensors`` file holding a
+            state dict, at the top or under ``state_dict`` / ``model`` / ``model_state_dict``
+            / … (Lightning, timm's and torchvision's training scripts), its keys with or
+            without a wrapper's prefix (``module.``, ``model.``, ``_orig_mod.``, …); optional
+            keys ``class_names``, ``arch``, ``input_size``, ``mean``, ``std``,
+            ``box_threshold``, ``square``, ``transform_input``. No file runs code: only
+            tensors and plain data are read (:mod:`~napari_gapcam.checkpoints`).
         device: ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"cuda:1"``,
             ``"mps"``.
         class_names: a list, or a ``.json`` (list) / ``.txt`` (one per line) file. Default: the
@@ -59,19 +72,26 @@ def load_model(
     elif is_named(name, weights):
         state_dict, entry = load_named(name, str(weights))
         weight_names, label = entry.meta["categories"], str(weights)
+        described = f"{label} ({cached_weights_path(name, entry.name)})"
         if family.build_kwargs is not None:  # torchvision's own builders do this for weights
             settings["transform_input"] = True
     else:
         path = Path(weights).expanduser()
-        state_dict, weight_names, settings = load_checkpoint(path, name)
+        loaded = load_checkpoint(path, name, expected_keys(name))
+        state_dict, weight_names, settings = loaded.state_dict, loaded.class_names, loaded.settings
         weight_names, label = weight_names or sidecar_names(path), str(path)
+        described = label + loaded.found.describe()
 
     what = f"a torchvision {family.name} network (its dense layer is {family.classifier})"
     classifier_key = f"{family.classifier}.weight"
-    classes = 1000 if state_dict is None else num_classes(state_dict, classifier_key, label, what)
+    if state_dict is not None:
+        state_dict = family.renamed(state_dict)
+        classes = num_classes(state_dict, classifier_key, described, what, expected_keys(name))
+    else:
+        classes = 1000
     network = build(name, classes, state_dict, settings)
     if state_dict is not None:
-        fit(network, state_dict, name, label, lambda sd: guess_arch(sd, classes))
+        fit(network, state_dict, name, described, lambda sd: guess_arch(sd, classes))
     config = default_config(entry or _default_weights(name)).updated(settings)
     names = resolve_class_names(class_names, weight_names, classes, label)
     split = family.split(network.eval())
@@ -95,7 +115,7 @@ def _load_timm(
     from .timm_models import build_timm, split_timm, timm_config
 
     torch_device = resolve_device(device)
-    state_dict, weight_names, settings, label = None, None, {}, RANDOM
+    path = None
     if weights is not None:
         path = Path(weights).expanduser()
         if not path.suffix and not path.exists():
@@ -103,9 +123,12 @@ def _load_timm(
                 f"timm weights are a checkpoint file or None, got {weights!r} (named timm "
                 "weights come from the Hugging Face hub: download the file, pass its path)."
             )
-        state_dict, weight_names, settings = load_checkpoint(path, f"{TIMM}{name}")
-        weight_names, label = weight_names or sidecar_names(path), str(path)
-    network = build_timm(name, state_dict, label).to(torch_device)
+    network, loaded = build_timm(name, path)
+    weight_names, settings, label = None, {}, RANDOM
+    if loaded is not None and path is not None:
+        weight_names, settings = loaded.class_names or sidecar_names(path), loaded.settings
+        label = str(path)
+    network = network.to(torch_device)
     config = timm_config(network).updated(settings)
     split = split_timm(network, name, min(config.input_size, 224))
     names = resolve_class_names(class_names, weight_names, network.num_classes, label)
@@ -116,7 +139,7 @@ def from_module(
     module: nn.Module,
     class_names: NamesArg = None,
     *,
-    features: nn.Module | None = None,
+    features: nn.Module | Callable[[torch.Tensor], torch.Tensor] | None = None,
     classifier: nn.Module | None = None,
     method: str = "auto",
     config: ModelConfig | None = None,
@@ -124,7 +147,8 @@ def from_module(
     """Use a network built in Python (its own parameters, on its own device; set to eval).
 
     torchvision networks of the known families and timm models are split by themselves. Any
-    other network needs ``features`` (image N×3×H×W → last maps N×K×h×w) and ``classifier``
+    other network needs ``features`` (image N×3×H×W → last maps N×K×h×w: a module or any
+    callable, e.g. ``net.extract_features``) and ``classifier``
     (what follows the global average pooling, on the pooled N×K vector: a dense layer gives the
     exact CAM, an MLP Grad-CAM). ``config`` (input size, mean, std; default ImageNet's at
     224, or timm's) says how to preprocess images.
@@ -136,6 +160,10 @@ def from_module(
     if features is not None or classifier is not None:
         if features is None or classifier is None:
             raise ValueError("Pass both features= (image → maps) and classifier= (after the GAP).")
+        if not callable(features) or not callable(classifier):
+            raise TypeError("features= and classifier= must be modules or callables.")
+        if not isinstance(features, nn.Module):
+            features = Call(features)
         fc = as_linear(classifier)
         head = GapLinear(classifier)
         split = Split(features.eval(), head.eval(), fc, f"GAP → {describe(classifier)}")
@@ -148,10 +176,13 @@ def from_module(
     elif (family := family_of_network(module)) is not None:
         split = family.split(module)
     else:
+        where = type(module).__module__
         raise UnsupportedModelError(
-            f"from_module does not know how to split a {arch}: pass features= (the module "
-            "giving the last spatial maps, N×K×h×w) and classifier= (what follows the global "
-            "average pooling)."
+            f"from_module does not know how to split a {where}.{arch} (only torchvision's "
+            "networks of the families table and timm's split by themselves): pass features= "
+            "(the module or method giving the last spatial maps, N×K×h×w, e.g. "
+            "net.extract_features) and classifier= (the dense layer after the global average "
+            "pooling, e.g. net._fc)."
         )
     classes = num_outputs(split.head)
     if classes is None:

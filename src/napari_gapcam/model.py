@@ -19,7 +19,7 @@ from .memory import (
     check_fits,
     too_large_message,
 )
-from .preprocess import image_layout, target_size, to_input_tensor
+from .preprocess import as_image, image_layout, target_size, to_input_tensor
 
 METHODS = ("auto", "cam", "gradcam")
 METHOD_LABELS = {"cam": "CAM", "gradcam": "Grad-CAM"}
@@ -110,13 +110,13 @@ class GapCamModel:
         never copied to float at full size. It is resized so its short side is ``input_size``
         (default: the model's, 224 for ImageNet weights), keeping the aspect ratio;
         ``square=True`` squashes it to a square (default: the model's ``config.square``, a
-        checkpoint key for models trained on squashed images). An input that would not fit in memory raises
-        :class:`~napari_gapcam.memory.InputTooLargeError` before anything runs.
+        checkpoint key for models trained on squashed images). An input that would not fit in
+        memory raises :class:`~napari_gapcam.memory.InputTooLargeError` before anything runs.
         """
+        image = as_image(image)
         image_layout(image)
         image_shape = tuple(int(s) for s in image.shape[:2])
-        input_size = input_size or self.input_size
-        square = self.config.square if square is None else bool(square)
+        input_size, square = self.config.geometry(input_size, square)
         size = target_size(*image_shape, input_size, square)
         self.check_memory(size)
         tensor = to_input_tensor(

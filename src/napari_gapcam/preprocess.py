@@ -36,6 +36,25 @@ GPU_RESIZE = 16  # a GPU resizes uint8 images of up to 16× the input's pixels i
 BAND_VALUES = 2**21  # float32 values per band of rows: 8 MiB
 
 
+def as_image(image: Any) -> Any:
+    """``image`` itself when it has a shape and a dtype (numpy, dask, zarr: not read), else
+    ``np.asarray(image)`` (nested lists, PIL images, anything numpy understands)."""
+    if hasattr(image, "shape") and hasattr(image, "dtype"):
+        return image
+    try:
+        array = np.asarray(image)
+    except (TypeError, ValueError) as error:
+        array, reason = None, f": {error}"
+    else:
+        reason = "" if array.dtype != object else " (numpy sees no numbers in it)"
+    if array is None or array.dtype == object:
+        raise ValueError(
+            "Expected an image array (numpy, dask, zarr, or anything numpy.asarray turns into "
+            f"numbers), got a {type(image).__name__}{reason}."
+        )
+    return array
+
+
 def image_layout(image: Any) -> bool:
     """Check a 2D grey or H×W×3/4 RGB(A) array-like without reading it; True when RGB(A)."""
     shape, dtype = tuple(image.shape), np.dtype(image.dtype)

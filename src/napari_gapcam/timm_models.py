@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 from typing import Any
 
 from ._torch import nn, torch
 from .config import ModelConfig
 from .errors import UnsupportedModelError
+from .fitting import fit, num_classes
 from .heads import Split, as_linear, describe_calls, is_gap_linear
-from .weights import StateDict, fit, num_classes
+from .weights import FileWeights, load_checkpoint
 
 
 def import_timm() -> Any:
@@ -34,8 +36,8 @@ def classifier_name(network: nn.Module) -> str:
     return next(name for name, module in network.named_modules() if module is layer)
 
 
-def build_timm(name: str, state_dict: StateDict | None, label: str) -> nn.Module:
-    """timm's network with the checkpoint's number of classes, weights loaded."""
+def build_timm(name: str, path: Path | None) -> tuple[nn.Module, FileWeights | None]:
+    """timm's network with the checkpoint's number of classes, its weights loaded."""
     timm = import_timm()
     known = timm.list_models()
     if name not in known:
@@ -43,23 +45,29 @@ def build_timm(name: str, state_dict: StateDict | None, label: str) -> nn.Module
         hint = f" Did you mean {', '.join(f'timm:{c}' for c in close)}?" if close else ""
         raise ValueError(f"Unknown timm model {name!r}.{hint} timm.list_models() lists them.")
     network = timm.create_model(name, pretrained=False)
-    if state_dict is not None:
-        key = f"{classifier_name(network)}.weight"
-        classes = num_classes(state_dict, key, label, f"timm {name}")
-        if classes != network.num_classes:
-            network.reset_classifier(classes)
-        fit(network, state_dict, f"timm:{name}", label)
-    return network.eval()
+    if path is None:
+        return network.eval(), None
+    loaded = load_checkpoint(path, f"timm:{name}", network.state_dict().keys())
+    label = f"{path}{loaded.found.describe()}"
+    key = f"{classifier_name(network)}.weight"
+    classes = num_classes(loaded.state_dict, key, label, f"timm {name}")
+    if classes != network.num_classes:
+        network.reset_classifier(classes)
+    fit(network, loaded.state_dict, f"timm:{name}", label)
+    return network.eval(), loaded
 
 
 def timm_config(network: nn.Module) -> ModelConfig:
     """Input size (short side), mean and std of timm's pretrained config."""
     timm = import_timm()
     data = timm.data.resolve_model_data_config(network)
+    fixed = bool(getattr(network, "pretrained_cfg", {}).get("fixed_input_size", False))
     return ModelConfig(
         input_size=int(min(data["input_size"][1:])),
         mean=tuple(float(v) for v in data["mean"]),
         std=tuple(float(v) for v in data["std"]),
+        square=fixed,  # swin, maxvit: one input size, square
+        fixed_size=fixed,
     )
 
 

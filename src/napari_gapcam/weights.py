@@ -1,21 +1,35 @@
-"""Weights: torchvision's named weights (hub cache), checkpoint files, fitting a state dict."""
+"""Where weights come from: torchvision's named weights (hub cache) and checkpoint files.
+
+Both are read with :func:`~napari_gapcam.checkpoints.read_checkpoint` (no code runs).
+torchvision's own ``get_state_dict`` is not used: it unpickles the hub-cache file with
+``weights_only=False``. A cached file whose name carries torchvision's published SHA-256 prefix
+(``resnet50-0676ba61.pth``) must match it.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
-import pickle
-from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from ._torch import nn, torch
+from ._torch import torch
+from .checkpoints import StateDict, read_checkpoint
 from .errors import WeightsError
+from .fitting import Found, find_state_dict
 
-StateDict = dict[str, torch.Tensor]
 # checkpoint keys kept besides the state dict (see config.CHECKPOINT_KEYS)
 SETTINGS = ("input_size", "mean", "std", "box_threshold", "square", "transform_input")
+SKIP_HASH_ENV = "NAPARI_GAPCAM_SKIP_HASH_CHECK"  # "1": a cached file need not match its hash
+WAYS_ON = (
+    "Or go on without them: weights None ('none (random init)': maps with no meaning), the "
+    "bundled demo model (resnet18 with the 'shapes demo' weights, on the synthetic shapes "
+    "sample), or a weights file of your own."
+)
 
 
 def _weights_enum(arch: str) -> Any:
@@ -58,128 +72,121 @@ def is_named(arch: str, weights: Any) -> bool:
     return False
 
 
+def hash_prefix(path: Path) -> str | None:
+    """The SHA-256 prefix torchvision puts in its file names (``resnet50-0676ba61.pth``)."""
+    match = torch.hub.HASH_REGEX.search(path.name)
+    return match.group(1) if match and match.group(1) else None
+
+
+@cache
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:  # size and mtime: the cache key
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_hash(path: Path) -> None:
+    """Refuse a file whose name's hash prefix its SHA-256 does not start with."""
+    prefix = hash_prefix(path)
+    if prefix is None or os.environ.get(SKIP_HASH_ENV) == "1":
+        return
+    stat = path.stat()
+    digest = _sha256(path, stat.st_size, stat.st_mtime_ns)
+    if not digest.startswith(prefix):
+        raise WeightsError(
+            f"The cached weights file {path} was refused: its SHA-256 begins "
+            f"{digest[: len(prefix)]}, but torchvision publishes {prefix} for {path.name}, so it "
+            "is not the file torchvision ships (replaced, corrupt or another model's). Way "
+            "out: delete it to download the real one; a file you made yourself goes in as a "
+            f"weights file (weights='{path}'), or set {SKIP_HASH_ENV}=1 to skip this check."
+        )
+
+
 def load_named(arch: str, weights: str) -> tuple[StateDict, Any]:
-    """torchvision's weights API: the hub cache under TORCH_HOME, else a download.
+    """torchvision's named weights: the hub cache under TORCH_HOME, else a download.
 
     Returns the state dict and the weights' enum entry (its ``meta`` and ``transforms``).
     """
     entry = _weights_enum(arch)[weights]
     cached = cached_weights_path(arch, entry.name)
+    if not cached.exists():
+        _download(arch, entry, cached)
+    check_hash(cached)
     try:
-        state_dict = entry.get_state_dict(progress=True)
+        checkpoint = read_checkpoint(cached)
+    except WeightsError as error:
+        raise WeightsError(
+            f"The cached weights file {cached} could not be read: {error} Delete it to "
+            "download it again, or pass weights='path/to/file.pth'."
+        ) from error
+    return checkpoint.candidates()[0][1], entry
+
+
+def _download(arch: str, entry: Any, cached: Path) -> None:
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    try:  # written to a temporary file, checked against the hash, then moved into place
+        torch.hub.download_url_to_file(entry.url, str(cached), hash_prefix(cached), True)
     except OSError as error:  # URLError, socket and HTTP errors are OSErrors
-        if cached.exists():
-            raise WeightsError(f"Could not read the cached weights {cached}: {error}") from error
         raise WeightsError(
             f"The {arch} weights {entry.name} are not in the cache and could not be downloaded "
             f"({error}).\n  expected file: {cached.name}\n  cache folder:  {cached.parent}\n"
             f"Way out: copy {cached.name} (from {entry.url}) into that folder (or set TORCH_HOME "
-            "to a folder whose hub/checkpoints holds it), or pass weights='path/to/file.pth'."
+            "to a folder whose hub/checkpoints holds it), or pass weights='path/to/file.pth'.\n"
+            f"{WAYS_ON}"
         ) from error
-    except Exception as error:  # a corrupt cached file
-        raise WeightsError(
-            f"The cached weights file {cached} could not be read ({type(error).__name__}: "
-            f"{error}). Delete it to download it again, or pass weights='path/to/file.pth'."
-        ) from error
-    return state_dict, entry
+    except RuntimeError as error:  # the hash check of the download
+        message = f"The download of {entry.url} was corrupt ({error}): try again."
+        raise WeightsError(message) from error
 
 
-def load_checkpoint(
-    path: Path, arch: str | None = None
-) -> tuple[StateDict, list[str] | None, dict[str, Any]]:
-    """A state dict, or a dict of ``state_dict`` (+ ``class_names``, ``arch``, settings).
+@dataclass
+class FileWeights:
+    """A checkpoint file's state dict (fitted to a network's keys), names and settings."""
 
-    The settings are the optional ``input_size``, ``mean``, ``std``, ``box_threshold`` and
-    ``transform_input`` (googlenet / inception_v3). A recorded ``arch`` must match ``arch``.
+    state_dict: StateDict
+    found: Found
+    class_names: list[str] | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def load_checkpoint(path: Path, arch: str | None, expected: Collection[str]) -> FileWeights:
+    """The state dict in a checkpoint file that fits the ``expected`` keys, and its extras.
+
+    The extras are ``class_names`` and the settings ``input_size``, ``mean``, ``std``,
+    ``box_threshold``, ``square`` and ``transform_input`` (googlenet / inception_v3). A
+    recorded architecture (``arch``, or ``args.model`` of timm's and torchvision's training
+    scripts) must be ``arch``, with or without ``timm:``.
     """
-    if not path.is_file():
-        raise WeightsError(f"Weights file not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        reason = (
-            "it holds no tensors or holds objects other than tensors"
-            if isinstance(error, pickle.UnpicklingError)
-            else f"{type(error).__name__}: {str(error)[:200]}"
-        )
-        raise WeightsError(
-            f"{path} is not a readable PyTorch checkpoint ({reason}). Expected a file saved "
-            "with torch.save(model.state_dict(), path)."
-        ) from error
-    if not isinstance(checkpoint, dict):
-        raise WeightsError(
-            f"{path} holds a {type(checkpoint).__name__}, not a state dict. Save it with "
-            "torch.save(model.state_dict(), path) or torch.save({'state_dict': ...}, path)."
-        )
-    names, settings = None, {}
-    if "state_dict" in checkpoint:
-        saved_arch = checkpoint.get("arch")
-        if saved_arch is not None and arch is not None and saved_arch != arch:
-            raise WeightsError(
-                f"Architecture mismatch: {path.name} was saved from {saved_arch!r}, but the "
-                f"model asked for is {arch!r}. Choose {saved_arch!r}."
-            )
-        names = checkpoint.get("class_names")
-        settings = {key: checkpoint[key] for key in SETTINGS if key in checkpoint}
-        checkpoint = checkpoint["state_dict"]
-    state_dict = {
-        key.removeprefix("module."): value
-        for key, value in checkpoint.items()
-        if isinstance(value, torch.Tensor)
-    }
-    if not state_dict:
-        raise WeightsError(f"{path} holds no tensors: it is not a state dict.")
-    return state_dict, (list(names) if names is not None else None), settings
+    checkpoint = read_checkpoint(path)
+    found = find_state_dict(checkpoint, expected)
+    values = checkpoint.values
+    if arch is not None:
+        _check_arch(_recorded_arch(values), arch, path)
+    names = values.get("class_names")
+    settings = {key: values[key] for key in SETTINGS if key in values}
+    names = list(names) if names is not None else None
+    return FileWeights(found.state_dict, found, names, settings)
 
 
-def num_classes(state_dict: StateDict, key: str, label: str, what: str) -> int:
-    """Rows of the dense layer ``key`` (e.g. ``"fc.weight"``) of a state dict."""
-    weight = state_dict.get(key)
-    if weight is None or weight.ndim not in (2, 4):
-        raise WeightsError(
-            f"{label} has no dense layer {key!r}: it is not the state dict of {what}."
-        )
-    return int(weight.shape[0])
+def _recorded_arch(values: dict[str, Any]) -> str | None:
+    arch = values.get("arch")
+    if arch is None:
+        arch = getattr(values.get("args"), "model", None)
+    return arch if isinstance(arch, str) else None
 
 
-def shapes(network: nn.Module) -> dict[str, tuple[int, ...]]:
-    return {key: tuple(value.shape) for key, value in network.state_dict().items()}
+def _check_arch(saved: str | None, arch: str, path: Path) -> None:
+    """timm's ``train.py`` records ``resnet18`` for ``timm:resnet18``: both name one network."""
+    if saved is None or saved.removeprefix("timm:") == arch.removeprefix("timm:"):
+        return
+    from .families import architectures
 
-
-def fit(
-    network: nn.Module,
-    state_dict: StateDict,
-    arch: str,
-    label: str,
-    guess: Callable[[StateDict], str | None] | None = None,
-) -> None:
-    """Load the state dict, turning key or shape mismatches into one clear error.
-
-    ``guess`` names the architecture the state dict does fit, for the hint.
-    """
-    expected, given = shapes(network), {k: tuple(v.shape) for k, v in state_dict.items()}
-    missing = [key for key in expected if key not in given]
-    unexpected = [key for key in given if key not in expected]
-    wrong = [key for key in expected if key in given and expected[key] != given[key]]
-    if missing or unexpected or wrong:
-        problems = []
-        if missing:
-            problems.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            problems.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
-        if wrong:
-            key = wrong[0]
-            problems.append(
-                f"{len(wrong)} shape mismatches (e.g. {key}: {arch} expects "
-                f"{expected[key]}, the file has {given[key]})"
-            )
-        found = guess(state_dict) if guess is not None else None
-        hint = f" It looks like a {found} state dict: choose {found!r}." if found else ""
-        raise WeightsError(f"The weights {label} do not fit {arch}: {'; '.join(problems)}.{hint}")
-    converted = OrderedDict(
-        (k, v.float() if v.is_floating_point() else v) for k, v in state_dict.items()
+    bare = saved.removeprefix("timm:")
+    timm = arch.startswith("timm:") or bare not in architectures()
+    choice = f"timm:{bare}" if timm else bare
+    raise WeightsError(
+        f"Architecture mismatch: {path.name} was saved from {saved!r}, but the model asked for "
+        f"is {arch!r}. Choose {choice!r}."
     )
-    # per-module versions (mnasnet needs them): the file's, else the current ones
-    metadata = getattr(state_dict, "_metadata", None) or network.state_dict()._metadata
-    converted._metadata = metadata  # type: ignore[attr-defined]
-    network.load_state_dict(converted)
