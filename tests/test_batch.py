@@ -9,9 +9,10 @@ import pytest
 import torch
 from skimage import data
 
-from napari_gapcam.batch import StackResult, iter_batches
+from napari_gapcam.batch import iter_batches
 from napari_gapcam.cam import Cam
 from napari_gapcam.fuse import fold_batch_norms
+from napari_gapcam.result import StackResult
 
 RNG = np.random.default_rng(3)
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from skimage import data
 
 from napari_gapcam import preprocess
-from napari_gapcam.cam import CamResult
+from napari_gapcam.result import CamResult
 from napari_gapcam.grid import bounded_grid, grid_box_to_pixels, grid_placement
 from napari_gapcam.memory import InputTooLargeError
 from napari_gapcam.preprocess import (

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from napari_gapcam.cam import CamResult, upsample_and_normalise
 from napari_gapcam.preprocess import to_unit_range
+from napari_gapcam.result import CamResult, upsample_and_normalise
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, (120, 160, 3), dtype=np.uint8)

@@ -19,7 +19,7 @@ _LAZY = {
     "WeightsError": "models",
     "ARCHITECTURES": "models",
     "available_devices": "models",
-    "CamResult": "cam",
+    "CamResult": "result",
     "class_activation_map": "cam",
     "mask_from_map": "localize",
     "boxes_from_map": "localize",
@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .cam import CamResult, class_activation_map
+    from .cam import class_activation_map
     from .grid import bounded_grid, grid_placement
     from .localize import boxes_from_map, largest_region, mask_from_map
     from .memory import InputTooLargeError
@@ -63,6 +63,7 @@ if TYPE_CHECKING:
         from_module,
         load_model,
     )
+    from .result import CamResult
 
 
 def __getattr__(name: str) -> Any:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ._torch import nn, torch
+from .methods import Method
 
 
 def grad_cam(features: torch.Tensor, head: nn.Module, c: int) -> torch.Tensor:
@@ -15,21 +18,27 @@ def grad_cam(features: torch.Tensor, head: nn.Module, c: int) -> torch.Tensor:
     CAM. On a GAP + dense head ``α_k = w[c, k] / (h·w)``, so ``L_c`` is the CAM's positive part
     over ``h·w``. One backward pass through the head (``torch.autograd.grad``, no hooks).
     """
-    with torch.inference_mode(False), torch.enable_grad():
-        maps = features.detach().clone().requires_grad_(True)
-        score = head(maps[None])[0, c]
-        (gradient,) = torch.autograd.grad(score, maps)
-    alpha = gradient.mean(dim=(1, 2))
-    return torch.relu(torch.einsum("k,khw->hw", alpha, maps.detach()))
+    return GradCam(head)(features, c)
 
 
-class GradCam:
-    """The Grad-CAM method: one backward pass through ``head`` per class."""
+class GradCam(Method):
+    """Grad-CAM: ``α_k = mean_xy ∂y_c/∂A_k``, one backward pass through ``head`` for a batch
+    of images (one class each; the head treats images independently in eval mode); a ReLU."""
 
     name = "Grad-CAM"
+    relu = True
+    cached = True
 
     def __init__(self, head: nn.Module) -> None:
         self.head = head
 
-    def __call__(self, features: torch.Tensor, c: int) -> torch.Tensor:
-        return grad_cam(features, self.head, c)
+    def weights(self, features: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
+        parameter = next(self.head.parameters(), None)
+        device = parameter.device if parameter is not None else features.device
+        with torch.inference_mode(False), torch.enable_grad():
+            maps = features.detach().to(device).float().clone().requires_grad_(True)
+            logits = self.head(maps)
+            rows = torch.arange(len(classes), device=device)
+            score = logits[rows, torch.as_tensor(list(classes), device=device)].sum()
+            (gradient,) = torch.autograd.grad(score, maps)
+        return gradient.mean(dim=(2, 3)).to(features.device)

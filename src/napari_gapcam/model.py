@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._torch import nn, torch
-from .batch import StackResult, iter_batches
-from .cam import Cam, CamResult
+from .batch import iter_batches
+from .cam import Cam
 from .config import ModelConfig
 from .fuse import fold_batch_norms
 from .gradcam import GradCam
@@ -19,7 +19,8 @@ from .memory import (
     check_fits,
     too_large_message,
 )
-from .preprocess import as_image, image_layout, target_size, to_input_tensor
+from .preprocess import as_image
+from .result import CamResult, Result
 
 METHODS = ("auto", "cam", "gradcam")
 METHOD_LABELS = {"cam": "CAM", "gradcam": "Grad-CAM"}
@@ -96,7 +97,6 @@ class GapCamModel:
         """The threshold to suggest for boxes/masks: the checkpoint's, else Zhou et al.'s 20 %."""
         return self.config.box_threshold
 
-    @torch.inference_mode()
     def run(
         self,
         image: Any,
@@ -104,7 +104,8 @@ class GapCamModel:
         input_size: int | None = None,
         square: bool | None = None,
     ) -> CamResult:
-        """One forward pass on a 2D grey or RGB(A) image; returns a :class:`CamResult`.
+        """One forward pass on a 2D grey or RGB(A) image; returns a :class:`CamResult` (image 0
+        of :meth:`run_batch`: one forward path).
 
         ``image``: numpy, dask, zarr or any array-like that slices; it is read band by band and
         never copied to float at full size. It is resized so its short side is ``input_size``
@@ -113,26 +114,10 @@ class GapCamModel:
         checkpoint key for models trained on squashed images). An input that would not fit in
         memory raises :class:`~napari_gapcam.memory.InputTooLargeError` before anything runs.
         """
-        image = as_image(image)
-        image_layout(image)
-        image_shape = tuple(int(s) for s in image.shape[:2])
-        input_size, square = self.config.geometry(input_size, square)
-        size = target_size(*image_shape, input_size, square)
-        self.check_memory(size)
-        tensor = to_input_tensor(
-            image,
-            contrast_limits,
-            input_size,
-            square,
-            self.device,
-            mean=self.config.mean,
-            std=self.config.std,
-        )
-        maps = self.forward_features(tensor, size)[0].contiguous()  # K×h×w
-        logits = self.head(maps[None])[0]
-        return CamResult(
-            maps, logits, self._method, self.class_names, image_shape, tensor.shape[-2:]
-        )
+        images = [as_image(image)]
+        args = (contrast_limits, input_size, square, "fp32", torch.float32)
+        [(_, result)] = list(iter_batches(self, images, 1, *args))
+        return result[0]
 
     def _folded(self) -> nn.Module:
         """``features`` with the batch norms folded into the convolutions (made once)."""
@@ -187,7 +172,7 @@ class GapCamModel:
         square: bool | None = None,
         precision: str = "fp32",
         features_dtype: torch.dtype = torch.float16,
-    ) -> StackResult:
+    ) -> Result:
         """Every image of a stack, in batches; ``result[i]`` equals ``run(images[i])``.
 
         ``images``: an N×H×W or N×H×W×3/4 array (numpy, dask, zarr: read a batch at a time) or
@@ -195,7 +180,7 @@ class GapCamModel:
         a CPU, 32 on a GPU). ``precision``: ``"fp32"``, or ``"fp16"`` / ``"bf16"`` autocast
         (maps within 0.02). Maps are kept on the host as ``features_dtype`` (half precision:
         200 KB a ResNet-50 image at 224²); see
-        :class:`~napari_gapcam.batch.StackResult`. :func:`~napari_gapcam.batch.iter_batches`
+        :class:`~napari_gapcam.result.Result`. :func:`~napari_gapcam.batch.iter_batches`
         streams the batches instead (progress, cancelling).
         """
         parts = [
@@ -211,7 +196,7 @@ class GapCamModel:
                 features_dtype,
             )
         ]
-        return StackResult.concatenate(parts)
+        return Result.concatenate(parts)
 
     @property
     def method_object(self) -> Any:
