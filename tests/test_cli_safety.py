@@ -92,7 +92,7 @@ def test_a_second_run_on_a_busy_folder_exits_2_and_deletes_nothing(
     def imwrite_then_second_run(path, *args, **kwargs):
         real(path, *args, **kwargs)
         if "code" not in seen:  # A holds the lock and has a temporary on disk right now
-            seen["temp"] = Path(path)
+            seen["temp"], seen["code"] = Path(path), None  # once (B may write too, on old code)
             seen["code"] = predict(folder, out, weights)
             seen["temp_left"] = Path(path).exists()
 
