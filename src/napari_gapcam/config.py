@@ -6,7 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from .preprocess import IMAGENET_MEAN, IMAGENET_STD
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # checkpoint keys that override a model's defaults
 CHECKPOINT_KEYS = ("input_size", "mean", "std", "box_threshold", "square")

@@ -84,7 +84,7 @@ class GraphedForward:
             with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 with autocast(device, dtype, cache=False):
                     outputs = self._forward(static)
-        except Exception as error:  # noqa: BLE001 - any failure: run this kind of batch eagerly
+        except Exception as error:  # any failure: run this kind of batch eagerly
             self._failed.add(key)
             warnings.warn(
                 f"A CUDA graph of the forward pass could not be captured ({error}); batches of "

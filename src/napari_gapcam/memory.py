@@ -8,12 +8,7 @@ pixel at 896²–1792²; the estimate says 268.
 
 from __future__ import annotations
 
-from ._torch_guard import block_triton_if_llvm_loaded
-
-block_triton_if_llvm_loaded()
-
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+from ._torch import nn, torch
 
 PROBE = 128  # side of the probe input
 FALLBACK = 300.0  # bytes per input pixel when no probe runs

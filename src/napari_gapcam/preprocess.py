@@ -19,17 +19,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._torch_guard import block_triton_if_llvm_loaded
+from ._torch import F, torch
+from .config import IMAGENET_MEAN, IMAGENET_STD
+from .device import send
 
-block_triton_if_llvm_loaded()
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from .device import send  # noqa: E402
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 MIN_INPUT = 32  # the smallest input side accepted (a stride-32 network gives one cell)
 MAX_ASPECT = 8  # the long input side is at most this many times the short one
 GPU_RESIZE = 16  # a GPU resizes uint8 images of up to 16× the input's pixels itself
@@ -161,17 +154,6 @@ def reduce_image(image: Any, factor: int, low: float, high: float) -> torch.Tens
             tensor = F.avg_pool2d(tensor, factor, ceil_mode=True)
         pooled.append(tensor.contiguous())
     return torch.cat(pooled, dim=2)
-
-
-def to_unit_range(image: Any, contrast_limits: Sequence[float] | None = None) -> np.ndarray:
-    """A float32 H×W×3 array in [0, 1] (grey repeated to 3 channels) at full resolution.
-
-    The reference for the scaling rules of :func:`intensity_range`; it makes a full-size float
-    copy, so :func:`to_input_tensor` does not use it.
-    """
-    low, high = intensity_range(image, contrast_limits)
-    unit = _to_unit(reduce_image(image, 1, low, high), low, high)[0].permute(1, 2, 0).numpy()
-    return np.repeat(unit, 3, axis=-1) if unit.shape[-1] == 1 else unit
 
 
 def _to_unit(
