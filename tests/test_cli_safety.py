@@ -238,6 +238,20 @@ def test_a_usage_error_exits_2_and_creates_nothing(tmp_path, weights, case, caps
     assert "error" in capsys.readouterr().err
 
 
+def test_an_input_size_that_cannot_fit_is_refused_before_any_input(
+    tmp_path, weights, monkeypatch, capsys
+):
+    """Item 7: the forward pass at --input-size is checked against free memory up front."""
+    from napari_gapcam import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 10**9)  # 1 GB free
+    iio.imwrite(tmp_path / "a.png", image(0))
+    assert predict(tmp_path / "a.png", tmp_path / "out", weights, "--input-size", "4096") == 2
+    err = capsys.readouterr().err
+    assert "An input of 4096×4096 pixels needs about" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_missing_input_exits_2_at_once_without_torch(tmp_path):
     """Item 7: checked before the model: torch is never imported."""
     code = (

@@ -63,7 +63,9 @@ def main() -> None:
         side = options.side
         out = Path(work) / "big-out"
         wall, peak, code = run(["predict", str(big), "--out", str(out), *common], env)
-        written = {p.name: size_of(p) for p in out.iterdir() if not p.name.startswith("records")}
+        written = {
+            p.name: size_of(p) for p in out.iterdir() if not p.name.startswith(("records", "."))
+        }
         print(
             f"| {side}² uint8 TIFF ({big.stat().st_size / 1e6:.0f} MB) | peak {peak:.0f} MiB | "
             f"{wall:.1f} s | exit {code} | wrote "

@@ -28,6 +28,7 @@ def _try_lock(handle: IO[str]) -> bool:
     if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
         import msvcrt
 
+        handle.seek(0)  # every process locks the same first byte
         try:
             msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
         except OSError:
