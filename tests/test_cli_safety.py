@@ -102,6 +102,7 @@ def test_a_second_run_on_a_busy_folder_exits_2_and_deletes_nothing(
     assert seen["code"] == 2
     assert seen["temp"].name.startswith(".gapcam-tmp-") and seen["temp_left"]
     assert f"pid {os.getpid()}" in err and "in use by another gapcam run" in err
+    assert f"(gapcam predict {folder} --model resnet18" in err  # the holder's command
     assert len(results(out)) == 3 and len(list((out / "records").glob("*.json"))) == 3
     assert not list(out.glob(".gapcam-tmp-*"))
 

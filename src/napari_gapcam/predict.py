@@ -88,7 +88,7 @@ def predict(args: argparse.Namespace) -> int:
         say(f"skipped {file}: {reason}")
     counts = {"done": 0, "skipped": 0, "failed": len(plan.failures)}
     todo, _ = left_to_do(out, plan, options)
-    command = shlex.join(["gapcam", *sys.argv[1:]]) if sys.argv else "gapcam predict"
+    command = shlex.join(["gapcam", *getattr(args, "argv", ["predict"])])[:500]
     if not todo:  # nothing to compute: no torch, no model
         return _locked(out, plan, options, counts, command, None, args.chunk_size)
     if plan.weights is None:
