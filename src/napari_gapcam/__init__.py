@@ -25,6 +25,7 @@ _LAZY = {
     "boxes_from_map": "localize",
     "largest_region": "localize",
     "InputTooLargeError": "memory",
+    "localization_metrics": "metrics",
     "bounded_grid": "grid",
     "grid_placement": "grid",
 }
@@ -45,6 +46,7 @@ __all__ = [
     "from_module",
     "largest_region",
     "load_model",
+    "localization_metrics",
     "mask_from_map",
 ]
 
@@ -53,6 +55,7 @@ if TYPE_CHECKING:
     from .grid import bounded_grid, grid_placement
     from .localize import boxes_from_map, largest_region, mask_from_map
     from .memory import InputTooLargeError
+    from .metrics import localization_metrics
     from .models import (
         ARCHITECTURES,
         GapCamModel,

@@ -25,6 +25,7 @@ from .methods import Method
 ClassRef = int | str
 GPU_MAPS_MIN = 2**20  # output pixels from which a GPU result's maps are made on the GPU
 METHOD_BATCH = 16  # images per backward pass of a costly method
+SCALES = ("each", "shared")  # one min-max per map, or one per class over all images
 
 
 def normalise_each(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -112,6 +113,7 @@ class Result(Sequence["CamResult"]):
         self._method = _method(method)
         self._device = device
         self._cache: dict[tuple[int, int], torch.Tensor] = {}  # (image, class) → raw map
+        self._ranges: dict[tuple[int, int], tuple[float, float]] = {}  # (class, images) → range
 
     # ------------------------------------------------------------------ the batch
     def __len__(self) -> int:
@@ -180,12 +182,17 @@ class Result(Sequence["CamResult"]):
         c: ClassRef | Sequence[ClassRef],
         shape: tuple[int, int] | None = None,
         images: Sequence[int] | None = None,
+        scale: str = "each",
     ) -> np.ndarray:
         """Normalised maps of ``images`` (default all) at ``shape`` (default the image's): n×h×w.
 
         ``c`` is one class for every image, or one class per image (e.g. ``result.top1()``).
-        Each map is min-max normalised on its own, as :meth:`CamResult.cam` does.
+        ``scale="each"``: each map min-max normalised on its own, as :meth:`CamResult.cam`
+        does; ``"shared"``: one min and max per class over every image's raw map, so images
+        compare (an image without the object stays cool).
         """
+        if scale not in SCALES:
+            raise ValueError(f"Unknown scale {scale!r}: use one of {', '.join(SCALES)}.")
         indices = list(range(len(self))) if images is None else [int(i) for i in images]
         classes = (
             list(c) if isinstance(c, Sequence) and not isinstance(c, str) else [c] * len(indices)
@@ -196,10 +203,36 @@ class Result(Sequence["CamResult"]):
         if not indices:
             return np.zeros((0, *size), np.float32)
         rows = [class_index(self.class_names, k) for k in classes]
+        if scale == "shared":
+            return self._shared_cams(indices, rows, size)
         on_gpu = self._device is not None and self._device.type == "cuda"
         if on_gpu and not self._method.cached and len(indices) * size[0] * size[1] >= GPU_MAPS_MIN:
             return self._cams_on(self._device, indices, rows, size)
         return normalise_each(self.raw(indices, rows), size).numpy()
+
+    def raw_range(self, c: ClassRef) -> tuple[float, float]:
+        """The lowest and highest value of class ``c``'s raw map over every image."""
+        index = class_index(self.class_names, c)
+        key = (index, len(self))  # a result that grew has a new range
+        if key not in self._ranges:
+            low, high = np.inf, -np.inf
+            for start in range(0, len(self), 256):
+                images = range(start, min(start + 256, len(self)))
+                raw = self.raw(images, [index] * len(images))
+                low, high = min(low, float(raw.min())), max(high, float(raw.max()))
+            self._ranges[key] = (low, high)
+        return self._ranges[key]
+
+    def _shared_cams(
+        self, indices: Sequence[int], rows: Sequence[int], size: tuple[int, int]
+    ) -> np.ndarray:
+        """Bilinear upsampling, then one min-max per class over all images (zeros if flat)."""
+        raw = self.raw(indices, rows)
+        up = F.interpolate(raw[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+        ranges = torch.tensor([self.raw_range(row) for row in rows], dtype=torch.float32)
+        low, span = ranges[:, 0, None, None], (ranges[:, 1] - ranges[:, 0])[:, None, None]
+        flat = ~(span > 1e-6 * ranges.abs().amax(dim=1)[:, None, None])
+        return up.sub_(low).div_(torch.where(flat, float("inf"), span)).clamp_(0, 1).numpy()
 
     def raw(self, images: Sequence[int], classes: Sequence[int]) -> torch.Tensor:
         """Raw maps (n×h×w float32, on the host) of ``classes[i]`` for image ``images[i]``."""
@@ -340,6 +373,29 @@ class CamResult:
         """
         size = self.image_shape if shape is None else tuple(int(s) for s in shape)
         return upsample_and_normalise(self._raw(c).float(), size).cpu().numpy()
+
+    def contributions(self, c: ClassRef, n: int | None = 8) -> list[tuple[int, float, np.ndarray]]:
+        """The CAM as the sum it is: ``(k, w[c, k], w[c, k]·A_k)`` for the ``n`` channels of the
+        largest contribution ``w[c, k] · mean(A_k)`` (its share of the logit), largest first.
+
+        Maps are at the feature grid (h×w); with ``n=None`` every channel, and the maps sum to
+        :meth:`raw_cam`. The exact CAM only: Grad-CAM's ReLU makes its map no such sum.
+        """
+        method = self._batch._method
+        if method.relu:
+            raise ValueError(
+                f"contributions decompose the exact CAM into channels; {method.name}'s ReLU "
+                "makes its map no such sum. Load the model with method='cam' (a GAP + dense head)."
+            )
+        features = self.features
+        index = self.class_index(c)
+        weight = method.weights(features[None], [index])[0].float()  # K
+        share = weight * features.mean(dim=(1, 2))
+        order = torch.argsort(share, descending=True, stable=True)
+        chosen = order if n is None else order[: max(0, int(n))]
+        return [
+            (int(k), float(weight[k]), (weight[k] * features[k]).numpy()) for k in chosen.tolist()
+        ]
 
     def mask(self, c: ClassRef, threshold: float = 0.2) -> np.ndarray:
         """Largest connected region where ``cam(c) ≥ threshold · max`` (bool H×W)."""

@@ -1,0 +1,59 @@
+"""The batch-first result: the CAM's decomposition into channels, one scale across images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from napari_gapcam import load_model
+
+RNG = np.random.default_rng(21)
+STACK = RNG.integers(0, 256, (4, 64, 96, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def resnet18():
+    torch.manual_seed(3)
+    return load_model("resnet18", weights=None, device="cpu")
+
+
+def test_contributions_sum_to_the_cam_and_are_w_times_a(resnet18):
+    result = resnet18.run(STACK[0], input_size=64)
+    c = result.topk(1)[0][0]
+    every = result.contributions(c, n=None)
+    assert len(every) == 512
+    total = np.sum([m for _, _, m in every], axis=0)
+    np.testing.assert_allclose(total, result.raw_cam(c), rtol=1e-4, atol=1e-4)
+    weight, features = resnet18.fc.weight.detach()[c], result.features
+    shares = (weight * features.mean(dim=(1, 2))).numpy()
+    top = result.contributions(c, n=8)
+    assert [k for k, _, _ in top] == list(np.argsort(-shares, kind="stable")[:8])
+    for k, w, m in top:  # by hand: w[c, k] · A_k
+        assert w == pytest.approx(float(weight[k]))
+        np.testing.assert_allclose(m, (weight[k] * features[k]).numpy(), rtol=1e-6)
+
+
+def test_contributions_refuse_grad_cam():
+    torch.manual_seed(0)
+    model = load_model("resnet18", weights=None, device="cpu", method="gradcam")
+    with pytest.raises(ValueError, match="exact CAM.*method='cam'"):
+        model.run(STACK[0], input_size=64).contributions(0)
+
+
+def test_one_scale_across_images(resnet18):
+    result = resnet18.run_batch(STACK, input_size=64)
+    c = result.topk_mean(1)[0][0]
+    raws = torch.stack([torch.from_numpy(result[i].raw_cam(c)) for i in range(len(result))])
+    low, high = float(raws.min()), float(raws.max())
+    up = F.interpolate(raws[:, None], size=(64, 96), mode="bilinear", align_corners=False)[:, 0]
+    expected = ((up - low) / (high - low)).numpy()
+    shared = result.cams(c, scale="shared")
+    np.testing.assert_allclose(shared, expected, rtol=1e-5, atol=1e-5)
+    each = result.cams(c)
+    assert np.allclose(each.max(axis=(1, 2)), 1.0)  # every image hot somewhere
+    assert shared.max(axis=(1, 2)).min() < 0.99  # shared: the cooler images stay cooler
+    np.testing.assert_allclose(result.cams(c, images=[2], scale="shared")[0], shared[2], atol=1e-6)
+    with pytest.raises(ValueError, match="Unknown scale"):
+        result.cams(c, scale="global")
