@@ -57,3 +57,40 @@ def test_one_scale_across_images(resnet18):
     np.testing.assert_allclose(result.cams(c, images=[2], scale="shared")[0], shared[2], atol=1e-6)
     with pytest.raises(ValueError, match="Unknown scale"):
         result.cams(c, scale="global")
+
+
+def test_object_scores_are_each_objects_mean_map(resnet18):
+    """Against a hand loop over objects with plain numpy means."""
+    result = resnet18.run(STACK[1], input_size=64)
+    labels = np.zeros((64, 96), np.int32)
+    labels[5:20, 10:30] = 3
+    labels[30:60, 50:90] = 7
+    labels[40:44, 2:6] = 12
+    table = result.object_scores(labels, classes=[0, 5, 9])
+    assert list(table.columns) == [
+        "label",
+        "area",
+        *[result.class_names[c] for c in (0, 5, 9)],
+        "cam_class",
+        "cam_share",
+    ]
+    assert table["label"].tolist() == [3, 7, 12] and table["area"].tolist() == [300, 1200, 16]
+    for row, label in enumerate((3, 7, 12)):
+        inside = labels == label
+        means = [result.cam(c)[inside].mean() for c in (0, 5, 9)]
+        np.testing.assert_allclose(table.iloc[row, 2:5].to_numpy(float), means, rtol=1e-5)
+        assert table["cam_class"][row] == result.class_names[(0, 5, 9)[int(np.argmax(means))]]
+        top = result.cam(result.topk(1)[0][0])
+        assert table["cam_share"][row] == pytest.approx(top[inside].sum() / top.sum(), rel=1e-5)
+    every = result.object_scores(labels)  # all 1000 classes
+    assert every.shape == (3, 2 + 1000 + 2)
+    with pytest.raises(ValueError, match="the image's size"):
+        result.object_scores(labels[:10])
+
+
+def test_object_scores_of_a_stack_have_an_image_column(resnet18):
+    result = resnet18.run_batch(STACK[:2], input_size=64)
+    labels = np.zeros((2, 64, 96), np.int32)
+    labels[0, :10, :10], labels[1, 20:40, 20:40], labels[1, 50:, 50:] = 1, 1, 2
+    table = result.object_scores(labels, classes=[1])
+    assert table["image"].tolist() == [0, 1, 1] and table["label"].tolist() == [1, 1, 2]

@@ -234,6 +234,18 @@ class Result(Sequence["CamResult"]):
         flat = ~(span > 1e-6 * ranges.abs().amax(dim=1)[:, None, None])
         return up.sub_(low).div_(torch.where(flat, float("inf"), span)).clamp_(0, 1).numpy()
 
+    def object_scores(self, labels: Any, classes: Sequence[ClassRef] | None = None) -> Any:
+        """:meth:`CamResult.object_scores` of every image (``labels``: N×H×W, one label image
+        per image) in one DataFrame, with an ``image`` column first."""
+        import pandas as pd
+
+        if len(labels) != len(self):
+            raise ValueError(f"{len(labels)} label images for {len(self)} images: one each.")
+        tables = [self[i].object_scores(labels[i], classes) for i in range(len(self))]
+        for i, table in enumerate(tables):
+            table.insert(0, "image", i)
+        return pd.concat(tables, ignore_index=True)
+
     def raw(self, images: Sequence[int], classes: Sequence[int]) -> torch.Tensor:
         """Raw maps (n×h×w float32, on the host) of ``classes[i]`` for image ``images[i]``."""
         if not self._method.cached:
@@ -396,6 +408,13 @@ class CamResult:
         return [
             (int(k), float(weight[k]), (weight[k] * features[k]).numpy()) for k in chosen.tolist()
         ]
+
+    def object_scores(self, labels: Any, classes: Sequence[ClassRef] | None = None) -> Any:
+        """A pandas DataFrame, one row per labelled object: its mean map per class,
+        ``cam_class`` and ``cam_share`` (see :func:`napari_gapcam.objects.object_scores`)."""
+        from .objects import object_scores
+
+        return object_scores(self, labels, classes)
 
     def mask(self, c: ClassRef, threshold: float = 0.2) -> np.ndarray:
         """Largest connected region where ``cam(c) ≥ threshold · max`` (bool H×W)."""
