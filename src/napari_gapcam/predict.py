@@ -188,6 +188,8 @@ def _locked(
         todo, counts["skipped"] = left_to_do(out, plan, options, report=True)
         if todo and runner is not None:
             stopped = _collect(runner, todo, chunk_size, out, counts)
+        elif todo:  # changed while this run looked, before it held the folder
+            stopped = f"{len(todo)} input(s) changed meanwhile: run the same command again"
     finally:
         total = out.rebuild_results()
         lock.release()
