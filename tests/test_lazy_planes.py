@@ -33,7 +33,7 @@ def reference(shape, axes, empty=()) -> np.ndarray:
     axes = tuple(a % ndim for a in axes)
     lead = [a for a in range(ndim) if a not in axes]
     full = [GRID[axes.index(a)] if a in axes else shape[a] for a in range(ndim)]
-    out = np.zeros(full, np.float32)
+    out = np.full(full, np.nan, np.float32)  # planes never computed: NaN (transparent)
     for index in np.ndindex(*[shape[a] for a in lead]):
         if index in empty:
             continue

@@ -22,7 +22,8 @@ Fill = Callable[[Sequence[Index]], Sequence["np.ndarray | None"]]  # planes → 
 
 class LazyPlanes:
     """The grid on data axes ``axes`` (``grid``: rows × columns), one plane per index of the
-    other axes of ``shape``, each ``fill``-ed when read (zeros where it gives None)."""
+    other axes of ``shape``, each ``fill``-ed when read. Where ``fill`` gives None (a plane
+    never computed) a float overlay holds NaN, drawn transparent, and an integer one 0."""
 
     def __init__(
         self,
@@ -86,14 +87,12 @@ class LazyPlanes:
         grids = self.fill(planes) if planes else []
         if len(planes) == 1 and all(isinstance(w, int) for w in where):  # one plane (2D view)
             grid = grids[0]
-            plane = (
-                np.zeros(self.grid, self.dtype) if grid is None else np.asarray(grid, self.dtype)
-            )
+            plane = self._empty(self.grid) if grid is None else np.asarray(grid, self.dtype)
             plane = plane.T if self._transposed else plane
             return plane[tuple(key[a] for a in range(self.ndim) if a not in self.lead)]
         lead_shape = [len(c) for c in chosen]
         sizes = dict(zip(self.lead, lead_shape, strict=True))
-        out = np.zeros([sizes.get(a, self.shape[a]) for a in range(self.ndim)], self.dtype)
+        out = self._empty([sizes.get(a, self.shape[a]) for a in range(self.ndim)])
         for at_lead, grid in zip(np.ndindex(*lead_shape), grids, strict=True):
             if grid is not None:
                 plane = np.asarray(grid, self.dtype)
@@ -103,6 +102,9 @@ class LazyPlanes:
                 out[tuple(at)] = plane.T if self._transposed else plane
         lead_key = dict(zip(self.lead, where, strict=True))
         return out[tuple(lead_key.get(a, key[a]) for a in range(self.ndim))]
+
+    def _empty(self, shape: Any) -> np.ndarray:
+        return np.full(shape, np.nan if self.dtype.kind == "f" else 0, self.dtype)
 
     def _full_key(self, key: Any) -> tuple[Any, ...]:
         """``key`` with one entry per axis: a slice, a non-negative int or an int array."""
