@@ -13,7 +13,8 @@ a whole stack costs the displayed plane only (in a 3D view, every plane in one b
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,8 @@ from ._lazy_planes import Fill, LazyPlanes
 
 META_KEY = "gapcam"  # layer.metadata[META_KEY] marks (and describes) our overlays
 BOX_COLOR = "yellow"
+BOX_PIXELS = 2.0  # the box's edge width on screen, whatever the zoom
+LABEL_PIXELS = 11  # the box label's font size; the label sits inside the box, under its top
 
 
 def is_overlay(layer: Layer) -> bool:
@@ -95,6 +98,51 @@ class Overlays:
         self.viewer = viewer
         # (id(source), role) → (weak ref to the source, overlay): a reused id is not a match
         self._layers: dict[tuple[int, str], tuple[weakref.ref, Layer]] = {}
+        viewer.camera.events.zoom.connect(self._fit_box_edges)
+
+    @contextmanager
+    def _keeping_active(self) -> Iterator[None]:
+        """napari makes an added layer active (a Labels layer: paint tools): keep the one that
+        was active (the CAM, after a run)."""
+        active = self.viewer.layers.selection.active
+        yield
+        if active is not None and active in self.viewer.layers:
+            self.viewer.layers.selection.active = active
+
+    def remove(self, source: Layer) -> None:
+        """Remove the overlays of ``source`` (e.g. once it was removed)."""
+        for role in ("box", "mask", "cam"):
+            layer = self.get(source, role)
+            if layer is not None:
+                self.viewer.layers.remove(layer)
+            self._layers.pop((id(source), role), None)
+
+    def _data_per_pixel(self, layer: Layer) -> float:
+        """One screen pixel in the box layer's data units at the current zoom."""
+        world_per_data = float(np.sqrt(np.prod(np.abs(layer.scale[-2:]))))
+        return 1.0 / max(self.viewer.camera.zoom * world_per_data, 1e-9)
+
+    def _fit_box(self, layer: Shapes) -> None:
+        """Edge width and label offset in screen pixels (napari's are in data units): a thin
+        edge at any zoom, and the label inside the box (never cut at the canvas edge)."""
+        pixel = self._data_per_pixel(layer)
+        width = BOX_PIXELS * pixel
+        if len(layer.data) and not np.allclose(layer.edge_width, width, rtol=0.02):
+            layer.edge_width = [width] * len(layer.data)
+            layer.refresh()  # napari's setter updates the mesh but not what is drawn
+        rows, cols = layer.metadata[META_KEY]["axes"]
+        offset = np.zeros(layer.ndim)
+        offset[rows] = (2 * LABEL_PIXELS + 2 * BOX_PIXELS) * pixel  # one line down
+        offset[cols] = (-4 if str(layer.text.anchor) == "upper_right" else 4) * pixel
+        if np.shape(layer.text.translation) != offset.shape or not np.allclose(
+            layer.text.translation, offset, rtol=0.02
+        ):
+            layer.text.translation = offset
+
+    def _fit_box_edges(self, _event: Any = None) -> None:
+        for (_, role), (_, layer) in list(self._layers.items()):
+            if role == "box" and layer in self.viewer.layers:
+                self._fit_box(layer)
 
     def get(self, source: Layer, role: str) -> Layer | None:
         """The live overlay of ``source`` for ``role`` ("cam", "box", "mask"), if any."""
@@ -124,11 +172,12 @@ class Overlays:
         """Set the ``role`` overlay's data (created with ``add`` if missing) from ``fill``."""
         shape = spatial_shape(source)
         data = LazyPlanes(shape, placement.axes, placement.grid, dtype, fill)
-        if len(shape) == 2:
-            data = data[...]  # one plane: computed now
+        if len(shape) == 2 and role == "cam":
+            data = data[...]  # one plane: computed now (a mask stays lazy: it refuses paint)
         layer = self.get(source, role)
         if layer is None:
-            layer = add(data, metadata={META_KEY: meta}, **transform_of(source, placement))
+            with self._keeping_active():
+                layer = add(data, metadata={META_KEY: meta}, **transform_of(source, placement))
             self._layers[(id(source), role)] = (weakref.ref(source), layer)
         else:
             layer.data = data
@@ -179,11 +228,12 @@ class Overlays:
     ) -> Shapes:
         """Draw ``box`` (half-open, in grid cells, or None) of plane ``index`` as
         ``"<source> CAM box"``."""
-        meta = {"role": "box", "source": source.name, **meta, "plane": list(index)}
         ndim = len(spatial_shape(source))
         rows, cols = (a % ndim for a in placement.axes)
+        meta = {"role": "box", "source": source.name, **meta, "plane": list(index)}
+        meta["axes"] = [rows, cols]
         lead = [a for a in range(ndim) if a not in (rows, cols)]
-        rectangles = []
+        rectangles, anchor = [], "upper_left"
         if box is not None:
             y0, x0, y1, x1 = box
             # cell i covers [i - 0.5, i + 0.5]: the rectangle hugs the boxed cells
@@ -193,25 +243,34 @@ class Overlays:
             vertices[:, rows] = [top, top, bottom, bottom]
             vertices[:, cols] = [left, right, right, left]
             rectangles = [vertices]
+            if x0 + x1 > placement.grid[1]:  # in the right half: the label ends at the right
+                anchor = "upper_right"
         features = {"label": [label] * len(rectangles)}
         layer = self.get(source, "box")
         if layer is None:
-            layer = self.viewer.add_shapes(
-                rectangles,
-                ndim=ndim,
-                shape_type="rectangle",
-                edge_color=BOX_COLOR,
-                face_color="transparent",
-                edge_width=max(1.0, 0.006 * max(placement.grid)),
-                features=features,
-                text={"string": "{label}", "color": BOX_COLOR, "anchor": "upper_left", "size": 11},
-                name=f"{source.name} CAM box",
-                metadata={META_KEY: meta},
-                **transform_of(source, placement),
-            )
+            with self._keeping_active():
+                layer = self.viewer.add_shapes(
+                    rectangles,
+                    ndim=ndim,
+                    shape_type="rectangle",
+                    edge_color=BOX_COLOR,
+                    face_color="transparent",
+                    features=features,
+                    text={
+                        "string": "{label}",
+                        "color": BOX_COLOR,
+                        "anchor": anchor,
+                        "size": LABEL_PIXELS,
+                    },
+                    name=f"{source.name} CAM box",
+                    metadata={META_KEY: meta},
+                    **transform_of(source, placement),
+                )
             self._layers[(id(source), "box")] = (weakref.ref(source), layer)
+            self._fit_box(layer)
             return layer
-        width = max(1.0, 0.006 * max(placement.grid))
+        self._update_common(layer, source, placement, meta)  # the scale first: the width uses it
+        width = BOX_PIXELS * self._data_per_pixel(layer)
         layer.selected_data = set()
         if not rectangles:
             if len(layer.data):
@@ -223,11 +282,11 @@ class Overlays:
             layer.add_rectangles(
                 rectangles, edge_width=width, edge_color=BOX_COLOR, face_color="transparent"
             )
-        if rectangles and not np.allclose(layer.edge_width, width):
-            layer.edge_width = [width]
+        if str(layer.text.anchor) != anchor:
+            layer.text.anchor = anchor
+        self._fit_box(layer)
         layer.features = features
         layer.refresh_text()
-        self._update_common(layer, source, placement, meta)
         return layer
 
     def hide(self, source: Layer, role: str) -> None:
