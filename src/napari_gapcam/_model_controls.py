@@ -1,4 +1,4 @@
-"""The widget's model controls: architecture, weights, method, device, input size.
+"""The widget's model controls: architecture, weights, method, device, input size, square.
 
 They turn into a *spec*, the keyword arguments of :func:`napari_gapcam.load_model`; a model
 handed over with ``use_model`` is used as it is.
@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import ComboBox, FileEdit
+from magicgui.widgets import CheckBox, ComboBox, FileEdit
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox
 
-from ._searchable import make_searchable, select_text
+from ._searchable import make_searchable, select_text, show_start
 
 if TYPE_CHECKING:
     from .models import GapCamModel
@@ -22,6 +22,8 @@ FILE = "file…"
 RANDOM = "none (random init)"
 DEMO = "shapes demo (bundled)"  # resnet18 trained on synthetic shapes, for offline use
 IN_MEMORY = "in memory"  # a model handed over with use_model
+DEMO_MODEL = "shapes demo"  # the model choice: resnet18 with the DEMO weights, in one step
+DEMO_ARCH = "resnet18"
 TIMM = "timm:"
 DEFAULT_SIZE = 0  # input size choice: the model's own (224, or the checkpoint's)
 SIZE_PRESETS = (448, 896, 1344)
@@ -49,8 +51,15 @@ class ModelControls:
         self.method = ComboBox(label="method", choices=METHODS, value="auto")
         self.device = ComboBox(label="device", choices=available_devices(), value="auto")
         self.input_size = ComboBox(label="input size", choices=self._size_choices)
+        self.square = CheckBox(
+            text="square input",
+            value=False,
+            tooltip="Squash each image to an input-size square (as many training pipelines "
+            "do) instead of keeping its aspect ratio. Unticked: the model's own setting.",
+        )
         self.weights.value = "IMAGENET1K_V1"
         make_searchable(self.arch.native, "type to search, or timm:<name>", self.pick_arch)
+        show_start(self.arch.native)
         self._make_input_size_typeable()
         self._on_weights_changed()
         self.arch.changed.connect(self._on_arch_changed)
@@ -67,15 +76,18 @@ class ModelControls:
             self.method,
             self.device,
             self.input_size,
+            self.square,
         ]
 
     # ----------------------------------------------------------------- choices
     def _arch_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
-        """torchvision architectures labelled with their family and method, typed timm names,
-        and the model handed over with :meth:`use_model`."""
+        """The bundled demo first, torchvision architectures labelled with their family and
+        method, typed timm names, and the model handed over with :meth:`use_model`."""
         from .families import architectures, family_of
 
         choices = []
+        if self._demo_weights.is_file():
+            choices.append((f"{DEMO_MODEL}  ({DEMO_ARCH}, bundled: works offline)", DEMO_MODEL))
         for arch in architectures():
             family = family_of(arch)
             method = "CAM" if family.exact else "Grad-CAM"
@@ -89,6 +101,8 @@ class ModelControls:
         arch = self.arch.value if hasattr(self, "arch") else "resnet50"
         if arch == IN_MEMORY:
             return [IN_MEMORY]
+        if arch == DEMO_MODEL:
+            return [DEMO]
         if str(arch).startswith(TIMM):
             return [FILE, RANDOM]
         demo = [DEMO] if arch == "resnet18" and self._demo_weights.is_file() else []
@@ -149,6 +163,11 @@ class ModelControls:
         self.weights.reset_choices()
         if current in self.weights.choices:
             self.weights.value = current
+        if self.arch.value == DEMO_MODEL:
+            self._say(
+                f"{DEMO_MODEL}: a {DEMO_ARCH} trained on synthetic shapes. Open File ▸ Open "
+                "Sample ▸ GAP-CAM ▸ Synthetic shapes, then press Run."
+            )
 
     def _on_weights_changed(self, _value: Any = None) -> None:
         from_file = self.weights.value == FILE
@@ -168,6 +187,7 @@ class ModelControls:
             return {"name": IN_MEMORY, "model": id(self.memory_model)}
         weights: Any = self.weights.value
         names: Any = None
+        name = DEMO_ARCH if self.arch.value == DEMO_MODEL else self.arch.value
         if weights == RANDOM:
             weights = None
         elif weights == DEMO:
@@ -180,7 +200,7 @@ class ModelControls:
             named = self.names_file.value
             names = str(named) if named is not None and str(named) not in ("", ".") else None
         return {
-            "name": self.arch.value,
+            "name": name,
             "weights": weights,
             "device": self.device.value,
             "class_names": names,
