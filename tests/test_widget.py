@@ -136,7 +136,7 @@ def test_stack_uses_the_current_plane(viewer, qtbot):
     run_and_wait(widget, qtbot)
     layer = cam_layer(viewer, "stack")
     assert layer.data.shape == stack.shape
-    assert np.all(layer.data[[0, 1, 3]] == 0) and layer.data[2].max() == pytest.approx(1.0)
+    assert np.isnan(layer.data[[0, 1, 3]]).all() and layer.data[2].max() == pytest.approx(1.0)
     assert layer.metadata["gapcam"]["plane"] == [2]
     np.testing.assert_allclose(layer.scale, source.scale)
     from napari_gapcam import load_model
@@ -153,7 +153,7 @@ def test_rgb_stack(viewer, qtbot):
     run_and_wait(widget, qtbot)
     layer = cam_layer(viewer, "movie")
     assert layer.data.shape == stack.shape[:3] and not layer.rgb
-    assert np.all(layer.data[0] == 0) and layer.data[1].max() == pytest.approx(1.0)
+    assert np.isnan(layer.data[0]).all() and layer.data[1].max() == pytest.approx(1.0)
 
 
 def test_errors_become_notifications_and_the_widget_recovers(viewer, qtbot, tmp_path):
@@ -165,9 +165,8 @@ def test_errors_become_notifications_and_the_widget_recovers(viewer, qtbot, tmp_
     assert not widget.weights_file.native.isHidden()
     widget.weights_file.value = bad
     run_and_wait(widget, qtbot)
-    assert "Error" in widget.status.value and "not a readable PyTorch checkpoint" in (
-        widget.status.value
-    )
+    status = widget.status.value  # a short line: the notification has the whole message
+    assert status.startswith("Error: ") and "broken.pth" in status and len(status) < 260
     assert "cam CAM" not in viewer.layers
     # no image layer at all: a clear message, nothing runs
     viewer.layers.clear()
@@ -195,7 +194,7 @@ def test_box_and_mask_layers(viewer, qtbot):
     np.testing.assert_allclose(vertices.max(0), [y1 - 0.5, x1 - 0.5])
     assert box_layer.shape_type == ["rectangle"]
     assert result.class_names[c] in box_layer.features["label"][0]
-    np.testing.assert_array_equal(mask_layer.data == 1, result.mask(c, 0.2))
+    np.testing.assert_array_equal(np.asarray(mask_layer.data) == 1, result.mask(c, 0.2))
 
     # threshold change: same layers, new geometry, no forward pass
     widget._model.features = None
@@ -204,13 +203,13 @@ def test_box_and_mask_layers(viewer, qtbot):
     assert viewer.layers["cat CAM mask"] is mask_layer
     y0, x0, y1, x1 = result.box(c, 0.7)
     np.testing.assert_allclose(box_layer.data[0].min(0), [y0 - 0.5, x0 - 0.5])
-    np.testing.assert_array_equal(mask_layer.data == 1, result.mask(c, 0.7))
+    np.testing.assert_array_equal(np.asarray(mask_layer.data) == 1, result.mask(c, 0.7))
     assert box_layer.metadata["gapcam"]["threshold"] == pytest.approx(0.7)
 
     # class change: same layers follow the class
     other = widget.class_select.choices[1]
     widget.class_select.value = other
-    np.testing.assert_array_equal(mask_layer.data == 1, result.mask(other, 0.7))
+    np.testing.assert_array_equal(np.asarray(mask_layer.data) == 1, result.mask(other, 0.7))
     assert result.class_names[other] in box_layer.features["label"][0]
 
     # toggles hide (and keep) the layers
@@ -330,3 +329,152 @@ def test_grad_cam_model_in_memory_class_change_in_a_worker(viewer, qtbot):
     assert widget.run_button.enabled
     assert layer.metadata["gapcam"]["class_index"] == other
     np.testing.assert_allclose(layer.data, result.cam(other))
+
+
+# ------------------------------------------------------- a first run that never dead-ends
+def dock_width(viewer, qtbot) -> int:
+    qtbot.wait(20)  # the layout settles
+    return viewer.window.dock_widgets["GAP-CAM"].native.parent().width()
+
+
+def test_offline_first_run_offers_the_ways_on_and_keeps_the_dock_width(
+    make_napari_viewer, empty_torch_home, qtbot, monkeypatch
+):
+    from napari_gapcam import _widget
+    from napari_gapcam._widget import DEMO_MODEL, RANDOM
+
+    notified = []
+    monkeypatch.setattr(_widget, "show_error", notified.append)
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(data.camera()[::4, ::4], name="cam")
+    widget = make_widget(viewer)
+    widget.device.value = "cpu"
+    before = dock_width(viewer, qtbot)
+    run_and_wait(widget, qtbot)  # the default: resnet50 IMAGENET1K_V1, not in the cache
+    status = widget.status.value
+    assert "IMAGENET1K_V1" in status and RANDOM in status and DEMO_MODEL in status
+    assert FILE in status and len(status) < 300 and "resnet50-0676ba61.pth" not in status
+    assert "resnet50-0676ba61.pth" in notified[0]  # the full detail: the notification (and log)
+    assert dock_width(viewer, qtbot) == before
+    # no status can widen the dock, not even one long word (a path)
+    widget.status.value = "Error: " + "/very/long/path" * 30
+    widget.showing.value = "x" * 400
+    assert dock_width(viewer, qtbot) == before
+    # the way on in two steps: the demo model (first in the model list) on the shapes sample
+    from napari_gapcam._sample_data import shapes
+
+    image, kwargs, _ = shapes()[0]
+    viewer.add_image(image, **kwargs)
+    assert widget.arch.choices[0] == DEMO_MODEL
+    widget.arch.value = DEMO_MODEL
+    assert list(widget.weights.choices) == ["shapes demo (bundled)"]
+    assert "Synthetic shapes" in widget.status.value
+    run_and_wait(widget, qtbot)
+    assert "resnet18 (CAM) on 'synthetic shapes'" in widget.status.value
+    assert "synthetic shapes CAM" in viewer.layers
+    assert "Random weights" not in widget.predictions.value
+    assert dock_width(viewer, qtbot) == before
+
+
+def test_random_weights_say_their_class_names_mean_nothing(viewer, qtbot):
+    from napari_gapcam._widget import RANDOM
+
+    viewer.add_image(data.chelsea()[::4, ::4], name="cat")
+    widget = make_widget(viewer)
+    widget.weights.value = RANDOM
+    run_and_wait(widget, qtbot)
+    lines = widget.predictions.value.splitlines()
+    assert len(lines) == 6 and "%" in lines[4]
+    assert lines[5] == "Random weights: these class names carry no meaning."
+
+
+def test_square_input_option(viewer, qtbot):
+    viewer.add_image(data.chelsea()[::2, ::2], name="cat")  # 150×226
+    widget = make_widget(viewer)
+    run_and_wait(widget, qtbot)
+    assert tuple(widget._result.input_shape) == (224, 337)  # the model's own: keeps the aspect
+    widget.square.value = True
+    run_and_wait(widget, qtbot)
+    assert tuple(widget._result.input_shape) == (224, 224)
+    assert "input 224×224, 7×7 map cells" in widget.status.value
+
+
+def test_all_nan_image_warns_it_holds_no_finite_value(viewer, qtbot, monkeypatch):
+    from napari_gapcam import _widget
+
+    warned = []
+    monkeypatch.setattr(_widget, "show_warning", warned.append)
+    viewer.add_image(np.full((64, 80), np.nan, np.float32), name="empty", contrast_limits=(0, 1))
+    widget = make_widget(viewer)
+    run_and_wait(widget, qtbot)
+    assert "no finite value" in widget.status.value and "no finite value" in warned[0]
+    viewer.add_image(data.camera()[::8, ::8].astype(np.float32), name="fine")
+    run_and_wait(widget, qtbot)
+    assert "finite" not in widget.status.value  # a fresh status for the next run
+
+
+def test_2d_mask_refuses_paint_and_the_cam_layer_stays_active(viewer, qtbot):
+    viewer.add_image(data.camera()[::4, ::4], name="cam")
+    widget = make_widget(viewer)
+    run_and_wait(widget, qtbot)
+    cam = viewer.layers["cam CAM"]
+    assert viewer.layers.selection.active is cam
+    widget.show_mask.value = True
+    widget.show_box.value = True
+    assert viewer.layers.selection.active is cam  # not the mask: no paint tools
+    mask = viewer.layers["cam CAM mask"]
+    with pytest.raises(TypeError, match="cannot be painted"):  # as a stack's mask does
+        mask.paint((10, 10), 2)
+    assert np.asarray(mask.data).any()
+
+
+def test_removed_source_takes_its_overlays_and_status_along(viewer, qtbot):
+    source = viewer.add_image(data.camera()[::4, ::4], name="cells")
+    widget = make_widget(viewer)
+    widget.show_box.value = True
+    run_and_wait(widget, qtbot)
+    viewer.layers.remove(source)
+    qtbot.waitUntil(lambda: len(viewer.layers) == 0, timeout=2000)
+    assert "'cells' was removed" in widget.status.value
+    assert widget.showing.value == "—" and widget.predictions.value == "—"
+    assert widget.class_select.native.count() == 0
+
+
+def test_labels_show_their_start_and_the_mean_line_stands_alone(viewer, qtbot):
+    viewer.add_image(data.chelsea()[::4, ::4], name="cat")
+    widget = make_widget(viewer)
+    run_and_wait(widget, qtbot)
+    for combo in (widget.class_select.native, widget.arch.native):
+        assert combo.lineEdit().cursorPosition() == 0  # "Norwich terrier", not "orwich …"
+    widget.class_select.value = widget.class_select.choices[7]
+    assert widget.class_select.native.lineEdit().cursorPosition() == 0
+
+
+def test_box_edge_and_label_keep_their_screen_size_when_zoomed(
+    make_napari_viewer, qtbot, torch_home
+):
+    viewer = make_napari_viewer(show=True)  # drawn: the test counts the pixels of the edge
+    source = viewer.add_image(data.camera()[::2, ::2], name="cam")  # 256²
+    widget = make_widget(viewer)
+    widget.show_box.value = True
+    run_and_wait(widget, qtbot)
+    box = viewer.layers["cam CAM box"]
+    source.visible = viewer.layers["cam CAM"].visible = False  # the box alone, on black
+
+    def edge_pixels() -> int:
+        """Yellow pixels across the box's bottom edge, in the middle of the canvas."""
+        (_, left), (bottom, right) = box.data[0].min(0), box.data[0].max(0)
+        viewer.camera.center = box.data_to_world((bottom, (left + right) / 2))
+        qtbot.wait(20)
+        shot = viewer.screenshot(canvas_only=True, flash=False).astype(int)
+        column = shot[:, shot.shape[1] // 2]
+        return int(np.sum((column[:, 0] > 100) & (column[:, 1] > 100) & (column[:, 2] < 80)))
+
+    thin = edge_pixels()
+    assert 1 <= thin <= 4
+    viewer.camera.zoom *= 8
+    assert edge_pixels() <= thin + 1  # a line, not a band 8 times as thick
+    translation = np.asarray(box.text.translation)[0] * box.scale[0] * viewer.camera.zoom
+    assert translation == pytest.approx(26.0, rel=0.05)  # the label: one line inside the box
+    widget.class_select.value = widget.class_select.choices[1]  # a moved box too
+    assert edge_pixels() <= thin + 1

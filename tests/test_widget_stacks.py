@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from _widgets import TIMEOUT_MS, make_widget, run_and_wait
+from _widgets import TIMEOUT_MS, combo_items, layer_rows, make_widget, run_and_wait
 from napari_gapcam import mask_from_map
 from napari_gapcam._widget import ALL
 
@@ -71,12 +71,16 @@ def test_cancel_keeps_finished_planes_and_run_works_again(viewer, qtbot):
     assert widget._shown.done == done  # and is dropped
     planes = np.asarray(viewer.layers["long CAM"].data)
     assert all(planes[i].max() > 0 for i in range(done))
-    assert not planes[done:].any()
+    assert np.isnan(planes[done:]).all()  # never computed: NaN, drawn transparent (not a 0 map)
     # Run works again at once
     widget.planes.value = "current plane"
     viewer.dims.set_current_step(0, 39)
-    run_and_wait(widget, qtbot)
+    widget.run_button.clicked.emit()
+    assert widget.status.value.startswith("Running")  # a fresh status for each run
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT_MS)
     assert widget._shown.planes.indices == ((39,),)
+    assert "plane (39,)" in widget.status.value and "Cancelled" not in widget.status.value
+    assert "(mean over the planes)" not in widget.predictions.value
 
 
 def test_transposed_view_runs_the_displayed_plane(viewer, qtbot):
@@ -96,7 +100,7 @@ def test_transposed_view_runs_the_displayed_plane(viewer, qtbot):
     assert cam.data.shape == volume.shape
     plane = np.asarray(cam.data[:, 17, :])
     np.testing.assert_allclose(plane, result.cam(result.topk(1)[0][0]), atol=1e-6)
-    assert not np.asarray(cam.data[:, 16, :]).any()
+    assert np.isnan(np.asarray(cam.data[:, 16, :])).all()
     np.testing.assert_allclose(cam.scale, source.scale)
 
 
@@ -207,3 +211,91 @@ def test_a_3d_view_reads_every_plane_at_once_from_a_bounded_volume(viewer, qtbot
     widget.show_mask.value = True  # every plane's mask
     expected = [mask_from_map(m, widget.threshold.value) for m in np.asarray(cam.data)]
     np.testing.assert_array_equal(np.asarray(viewer.layers["vol CAM mask"].data) > 0, expected)
+
+
+def test_show_box_after_all_planes_adds_one_box_layer(viewer, qtbot):
+    stack = photo_stack(8)
+    viewer.add_image(stack, name="st", contrast_limits=(0, 255))
+    widget = make_widget(viewer, arch="resnet18", planes=ALL)
+    run_and_wait(widget, qtbot)
+    widget.show_box.value = True  # crashed: a second box layer added while the first was added
+    qtbot.wait(50)
+    assert [layer.name for layer in viewer.layers] == ["st", "st CAM", "st CAM box"]
+    assert layer_rows(viewer) == ["st CAM box", "st CAM", "st"]
+    box = viewer.layers["st CAM box"]
+    viewer.dims.set_current_step(0, 5)  # the one box layer follows the plane
+    assert box.metadata["gapcam"]["plane"] == [5] and np.all(box.data[0][:, 0] == 5)
+    assert [layer.name for layer in viewer.layers] == ["st", "st CAM", "st CAM box"]
+
+
+def test_class_list_shows_the_stack_s_best_classes_first(viewer, qtbot):
+    stack = photo_stack(24)  # three batches: the mean probabilities (the labels) change twice
+    viewer.add_image(stack, name="movie", contrast_limits=(0, 255))
+    widget = make_widget(viewer, arch="resnet18", planes=ALL)
+    run_and_wait(widget, qtbot)
+    top = widget._shown.top(5)
+    expected = [f"{name}  (mean {100 * p:.1f} %)" for _, name, p in top]
+    assert combo_items(widget.class_select, 5) == expected  # the order the user sees
+    assert widget.class_select.native.currentText() == expected[0]
+    assert widget.class_select.native.count() == 1000
+    # a second run on another image: its own best classes lead
+    viewer.add_image(np.ascontiguousarray(stack[3, ::-1].T), name="other")
+    widget.planes.value = "current plane"
+    run_and_wait(widget, qtbot)
+    top = widget._shown.top(5)
+    assert combo_items(widget.class_select, 5) == [f"{n}  ({100 * p:.1f} %)" for _, n, p in top]
+    assert widget.class_select.value == top[0][0]
+
+
+def test_cancel_stops_the_worker_inside_its_batch(viewer, qtbot):
+    """Cancel stops the run's thread before its next layer, not at the end of its batch."""
+    import threading
+
+    import torch
+
+    stack = photo_stack(40)
+    viewer.add_image(stack, name="long", contrast_limits=(0, 255))
+    widget = make_widget(viewer, arch="resnet18", planes=ALL)
+    main, inside, release = threading.get_ident(), threading.Event(), threading.Event()
+    calls = [0]  # module forward passes in the run's thread
+
+    def hook(_module, _args):
+        if threading.get_ident() == main:
+            return
+        calls[0] += 1
+        shown = widget._shown
+        if not inside.is_set() and shown is not None and shown.done >= 8:
+            inside.set()  # inside a later batch's forward pass: hold it until Cancel
+            release.wait(30)
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(hook)
+    try:
+        widget.run_button.clicked.emit()
+        qtbot.waitUntil(inside.is_set, timeout=TIMEOUT_MS)
+        widget.run_button.clicked.emit()  # Cancel
+        at_cancel, done = calls[0], widget._shown.done
+        release.set()
+        qtbot.waitUntil(lambda: not widget._draining, timeout=TIMEOUT_MS)
+    finally:
+        release.set()
+        handle.remove()
+    assert calls[0] == at_cancel  # not one more layer of the batch it was in
+    assert 8 <= done <= 16 and widget._shown.done == done
+    assert f"after {done} of 40 planes" in widget.status.value
+
+
+def test_batches_shrink_at_big_inputs_on_a_cpu():
+    from napari_gapcam import load_model
+    from napari_gapcam._planes import choose_planes
+    from napari_gapcam._run import batch_size_for
+
+    class Layer:  # what choose_planes reads of an image layer
+        ndim, multiscale, rgb = 3, False, False
+        data = np.zeros((31, 512, 512), np.uint8)
+
+        def world_to_data(self, point):
+            return point
+
+    planes = choose_planes(Layer(), (0, 0, 0), (0, 1, 2), 224, all_planes=True)
+    model = load_model("resnet18", weights=None, device="cpu")
+    assert [batch_size_for(model, planes, size, None) for size in (None, 448, 896)] == [8, 2, 1]

@@ -9,8 +9,6 @@ with napari.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import (
@@ -26,65 +24,32 @@ from napari.layers import Image
 from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_warning
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QComboBox
 
+from ._class_view import ClassView
 from ._layers import Overlays, is_overlay, spatial_shape
-from ._model_controls import DEMO, FILE, IN_MEMORY, RANDOM, ModelControls
+from ._model_controls import DEMO, DEMO_MODEL, FILE, IN_MEMORY, RANDOM, ModelControls
 from ._planes import Planes, choose_planes
-from ._searchable import make_searchable, select_text
+from ._run import CancelToken, compute
+from ._searchable import make_searchable, select_text, show_start
 from ._shown import Shown
-from .grid import grid_box_to_pixels
+from ._status import error_line, fit_label, no_finite_line, predictions_text
 
 if TYPE_CHECKING:
     import napari
 
     from .models import GapCamModel
 
-__all__ = ["DEMO", "FILE", "IN_MEMORY", "RANDOM", "GapCamWidget"]
+__all__ = ["ALL", "CURRENT", "DEMO", "DEMO_MODEL", "FILE", "IN_MEMORY", "RANDOM", "GapCamWidget"]
 
 TOP_K = 5
 CURRENT, ALL = "current plane", "all planes"
 OVERLAY_MEGAPIXELS = 1.0  # default per-plane budget of the overlays
-LOCALIZE_PIXELS = 250_000  # box and mask come from a grid of at most this many cells
 VOLUME_CELLS = 8_000_000  # a 3D view reads every plane: a stack's overlay volume stays this small
 
 
-def _compute(
-    model: GapCamModel | None,
-    spec: dict[str, Any],
-    planes: Planes,
-    contrast_limits: Any,
-    input_size: int | None,
-) -> Iterator[tuple[str, Any]]:
-    """Worker body (off the UI thread): load the model if needed, then the forward passes.
-
-    Yields ``("model", model)``, then ``("result", (CamResult, seconds))`` for one plane or
-    ``("batch", (StackResult of the batch, seconds))`` per batch of planes; an error is yielded
-    as ``("error", exception)`` (a generator worker would swallow a RuntimeError). Planes are
-    lazy: the engine reads each one (band by band) only when its batch runs.
-    """
-    from .batch import iter_batches
-    from .models import load_model
-
-    start = time.perf_counter()
-    try:
-        if model is None:
-            model = load_model(**spec)
-        yield "model", model
-        if len(planes) == 1:
-            result = model.run(planes.images[0], contrast_limits, input_size=input_size or None)
-            result.raw_cam(result.topk(1)[0][0])  # Grad-CAM: the top class's backward pass too
-            yield "result", (result, time.perf_counter() - start)
-            return
-        images, size = planes.images, input_size or None
-        for _, part in iter_batches(model, images, None, contrast_limits, size):
-            yield "batch", (part, time.perf_counter() - start)
-    except Exception as error:
-        yield "error", error
-
-
-class GapCamWidget(Container):
+class GapCamWidget(ClassView, Container):
     """Class activation maps (CAM, or Grad-CAM) of a CNN (ResNet-50 by default) on the active
     image layer."""
 
@@ -100,16 +65,20 @@ class GapCamWidget(Container):
         self._progress: progress | None = None
         self._class_worker = None  # a Grad-CAM backward pass for a class change
         self._draining: list[Any] = []  # cancelled workers finishing their last batch
+        self._token = CancelToken()
         self._follow_top = True  # the class follows the top class until the user picks one
+        self._run_line, self._warning = "", ""  # the last run's status line and its warning
+        self._localizing = self._relocalize = False  # adding a layer moves the dims: no re-entry
 
         self.image = ComboBox(label="image", choices=self._image_choices)
         self.models = ModelControls(say=self._say)
         m = self.models
         self.arch, self.weights, self.method, self.device = m.arch, m.weights, m.method, m.device
-        self.weights_file, self.names_file, self.input_size = (
+        self.weights_file, self.names_file, self.input_size, self.square = (
             m.weights_file,
             m.names_file,
             m.input_size,
+            m.square,
         )
         self.planes = ComboBox(label="planes", choices=[CURRENT, ALL], value=CURRENT)
         self.overlay_mp = FloatSpinBox(
@@ -156,8 +125,7 @@ class GapCamWidget(Container):
                 )
                 widget.native.setMinimumContentsLength(14)
         for label in (self.status, self.predictions, self.showing):
-            label.native.setWordWrap(True)
-            label.native.setTextInteractionFlags(Qt.TextSelectableByMouse)
+            fit_label(label.native)
 
         self.run_button.changed.connect(self._on_run_button)
         self.class_select.changed.connect(self._on_class_picked)
@@ -167,6 +135,7 @@ class GapCamWidget(Container):
         self.overlay_mp.changed.connect(self._refresh_overlays)
         for event in ("inserted", "removed", "reordered"):
             getattr(viewer.layers.events, event).connect(self._on_layers_changed)
+        viewer.layers.events.removed.connect(self._on_layer_removed)
         viewer.layers.selection.events.active.connect(self._follow_active)
         viewer.dims.events.current_step.connect(self._on_dims_step)
         self._follow_active()
@@ -199,9 +168,11 @@ class GapCamWidget(Container):
         if self._worker is None:
             return
         worker = self._worker
-        worker.quit()  # it stops at the end of the batch it is running
-        self._draining.append(worker)
         worker.finished.connect(lambda: worker in self._draining and self._draining.remove(worker))
+        if worker.is_running:  # else it ended already: its finished signal may be gone
+            self._draining.append(worker)
+        worker.quit()  # a generator worker stops at its next yield ...
+        self._token.set()  # ... and the run's thread before its next layer or plane
         self._run_id += 1  # whatever it still yields is ignored
         self._end_run()
         shown = self._shown
@@ -237,9 +208,32 @@ class GapCamWidget(Container):
     def _say(self, message: str) -> None:
         self.status.value = message
 
+    def _rebuild_classes(self, value: int) -> None:
+        """New class items in their order (magicgui's ``reset_choices`` keeps the items it
+        has where they are, and moves an item whose label changed to the end)."""
+        with self.class_select.changed.blocked():
+            self.class_select.native.clear()
+            self.class_select.reset_choices()
+            if value in self.class_select.choices:
+                self.class_select.value = value
+        show_start(self.class_select.native)
+
     # ----------------------------------------------------------------- events
     def _on_layers_changed(self, _event: Any = None) -> None:
         self.image.reset_choices()
+
+    def _on_layer_removed(self, event: Any) -> None:
+        """The shown result's source was removed: its overlays go too, and the widget says so."""
+        shown = self._shown
+        if shown is None or event.value is not shown.source:
+            return
+        if self._worker is not None:
+            self.cancel()
+        self._shown = None
+        self._rebuild_classes(-1)
+        self.predictions.value = self.showing.value = "—"
+        self.status.value = f"Layer {shown.source.name!r} was removed, its CAM overlays with it."
+        QTimer.singleShot(0, lambda: self._overlays.remove(shown.source))  # not inside an event
 
     def _follow_active(self, _event: Any = None) -> None:
         active = self._viewer.layers.selection.active
@@ -305,6 +299,8 @@ class GapCamWidget(Container):
         except ValueError as error:
             self._fail(error)
             return
+        self._run_line, self._warning = "", ""
+        self._token = CancelToken()
         model = self._model if spec == self._model_spec else None
         if spec["name"] == IN_MEMORY:
             model = self.models.memory_model
@@ -315,18 +311,22 @@ class GapCamWidget(Container):
         self._follow_top = True
         run_id, shape = self._run_id, spatial_shape(source)
         worker = create_worker(
-            _compute,
+            compute,
             model,
             spec,
             planes,
             contrast,
             self.input_size.value,
+            True if self.square.value else None,  # unticked: the model's own setting
+            self._token,
             _ignore_errors=True,  # napari itself notifies (with the traceback)
         )
         self._progress = progress(total=len(planes) if len(planes) > 1 else 0)
         self._progress.set_description(f"napari-gapcam on {source.name}")
         worker.yielded.connect(lambda out: self._on_yield(out, run_id, spec, source, planes, shape))
-        worker.errored.connect(lambda error: run_id == self._run_id and self._fail(error, False))
+        worker.errored.connect(
+            lambda error: run_id == self._run_id and self._fail(error, False, spec)
+        )
         worker.finished.connect(lambda: run_id == self._run_id and self._end_run())
         self._worker = worker
         self.run_button.text = "Cancel"
@@ -340,8 +340,9 @@ class GapCamWidget(Container):
         self.run_button.text = "Run"
         self.run_button.enabled = self._class_worker is None
 
-    def _fail(self, error: BaseException, notify: bool = True) -> None:
-        self.status.value = f"Error: {error}"
+    def _fail(self, error: BaseException, notify: bool = True, spec: Any = None) -> None:
+        """A short status line; the full message goes to the notification (and the log)."""
+        self.status.value = error_line(error, spec)
         if notify:
             show_error(f"napari-gapcam: {error}")
 
@@ -358,7 +359,11 @@ class GapCamWidget(Container):
             return
         kind, payload = out
         if kind == "error":
-            self._fail(payload)
+            self._fail(payload, spec=spec)
+            return
+        if kind == "no finite":
+            self._warning = no_finite_line(payload, len(planes))
+            show_warning(f"napari-gapcam: {source.name!r}: {self._warning}")
             return
         if kind == "model":
             if payload is not self._model:  # a new model: its suggested box threshold
@@ -385,40 +390,27 @@ class GapCamWidget(Container):
     def _show_result(self, first: bool) -> None:
         shown, model = self._shown, self._shown.model
         top = shown.top(TOP_K)
-        mean = " (mean over the planes)" if shown.is_stack else ""
-        self.predictions.value = "\n".join(f"{100 * p:5.1f} %  {name}" for _, name, p in top) + mean
+        self.predictions.value = predictions_text(top, shown.is_stack, model.weights == RANDOM)
         size, cells = (
             "×".join(str(s) for s in shape)
             for shape in (shown.result.input_shape, shown.result.features.shape[-2:])
         )
         done = f", {shown.done} of {len(shown.planes)} planes" if shown.is_stack else ""
+        warning = f" {self._warning}" if self._warning else ""
         self.status.value = (
             f"{model.arch} ({model.method_label}) on {shown.source.name!r}"
             f"{shown.planes.describe()}: input {size}, {cells} map cells{done}, "
-            f"{shown.seconds:.2f} s on {model.device}."
+            f"{shown.seconds:.2f} s on {model.device}.{warning}"
         )
-        with self.class_select.changed.blocked():  # labels and order follow the planes done
-            current = self.class_select.value
-            self.class_select.reset_choices()
-            self.class_select.value = top[0][0] if self._follow_top else current
+        self._run_line = self.status.value
+        current = self.class_select.value  # labels and order follow the planes done
+        self._rebuild_classes(top[0][0] if self._follow_top or current is None else current)
         self._refresh_overlays()
         cam_layer = self._overlays.get(shown.source, "cam")
         if first and cam_layer is not None:  # ready for napari's opacity / colormap controls
             self._viewer.layers.selection.active = cam_layer
 
     # ----------------------------------------------------------------- overlays
-    def _class_meta(self) -> dict[str, Any]:
-        shown, index = self._shown, int(self.class_select.value)
-        return {
-            "class_index": index,
-            "class_name": shown.result.class_names[index],
-            "probability": float(shown.probabilities()[index]),
-            "model": shown.model.arch,
-            "weights": shown.model.weights,
-            "plane": "all" if shown.is_stack else list(shown.planes.indices[0]),
-            "planes_done": shown.done,
-        }
-
     def _budget(self) -> int:
         """Overlay cells per plane: the user's megapixels, but over an nD source at most
         ``VOLUME_CELLS`` over the planes a 3D view would read (the overlay's resolution does
@@ -432,112 +424,3 @@ class GapCamWidget(Container):
         if shown is None or not shown.planes.lead_axes:
             return 1
         return max(shown.source_shape[a] for a in shown.planes.lead_axes)
-
-    def _is_stale(self) -> bool:
-        """The source's data changed shape since the run: say so instead of failing."""
-        shown = self._shown
-        if spatial_shape(shown.source) == shown.source_shape:
-            return False
-        self.status.value = (
-            f"Layer {shown.source.name!r} changed shape since the run "
-            f"({shown.source_shape} → {spatial_shape(shown.source)}): press Run for a new map."
-        )
-        return True
-
-    def _can_show(self) -> bool:
-        shown = self._shown
-        if shown is None or self.class_select.value is None:
-            return False
-        return shown.source in self._viewer.layers and not self._is_stale()
-
-    def _refresh_overlays(self, _value: Any = None) -> None:
-        """Show the selected class's maps (and box/mask): cached maps, no forward pass."""
-        if not self._can_show():
-            return
-        if not self._shown.is_stack and not self._result.is_ready(self.class_select.value):
-            self._start_class_worker(self.class_select.value)
-            return
-        try:
-            self._show_class()
-        except Exception as error:  # keep the viewer alive; say what went wrong
-            self._fail(error)
-
-    def _start_class_worker(self, index: int) -> None:
-        """Grad-CAM: the class's backward pass off the UI thread, then the overlays."""
-        if self._class_worker is not None:  # when it ends, the class selected then is shown
-            return
-        result, status = self._result, self.status.value
-        self.status.value = f"Grad-CAM of {result.class_names[index]!r}: one backward pass…"
-        worker = create_worker(
-            result.raw_cam,
-            index,
-            _progress={"desc": "napari-gapcam Grad-CAM"},
-            _ignore_errors=True,
-        )
-        worker.errored.connect(lambda error: self._fail(error, notify=False))
-        worker.finished.connect(lambda: self._on_class_finished(result, index, status))
-        self._class_worker = worker
-        self.run_button.enabled = False
-        worker.start()
-
-    def _on_class_finished(self, result: Any, index: int, status: str) -> None:
-        self._class_worker = None
-        self.run_button.enabled = True
-        if result.is_ready(index):
-            self.status.value = status  # the run's line again
-        current = self.class_select.value
-        if result is self._result and (current != index or result.is_ready(index)):
-            self._refresh_overlays()
-
-    def _show_class(self) -> None:
-        shown, meta = self._shown, self._class_meta()
-        placement = shown.placement(self._budget())
-        fill = shown.cam_fill(meta["class_index"], placement.grid)
-        self._overlays.show_cam(shown.source, placement, meta, fill)
-        p = "mean p" if shown.is_stack else "p"
-        self.showing.value = f"{meta['class_name']}  ({p} = {meta['probability']:.3f})"
-        self._show_localization()
-
-    def _refresh_localization(self, _value: Any = None) -> None:
-        if not self._can_show():
-            return
-        if not self._shown.is_stack and not self._result.is_ready(self.class_select.value):
-            return  # a Grad-CAM worker runs; it refreshes everything when done
-        try:
-            self._show_localization()
-        except Exception as error:
-            self._fail(error)
-
-    def _show_localization(self) -> None:
-        """Box (of the displayed plane) and mask on a grid of ≤ 0.25 MP: bounded cost."""
-        if not (self.show_box.value or self.show_mask.value):
-            return
-        shown = self._shown
-        meta = {**self._class_meta(), "threshold": float(self.threshold.value)}
-        c, threshold = meta["class_index"], meta["threshold"]
-        placement = shown.placement(min(self._budget(), LOCALIZE_PIXELS))
-        if self.show_box.value:
-            index = self._displayed_index()
-            box = shown.box(c, placement.grid, threshold, index)
-            pixels = None  # the box in the pixels of the image the model read
-            if box is not None:
-                pixels = grid_box_to_pixels(box, shown.image_shape, placement.grid)
-            label = f"{meta['class_name']} {meta['probability']:.2f}"
-            box_meta = {**meta, "box": pixels, "grid_box": box, "level": shown.planes.level}
-            self._overlays.show_box(shown.source, box, index, placement, label, box_meta)
-            if box is None and index in shown.position:
-                self.status.value = "No region stands out in this class's map: no box."
-        if self.show_mask.value:
-            fill = shown.mask_fill(c, placement.grid, threshold)
-            self._overlays.show_mask(shown.source, placement, meta, fill)
-
-    def _displayed_index(self) -> tuple[int, ...]:
-        """The plane napari displays now (for a stack), else the plane that was run."""
-        shown = self._shown
-        if not shown.is_stack:
-            return shown.planes.indices[0]
-        coords = shown.source.world_to_data(self._viewer.dims.point)
-        shape = spatial_shape(shown.source)
-        return tuple(
-            int(min(max(round(coords[a]), 0), shape[a] - 1)) for a in shown.planes.lead_axes
-        )
