@@ -149,6 +149,24 @@ def test_a_record_for_incomplete_outputs_is_not_done(tmp_path, weights, capsys):
     assert zarr.open(str(out / "plate_cam.zarr"), mode="r").shape == (2, 40, 48)
 
 
+def test_a_stem_stays_its_files_while_its_outputs_are_redone(tmp_path, weights):
+    """Item 1: plate1's A01 lost its map (deleted): plate2's A01 still never takes its name."""
+    for plate, seed in (("plate1", 1), ("plate2", 2)):
+        (tmp_path / plate).mkdir()
+        iio.imwrite(tmp_path / plate / "A01.png", image(seed))
+    out = tmp_path / "cams"
+    assert predict(tmp_path / "plate1", out, weights) == 0
+    (out / "A01_cam.tif").unlink()
+    assert predict(tmp_path / "plate2", out, weights) == 0
+    assert not (out / "A01_cam.tif").exists()  # plate2's outputs went elsewhere
+    assert json.loads((out / "records" / "A01.json").read_text())["file"].endswith(
+        str(Path("plate1") / "A01.png")
+    )
+    assert predict([tmp_path / "plate1", tmp_path / "plate2"], out, weights) == 0
+    lines = {Path(r["file"]).parent.name: r["outputs"]["cam"] for r in results(out)}
+    assert lines["plate1"] == "A01_cam.tif" and lines["plate2"].startswith("A01-")
+
+
 def test_a_changed_input_is_computed_again(tmp_path, weights, capsys):
     """Item 3: another image under the same name is recomputed; a touched copy is not."""
     folder = tmp_path / "in"

@@ -114,24 +114,27 @@ class OutputFolder:
     def record_path(self, stem: str) -> Path:
         return self.records / f"{stem}.json"
 
-    def record(self, stem: str) -> dict[str, Any] | None:
-        """The input's record when it and the files it names are complete, else ``None``."""
+    def record(self, stem: str, complete_only: bool = True) -> dict[str, Any] | None:
+        """The input's record when it and the files it names are complete, else ``None``
+        (``complete_only=False``: the record even when its outputs are not all there)."""
         try:
             record = json.loads(self.record_path(stem).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
         if not isinstance(record, dict) or "file" not in record:
             return None
-        outputs = record.get("outputs", {}).values()
-        return record if all(complete(self.root / name) for name in outputs) else None
+        return record if not complete_only or self.has_outputs(record) else None
 
-    def all_records(self) -> dict[str, dict[str, Any]]:
-        """Every complete record, by stem (none when the folder does not exist)."""
+    def has_outputs(self, record: dict[str, Any]) -> bool:
+        """Every output the record names is complete."""
+        return all(complete(self.root / name) for name in record.get("outputs", {}).values())
+
+    def all_records(self, complete_only: bool = True) -> dict[str, dict[str, Any]]:
+        """Every (complete) record, by stem (none when the folder does not exist)."""
         if not self.records.is_dir():
             return {}
-        return {
-            p.stem: r for p in sorted(self.records.glob("*.json")) if (r := self.record(p.stem))
-        }
+        stems = sorted(p.stem for p in self.records.glob("*.json"))
+        return {s: r for s in stems if (r := self.record(s, complete_only))}
 
     def is_done(self, stem: str, file: str, settings: dict[str, Any]) -> bool:
         """Done: a record for this very file, unchanged since, made with these settings."""

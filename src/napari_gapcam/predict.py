@@ -56,8 +56,9 @@ def left_to_do(
     out: OutputFolder, plan: Plan, options: Any, report: bool = False
 ) -> tuple[list[Item], int]:
     """The inputs to compute (named from the folder's history) and how many are done."""
-    records = out.all_records()
-    named = items(plan.paths, {record["file"]: stem for stem, record in records.items()})
+    known = out.all_records(complete_only=False)  # a stem stays its file's, even if redone
+    named = items(plan.paths, {record["file"]: stem for stem, record in known.items()})
+    records = {stem: r for stem, r in known.items() if out.has_outputs(r)}
     settings = options.settings()
     todo = []
     for item in named:
