@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._torch import nn, torch
 from .batch import iter_batches
@@ -21,6 +21,9 @@ from .memory import (
 )
 from .preprocess import as_image
 from .result import CamResult, Result
+
+if TYPE_CHECKING:
+    from .tiles import TiledResult
 
 METHODS = ("auto", "cam", "gradcam")
 METHOD_LABELS = {"cam": "CAM", "gradcam": "Grad-CAM"}
@@ -197,6 +200,31 @@ class GapCamModel:
             )
         ]
         return Result.concatenate(parts)
+
+    def run_tiled(
+        self,
+        image: Any,
+        tile_size: int | None = None,
+        overlap: int | None = None,
+        level: int | None = None,
+        contrast_limits: Sequence[float] | None = None,
+        batch_size: int | None = None,
+        background: str | None = None,
+    ) -> TiledResult:
+        """The CAM at native pixels over an image of any size: tiles stitched into one grid.
+
+        ``image``: numpy, dask, zarr, or a list of pyramid levels (``level`` picks one; default
+        0, native). Tiles of ``tile_size`` (default the model's input size) overlap by
+        ``overlap`` pixels (default two cells: 64 for a ResNet); they are read a block at a
+        time and batched. ``background="auto"`` skips tiles without foreground (Otsu on the
+        smallest level); skipped tiles stay NaN. See :mod:`~napari_gapcam.tiles`;
+        :func:`~napari_gapcam.tiles.iter_tiled` streams the batches (progress, cancelling).
+        """
+        from .tiles import iter_tiled
+
+        args = (tile_size, overlap, level, contrast_limits, batch_size, background)
+        *_, (_, _, result) = iter_tiled(self, image, *args)
+        return result
 
     @property
     def method_object(self) -> Any:
