@@ -230,10 +230,13 @@ def iter_tiled(
     batch_size: int | None = None,
     background: str | None = None,
     first: tuple[float, float] | None = None,
+    only: Sequence[tuple[int, int]] | None = None,
 ) -> Iterator[tuple[int, int, TiledResult]]:
     """Yield ``(tiles done, tiles to run, result so far)`` after each batch; the result fills
     in place (NaN where no tile ran yet). ``first=(y, x)``: tiles nearest that pixel first (the
-    part of the image in view). See :meth:`GapCamModel.run_tiled`."""
+    part of the image in view). ``only``: run just these tiles (``(row, column)`` of
+    :func:`plan`'s tiling, e.g. one block of a run split across workers; the others count as
+    skipped). See :meth:`GapCamModel.run_tiled`."""
     if model.method != "cam":
         raise ValueError(
             "Tiled runs stitch the exact CAM (a GAP + dense head); this model uses "
@@ -250,6 +253,9 @@ def iter_tiled(
     if contrast_limits is None and rgb and np.dtype(data.dtype) == np.uint8:
         low, high = 0.0, 255.0
     todo = tiling.tiles()
+    if only is not None:
+        wanted = {(int(i), int(j)) for i, j in only}
+        todo = [t for t in todo if t in wanted]
     if background == "auto":
         thumbnail = smallest if smallest is not None else _thumbnail(data)
         keep = foreground_tiles(np.asarray(thumbnail), shape, tiling)
