@@ -15,8 +15,8 @@ from ._model_controls import DEMO_MODEL, FILE, RANDOM
 
 SHORT = 160  # characters of an error shown in the status line
 WAYS_ON = (
-    f"Go on with weights '{RANDOM}' (maps without meaning), the model '{DEMO_MODEL}' on "
-    f"File ▸ Open Sample ▸ Synthetic shapes, or weights '{FILE}' of your own."
+    f"Go on with weights '{RANDOM}', model '{DEMO_MODEL}' (on File ▸ Open Sample ▸ "
+    f"Synthetic shapes) or weights '{FILE}'."
 )
 RANDOM_NOTE = "Random weights: these class names carry no meaning."
 
@@ -48,8 +48,8 @@ def error_line(error: BaseException, spec: dict[str, Any] | None = None) -> str:
     """The status line of an error: a few words (the notification holds the full text)."""
     if spec is not None and is_missing_named_weights(error, spec):
         return (
-            f"No {spec['weights']} weights for {spec['name']} on this machine (offline?). "
-            f"{WAYS_ON} Details: the notification."
+            f"No {spec['weights']} weights for {spec['name']} here (offline?). {WAYS_ON} "
+            "Full message: the notification."
         )
     text = " ".join(str(error).split())
     if len(text) <= SHORT:
