@@ -87,6 +87,23 @@ def test_a_booby_trapped_weights_file_neither_runs_nor_loads(tmp_path, resnet18)
         assert not marker.exists()
 
 
+def test_a_legacy_format_trap_is_refused_and_a_text_file_is_not_called_one(tmp_path, resnet18):
+    legacy = tmp_path / "old.pth"
+    marker = tmp_path / MARKER
+    state = {**resnet18.state_dict(), "trap": Trap(marker)}
+    torch.save(state, legacy, _use_new_zipfile_serialization=False)
+    with pytest.raises(WeightsError, match="old.pth was refused.*could run code"):
+        load_model("resnet18", weights=legacy, device="cpu")
+    assert not marker.exists()
+    text = tmp_path / "notes.pth"
+    text.write_text("not a checkpoint\n")
+    with pytest.raises(WeightsError) as caught:
+        load_model("resnet18", weights=text, device="cpu")
+    message = str(caught.value)
+    assert "not a readable PyTorch checkpoint" in message and "refused" not in message
+    assert "weights_only` set to `False" not in message  # torch's advice to unpickle unsafely
+
+
 def test_a_whole_pickled_model_is_refused_with_the_way_out(tmp_path, resnet18):
     path = tmp_path / "model.pt"
     torch.save(resnet18, path)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import pathlib
 import pickle
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,22 +125,40 @@ def _read_torch(path: Path) -> Any:
         with safe(HARMLESS):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
+        if not _unsafe_globals(path, error):  # not a pickle at all: text, an image, truncated
+            raise WeightsError(_unreadable(path, error)) from error
         raise WeightsError(_refusal(path, error)) from error
     except Exception as error:
+        raise WeightsError(_unreadable(path, error)) from error
+
+
+def _unreadable(path: Path, error: Exception) -> str:
+    if isinstance(error, pickle.UnpicklingError):  # torch's text says to unpickle unsafely
+        detail = [
+            line for line in str(error).splitlines() if line.startswith(("Unsupported", "invalid"))
+        ]
+        reason = "its bytes are no PyTorch pickle" + (f": {detail[0]}" if detail else "")
+    else:
         reason = f"{type(error).__name__}: {str(error)[:200]}"
-        raise WeightsError(
-            f"{path} is not a readable PyTorch checkpoint or safetensors file ({reason}). "
-            "Expected a file saved with torch.save(model.state_dict(), path) or a .safetensors "
-            "file."
-        ) from error
+    return (
+        f"{path} is not a readable PyTorch checkpoint or safetensors file ({reason}). "
+        "Expected a file saved with torch.save(model.state_dict(), path) or a .safetensors file."
+    )
+
+
+def _unsafe_globals(path: Path, error: Exception) -> list[str]:
+    """The globals a pickle would build: read from a zip file's opcodes (nothing runs), or
+    from torch's refusal of a legacy file. Empty: the file is no pickle."""
+    try:
+        names = list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:
+        names = []
+    return names or re.findall(r"GLOBAL ([\w.]+)", str(error))
 
 
 def _refusal(path: Path, error: Exception) -> str:
     """Why a file was refused (the objects it would build), and the way out."""
-    try:
-        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)  # reads opcodes only
-    except Exception:
-        names = []
+    names = _unsafe_globals(path, error)
     names = [n for n in names if n not in {_qualname(t) for t in HARMLESS}]
     names.sort(key=lambda n: not n.startswith(("torchvision.models", "timm.models")))
     whole = any(n.startswith(("torch.nn.modules", "torchvision.models", "timm.")) for n in names)

@@ -1,0 +1,137 @@
+"""Tiled runs: speed against the bare batched forward, and peak memory over lazy images.
+
+    .venv/bin/python benchmarks/tiles.py                 # ≈ 3 min on 2 cores
+    .venv/bin/python benchmarks/tiles.py --sides 4096 8192 16384
+
+Speed: ``run_tiled`` on a 2048² RGB uint8 mosaic (tiles read, normalised, batched, stitched)
+vs the bare batched forward of the same model over as many tiles already made into one input
+tensor, timed alternately (medians). Memory: the resident set's high-water mark during a tiled
+run over a lazily generated dask image (never held whole), minus the set before it, for each
+side, each in a fresh process: bounded, and independent of the image's size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def _status(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field):
+                return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+def _model(arch: str):
+    import torch
+
+    from napari_gapcam import load_model
+    from napari_gapcam.models import DEMO_WEIGHTS
+
+    torch.manual_seed(0)
+    weights = DEMO_WEIGHTS if arch == "resnet18" else None
+    return load_model(arch, weights=weights, device="cpu")
+
+
+def speed_row(arch: str, repeat: int) -> dict:
+    import torch
+
+    model = _model(arch)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (2048, 2048, 3), dtype=np.uint8)
+    result = model.run_tiled(image)  # warm-up: folding, the memory probe
+    tiles, size = len(result.tile_boxes), result.tiling.tile_size
+    batch = max(1, min(16, 8 * 224 * 224 // (size * size)))
+    inputs = torch.randn(batch, 3, size, size)
+
+    def bare() -> None:
+        with torch.inference_mode():
+            for _ in range(0, tiles, batch):
+                model.forward_batch(inputs)
+
+    ours, base = [], []
+    for _ in range(repeat):
+        for fn, out in ((lambda: model.run_tiled(image), ours), (bare, base)):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return {
+        "case": f"{arch}: run_tiled on 2048² ({tiles} tiles of {size}²) vs bare batched forward",
+        "ours": tiles / float(np.median(ours)),
+        "base": tiles / float(np.median(base)),
+    }
+
+
+def memory_case(side: int, arch: str) -> dict:
+    """One memory row, in this process (a fresh subprocess)."""
+    import dask.array as da
+
+    model = _model(arch)
+    model.run_tiled(np.zeros((512, 512, 3), np.uint8))  # warm-up
+
+    def block(block_info=None):
+        loc = block_info[None]["chunk-location"]
+        rng = np.random.default_rng(loc[0] * 10_000 + loc[1])
+        shape = block_info[None]["chunk-shape"]
+        return rng.integers(0, 256, shape, dtype=np.uint8)
+
+    image = da.map_blocks(block, chunks=((1024,) * (side // 1024),) * 2 + ((3,),), dtype=np.uint8)
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+    before = _status("VmRSS")
+    start = time.perf_counter()
+    result = model.run_tiled(image, contrast_limits=(0, 255))
+    seconds = time.perf_counter() - start
+    extra = _status("VmHWM") - before
+    return {
+        "side": side,
+        "tiles": len(result.tile_boxes),
+        "seconds": seconds,
+        "extra_mib": extra / 2**20,
+        "image_mib": side * side * 3 / 2**20,
+        "grids_mib": result.grids.nbytes / 2**20,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--sides", type=int, nargs="+", default=[4096, 8192])
+    parser.add_argument("--arch", default="resnet18", help="resnet18: the demo; resnet50: random")
+    parser.add_argument("--case", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        print(json.dumps(memory_case(args.case, args.arch)))
+        return
+    import torch
+
+    print(
+        f"{platform.machine()}, {torch.get_num_threads()} threads, Python "
+        f"{platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}; "
+        f"medians of {args.repeat}"
+    )
+    row = speed_row(args.arch, args.repeat)
+    print(
+        f"| {row['case']} | {row['ours']:.1f} tiles/s | {row['base']:.1f} tiles/s | "
+        f"{row['ours'] / row['base']:.2f}× |"
+    )
+    for side in args.sides:
+        command = [sys.executable, __file__, "--case", str(side), "--arch", args.arch]
+        out = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+        print(
+            f"| lazy {side}² RGB ({out['image_mib']:.0f} MiB): {out['tiles']} tiles in "
+            f"{out['seconds']:.0f} s | extra peak {out['extra_mib']:.0f} MiB | grids "
+            f"{out['grids_mib']:.1f} MiB |"
+        )
+
+
+if __name__ == "__main__":
+    main()
