@@ -8,29 +8,19 @@ import torch
 import torch.nn.functional as F
 from skimage import data
 
+from _references import to_unit_range
 from napari_gapcam import preprocess
 from napari_gapcam.grid import bounded_grid, grid_box_to_pixels, grid_placement
 from napari_gapcam.memory import InputTooLargeError
 from napari_gapcam.preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    intensity_range,
     target_size,
     to_input_tensor,
 )
 from napari_gapcam.result import CamResult
 
 RNG = np.random.default_rng(7)
-
-
-def to_unit_range(image: np.ndarray, contrast_limits=None) -> np.ndarray:
-    """The full-size float H×W×3 image in [0, 1]: the reference for the scaling rules."""
-    low, high = intensity_range(image, contrast_limits)
-    values = np.nan_to_num(np.asarray(image, np.float64), nan=low, posinf=high, neginf=low)
-    span = high - low
-    unit = np.clip((values - low) / span, 0, 1) if span > 0 else np.zeros_like(values)
-    unit = unit[..., :3] if unit.ndim == 3 else np.repeat(unit[..., None], 3, axis=-1)
-    return unit.astype(np.float32)
 
 
 def reference_tensor(image: np.ndarray, contrast_limits=None, input_size: int = 224):

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from napari_gapcam.preprocess import to_unit_range
+from _references import to_unit_range
 from napari_gapcam.result import CamResult, upsample_and_normalise
 
 RNG = np.random.default_rng(0)
