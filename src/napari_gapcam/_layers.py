@@ -288,9 +288,3 @@ class Overlays:
         layer.features = features
         layer.refresh_text()
         return layer
-
-    def hide(self, source: Layer, role: str) -> None:
-        """Hide an overlay (kept, so the user's settings survive)."""
-        layer = self.get(source, role)
-        if layer is not None:
-            layer.visible = False
