@@ -12,7 +12,6 @@ from typing import Any
 from napari.qt.threading import create_worker
 
 from ._layers import spatial_shape
-from .grid import grid_box_to_pixels
 
 LOCALIZE_PIXELS = 250_000  # box and mask come from a grid of at most this many cells
 NO_BOX = "No region stands out in this class's map: no box."
@@ -31,6 +30,7 @@ class ClassView:
             "weights": shown.model.weights,
             "plane": "all" if shown.is_stack else list(shown.planes.indices[0]),
             "planes_done": shown.done,
+            **shown.meta(),
         }
 
     def _is_stale(self) -> bool:
@@ -54,7 +54,7 @@ class ClassView:
         """Show the selected class's maps (and box/mask): cached maps, no forward pass."""
         if not self._can_show():
             return
-        if not self._shown.is_stack and not self._result.is_ready(self.class_select.value):
+        if not self._shown.is_ready(self.class_select.value):
             self._start_class_worker(self.class_select.value)
             return
         try:
@@ -101,7 +101,7 @@ class ClassView:
     def _refresh_localization(self, _value: Any = None) -> None:
         if not self._can_show():
             return
-        if not self._shown.is_stack and not self._result.is_ready(self.class_select.value):
+        if not self._shown.is_ready(self.class_select.value):
             return  # a Grad-CAM worker runs; it refreshes everything when done
         try:
             self._show_localization()
@@ -137,7 +137,7 @@ class ClassView:
             box = shown.box(c, placement.grid, threshold, index)
             pixels = None  # the box in the pixels of the image the model read
             if box is not None:
-                pixels = grid_box_to_pixels(box, shown.image_shape, placement.grid)
+                pixels = shown.box_pixels(box, placement.grid)
             label = f"{meta['class_name']} {meta['probability']:.2f}"
             box_meta = {**meta, "box": pixels, "grid_box": box, "level": shown.planes.level}
             self._overlays.show_box(shown.source, box, index, placement, label, box_meta)

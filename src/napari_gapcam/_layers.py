@@ -29,6 +29,7 @@ META_KEY = "gapcam"  # layer.metadata[META_KEY] marks (and describes) our overla
 BOX_COLOR = "yellow"
 BOX_PIXELS = 2.0  # the box's edge width on screen, whatever the zoom
 LABEL_PIXELS = 11  # the box label's font size; the label sits inside the box, under its top
+ROLES = ("box", "mask", "cam", "tiles", "parts")  # overlays of a source, removed with it
 
 
 def is_overlay(layer: Layer) -> bool:
@@ -111,7 +112,7 @@ class Overlays:
 
     def remove(self, source: Layer) -> None:
         """Remove the overlays of ``source`` (e.g. once it was removed)."""
-        for role in ("box", "mask", "cam"):
+        for role in ROLES:
             layer = self.get(source, role)
             if layer is not None:
                 self.viewer.layers.remove(layer)
@@ -172,7 +173,7 @@ class Overlays:
         """Set the ``role`` overlay's data (created with ``add`` if missing) from ``fill``."""
         shape = spatial_shape(source)
         data = LazyPlanes(shape, placement.axes, placement.grid, dtype, fill)
-        if len(shape) == 2 and role == "cam":
+        if len(shape) == 2 and role in ("cam", "tiles"):
             data = data[...]  # one plane: computed now (a mask stays lazy: it refuses paint)
         layer = self.get(source, role)
         if layer is None:
@@ -188,21 +189,33 @@ class Overlays:
         self, source: Image, placement: Placement, meta: dict[str, Any], fill: Fill
     ) -> Image:
         """Show the [0, 1] grid heat maps ``fill(planes)`` as ``"<source> CAM"``."""
-        meta = {"role": "cam", "source": source.name, **meta}
+        return self.show_image("cam", f"{source.name} CAM", source, placement, meta, fill)
+
+    def show_image(
+        self,
+        role: str,
+        name: str,
+        source: Image,
+        placement: Placement,
+        meta: dict[str, Any],
+        fill: Fill,
+        **style: Any,
+    ) -> Image:
+        """Show the [0, 1] grids ``fill(planes)`` as the ``role`` image overlay ``name``."""
+        meta = {"role": role, "source": source.name, **meta}
+        style = {
+            "colormap": "turbo",
+            "blending": "translucent",
+            "opacity": 0.5,
+            "contrast_limits": (0.0, 1.0),
+            "interpolation2d": "linear",
+            **style,
+        }
 
         def add(data: Any, **kwargs: Any) -> Image:
-            return self.viewer.add_image(
-                data,
-                name=f"{source.name} CAM",
-                colormap="turbo",
-                blending="translucent",
-                opacity=0.5,
-                contrast_limits=(0.0, 1.0),
-                interpolation2d="linear",
-                **kwargs,
-            )
+            return self.viewer.add_image(data, name=name, **style, **kwargs)
 
-        return self._put("cam", source, placement, meta, fill, np.float32, add)
+        return self._put(role, source, placement, meta, fill, np.float32, add)
 
     def show_mask(
         self, source: Image, placement: Placement, meta: dict[str, Any], fill: Fill

@@ -99,16 +99,21 @@ def choose_planes(
     dims_order: tuple[int, ...],
     input_size: int,
     all_planes: bool = False,
+    level: int | None = None,
 ) -> Planes:
-    """The displayed plane of ``layer`` at ``world_point`` (or every plane), at the level read."""
+    """The displayed plane of ``layer`` at ``world_point`` (or every plane), at the level read
+    (``level``, or the smallest level whose short side reaches ``input_size``)."""
     ndim = layer.ndim  # spatial axes (an RGB layer's channel axis is not one)
     axes = displayed_axes(layer, tuple(dims_order))
     lead_axes = tuple(a for a in range(ndim) if a not in axes)
     levels = list(layer.data) if layer.multiscale else [layer.data]
     shapes = [tuple(int(s) for s in level.shape[:ndim]) for level in levels]
-    level = 0
-    if len(levels) > 1:
+    if level is not None:
+        level = min(max(int(level), 0), len(levels) - 1)
+    elif len(levels) > 1:
         level = pick_level([(s[axes[0]], s[axes[1]]) for s in shapes], input_size)
+    else:
+        level = 0
     factors = np.divide(shapes[0], shapes[level])  # napari's downsample factors
     if all_planes:
         indices = tuple(np.ndindex(*(shapes[0][a] for a in lead_axes)))

@@ -38,6 +38,7 @@ class Shown:
     result: Any  # CamResult (one plane) or StackResult (all planes, growing)
     model: Any
     seconds: float = 0.0
+    scale: str = "each"  # a stack's maps: min-max per plane ("each") or over all ("shared")
     position: dict[tuple[int, ...], int] = field(default_factory=dict)
     _cache: dict[tuple, Any] = field(default_factory=dict, repr=False)
 
@@ -55,6 +56,29 @@ class Shown:
     @property
     def image_shape(self) -> tuple[int, int]:
         return self.result.image_shape
+
+    @property
+    def mean_label(self) -> str:
+        """How the class list's probabilities are pooled ("mean " over a stack)."""
+        return "mean " if self.is_stack else ""
+
+    def is_ready(self, c: int) -> bool:
+        """True when class ``c``'s maps cost no network pass (a single Grad-CAM plane: one)."""
+        return self.is_stack or self.result.is_ready(c)
+
+    def progress_note(self) -> str:
+        """How far a cancelled run got."""
+        return f" after {self.done} of {len(self.planes)} planes" if self.is_stack else ""
+
+    def meta(self) -> dict[str, Any]:
+        """What the overlays' metadata adds about the run."""
+        return {"scale": self.scale if self.is_stack else "each"}
+
+    def box_pixels(self, box: Box, grid: tuple[int, int]) -> Box:
+        """A box in cells of ``grid`` → pixels of the image read."""
+        from .grid import grid_box_to_pixels
+
+        return grid_box_to_pixels(box, self.image_shape, grid)
 
     def probabilities(self) -> np.ndarray:
         """Per class: the plane's probability, or the mean over the planes done."""
@@ -74,7 +98,7 @@ class Shown:
 
     def _cached(self, key: tuple, compute: Callable[[], Any]) -> Any:
         """A small cache: the CAM overlay, the mask and the box read the same maps and regions."""
-        key = (id(self.result), self.done, *key)
+        key = (id(self.result), self.done, self.scale, *key)
         if key not in self._cache:
             self._cache[key] = compute()
             while len(self._cache) > CACHED:
@@ -89,7 +113,7 @@ class Shown:
 
         def compute() -> np.ndarray:
             if self.is_stack:
-                return self.result.cams(c, shape=grid, images=[position])[0]
+                return self.result.cams(c, shape=grid, images=[position], scale=self.scale)[0]
             return self.result.cam(c, shape=grid)
 
         return self._cached(("map", c, grid, index), compute)
@@ -105,7 +129,8 @@ class Shown:
         maps: dict[int, np.ndarray] = {}
         for start in range(0, len(ready), AT_ONCE):
             chosen = ready[start : start + AT_ONCE]
-            maps.update(zip(chosen, self.result.cams(c, shape=grid, images=chosen), strict=True))
+            made = self.result.cams(c, shape=grid, images=chosen, scale=self.scale)
+            maps.update(zip(chosen, made, strict=True))
         return [maps.get(p) for p in positions]
 
     def region(

@@ -35,13 +35,25 @@ from ._run import CancelToken, compute
 from ._searchable import make_searchable, select_text, show_start
 from ._shown import Shown
 from ._status import error_line, fit_label, no_finite_line, predictions_text
+from ._tiles_view import TILES, WHOLE, TilesRun
 
 if TYPE_CHECKING:
     import napari
 
     from .models import GapCamModel
 
-__all__ = ["ALL", "CURRENT", "DEMO", "DEMO_MODEL", "FILE", "IN_MEMORY", "RANDOM", "GapCamWidget"]
+__all__ = [
+    "ALL",
+    "CURRENT",
+    "DEMO",
+    "DEMO_MODEL",
+    "FILE",
+    "IN_MEMORY",
+    "RANDOM",
+    "TILES",
+    "WHOLE",
+    "GapCamWidget",
+]
 
 TOP_K = 5
 CURRENT, ALL = "current plane", "all planes"
@@ -49,7 +61,7 @@ OVERLAY_MEGAPIXELS = 1.0  # default per-plane budget of the overlays
 VOLUME_CELLS = 8_000_000  # a 3D view reads every plane: a stack's overlay volume stays this small
 
 
-class GapCamWidget(ClassView, Container):
+class GapCamWidget(TilesRun, ClassView, Container):
     """Class activation maps (CAM, or Grad-CAM) of a CNN (ResNet-50 by default) on the active
     image layer."""
 
@@ -80,6 +92,13 @@ class GapCamWidget(ClassView, Container):
             m.input_size,
             m.square,
         )
+        self.mode = ComboBox(
+            label="resolution",
+            choices=[WHOLE, TILES],
+            value=WHOLE,
+            tooltip="Whole image shrunk to the input size, or tiles at native pixels (the "
+            "pyramid level displayed, the displayed plane; CAM models only).",
+        )
         self.planes = ComboBox(label="planes", choices=[CURRENT, ALL], value=CURRENT)
         self.overlay_mp = FloatSpinBox(
             label="overlay MP",
@@ -100,10 +119,12 @@ class GapCamWidget(ClassView, Container):
         )
         self.show_box = CheckBox(text="show box", value=False)
         self.show_mask = CheckBox(text="show mask", value=False)
+        self.show_tiles = CheckBox(text="tile probabilities", value=False)
         self.extend(
             [
                 self.image,
                 *m.widgets,
+                self.mode,
                 self.planes,
                 self.overlay_mp,
                 self.run_button,
@@ -114,6 +135,7 @@ class GapCamWidget(ClassView, Container):
                 self.threshold,
                 self.show_box,
                 self.show_mask,
+                self.show_tiles,
             ]
         )
         placeholder = "run first; then type to search the classes"
@@ -133,6 +155,7 @@ class GapCamWidget(ClassView, Container):
         self.show_box.changed.connect(self._on_toggle)
         self.show_mask.changed.connect(self._on_toggle)
         self.overlay_mp.changed.connect(self._refresh_overlays)
+        self.show_tiles.changed.connect(self._show_tile_layer)
         for event in ("inserted", "removed", "reordered"):
             getattr(viewer.layers.events, event).connect(self._on_layers_changed)
         viewer.layers.events.removed.connect(self._on_layer_removed)
@@ -175,10 +198,7 @@ class GapCamWidget(ClassView, Container):
         self._token.set()  # ... and the run's thread before its next layer or plane
         self._run_id += 1  # whatever it still yields is ignored
         self._end_run()
-        shown = self._shown
-        done = (
-            f" after {shown.done} of {len(shown.planes)} planes" if shown and shown.is_stack else ""
-        )
+        done = self._shown.progress_note() if self._shown is not None else ""
         self.status.value = f"Cancelled{done}."
 
     # ----------------------------------------------------------------- choices
@@ -194,7 +214,7 @@ class GapCamWidget(ClassView, Container):
         if self._shown is None:
             return []
         top = self._shown.top(TOP_K)
-        mean = "mean " if self._shown.is_stack else ""
+        mean = self._shown.mean_label
         head = [(f"{name}  ({mean}{100 * p:.1f} %)", index) for index, name, p in top]
         first = {index for index, _, _ in top}
         names = self._shown.result.class_names
@@ -277,7 +297,11 @@ class GapCamWidget(ClassView, Container):
             return int(self.input_size.value)
         if self._model is not None and spec == self._model_spec:
             return self._model.input_size
-        return 224
+        if spec["name"] == IN_MEMORY:
+            return self.models.memory_model.input_size
+        from .loading import default_input_size
+
+        return default_input_size(spec["name"], spec["weights"])
 
     def run(self, _value: Any = None) -> None:
         """Start a run on the chosen layer: its displayed plane, or all planes."""
@@ -288,6 +312,9 @@ class GapCamWidget(ClassView, Container):
             if source is None:
                 raise ValueError("No image layer: open an image (File ▸ Open) and press Run.")
             spec = self.models.spec()
+            if self.mode.value == TILES:
+                self._start_tiled(source, spec)
+                return
             dims = self._viewer.dims
             planes = choose_planes(
                 source,
@@ -366,10 +393,7 @@ class GapCamWidget(ClassView, Container):
             show_warning(f"napari-gapcam: {source.name!r}: {self._warning}")
             return
         if kind == "model":
-            if payload is not self._model:  # a new model: its suggested box threshold
-                with self.threshold.changed.blocked():
-                    self.threshold.value = payload.box_threshold
-            self._model, self._model_spec = payload, spec
+            self._took_model(payload, spec)
             return
         if source not in self._viewer.layers:
             self.status.value = f"Layer {source.name!r} was removed during the run."
@@ -386,6 +410,12 @@ class GapCamWidget(ClassView, Container):
         if self._progress is not None and kind == "batch":
             self._progress.update(self._shown.done - self._progress.n)
         self._show_result(first)
+
+    def _took_model(self, model: GapCamModel, spec: dict[str, Any]) -> None:
+        if model is not self._model:  # a new model: its suggested box threshold
+            with self.threshold.changed.blocked():
+                self.threshold.value = model.box_threshold
+        self._model, self._model_spec = model, spec
 
     def _show_result(self, first: bool) -> None:
         shown, model = self._shown, self._shown.model
