@@ -100,6 +100,13 @@ class GapCamWidget(TilesRun, ClassView, Container):
             "pyramid level displayed, the displayed plane; CAM models only).",
         )
         self.planes = ComboBox(label="planes", choices=[CURRENT, ALL], value=CURRENT)
+        self.scale = ComboBox(
+            label="scale",
+            choices=[("per plane", "each"), ("shared across the stack", "shared")],
+            value="each",
+            tooltip="A stack's maps: each plane min-max normalised on its own, or one min and "
+            "max over every plane (so planes compare).",
+        )
         self.overlay_mp = FloatSpinBox(
             label="overlay MP",
             min=0.01,
@@ -126,6 +133,7 @@ class GapCamWidget(TilesRun, ClassView, Container):
                 *m.widgets,
                 self.mode,
                 self.planes,
+                self.scale,
                 self.overlay_mp,
                 self.run_button,
                 self.status,
@@ -155,6 +163,7 @@ class GapCamWidget(TilesRun, ClassView, Container):
         self.show_box.changed.connect(self._on_toggle)
         self.show_mask.changed.connect(self._on_toggle)
         self.overlay_mp.changed.connect(self._refresh_overlays)
+        self.scale.changed.connect(self._refresh_overlays)
         self.show_tiles.changed.connect(self._show_tile_layer)
         for event in ("inserted", "removed", "reordered"):
             getattr(viewer.layers.events, event).connect(self._on_layers_changed)

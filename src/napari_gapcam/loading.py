@@ -98,6 +98,22 @@ def load_model(
     return _assemble(split, names, name, label, torch_device, method, config)
 
 
+def default_input_size(name: str, weights: Any = None) -> int:
+    """The input size a model will have before it is loaded (no network built): the
+    checkpoint's ``input_size`` is only known once the file is read, so a file gives the
+    architecture's default (torchvision's weights' crop, 299 for inception_v3; timm's config)."""
+    if name.startswith(TIMM):
+        from .timm_models import import_timm
+
+        cfg = import_timm().models.get_pretrained_cfg(name.removeprefix(TIMM))
+        return int(min(cfg.input_size[1:])) if cfg is not None else ModelConfig().input_size
+    import torchvision
+
+    named = isinstance(weights, str) and is_named(name, weights)
+    enum = torchvision.models.get_model_weights(name)
+    return default_config(enum[weights] if named else enum.DEFAULT).input_size
+
+
 def _default_weights(arch: str) -> Any:
     """torchvision's default weights entry: its transforms are the architecture's defaults."""
     import torchvision
