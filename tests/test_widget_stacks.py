@@ -299,3 +299,26 @@ def test_batches_shrink_at_big_inputs_on_a_cpu():
     planes = choose_planes(Layer(), (0, 0, 0), (0, 1, 2), 224, all_planes=True)
     model = load_model("resnet18", weights=None, device="cpu")
     assert [batch_size_for(model, planes, size, None) for size in (None, 448, 896)] == [8, 2, 1]
+
+
+def test_scale_shared_across_the_stack_lets_planes_compare(viewer, qtbot):
+    stack = photo_stack(4)
+    stack[2] = 0  # a blank plane: per plane it looks as hot as the others
+    viewer.add_image(stack, name="planes", contrast_limits=(0, 255))
+    widget = make_widget(viewer, arch="resnet18", planes=ALL)
+    run_and_wait(widget, qtbot)
+    cam = viewer.layers["planes CAM"]
+    assert cam.metadata["gapcam"]["scale"] == "each"
+    assert [combo_items(widget.scale)] == [["per plane", "shared across the stack"]]
+    c = widget.class_select.value
+    widget.scale.value = "shared"
+    assert viewer.layers["planes CAM"] is cam and cam.metadata["gapcam"]["scale"] == "shared"
+    planes = np.asarray(cam.data)
+    np.testing.assert_allclose(
+        planes, widget._result.cams(c, shape=(64, 64), scale="shared"), atol=1e-6
+    )
+    maxima = planes.reshape(4, -1).max(1)
+    assert maxima.max() > 0.99 and maxima.min() < 0.9, maxima  # one range for all planes
+    widget.scale.value = "each"
+    planes = np.asarray(cam.data)
+    assert all(planes[i].max() == pytest.approx(1.0) for i in range(4))

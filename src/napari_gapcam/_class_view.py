@@ -90,6 +90,7 @@ class ClassView:
             self._refresh_overlays()
 
     def _show_class(self) -> None:
+        self._shown.scale = self.scale.value
         shown, meta = self._shown, self._class_meta()
         placement = shown.placement(self._budget())
         fill = shown.cam_fill(meta["class_index"], placement.grid)
