@@ -25,6 +25,8 @@ from .inputs import InputError, Item, LazyPlane, Pages, fingerprint, open_pages
 from .localize import largest_region
 from .outputs import OutputFolder, ZarrMaps, complete, write_png, write_tiff
 from .overlay import overlay
+from .page_objects import PageObjects
+from .shared_scale import shared_cams
 
 _MODELS: dict[ModelSpec, Any] = {}
 MAX_MAP_PIXELS = 2**22  # a map is written at most at 2048² cells (~4 M) over a bigger image
@@ -54,16 +56,38 @@ class Options:
     max_map_pixels: int = MAX_MAP_PIXELS
     batch_size: int = 8  # pages per call of :func:`infer`
     overwrite: bool = False
+    # whole slides (--tiles): native pixels, in blocks of tiles (napari_gapcam.tile_blocks)
+    tiles: bool = False
+    level: int = 0
+    tile_size: int | None = None  # None: --input-size, else the model's
+    overlap: int | None = None  # pixels; None: two feature cells
+    background: str | None = None  # "auto": skip tiles without foreground
+    all_probabilities: bool = False  # the tile CSV: every class instead of the top-k
+    block_tiles: int = 8  # a block (task, unit of resuming) is N×N tiles
+    labels: str | None = None  # --labels: label images matched to inputs by stem
+    scale: str = "each"  # "shared": one range per class over a multi-page input's pages
 
     def settings(self) -> dict[str, Any]:
-        """What a record must match to count as done (the device is left out). No torch."""
+        """What a record must match to count as done (the device is left out). No torch.
+
+        Options added after the first release appear only when not at their default, so the
+        records of earlier runs still match."""
         settings = asdict(self)
         model = settings.pop("model")
         del settings["batch_size"], settings["overwrite"], model["device"]
+        del settings["block_tiles"]  # blocks change how a slide is split, not its outputs
+        for name in NEWER_OPTIONS:
+            if settings[name] == _DEFAULTS[name]:
+                del settings[name]
         for key, path in (("weights", self.model.weights), ("class_names", self.model.class_names)):
             if path is not None and os.path.isfile(path):
                 model[f"{key}_modified"] = os.stat(path).st_mtime_ns
         return {**model, **settings}
+
+
+NEWER_OPTIONS = ("tiles", "level", "tile_size", "overlap", "background", "all_probabilities",
+                 "labels", "scale")  # fmt: skip
+_DEFAULTS = {name: Options.__dataclass_fields__[name].default for name in NEWER_OPTIONS}
 
 
 def get_model(spec: ModelSpec) -> Any:
@@ -144,15 +168,23 @@ def map_grid(image_shape: tuple[int, int], options: Options) -> tuple[int, int]:
     return bounded_grid(image_shape, options.max_map_pixels)
 
 
-def summarise(result: Any, options: Options, threshold: float) -> tuple[np.ndarray, dict[str, Any]]:
-    """A page's map of the chosen class (float32, at :func:`map_grid`) and its JSON: top-k,
-    class, box (in image pixels)."""
-    top = result.topk(options.topk)
+def chosen_class(result: Any, options: Options) -> int:
+    """The page's class whose map is written: ``--class``, else its top-1."""
     reference = class_ref(options.class_ref, result.class_names)
-    index = result.topk(1)[0][0] if reference is None else result.class_index(reference)
+    return result.topk(1)[0][0] if reference is None else result.class_index(reference)
+
+
+def summarise(
+    result: Any, options: Options, threshold: float, cam: np.ndarray | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """A page's map of the chosen class (float32, at :func:`map_grid`) and its JSON: top-k,
+    class, box (in image pixels). ``cam``: the map already made (``--scale shared``)."""
+    top = result.topk(options.topk)
+    index = chosen_class(result, options)
     grid = map_grid(result.image_shape, options)
     full = grid == tuple(result.image_shape)
-    cam = result.cam(index) if full else result.cam(index, grid)
+    if cam is None:
+        cam = result.cam(index) if full else result.cam(index, grid)
     box = largest_region(cam, threshold)[1]
     if box is not None and not full:
         box = grid_box_to_pixels(box, result.image_shape, grid)
@@ -186,6 +218,10 @@ class _Job:
         self.grid = map_grid(pages.shape, options)
         scale, translate = grid_placement(pages.shape, self.grid)
         self.placement = {"shape": list(self.grid), "scale": scale, "translate": translate}
+        self.shared = options.scale == "shared" and pages.count > 1
+        if self.shared:  # the map's metadata says so (each page's own range otherwise)
+            self.placement["cam_scale"] = "shared"
+        self.ranges: dict[str, list[float]] = {}
         self.maps: list[np.ndarray] | ZarrMaps = (
             ZarrMaps(self.cam_path, pages.count, self.grid, pages.chunk, self.placement)
             if self.zarr
@@ -193,10 +229,31 @@ class _Job:
         )
         self.results: list[dict[str, Any]] = []
         self.error: str | None = None
+        self.objects = PageObjects(item, pages, out, options) if options.labels else None
+        self.held: list[tuple[np.ndarray | None, Any]] = []  # --scale shared: pages until the last
 
     def add(self, index: int, image: np.ndarray, result: Any) -> dict[str, Any] | None:
         """Take page ``index``'s result; returns the outcome once the last page is in."""
-        cam, page = summarise(result, self.options, self.threshold)
+        if self.shared:  # every page's map waits for the range over all pages
+            self.held.append((image if index == 0 else None, result))
+            if len(self.held) < self.pages.count:
+                return None
+            held, self.held = self.held, []
+            results = [r for _, r in held]
+            classes = [chosen_class(r, self.options) for r in results]
+            maps, self.ranges = shared_cams(results, classes, self.grid)
+            outcome = None
+            for n, ((first, result), cam) in enumerate(zip(held, maps, strict=True)):
+                outcome = self._page(n, first, result, cam)
+            return outcome
+        return self._page(index, image, result)
+
+    def _page(
+        self, index: int, image: Any, result: Any, cam: np.ndarray | None = None
+    ) -> dict[str, Any] | None:
+        cam, page = summarise(result, self.options, self.threshold, cam)
+        if self.objects is not None:
+            self.objects.add(index, result)
         self.results.append(page)
         if isinstance(self.maps, ZarrMaps):
             self.maps.add(cam)
@@ -212,6 +269,8 @@ class _Job:
         else:
             write_tiff(self.cam_path, self.maps, self.placement)
         outputs = {"cam": self.cam_path, "overlay": self.out.overlay_path(self.item.stem)}
+        if self.objects is not None and self.objects.write() is not None:
+            outputs["objects"] = self.objects.path
         missing = [path.name for path in outputs.values() if not complete(path)]
         if missing:  # never a record for outputs that are not all there
             raise OSError(f"{', '.join(missing)} vanished after being written")
@@ -224,6 +283,9 @@ class _Job:
             "map": self.placement,  # the map's grid and where its cells sit in image pixels
             "pages": self.pages.count,
             "threshold": self.threshold,
+            "scale": self.options.scale,
+            **({"ranges": self.ranges} if self.shared else {}),
+            **({"labels": self.objects.source} if self.objects and self.objects.source else {}),
             "results": self.results,
             "settings": self.options.settings(),
         }

@@ -23,19 +23,39 @@ examples:
   gapcam predict 'plates/*.tif' --model resnet18 --weights phenotypes.pt --class mitotic
   gapcam predict screen.zarr --input-size 448 --workers 4 --out screen-cams/
   gapcam predict scene.png --weights demo     # the bundled shapes demo model (resnet18)
+  gapcam predict slide.ome.tif --tiles --level 1 --background auto --workers 4
+  gapcam predict cells/ --labels masks/ --scale shared
 
 outputs, per input <stem> (in --out; <stem>-<hash> when another input has that stem):
   <stem>_cam.tif       float32 map of the chosen class in [0, 1] at the image's H×W, or at
                        most --max-map-pixels cells over a bigger image (placement in the record)
                        (N×H×W for a multi-page TIFF; <stem>_cam.zarr for a zarr input)
   <stem>_overlay.png   the image with the map in turbo at 50 % (first page of a stack)
+  <stem>_objects.csv   with --labels: one row per labelled object (label, area, each
+                       class's mean map, cam_class, cam_share; image for a stack)
   records/<stem>.json  the input's JSON line; it marks the input as done
   results.jsonl        one JSON line per input: file, per-page top-k, chosen class, box
+
+with --tiles, per input (instead of the map and the overlay):
+  <stem>_cam.ome.zarr      OME-Zarr (NGFF 0.4) map pyramid over level 0: Y×X, or C×Y×X
+  <stem>_tiles.csv         row, column, y0, x0, size (level-0 px), top-k classes per tile
+  <stem>_regions.geojson   regions above --threshold as polygons in level-0 px (QuPath)
 
 A re-run skips the inputs already done with the same settings whose file has not changed,
 and finishes the rest. One run at a time per --out (a second one exits 2 naming the first).
 exit codes: 0 all done, 1 some inputs failed (reported, the rest written) or no dask worker
 left, 2 usage error (nothing created) or --out in use.
+"""
+
+EVALUATE_EXAMPLES = """\
+examples:
+  gapcam evaluate val/ --true-boxes val_boxes.csv --weights demo
+  gapcam evaluate 'val/*.png' --true-boxes instances_val.json --model resnet50 --out val.json
+  gapcam evaluate cells/ --true-boxes boxes.json --true-masks masks/ --class mitotic
+
+It prints MaxBoxAccV2, MaxBoxAcc and the best threshold per IoU (0.3, 0.5, 0.7), and PxAP
+with --true-masks; the JSON holds them with BoxAcc at every threshold. Use the best threshold
+as --threshold of gapcam predict.
 """
 
 
@@ -53,6 +73,13 @@ def _input_size(text: str) -> int:
             f"must be 32 to {MAX_INPUT_SIZE} pixels (the network input's short side; 224 is "
             f"usual, 448 or 896 give finer maps), got {value}"
         )
+    return value
+
+
+def _level(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
 
 
@@ -77,6 +104,70 @@ def _fraction(text: str) -> float:
     return value
 
 
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model, --weights, --seed, --class-names (predict and evaluate)."""
+    parser.add_argument(
+        "--model",
+        metavar="ARCH",
+        help="a torchvision architecture: ResNet, ResNeXt, Wide ResNet, DenseNet, EfficientNet "
+        "(v1, v2), MobileNet v2/v3, MNASNet, RegNet, ShuffleNet v2, GoogLeNet, Inception v3, "
+        "Swin, ConvNeXt (resnet50, densenet121, efficientnet_b0, convnext_tiny, …: "
+        "'gapcam models' lists them all), or timm:NAME for a timm model (pip install timm). "
+        "Default: resnet50 (resnet18 with --weights demo)",
+    )
+    parser.add_argument(
+        "--weights",
+        default="IMAGENET1K_V1",
+        metavar="NAME|FILE",
+        help="torchvision weights name (IMAGENET1K_V1, IMAGENET1K_V2, …), a checkpoint FILE "
+        "(a state dict), 'demo' (the bundled shapes model, see 'gapcam models') or 'none' for "
+        "a random init, seeded by --seed (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=_seed,
+        default=0,
+        help="seed of the random init of --weights none: every run and worker makes the same "
+        "model (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--class-names",
+        metavar="FILE",
+        help="class names for a checkpoint: .json list or .txt, one per line",
+    )
+
+
+def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    """--input-size, --square (predict and evaluate)."""
+    parser.add_argument(
+        "--input-size",
+        type=_input_size,
+        metavar="N",
+        help="short side of the network input in pixels, 32 to 8192 (default: the model's, "
+        "224 for ImageNet weights); larger gives finer maps and costs more",
+    )
+    parser.add_argument(
+        "--square",
+        action="store_true",
+        help="squash each image to an N×N square instead of keeping its aspect ratio, as many "
+        "training pipelines resize (default: the checkpoint's setting, else off)",
+    )
+
+
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    """--device, --threads (predict and evaluate)."""
+    parser.add_argument(
+        "--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps"
+    )
+    parser.add_argument(
+        "--threads",
+        type=_positive,
+        metavar="N",
+        help="torch CPU threads of a single-process run (default: torch's, one per core; "
+        "1 is much faster when other programs keep the cores busy). dask workers use 1 each",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gapcam",
@@ -98,40 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="image files (PNG, JPEG, TIFF: 16-bit grey, RGB, multi-page), folders (their "
         "images), globs ('data/*.png', quoted) or zarr arrays N×H×W[×3] (one input each)",
     )
-    predict.add_argument(
-        "--model",
-        metavar="ARCH",
-        help="a torchvision architecture: ResNet, ResNeXt, Wide ResNet, DenseNet, EfficientNet "
-        "(v1, v2), MobileNet v2/v3, MNASNet, RegNet, ShuffleNet v2, GoogLeNet, Inception v3, "
-        "Swin, ConvNeXt (resnet50, densenet121, efficientnet_b0, convnext_tiny, …: "
-        "'gapcam models' lists them all), or timm:NAME for a timm model (pip install timm). "
-        "Default: resnet50 (resnet18 with --weights demo)",
-    )
-    predict.add_argument(
-        "--weights",
-        default="IMAGENET1K_V1",
-        metavar="NAME|FILE",
-        help="torchvision weights name (IMAGENET1K_V1, IMAGENET1K_V2, …), a checkpoint FILE "
-        "(a state dict), 'demo' (the bundled shapes model, see 'gapcam models') or 'none' for "
-        "a random init, seeded by --seed (default: %(default)s)",
-    )
-    predict.add_argument(
-        "--seed",
-        type=_seed,
-        default=0,
-        help="seed of the random init of --weights none: every run and worker makes the same "
-        "model (default: %(default)s)",
-    )
-    predict.add_argument(
-        "--class-names",
-        metavar="FILE",
-        help="class names for a checkpoint: .json list or .txt, one per line",
-    )
+    add_model_arguments(predict)
     predict.add_argument(
         "--class",
         dest="class_ref",
         metavar="NAME|INDEX",
-        help="the class whose map is written (default: each page's top-1)",
+        help="the class whose map is written (default: each page's top-1; with --tiles, the "
+        "image's top class by mean tile probability, or 'all': every class, C×Y×X)",
     )
     predict.add_argument(
         "--topk", type=_positive, default=5, help="predictions kept per page (default: 5)"
@@ -141,19 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_fraction,
         help="box threshold, a fraction of the map's max (default: the checkpoint's, else 0.2)",
     )
-    predict.add_argument(
-        "--input-size",
-        type=_input_size,
-        metavar="N",
-        help="short side of the network input in pixels, 32 to 8192 (default: the model's, "
-        "224 for ImageNet weights); larger gives finer maps and costs more",
-    )
-    predict.add_argument(
-        "--square",
-        action="store_true",
-        help="squash each image to an N×N square instead of keeping its aspect ratio, as many "
-        "training pipelines resize (default: the checkpoint's setting, else off)",
-    )
+    add_input_arguments(predict)
     predict.add_argument(
         "--max-map-pixels",
         type=_positive,
@@ -163,8 +215,69 @@ def build_parser() -> argparse.ArgumentParser:
         "over the image is in the record; default: %(default)s, 2048²)",
     )
     predict.add_argument(
-        "--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps"
+        "--labels",
+        metavar="DIR_OR_PATTERN",
+        help="label images (0 = background; cellpose, stardist, napari Labels) matched to the "
+        "inputs by file stem (<stem>.tif, <stem>_labels.*, <stem>_masks.*, <stem>_cp_masks.*): "
+        "writes <stem>_objects.csv, each object's mean map per class, cam_class, cam_share",
     )
+    predict.add_argument(
+        "--scale",
+        choices=("each", "shared"),
+        default="each",
+        help="each page's map min-max scaled on its own (each), or one range per class over "
+        "all pages of a multi-page input, so pages compare (shared; default: %(default)s)",
+    )
+    tiles = predict.add_argument_group(
+        "whole slides and mosaics (--tiles)",
+        "The network sees the image's own pixels (of the --level read) in tiles, stitched into "
+        "one map; see the outputs below. A slide is split into blocks of tiles: blocks are the "
+        "tasks on dask workers and what a killed run keeps.",
+    )
+    tiles.add_argument(
+        "--tiles",
+        action="store_true",
+        help="tiled CAM at native pixels (pyramidal TIFF/OME-TIFF, OME-Zarr, big images)",
+    )
+    tiles.add_argument(
+        "--level",
+        type=_level,
+        default=0,
+        metavar="N",
+        help="the pyramid level read (0: full resolution; default: %(default)s)",
+    )
+    tiles.add_argument(
+        "--tile-size",
+        type=_input_size,
+        metavar="N",
+        help="tile side in pixels of the level read (default: --input-size, else the model's)",
+    )
+    tiles.add_argument(
+        "--overlap",
+        type=_level,
+        metavar="PX",
+        help="pixels shared by neighbouring tiles (default: two map cells, 64 for a ResNet)",
+    )
+    tiles.add_argument(
+        "--background",
+        choices=("auto",),
+        help="auto: skip tiles without foreground (Otsu on the smallest level); their map "
+        "cells are NaN",
+    )
+    tiles.add_argument(
+        "--all-probabilities",
+        action="store_true",
+        help="the tile CSV holds every class's probability instead of the --topk classes",
+    )
+    tiles.add_argument(
+        "--block-tiles",
+        type=_positive,
+        default=8,
+        metavar="N",
+        help="a block is N×N tiles: one task, and the unit a killed run resumes at "
+        "(default: %(default)s)",
+    )
+    add_device_arguments(predict)
     predict.add_argument(
         "--out", default="gapcam-out", metavar="DIR", help="output folder (default: %(default)s)"
     )
@@ -206,14 +319,50 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="pages per inference call (default: %(default)s)",
     )
-    predict.add_argument(
-        "--threads",
-        type=_positive,
-        metavar="N",
-        help="torch CPU threads of a single-process run (default: torch's, one per core; "
-        "1 is much faster when other programs keep the cores busy). dask workers use 1 each",
-    )
     predict.set_defaults(handler=predict_command)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="localization metrics (MaxBoxAccV2, MaxBoxAcc, best threshold, PxAP) of the maps "
+        "against true boxes",
+        description="Run the model on the inputs named in a true-boxes file and compute the "
+        "localization metrics of Choe et al. (CVPR 2020): MaxBoxAccV2, MaxBoxAcc and the best "
+        "box threshold per IoU, and PxAP with --true-masks.",
+        epilog=EVALUATE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluate.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="image files, folders or quoted globs"
+    )
+    evaluate.add_argument(
+        "--true-boxes",
+        required=True,
+        metavar="FILE",
+        help="CSV (file,y0,x0,y1,x1[,class]), JSON ({file: [[y0, x0, y1, x1], …]} or a list "
+        "of {file, box, class}) or COCO JSON (bbox [x, y, w, h])",
+    )
+    evaluate.add_argument(
+        "--true-masks",
+        metavar="DIR_OR_PATTERN",
+        help="true masks (nonzero = object) matched to the inputs by stem, for PxAP",
+    )
+    add_model_arguments(evaluate)
+    evaluate.add_argument(
+        "--class",
+        dest="class_ref",
+        metavar="NAME|INDEX",
+        help="the class whose map is evaluated (default: the file's class per image, else "
+        "each image's top-1)",
+    )
+    add_input_arguments(evaluate)
+    add_device_arguments(evaluate)
+    evaluate.add_argument(
+        "--out",
+        default="gapcam-evaluation.json",
+        metavar="FILE",
+        help="the JSON written (default: %(default)s)",
+    )
+    evaluate.set_defaults(handler=evaluate_command)
 
     models = commands.add_parser(
         "models",
@@ -267,6 +416,12 @@ def predict_command(args: argparse.Namespace) -> int:
     from .predict import predict
 
     return predict(args)
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_command as evaluate
+
+    return evaluate(args)
 
 
 def models_command(args: argparse.Namespace) -> int:

@@ -64,12 +64,17 @@ def workers_of(connection: Any) -> int:
     return len(connection.nthreads())
 
 
-def check_on_cluster(connection: Any, options: Options, timeout: float = 60.0) -> list[str]:
-    """:func:`check_options` on a worker (it keeps the model it loads); no worker within
-    ``timeout`` seconds is a :class:`NoWorkersError`."""
+def check_on_cluster(
+    connection: Any,
+    options: Options,
+    timeout: float = 60.0,
+    function: Callable[[Options], Any] = check_options,
+) -> Any:
+    """:func:`check_options` (or ``function``) on a worker (it keeps the model it loads); no
+    worker within ``timeout`` seconds is a :class:`NoWorkersError`."""
     from dask.distributed import wait
 
-    future = connection.submit(check_options, options, pure=False)
+    future = connection.submit(function, options, pure=False)
     start = time.monotonic()
     while True:
         try:
@@ -92,8 +97,12 @@ def run_chunks(
     root: str,
     timeout: float = 60.0,
     on_wait: Callable[[int], None] | None = None,
+    function: Callable[..., list[dict[str, Any]]] = process_chunk,
 ) -> Iterator[list[dict[str, Any]]]:
     """Submit every chunk; yield each chunk's outcomes as it finishes (in completion order).
+
+    ``function(chunk, options, root)`` runs a chunk: :func:`process_chunk` (inputs), or
+    :func:`~napari_gapcam.tile_blocks.process_blocks` (blocks of a slide's tiles).
 
     A chunk whose workers kept dying (dask gives up after ``allowed-failures`` deaths) comes
     back as failed outcomes, so a later run finishes it. While nothing finishes,
@@ -104,7 +113,7 @@ def run_chunks(
     from dask.distributed import wait
 
     futures = {
-        connection.submit(process_chunk, list(chunk), options, root, pure=False): chunk
+        connection.submit(function, list(chunk), options, root, pure=False): chunk
         for chunk in chunks
     }
     pending = set(futures)

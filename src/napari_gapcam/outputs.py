@@ -29,7 +29,15 @@ import numpy as np
 TEMP_PREFIX = ".gapcam-tmp-"
 RESULTS = "results.jsonl"
 RECORDS = "records"
-OUTPUT_SUFFIXES = ("_cam.tif", "_cam.zarr", "_overlay.png")
+OUTPUT_SUFFIXES = (
+    "_cam.tif",
+    "_cam.zarr",
+    "_overlay.png",
+    "_cam.ome.zarr",  # --tiles: the map, the tiles, the regions
+    "_tiles.csv",
+    "_regions.geojson",
+    "_objects.csv",  # --labels
+)
 
 
 @contextmanager
@@ -58,9 +66,9 @@ def write_text_atomic(final: Path, text: str) -> None:
 
 
 def complete(path: Path) -> bool:
-    """A written output: a file, or a zarr folder with its metadata."""
+    """A written output: a file, or a zarr folder with its metadata (an array or a group)."""
     if path.is_dir():
-        return any((path / name).is_file() for name in ("zarr.json", ".zarray"))
+        return any((path / name).is_file() for name in ("zarr.json", ".zarray", ".zgroup"))
     return path.is_file()
 
 
@@ -169,12 +177,15 @@ def write_tiff(
     import tifffile
 
     data = maps[0] if len(maps) == 1 else np.stack(maps)
+    metadata = dict(placement or {})
+    if data.ndim == 3 and "shape" in metadata:  # tifffile's own key: the N×h×w stack's shape
+        metadata["grid"] = metadata.pop("shape")
     with atomic_path(final) as temp:
         tifffile.imwrite(
             temp,
             data.astype(np.float32, copy=False),
             photometric="minisblack",
-            metadata=placement or {},
+            metadata=metadata,
         )
 
 

@@ -24,8 +24,9 @@ from .inputs import Item, items
 from .outputs import OutputFolder, is_current
 from .preflight import Plan, UsageError, check
 
-# chunks, and what to call while waiting for workers → each chunk's outcomes as it finishes
-Runner = Callable[[list[list[Item]], Callable[[int], None]], Iterator[list[dict[str, Any]]]]
+# chunks, what to call while waiting for workers, and the function that runs a chunk
+# (process_chunk by default) → each chunk's outcomes as it finishes
+Runner = Callable[..., Iterator[list[dict[str, Any]]]]
 SETUP_ERRORS = (ValueError, KeyError, IndexError, OSError, RuntimeError, MemoryError)
 
 
@@ -49,6 +50,15 @@ def options_of(args: argparse.Namespace, plan: Plan) -> Any:
         max_map_pixels=args.max_map_pixels,
         batch_size=args.batch_size,
         overwrite=args.overwrite,
+        tiles=args.tiles,
+        level=args.level,
+        tile_size=args.tile_size,
+        overlap=args.overlap,
+        background=args.background,
+        all_probabilities=args.all_probabilities,
+        block_tiles=args.block_tiles,
+        labels=plan.labels,
+        scale=args.scale,
     )
 
 
@@ -98,10 +108,24 @@ def predict(args: argparse.Namespace) -> int:
             "carry no meaning"
         )
     try:
-        with _engine(args, options, out) as runner:
+        with _engine(args, options, out) as (runner, checked):
+            if options.tiles:
+                runner = _tiled_runner(runner, options, checked, str(out.root))
             return _locked(out, plan, options, counts, command, runner, args.chunk_size)
     except _SetupError as problem:
         return problem.code
+
+
+def _tiled_runner(runner: Runner, options: Any, geometry: dict[str, Any], root: str) -> Runner:
+    """A runner of inputs that splits each slide into blocks of tiles (its outcomes are the
+    inputs' outcomes, as for chunks of inputs)."""
+    from .tiled_run import run_tiled_inputs
+
+    def run(chunks: list[list[Item]], waiting: Callable[[int], None]) -> Any:
+        todo = [item for chunk in chunks for item in chunk]
+        return run_tiled_inputs(runner, todo, options, geometry, root, waiting, say)
+
+    return run
 
 
 class _SetupError(Exception):
@@ -113,11 +137,11 @@ class _SetupError(Exception):
 
 def _setup(
     function: Callable[..., Any], *arguments: Any, keep: tuple[type[Exception], ...] = ()
-) -> None:
+) -> Any:
     """Load the model and check --class before any input: a set-up error is a usage error
-    (errors of the ``keep`` types go on as they are)."""
+    (errors of the ``keep`` types go on as they are). Returns what ``function`` returns."""
     try:
-        function(*arguments)
+        return function(*arguments)
     except keep:
         raise
     except SETUP_ERRORS as problem:
@@ -129,17 +153,29 @@ def _setup(
 
 
 @contextmanager
-def _engine(args: argparse.Namespace, options: Any, out: OutputFolder) -> Iterator[Runner]:
-    """A function running chunks: in this process, or on a dask cluster (checked first)."""
+def _engine(
+    args: argparse.Namespace, options: Any, out: OutputFolder
+) -> Iterator[tuple[Runner, Any]]:
+    """A function running chunks: in this process, or on a dask cluster (checked first); and
+    what the check returned (the class names; with --tiles, the tiles' geometry)."""
+    from .chunks import check_options, process_chunk
+    from .tile_blocks import check_tiled
+
+    check = check_tiled if options.tiles else check_options
     if not (args.workers or args.scheduler):
         import torch
 
-        from .chunks import check_options, process_chunk
-
         if args.threads:
             torch.set_num_threads(args.threads)
-        _setup(check_options, options)
-        yield lambda chunks, _: (process_chunk(chunk, options, str(out.root)) for chunk in chunks)
+        checked = _setup(check, options)
+        yield (
+            (
+                lambda chunks, _, function=process_chunk: (
+                    function(chunk, options, str(out.root)) for chunk in chunks
+                )
+            ),
+            checked,
+        )
         return
     from .distributed import ClusterError, NoWorkersError, check_on_cluster, client, run_chunks
 
@@ -147,12 +183,19 @@ def _engine(args: argparse.Namespace, options: Any, out: OutputFolder) -> Iterat
     try:
         with client(args.workers, args.scheduler) as connection:
             try:
-                _setup(check_on_cluster, connection, options, timeout, keep=(NoWorkersError,))
+                checked = _setup(
+                    check_on_cluster, connection, options, timeout, check, keep=(NoWorkersError,)
+                )
             except NoWorkersError as problem:
                 say(f"error: {problem}")
                 raise _SetupError(EXIT_FAILED) from None
-            yield lambda chunks, waiting: run_chunks(
-                connection, chunks, options, str(out.root), timeout, waiting
+            yield (
+                (
+                    lambda chunks, waiting, function=process_chunk: run_chunks(
+                        connection, chunks, options, str(out.root), timeout, waiting, function
+                    )
+                ),
+                checked,
             )
     except NoWorkersError:
         raise

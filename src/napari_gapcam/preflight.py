@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import shutil
 from collections import Counter
@@ -43,6 +44,7 @@ class Plan:
     excluded: list[Path] = field(default_factory=list)  # the output folder's own files
     failures: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     notes: list[str] = field(default_factory=list)
+    labels: str | None = None  # --labels, as an absolute path or pattern
 
 
 def demo_weights() -> Path:
@@ -152,6 +154,52 @@ def _zarr_inputs(plan: Plan, max_map_pixels: int) -> int:
     return total
 
 
+def _check_modes(args: Any) -> None:
+    """Options that do not go together."""
+    tiles = getattr(args, "tiles", False)
+    if args.class_ref == "all" and not tiles:
+        raise UsageError("--class all writes every class's map with --tiles only: add --tiles.")
+    if tiles and getattr(args, "labels", None):
+        raise UsageError("--labels works on whole images, not with --tiles (not yet).")
+    if tiles and getattr(args, "scale", "each") == "shared":
+        raise UsageError(
+            "--scale shared compares the pages of a stack; a --tiles map already has one "
+            "scale over the whole image: leave --scale out."
+        )
+
+
+def _match_labels(plan: Plan, table: dict[str, Path], argument: str) -> None:
+    from .labels import label_for
+
+    plan.labels = os.path.abspath(os.path.expanduser(argument))  # workers see the same
+    missing = [p for p in plan.paths if label_for(p, table) is None]
+    if len(missing) == len(plan.paths):
+        raise UsageError(
+            f"--labels {argument}: no label image matches any input by name (an input "
+            "a.png takes a.tif, a_labels.tif, a_masks.png or a_cp_masks.png)."
+        )
+    if missing:
+        plan.notes.append(
+            f"{len(missing)} input(s) have no label image in --labels (e.g. {missing[0].name}): "
+            "no objects table for them"
+        )
+
+
+def _tiled_inputs(plan: Plan) -> None:
+    """Open each TIFF and zarr input's pyramid (metadata only): a failure is a failed input."""
+    from .pyramid import open_levels
+
+    for path in plan.paths:
+        if not (is_zarr(path) or path.suffix.lower() in (".tif", ".tiff")):
+            continue
+        try:
+            open_levels(path)
+        except InputError as error:
+            plan.failures.append((str(path), str(error)))
+    failed = {file for file, _ in plan.failures}
+    plan.paths = [p for p in plan.paths if str(p) not in failed]
+
+
 def _free_bytes(folder: Path) -> int:
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     return shutil.disk_usage(existing).free
@@ -174,7 +222,20 @@ def check(args: Any) -> Plan:
     if args.class_names:
         read_class_names(args.class_names)
         class_names = str(Path(args.class_names).expanduser().resolve())
-    found = expand(args.inputs, exclude=OutputFolder(out).owns)
+    _check_modes(args)
+    table = None
+    if getattr(args, "labels", None):
+        from .labels import find_labels
+
+        try:
+            table = find_labels(args.labels)
+        except InputError as problem:
+            raise UsageError(
+                f"{problem}; give the folder or a quoted glob of label images."
+            ) from None
+    owns = OutputFolder(out).owns
+    label_paths = {p.resolve() for p in table.values()} if table else set()
+    found = expand(args.inputs, exclude=lambda p: owns(p) or p in label_paths)
     if found.problems:
         listed = "\n".join(f"  {argument}: {reason}" for argument, reason in found.problems)
         raise UsageError(
@@ -188,7 +249,15 @@ def check(args: Any) -> Plan:
         )
     if any(is_zarr(p) for p in found.paths):
         _need("zarr", "a zarr input", "zarr")
-    plan = Plan(out, found.paths, weights, class_names, excluded=found.excluded)
+    excluded = [p for p in found.excluded if p not in label_paths]
+    plan = Plan(out, found.paths, weights, class_names, excluded=excluded)
+    if table is not None:
+        _match_labels(plan, table, args.labels)
+    if getattr(args, "tiles", False):
+        if any(p.suffix.lower() in (".tif", ".tiff") for p in found.paths):
+            _need("zarr", "--tiles on a TIFF", "zarr")
+        _tiled_inputs(plan)
+        return plan
     needed = _zarr_inputs(plan, args.max_map_pixels)
     free = _free_bytes(out)
     if needed > free:
