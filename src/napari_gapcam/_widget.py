@@ -28,8 +28,10 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QComboBox
 
 from ._class_view import ClassView
+from ._feature_controls import add_feature_controls, reset_feature_choices
 from ._layers import Overlays, is_overlay, spatial_shape
 from ._model_controls import DEMO, DEMO_MODEL, FILE, IN_MEMORY, RANDOM, ModelControls
+from ._objects import ObjectsView
 from ._planes import Planes, choose_planes
 from ._run import CancelToken, compute
 from ._searchable import make_searchable, select_text, show_start
@@ -61,7 +63,7 @@ OVERLAY_MEGAPIXELS = 1.0  # default per-plane budget of the overlays
 VOLUME_CELLS = 8_000_000  # a 3D view reads every plane: a stack's overlay volume stays this small
 
 
-class GapCamWidget(TilesRun, ClassView, Container):
+class GapCamWidget(TilesRun, ObjectsView, ClassView, Container):
     """Class activation maps (CAM, or Grad-CAM) of a CNN (ResNet-50 by default) on the active
     image layer."""
 
@@ -144,6 +146,7 @@ class GapCamWidget(TilesRun, ClassView, Container):
                 self.show_box,
                 self.show_mask,
                 self.show_tiles,
+                *add_feature_controls(self),
             ]
         )
         placeholder = "run first; then type to search the classes"
@@ -250,6 +253,7 @@ class GapCamWidget(TilesRun, ClassView, Container):
     # ----------------------------------------------------------------- events
     def _on_layers_changed(self, _event: Any = None) -> None:
         self.image.reset_choices()
+        reset_feature_choices(self)
 
     def _on_layer_removed(self, event: Any) -> None:
         """The shown result's source was removed: its overlays go too, and the widget says so."""
@@ -375,6 +379,8 @@ class GapCamWidget(TilesRun, ClassView, Container):
             self._progress = None
         self.run_button.text = "Run"
         self.run_button.enabled = self._class_worker is None
+        if self._shown is not None:
+            QTimer.singleShot(0, self._score_objects)  # after the run's last batch is shown
 
     def _fail(self, error: BaseException, notify: bool = True, spec: Any = None) -> None:
         """A short status line; the full message goes to the notification (and the log)."""

@@ -1,0 +1,39 @@
+"""The controls of the objects, regions, decomposition and calibration features.
+
+:func:`add_feature_controls` creates them on the widget (as attributes), connects them to the
+widget's mixins (:mod:`._objects`, :mod:`._regions`, :mod:`._decompose`, :mod:`._calibrate`)
+and returns them in the order they appear in the dock.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from magicgui.widgets import CheckBox, ComboBox, Label
+
+from ._objects import labels_choices
+from ._status import fit_label
+
+
+def add_feature_controls(widget: Any) -> list[Any]:
+    viewer = widget._viewer
+    widget._saved_colormaps = {}
+    widget._objects_worker = None
+    widget.objects = ComboBox(
+        label="objects",
+        choices=lambda _w=None: labels_choices(viewer),
+        tooltip="A Labels layer (e.g. cellpose): after a run its features table gets each "
+        "object's mean map of the top classes, cam_class and cam_share (shown on hover).",
+    )
+    widget.colour_objects = CheckBox(text="colour objects by CAM class", value=False)
+    widget.objects_info = Label(label="objects", value="—")
+    controls = [widget.objects, widget.colour_objects, widget.objects_info]
+    widget.objects.changed.connect(widget._score_objects)
+    widget.colour_objects.changed.connect(widget._colour_objects)
+    fit_label(widget.objects_info.native)
+    return controls
+
+
+def reset_feature_choices(widget: Any) -> None:
+    """Layers came or went: the layer choices follow."""
+    widget.objects.reset_choices()
