@@ -78,3 +78,43 @@ def test_objects_of_another_size_are_refused_with_the_reason(viewer, qtbot):
     run_and_wait(widget, qtbot)
     qtbot.waitUntil(lambda: "image's size" in widget.objects_info.value, timeout=10_000)
     assert "cam_class" not in cells.features
+
+
+def test_decomposition_adds_the_top_channels_as_an_aligned_stack(viewer, qtbot):
+    image, label, _ = scene()
+    source = viewer.add_image(image, name="scene", scale=(0.5, 0.25), translate=(7, -3))
+    widget = demo_widget(viewer)
+    run_and_wait(widget, qtbot)
+    assert widget.decompose.enabled
+    c = widget.class_select.value
+    widget.decompose.clicked.emit()
+    layer = viewer.layers[f"scene CAM parts: {CLASS_NAMES[c]}"]
+    parts = widget._result.contributions(c, 8)
+    h, w = parts[0][2].shape
+    assert layer.data.shape == (8, h, w)
+    np.testing.assert_allclose(layer.data, np.stack([m for _, _, m in parts]), rtol=1e-6)
+    meta = layer.metadata["gapcam"]
+    assert meta["channels"] == [k for k, _, _ in parts]
+    assert meta["weights"] == pytest.approx([wt for _, wt, _ in parts])
+    assert meta["planes"][0].startswith(f"k={parts[0][0]} w=")
+    # the 8 largest terms: together most of the class's raw map where it is hot
+    summed = np.stack([m for _, _, m in parts]).sum(0)
+    raw = widget._result.raw_cam(c)
+    assert np.corrcoef(summed.ravel(), raw.ravel())[0, 1] > 0.5
+    # aligned: feature cell (i, j) sits where the CAM puts it, (i + 0.5)·H/h − 0.5
+    for cell in [(0, 0), (h - 1, w - 1), (2, 3)]:
+        pixel = (np.array(cell) + 0.5) * np.array(image.shape[:2]) / (h, w) - 0.5
+        expected = np.asarray(source.data_to_world(pixel))
+        np.testing.assert_allclose(layer.data_to_world((0, *cell))[-2:], expected, atol=1e-6)
+    assert widget._overlays.get(source, "parts") is layer
+
+
+def test_decomposition_is_disabled_and_explained_for_grad_cam(viewer, qtbot):
+    image, _, _ = scene()
+    viewer.add_image(image, name="scene")
+    widget = demo_widget(viewer, method="gradcam")
+    run_and_wait(widget, qtbot)
+    qtbot.waitUntil(lambda: not widget.busy, timeout=30_000)
+    assert not widget.decompose.enabled
+    assert "CAM models only" in widget.decompose.text
+    assert "ReLU" in widget.decompose.tooltip

@@ -11,6 +11,7 @@ from typing import Any
 
 from napari.qt.threading import create_worker
 
+from ._feature_controls import update_feature_state
 from ._layers import spatial_shape
 
 LOCALIZE_PIXELS = 250_000  # box and mask come from a grid of at most this many cells
@@ -97,6 +98,7 @@ class ClassView:
         self._overlays.show_cam(shown.source, placement, meta, fill)
         p = "mean p" if shown.is_stack else "p"
         self.showing.value = f"{meta['class_name']}  ({p} = {meta['probability']:.3f})"
+        update_feature_state(self)
         self._show_localization()
 
     def _refresh_localization(self, _value: Any = None) -> None:

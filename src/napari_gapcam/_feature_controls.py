@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from magicgui.widgets import CheckBox, ComboBox, Label
+from magicgui.widgets import CheckBox, ComboBox, Label, PushButton
 
+from ._decompose import LABEL
 from ._objects import labels_choices
 from ._status import fit_label
 
@@ -27,11 +28,18 @@ def add_feature_controls(widget: Any) -> list[Any]:
     )
     widget.colour_objects = CheckBox(text="colour objects by CAM class", value=False)
     widget.objects_info = Label(label="objects", value="—")
-    controls = [widget.objects, widget.colour_objects, widget.objects_info]
+    widget.decompose = PushButton(text=LABEL, enabled=False)
+    controls = [widget.objects, widget.colour_objects, widget.objects_info, widget.decompose]
+    widget.decompose.changed.connect(widget._add_decomposition)
     widget.objects.changed.connect(widget._score_objects)
     widget.colour_objects.changed.connect(widget._colour_objects)
     fit_label(widget.objects_info.native)
     return controls
+
+
+def update_feature_state(widget: Any) -> None:
+    """A result is shown: the buttons say what they can do with it."""
+    widget._update_decompose()
 
 
 def reset_feature_choices(widget: Any) -> None:

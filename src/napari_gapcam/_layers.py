@@ -145,6 +145,10 @@ class Overlays:
             if role == "box" and layer in self.viewer.layers:
                 self._fit_box(layer)
 
+    def track(self, source: Layer, role: str, layer: Layer) -> None:
+        """Count ``layer`` (added elsewhere) as the ``role`` overlay of ``source``."""
+        self._layers[(id(source), role)] = (weakref.ref(source), layer)
+
     def get(self, source: Layer, role: str) -> Layer | None:
         """The live overlay of ``source`` for ``role`` ("cam", "box", "mask"), if any."""
         ref, layer = self._layers.get((id(source), role), (None, None))

@@ -28,6 +28,7 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QComboBox
 
 from ._class_view import ClassView
+from ._decompose import Decomposition
 from ._feature_controls import add_feature_controls, reset_feature_choices
 from ._layers import Overlays, is_overlay, spatial_shape
 from ._model_controls import DEMO, DEMO_MODEL, FILE, IN_MEMORY, RANDOM, ModelControls
@@ -63,7 +64,7 @@ OVERLAY_MEGAPIXELS = 1.0  # default per-plane budget of the overlays
 VOLUME_CELLS = 8_000_000  # a 3D view reads every plane: a stack's overlay volume stays this small
 
 
-class GapCamWidget(TilesRun, ObjectsView, ClassView, Container):
+class GapCamWidget(TilesRun, ObjectsView, Decomposition, ClassView, Container):
     """Class activation maps (CAM, or Grad-CAM) of a CNN (ResNet-50 by default) on the active
     image layer."""
 
