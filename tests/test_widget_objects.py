@@ -118,3 +118,43 @@ def test_decomposition_is_disabled_and_explained_for_grad_cam(viewer, qtbot):
     assert not widget.decompose.enabled
     assert "CAM models only" in widget.decompose.text
     assert "ReLU" in widget.decompose.tooltip
+
+
+def test_all_regions_boxes_every_region_with_its_share(viewer, qtbot):
+    import torch
+
+    from napari_gapcam.result import CamResult
+
+    viewer.add_image(np.zeros((224, 288), np.uint8), name="cells", contrast_limits=(0, 255))
+    widget = make_widget(viewer, arch="resnet18")
+    widget.show_box.value = True
+    run_and_wait(widget, qtbot)
+    features = torch.zeros(1, 7, 9)
+    features[0, 1, 1], features[0, 5, 7], features[0, 5, 6] = 1.0, 0.9, 0.9  # two objects
+    widget._shown.result = CamResult(
+        features, torch.tensor([0.0]), torch.ones(1, 1), ["cell"], (224, 288)
+    )
+    widget.class_select.reset_choices()
+    widget.class_select.value = 0
+    widget.threshold.value = 0.5
+    widget.min_area.value = 64
+    widget.all_regions.value = True
+    box = viewer.layers["cells CAM box"]
+    assert len(box.data) == 2
+    meta = box.metadata["gapcam"]
+    shares = meta["shares"]
+    heat = widget._result.cam(0)
+    for (y0, x0, y1, x1), share in zip(meta["boxes"], shares, strict=True):
+        inside = heat >= 0.5
+        assert share == pytest.approx(
+            heat[y0:y1, x0:x1][inside[y0:y1, x0:x1]].sum() / heat.sum(), rel=0.05
+        )
+    assert shares[0] > shares[1] > 0.05  # the larger region first
+    assert list(box.features["label"]) == [f"cell {100 * s:.0f} %" for s in shares]
+    # the minimum area drops the small region; unticked, one box again
+    small = min((b[2] - b[0]) * (b[3] - b[1]) for b in meta["boxes"])
+    widget.min_area.value = small + 1  # a region is no larger than its box
+    assert len(viewer.layers["cells CAM box"].data) == 1
+    widget.all_regions.value = False
+    assert len(viewer.layers["cells CAM box"].data) == 1
+    assert viewer.layers["cells CAM box"].metadata["gapcam"]["box"] is not None

@@ -135,7 +135,9 @@ class ClassView:
         meta = {**self._class_meta(), "threshold": float(self.threshold.value)}
         c, threshold = meta["class_index"], meta["threshold"]
         placement = shown.placement(min(self._budget(), LOCALIZE_PIXELS))
-        if self.show_box.value:
+        if self.show_box.value and self.all_regions.value:
+            self._show_all_regions(meta, placement, self._displayed_index())
+        elif self.show_box.value:
             index = self._displayed_index()
             box = shown.box(c, placement.grid, threshold, index)
             pixels = None  # the box in the pixels of the image the model read

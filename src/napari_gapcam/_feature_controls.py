@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from magicgui.widgets import CheckBox, ComboBox, Label, PushButton
+from magicgui.widgets import CheckBox, ComboBox, Label, PushButton, SpinBox
 
 from ._decompose import LABEL
 from ._objects import labels_choices
@@ -29,7 +29,23 @@ def add_feature_controls(widget: Any) -> list[Any]:
     widget.colour_objects = CheckBox(text="colour objects by CAM class", value=False)
     widget.objects_info = Label(label="objects", value="—")
     widget.decompose = PushButton(text=LABEL, enabled=False)
-    controls = [widget.objects, widget.colour_objects, widget.objects_info, widget.decompose]
+    widget.all_regions = CheckBox(
+        text="all regions",
+        value=False,
+        tooltip="Box every region above the threshold (not only the largest), each labelled "
+        "with its share of the map.",
+    )
+    widget.min_area = SpinBox(label="min area (px)", min=1, max=10**8, value=64)
+    controls = [
+        widget.all_regions,
+        widget.min_area,
+        widget.objects,
+        widget.colour_objects,
+        widget.objects_info,
+        widget.decompose,
+    ]
+    widget.all_regions.changed.connect(widget._refresh_localization)
+    widget.min_area.changed.connect(widget._refresh_localization)
     widget.decompose.changed.connect(widget._add_decomposition)
     widget.objects.changed.connect(widget._score_objects)
     widget.colour_objects.changed.connect(widget._colour_objects)

@@ -245,24 +245,37 @@ class Overlays:
     ) -> Shapes:
         """Draw ``box`` (half-open, in grid cells, or None) of plane ``index`` as
         ``"<source> CAM box"``."""
+        boxes = [] if box is None else [box]
+        return self.show_boxes(source, boxes, index, placement, [label] * len(boxes), meta)
+
+    def show_boxes(
+        self,
+        source: Image,
+        boxes: list[tuple[int, int, int, int]],
+        index: tuple[int, ...],
+        placement: Placement,
+        labels: list[str],
+        meta: dict[str, Any],
+    ) -> Shapes:
+        """Draw ``boxes`` (half-open, in grid cells) of plane ``index``, each with its label,
+        as ``"<source> CAM box"``."""
         ndim = len(spatial_shape(source))
         rows, cols = (a % ndim for a in placement.axes)
         meta = {"role": "box", "source": source.name, **meta, "plane": list(index)}
         meta["axes"] = [rows, cols]
         lead = [a for a in range(ndim) if a not in (rows, cols)]
         rectangles, anchor = [], "upper_left"
-        if box is not None:
-            y0, x0, y1, x1 = box
+        for y0, x0, y1, x1 in boxes:
             # cell i covers [i - 0.5, i + 0.5]: the rectangle hugs the boxed cells
             top, left, bottom, right = y0 - 0.5, x0 - 0.5, y1 - 0.5, x1 - 0.5
             vertices = np.zeros((4, ndim))
             vertices[:, lead] = index
             vertices[:, rows] = [top, top, bottom, bottom]
             vertices[:, cols] = [left, right, right, left]
-            rectangles = [vertices]
-            if x0 + x1 > placement.grid[1]:  # in the right half: the label ends at the right
-                anchor = "upper_right"
-        features = {"label": [label] * len(rectangles)}
+            rectangles.append(vertices)
+        if boxes and sum(boxes[0][1::2]) > placement.grid[1]:  # right half: label at the right
+            anchor = "upper_right"
+        features = {"label": list(labels)}
         layer = self.get(source, "box")
         if layer is None:
             with self._keeping_active():
@@ -292,7 +305,7 @@ class Overlays:
         if not rectangles:
             if len(layer.data):
                 layer.data = []
-        elif len(layer.data) == 1:  # move the box: keeps its type, colours and width
+        elif len(layer.data) == len(rectangles):  # move the boxes: keeps type, colours, width
             layer.data = rectangles
         else:
             layer.data = []

@@ -34,6 +34,7 @@ from ._layers import Overlays, is_overlay, spatial_shape
 from ._model_controls import DEMO, DEMO_MODEL, FILE, IN_MEMORY, RANDOM, ModelControls
 from ._objects import ObjectsView
 from ._planes import Planes, choose_planes
+from ._regions import Regions
 from ._run import CancelToken, compute
 from ._searchable import make_searchable, select_text, show_start
 from ._shown import Shown
@@ -64,7 +65,7 @@ OVERLAY_MEGAPIXELS = 1.0  # default per-plane budget of the overlays
 VOLUME_CELLS = 8_000_000  # a 3D view reads every plane: a stack's overlay volume stays this small
 
 
-class GapCamWidget(TilesRun, ObjectsView, Decomposition, ClassView, Container):
+class GapCamWidget(TilesRun, ObjectsView, Decomposition, Regions, ClassView, Container):
     """Class activation maps (CAM, or Grad-CAM) of a CNN (ResNet-50 by default) on the active
     image layer."""
 
