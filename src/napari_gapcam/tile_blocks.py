@@ -111,6 +111,8 @@ def plan_input(item: Item, options: Any, geometry: dict[str, Any], out: OutputFo
     }
     key = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     parts = parts_folder(out, item.stem)
+    if options.overwrite:  # redo everything: no block of a killed run either
+        shutil.rmtree(parts, ignore_errors=True)
     _prepare_parts(parts, key)
     n = max(1, int(options.block_tiles))
     blocks: dict[tuple[int, int], list[tuple[int, int]]] = {}
