@@ -158,3 +158,43 @@ def test_all_regions_boxes_every_region_with_its_share(viewer, qtbot):
     widget.all_regions.value = False
     assert len(viewer.layers["cells CAM box"].data) == 1
     assert viewer.layers["cells CAM box"].metadata["gapcam"]["box"] is not None
+
+
+def test_calibrate_on_drawn_boxes_sets_the_threshold_and_saves_it(viewer, qtbot, tmp_path):
+    import json
+    import shutil
+
+    from napari_gapcam import localization_metrics
+    from napari_gapcam._widget import FILE
+    from napari_gapcam.models import DEMO_WEIGHTS
+
+    image, label, (y0, x0, y1, x1) = scene(seed=5)
+    source = viewer.add_image(image, name="scene", scale=(0.5, 0.5), translate=(5, 9))
+    # the user draws the true box in world coordinates (pixel edges are at ±0.5)
+    corners = np.array([[y0 - 0.5, x0 - 0.5], [y1 - 0.5, x1 - 0.5]])
+    world = np.array([source.data_to_world(p) for p in corners])
+    truth = viewer.add_shapes([world], shape_type="rectangle", name="truth")
+    viewer.layers.selection.active = source
+    weights = tmp_path / "shapes.pt"
+    shutil.copy(DEMO_WEIGHTS, weights)
+    widget = make_widget(viewer, arch="resnet18", weights=FILE, weights_file=weights)
+    run_and_wait(widget, qtbot)
+    widget.class_select.value = label
+    widget.truth.value = truth
+    widget.save_tau.value = True
+    widget.calibrate.clicked.emit()
+    qtbot.waitUntil(lambda: widget.calibration_metrics is not None, timeout=30_000)
+    expected = localization_metrics([widget._result.cam(label)], [[(y0, x0, y1, x1)]])
+    metrics = widget.calibration_metrics
+    assert metrics["max_box_acc_v2"] == pytest.approx(expected["max_box_acc_v2"])
+    tau = expected["best_threshold"][0.5]
+    assert metrics["best_threshold"][0.5] == pytest.approx(tau)
+    text = widget.calibration.value
+    assert f"MaxBoxAccV2 {expected['max_box_acc_v2']:.3f}" in text and f"best τ {tau:.2f}" in text
+    assert widget.threshold.value == pytest.approx(min(max(tau, 0.05), 0.95), abs=0.026)
+    sidecar = tmp_path / "shapes.pt.gapcam.json"
+    assert json.loads(sidecar.read_text()) == {"box_threshold": pytest.approx(tau, abs=1e-4)}
+    assert "Saved τ in shapes.pt.gapcam.json" in text
+    from napari_gapcam import load_model  # the loader reads it back (the CLI uses it)
+
+    assert load_model("resnet18", weights=weights).box_threshold == pytest.approx(tau, abs=1e-4)

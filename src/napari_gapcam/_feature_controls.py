@@ -11,6 +11,7 @@ from typing import Any
 
 from magicgui.widgets import CheckBox, ComboBox, Label, PushButton, SpinBox
 
+from ._calibrate import shapes_choices
 from ._decompose import LABEL
 from ._objects import labels_choices
 from ._status import fit_label
@@ -36,6 +37,17 @@ def add_feature_controls(widget: Any) -> list[Any]:
         "with its share of the map.",
     )
     widget.min_area = SpinBox(label="min area (px)", min=1, max=10**8, value=64)
+    widget._calibration_worker = None
+    widget.calibration_metrics = None
+    widget.truth = ComboBox(
+        label="true boxes",
+        choices=lambda _w=None: shapes_choices(viewer),
+        tooltip="A Shapes layer of rectangles drawn around the true objects.",
+    )
+    widget.calibrate = PushButton(text="calibrate threshold")
+    widget.save_tau = CheckBox(text="save τ beside the weights file", value=False)
+    widget.calibration = Label(label="calibration", value="—")
+    fit_label(widget.calibration.native)
     controls = [
         widget.all_regions,
         widget.min_area,
@@ -43,7 +55,12 @@ def add_feature_controls(widget: Any) -> list[Any]:
         widget.colour_objects,
         widget.objects_info,
         widget.decompose,
+        widget.truth,
+        widget.calibrate,
+        widget.save_tau,
+        widget.calibration,
     ]
+    widget.calibrate.changed.connect(widget._calibrate)
     widget.all_regions.changed.connect(widget._refresh_localization)
     widget.min_area.changed.connect(widget._refresh_localization)
     widget.decompose.changed.connect(widget._add_decomposition)
@@ -61,3 +78,4 @@ def update_feature_state(widget: Any) -> None:
 def reset_feature_choices(widget: Any) -> None:
     """Layers came or went: the layer choices follow."""
     widget.objects.reset_choices()
+    widget.truth.reset_choices()

@@ -27,6 +27,7 @@ from napari.utils.notifications import show_error, show_warning
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QComboBox
 
+from ._calibrate import Calibration
 from ._class_view import ClassView
 from ._decompose import Decomposition
 from ._feature_controls import add_feature_controls, reset_feature_choices
@@ -65,7 +66,9 @@ OVERLAY_MEGAPIXELS = 1.0  # default per-plane budget of the overlays
 VOLUME_CELLS = 8_000_000  # a 3D view reads every plane: a stack's overlay volume stays this small
 
 
-class GapCamWidget(TilesRun, ObjectsView, Decomposition, Regions, ClassView, Container):
+class GapCamWidget(
+    TilesRun, ObjectsView, Decomposition, Regions, Calibration, ClassView, Container
+):
     """Class activation maps (CAM, or Grad-CAM) of a CNN (ResNet-50 by default) on the active
     image layer."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +28,16 @@ from .weights import cached_weights_path, is_named, load_checkpoint, load_named
 
 RANDOM = "none (random init)"
 TIMM = "timm:"
+CALIBRATED = ".gapcam.json"  # ``<weights>.gapcam.json``: the widget's calibrated box threshold
+
+
+def sidecar_settings(path: Path) -> dict[str, Any]:
+    """``{"box_threshold": τ}`` from ``<weights>.gapcam.json`` beside a checkpoint, if any."""
+    sidecar = path.with_name(path.name + CALIBRATED)
+    if not sidecar.is_file():
+        return {}
+    data = json.loads(sidecar.read_text(encoding="utf-8"))
+    return {"box_threshold": float(data["box_threshold"])} if "box_threshold" in data else {}
 
 
 def load_model(
@@ -79,6 +90,7 @@ def load_model(
         path = Path(weights).expanduser()
         loaded = load_checkpoint(path, name, expected_keys(name))
         state_dict, weight_names, settings = loaded.state_dict, loaded.class_names, loaded.settings
+        settings = {**settings, **sidecar_settings(path)}
         weight_names, label = weight_names or sidecar_names(path), str(path)
         described = label + loaded.found.describe()
 
@@ -143,7 +155,7 @@ def _load_timm(
     weight_names, settings, label = None, {}, RANDOM
     if loaded is not None and path is not None:
         weight_names, settings = loaded.class_names or sidecar_names(path), loaded.settings
-        label = str(path)
+        settings, label = {**settings, **sidecar_settings(path)}, str(path)
     network = network.to(torch_device)
     config = timm_config(network).updated(settings)
     split = split_timm(network, name, min(config.input_size, 224))
