@@ -135,7 +135,7 @@ def test_a_pyramid_level_is_read_lazily_and_alone(tmp_path, demo, monkeypatch):
     assert len(reads[(256, 256)]) == 4  # one read per row of tiles of a block: 4 rows
 
 
-def test_background_tiles_are_skipped_and_nan(tmp_path):
+def test_background_tiles_are_skipped_and_nan(tmp_path, capsys):
     slide = np.full((768, 768, 3), 250, np.uint8)  # a bright slide background
     slide[:256, :256] = make_sample(np.random.default_rng(3), size=(256, 256))[0]
     tifffile.imwrite(tmp_path / "slide.tif", slide, photometric="rgb", tile=(128, 128))
@@ -148,6 +148,9 @@ def test_background_tiles_are_skipped_and_nan(tmp_path):
         assert len(list(csv.DictReader(handle))) == record["tiles"]["run"]
     grid = zarr.open(str(out / "slide_cam.ome.zarr" / "0"), mode="r")[:]
     assert np.isnan(grid[-6:, -6:]).all() and np.isfinite(grid[:6, :6]).all()
+    capsys.readouterr()
+    assert tiled(tmp_path / "slide.tif", out, "--background", "auto", "--overlap", "0") == 0
+    assert "0 done, 1 already done" in capsys.readouterr().err  # a finished slide is skipped
 
 
 def test_class_all_writes_every_class_and_all_probabilities(tmp_path, demo):
