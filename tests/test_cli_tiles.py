@@ -135,6 +135,30 @@ def test_a_pyramid_level_is_read_lazily_and_alone(tmp_path, demo, monkeypatch):
     assert len(reads[(256, 256)]) == 4  # one read per row of tiles of a block: 4 rows
 
 
+def test_an_ome_zarr_pyramid_is_an_input(tmp_path, demo):
+    """NGFF 0.5 (zarr 3, ``ome.multiscales``) with c, y, x axes: channels first, read lazily."""
+    image = mosaic(2)
+    levels = [image, image[::2, ::2]]
+    group = zarr.open_group(str(tmp_path / "plate.ome.zarr"), mode="w")
+    for k, level in enumerate(levels):
+        array = group.create_array(str(k), shape=(3, *level.shape[:2]), dtype="u1",
+                                   chunks=(3, 128, 128))  # fmt: skip
+        array[:] = np.moveaxis(level, -1, 0)
+    axes = [{"name": "c", "type": "channel"}, {"name": "y", "type": "space"},
+            {"name": "x", "type": "space"}]  # fmt: skip
+    datasets = [{"path": str(k)} for k in range(2)]
+    group.attrs["ome"] = {"version": "0.5", "multiscales": [{"axes": axes, "datasets": datasets}]}
+    out = tmp_path / "out"
+    assert tiled(tmp_path / "plate.ome.zarr", out, "--level", "1", "--tile-size", "128") == 0
+    record = record_of(out)
+    expected = demo.run_tiled(levels, level=1, tile_size=128)
+    c = expected.topk(1)[0][0]
+    assert record["level_shape"] == [256, 256] and record["results"][0]["class"]["index"] == c
+    assert record["outputs"]["cam"] == "plate_cam.ome.zarr"  # the stem without .ome
+    written = zarr.open(str(out / "plate_cam.ome.zarr" / "0"), mode="r")[:]
+    np.testing.assert_allclose(written, expected.cam(c, (8, 8)), atol=2e-3)
+
+
 def test_background_tiles_are_skipped_and_nan(tmp_path, capsys):
     slide = np.full((768, 768, 3), 250, np.uint8)  # a bright slide background
     slide[:256, :256] = make_sample(np.random.default_rng(3), size=(256, 256))[0]

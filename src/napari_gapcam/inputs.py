@@ -105,7 +105,9 @@ def expand(arguments: Sequence[str], exclude: Callable[[Path], bool] | None = No
 
 
 def base_stem(path: Path) -> str:
-    return path.stem if path.suffix.lower() != ".zarr" else path.name[: -len(".zarr")]
+    """The name without its suffix, and without ``.ome`` (``slide.ome.tif`` → ``slide``)."""
+    stem = path.stem if path.suffix.lower() != ".zarr" else path.name[: -len(".zarr")]
+    return stem[: -len(".ome")] if stem.lower().endswith(".ome") and len(stem) > 4 else stem
 
 
 def hashed_stem(path: Path, length: int = 8) -> str:
