@@ -71,3 +71,26 @@ def resnet50():
 
     torch.manual_seed(0)
     return load_model("resnet50", weights=None, device="cpu")
+
+
+class ChunkReads(list):
+    """The chunk locations a lazy array's reads touched, in order (one entry per chunk read)."""
+
+    def counted(self, array, axis: int | None = 0):
+        """``array`` (dask) whose every chunk read is recorded: its location on ``axis``, or
+        the whole location tuple with ``axis=None``."""
+
+        def count(block, block_info=None):
+            location = block_info[0]["chunk-location"]
+            self.append(tuple(location) if axis is None else location[axis])
+            return block
+
+        return array.map_blocks(count, dtype=array.dtype)
+
+
+@pytest.fixture
+def chunk_reads() -> ChunkReads:
+    """Records which chunks of a dask array are read: proof that a run read only one plane,
+    one pyramid level, or each chunk a bounded number of times."""
+    pytest.importorskip("dask.array")
+    return ChunkReads()

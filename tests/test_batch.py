@@ -53,16 +53,12 @@ def test_a_sequence_of_images_and_batch_sizes_agree(resnet50):
         resnet50.run_batch(stack, precision="int8")
 
 
-def test_lazy_stack_streams_batch_by_batch(resnet50):
-    da = pytest.importorskip("dask.array")
-    read: list[int] = []
+def test_lazy_stack_streams_batch_by_batch(resnet50, chunk_reads):
+    import dask.array as da
 
-    def count(block, block_info=None):
-        read.append(block_info[0]["chunk-location"][0])
-        return block
-
+    read = chunk_reads
     stack = photo_stack(7)
-    lazy = da.from_array(stack, chunks=(1, 96, 128)).map_blocks(count, dtype=stack.dtype)
+    lazy = read.counted(da.from_array(stack, chunks=(1, 96, 128)))
     batches = iter_batches(resnet50, lazy, batch_size=3, contrast_limits=(0, 60000))
     start, first = next(batches)
     assert start == 0 and len(first) == 3 and set(read) == {0, 1, 2}  # nothing more yet

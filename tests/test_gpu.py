@@ -216,16 +216,12 @@ def test_half_precision_on_the_gpu(models, precision):
     assert np.abs(half.cams(top) - full.cams(top)).max() <= 0.02
 
 
-def test_batches_stream_in_order_from_a_lazy_stack(models):
-    da = pytest.importorskip("dask.array")
+def test_batches_stream_in_order_from_a_lazy_stack(models, chunk_reads):
+    import dask.array as da
+
     gpu, _ = models
-    reads = []
-
-    def count(block, block_info=None):
-        reads.append(block_info[0]["chunk-location"][0])
-        return block
-
-    lazy = da.from_array(STACK, chunks=(1, 96, 128, 3)).map_blocks(count, dtype=np.uint8)
+    reads = chunk_reads
+    lazy = reads.counted(da.from_array(STACK, chunks=(1, 96, 128, 3)))
     starts = []
     for start, part in iter_batches(gpu, lazy, batch_size=3):
         starts.append(start)

@@ -72,22 +72,14 @@ def test_the_plan_covers_the_grid_once_with_interiors():
         assert all(a[1] == b[0] for a, b in zip(kept, kept[1:], strict=False))
 
 
-def test_a_lazy_pyramid_reads_only_its_level_a_block_at_a_time(demo, mosaic):
+def test_a_lazy_pyramid_reads_only_its_level_a_block_at_a_time(demo, mosaic, chunk_reads):
     image, _ = mosaic
-    reads: dict[int, list] = {0: [], 1: []}
+    from conftest import ChunkReads
 
-    def counting(level):
-        def count(block, block_info=None):
-            reads[level].append(tuple(block_info[0]["chunk-location"]))
-            return block
-
-        return count
-
+    reads = {0: ChunkReads(), 1: chunk_reads}
     levels = [
-        da.from_array(image, chunks=(256, 256, 3)).map_blocks(counting(0), dtype=np.uint8),
-        da.from_array(image[::2, ::2], chunks=(128, 128, 3)).map_blocks(
-            counting(1), dtype=np.uint8
-        ),
+        reads[0].counted(da.from_array(image, chunks=(256, 256, 3)), axis=None),
+        reads[1].counted(da.from_array(image[::2, ::2], chunks=(128, 128, 3)), axis=None),
     ]
     result = demo.run_tiled(levels, level=1, contrast_limits=(0, 255))
     assert result.level == 1 and result.image_shape == (512, 512)

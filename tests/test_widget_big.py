@@ -145,16 +145,12 @@ def test_multiscale_runs_on_the_smallest_sufficient_level(viewer, qtbot):
     assert tuple(widget._result.features.shape[-2:]) == (14, 22)
 
 
-def test_lazy_stack_reads_only_the_current_plane(viewer, qtbot):
-    da = pytest.importorskip("dask.array")
-    reads: list[int] = []
+def test_lazy_stack_reads_only_the_current_plane(viewer, qtbot, chunk_reads):
+    import dask.array as da
 
-    def count(block, block_info=None):
-        reads.append(block_info[0]["chunk-location"][0])
-        return block
-
+    reads = chunk_reads
     base = np.random.default_rng(0).integers(0, 4000, (40, 512, 512), dtype=np.uint16)
-    lazy = da.from_array(base, chunks=(1, 256, 256)).map_blocks(count, dtype=np.uint16)
+    lazy = reads.counted(da.from_array(base, chunks=(1, 256, 256)))
     viewer.add_image(lazy, name="timelapse", contrast_limits=(0, 4000))
     viewer.dims.set_current_step(0, 17)
     widget = make_widget(viewer)

@@ -123,17 +123,13 @@ def test_4d_all_planes_runs_every_non_displayed_index(viewer, qtbot):
     assert np.all(box.data[0][:, :2] == [1, 2])
 
 
-def test_lazy_stack_reads_only_what_a_run_needs(viewer, qtbot):
-    da = pytest.importorskip("dask.array")
-    reads: list[int] = []
+def test_lazy_stack_reads_only_what_a_run_needs(viewer, qtbot, chunk_reads):
+    import dask.array as da
 
-    def count(block, block_info=None):
-        reads.append(block_info[0]["chunk-location"][0])
-        return block
-
+    reads = chunk_reads
     rng = np.random.default_rng(0)
     base = da.from_array(rng.integers(0, 4000, (1, 2048, 2048), dtype=np.uint16), chunks=-1)
-    lazy = da.concatenate([base] * 40).rechunk((1, 1024, 1024)).map_blocks(count, dtype=np.uint16)
+    lazy = reads.counted(da.concatenate([base] * 40).rechunk((1, 1024, 1024)))
     viewer.add_image(lazy, name="big stack", contrast_limits=(0, 4000))
     viewer.dims.set_current_step(0, 21)
     widget = make_widget(viewer, arch="resnet18")
