@@ -13,13 +13,39 @@ from napari.qt.threading import create_worker
 
 from ._feature_controls import update_feature_state
 from ._layers import spatial_shape
+from ._model_controls import RANDOM
+from ._status import predictions_text
 
+TOP = 5  # classes in the predictions text
 LOCALIZE_PIXELS = 250_000  # box and mask come from a grid of at most this many cells
 NO_BOX = "No region stands out in this class's map: no box."
 
 
 class ClassView:
     """Shows the selected class of the widget's shown result (see the module docstring)."""
+
+    def _show_result(self, first: bool) -> None:
+        shown, model = self._shown, self._shown.model
+        top = shown.top(TOP)
+        self.predictions.value = predictions_text(top, shown.is_stack, model.weights == RANDOM)
+        size, cells = (
+            "×".join(str(s) for s in shape)
+            for shape in (shown.result.input_shape, shown.result.features.shape[-2:])
+        )
+        done = f", {shown.done} of {len(shown.planes)} planes" if shown.is_stack else ""
+        warning = f" {self._warning}" if self._warning else ""
+        self.status.value = (
+            f"{model.arch} ({model.method_label}) on {shown.source.name!r}"
+            f"{shown.planes.describe()}: input {size}, {cells} map cells{done}, "
+            f"{shown.seconds:.2f} s on {model.device}.{warning}"
+        )
+        self._run_line = self.status.value
+        current = self.class_select.value  # labels and order follow the planes done
+        self._rebuild_classes(top[0][0] if self._follow_top or current is None else current)
+        self._refresh_overlays()
+        cam_layer = self._overlays.get(shown.source, "cam")
+        if first and cam_layer is not None:  # ready for napari's opacity / colormap controls
+            self._viewer.layers.selection.active = cam_layer
 
     def _class_meta(self) -> dict[str, Any]:
         shown, index = self._shown, int(self.class_select.value)

@@ -15,6 +15,28 @@ from ._calibrate import shapes_choices
 from ._decompose import LABEL
 from ._objects import labels_choices
 from ._status import fit_label
+from ._tiles_view import TILES, WHOLE
+
+
+def add_run_controls(widget: Any) -> None:
+    """The resolution (whole image or tiles), the stack overlays' scale, the tile layer."""
+    widget.mode = ComboBox(
+        label="resolution",
+        choices=[WHOLE, TILES],
+        value=WHOLE,
+        tooltip="Whole image shrunk to the input size, or tiles at native pixels (the "
+        "pyramid level displayed, the displayed plane; CAM models only).",
+    )
+    widget.scale = ComboBox(
+        label="scale",
+        choices=[("per plane", "each"), ("shared across the stack", "shared")],
+        value="each",
+        tooltip="A stack's maps: each plane min-max normalised on its own, or one min and "
+        "max over every plane (so planes compare).",
+    )
+    widget.show_tiles = CheckBox(text="tile probabilities", value=False)
+    widget.scale.changed.connect(widget._refresh_overlays)
+    widget.show_tiles.changed.connect(widget._show_tile_layer)
 
 
 def add_feature_controls(widget: Any) -> list[Any]:

@@ -30,7 +30,7 @@ from qtpy.QtWidgets import QComboBox
 from ._calibrate import Calibration
 from ._class_view import ClassView
 from ._decompose import Decomposition
-from ._feature_controls import add_feature_controls, reset_feature_choices
+from ._feature_controls import add_feature_controls, add_run_controls, reset_feature_choices
 from ._layers import Overlays, is_overlay, spatial_shape
 from ._model_controls import DEMO, DEMO_MODEL, FILE, IN_MEMORY, RANDOM, ModelControls
 from ._objects import ObjectsView
@@ -39,7 +39,7 @@ from ._regions import Regions
 from ._run import CancelToken, compute
 from ._searchable import make_searchable, select_text, show_start
 from ._shown import Shown
-from ._status import error_line, fit_label, no_finite_line, predictions_text
+from ._status import error_line, fit_label, no_finite_line
 from ._tiles_view import TILES, WHOLE, TilesRun
 
 if TYPE_CHECKING:
@@ -99,21 +99,8 @@ class GapCamWidget(
             m.input_size,
             m.square,
         )
-        self.mode = ComboBox(
-            label="resolution",
-            choices=[WHOLE, TILES],
-            value=WHOLE,
-            tooltip="Whole image shrunk to the input size, or tiles at native pixels (the "
-            "pyramid level displayed, the displayed plane; CAM models only).",
-        )
+        add_run_controls(self)  # mode (whole image or tiles), scale, tile probabilities
         self.planes = ComboBox(label="planes", choices=[CURRENT, ALL], value=CURRENT)
-        self.scale = ComboBox(
-            label="scale",
-            choices=[("per plane", "each"), ("shared across the stack", "shared")],
-            value="each",
-            tooltip="A stack's maps: each plane min-max normalised on its own, or one min and "
-            "max over every plane (so planes compare).",
-        )
         self.overlay_mp = FloatSpinBox(
             label="overlay MP",
             min=0.01,
@@ -133,7 +120,6 @@ class GapCamWidget(
         )
         self.show_box = CheckBox(text="show box", value=False)
         self.show_mask = CheckBox(text="show mask", value=False)
-        self.show_tiles = CheckBox(text="tile probabilities", value=False)
         self.extend(
             [
                 self.image,
@@ -171,8 +157,6 @@ class GapCamWidget(
         self.show_box.changed.connect(self._on_toggle)
         self.show_mask.changed.connect(self._on_toggle)
         self.overlay_mp.changed.connect(self._refresh_overlays)
-        self.scale.changed.connect(self._refresh_overlays)
-        self.show_tiles.changed.connect(self._show_tile_layer)
         for event in ("inserted", "removed", "reordered"):
             getattr(viewer.layers.events, event).connect(self._on_layers_changed)
         viewer.layers.events.removed.connect(self._on_layer_removed)
@@ -436,29 +420,6 @@ class GapCamWidget(
             with self.threshold.changed.blocked():
                 self.threshold.value = model.box_threshold
         self._model, self._model_spec = model, spec
-
-    def _show_result(self, first: bool) -> None:
-        shown, model = self._shown, self._shown.model
-        top = shown.top(TOP_K)
-        self.predictions.value = predictions_text(top, shown.is_stack, model.weights == RANDOM)
-        size, cells = (
-            "×".join(str(s) for s in shape)
-            for shape in (shown.result.input_shape, shown.result.features.shape[-2:])
-        )
-        done = f", {shown.done} of {len(shown.planes)} planes" if shown.is_stack else ""
-        warning = f" {self._warning}" if self._warning else ""
-        self.status.value = (
-            f"{model.arch} ({model.method_label}) on {shown.source.name!r}"
-            f"{shown.planes.describe()}: input {size}, {cells} map cells{done}, "
-            f"{shown.seconds:.2f} s on {model.device}.{warning}"
-        )
-        self._run_line = self.status.value
-        current = self.class_select.value  # labels and order follow the planes done
-        self._rebuild_classes(top[0][0] if self._follow_top or current is None else current)
-        self._refresh_overlays()
-        cam_layer = self._overlays.get(shown.source, "cam")
-        if first and cam_layer is not None:  # ready for napari's opacity / colormap controls
-            self._viewer.layers.selection.active = cam_layer
 
     # ----------------------------------------------------------------- overlays
     def _budget(self) -> int:
