@@ -141,3 +141,25 @@ def test_usage_errors_exit_2_and_write_nothing(scenes, tmp_path, capsys):
     assert evaluate(folder, "missing.csv", out) == 2
     assert evaluate(folder, "boxes.csv", out, "--true-masks", tmp_path / "nowhere") == 2
     assert not out.exists()
+
+
+def test_help_names_the_new_options_without_importing_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, contextlib, io; from napari_gapcam.cli import main\n"
+        "for command in ('predict', 'evaluate'):\n"
+        "    text = io.StringIO()\n"
+        "    with contextlib.redirect_stdout(text), contextlib.suppress(SystemExit):\n"
+        "        main([command, '--help'])\n"
+        "    print(text.getvalue())\n"
+        "assert 'torch' not in sys.modules"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    for option in ("--tiles", "--level", "--tile-size", "--overlap", "--background",
+                   "--all-probabilities", "--block-tiles", "--labels", "--scale",
+                   "_cam.ome.zarr", "_tiles.csv", "_regions.geojson", "_objects.csv",
+                   "--true-boxes", "--true-masks", "MaxBoxAccV2"):  # fmt: skip
+        assert option in done.stdout, option

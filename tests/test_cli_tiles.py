@@ -216,6 +216,7 @@ def test_usage_errors_of_tiles_exit_2_creating_nothing(tmp_path, capsys):
     assert not out.exists()
     assert tiled(tmp_path / "slide.tif", out, "--level", "5") == 1  # a failed input
     assert "--level 5: the image has 2 level(s)" in capsys.readouterr().err
+    assert not out.exists()  # found before the model: nothing to compute, nothing written
 
 
 def _map_and_tiles(out: Path) -> tuple[np.ndarray, str]:

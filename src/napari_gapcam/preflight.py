@@ -185,17 +185,22 @@ def _match_labels(plan: Plan, table: dict[str, Path], argument: str) -> None:
         )
 
 
-def _tiled_inputs(plan: Plan) -> None:
-    """Open each TIFF and zarr input's pyramid (metadata only): a failure is a failed input."""
+def _tiled_inputs(plan: Plan, level: int) -> None:
+    """Open each TIFF and zarr input's pyramid (metadata only): a failure, or no ``--level``
+    in it, is a failed input (before any model)."""
     from .pyramid import open_levels
 
     for path in plan.paths:
         if not (is_zarr(path) or path.suffix.lower() in (".tif", ".tiff")):
             continue
         try:
-            open_levels(path)
+            count = len(open_levels(path).levels)
         except InputError as error:
             plan.failures.append((str(path), str(error)))
+            continue
+        if level >= count:
+            reason = f"--level {level}: the image has {count} level(s) (0 to {count - 1})"
+            plan.failures.append((str(path), reason))
     failed = {file for file, _ in plan.failures}
     plan.paths = [p for p in plan.paths if str(p) not in failed]
 
@@ -256,7 +261,7 @@ def check(args: Any) -> Plan:
     if getattr(args, "tiles", False):
         if any(p.suffix.lower() in (".tif", ".tiff") for p in found.paths):
             _need("zarr", "--tiles on a TIFF", "zarr")
-        _tiled_inputs(plan)
+        _tiled_inputs(plan, args.level)
         return plan
     needed = _zarr_inputs(plan, args.max_map_pixels)
     free = _free_bytes(out)
