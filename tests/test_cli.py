@@ -281,6 +281,42 @@ def _cli(*args: object, **kwargs) -> subprocess.Popen:
     )
 
 
+STOPPING = """
+import os, signal, sys
+from napari_gapcam import outputs
+from napari_gapcam.cli import main
+commit, count = outputs.OutputFolder.commit, [0]
+def stopping(self, record):
+    count[0] += 1
+    if count[0] == {n}:  # stopped before this record: the test kills it here
+        os.kill(os.getpid(), signal.SIGSTOP)
+    commit(self, record)
+outputs.OutputFolder.commit = stopping
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _cli_stopping_before_record(n: int, *args: object) -> subprocess.Popen:
+    """The CLI in a process that stops itself (SIGSTOP) before writing its n-th record."""
+    code = STOPPING.format(n=n)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_until_stopped(process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    stat = Path(f"/proc/{process.pid}/stat")
+    while time.monotonic() < deadline and process.poll() is None:
+        if stat.read_text().rsplit(")", 1)[1].split()[0] == "T":
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"the run did not stop (exit code {process.poll()})")
+
+
 def test_help_explains_every_option_without_importing_torch():
     done = _cli("predict", "--help")
     text, _ = done.communicate(timeout=60)
@@ -340,14 +376,12 @@ def test_a_killed_run_leaves_complete_files_and_a_rerun_finishes(tmp_path, weigh
         "--device",
         "cpu",
     )
-    process = _cli(*args)
-    deadline = time.monotonic() + 120
-    while len(list((out / "records").glob("*.json"))) < 3 and time.monotonic() < deadline:
-        time.sleep(0.005)
+    process = _cli_stopping_before_record(4, *args)  # a deterministic point: 3 inputs done
+    wait_until_stopped(process)
     process.send_signal(signal.SIGKILL)
     process.communicate()
     done_before = len(list((out / "records").glob("*.json")))
-    assert 3 <= done_before < 24, "the run ended before it could be killed mid-way"
+    assert done_before == 3
     assert_readable(out)
     # an earlier crash may also leave a duplicate or a torn line: the re-run mends them
     with open(out / "results.jsonl", "a") as jsonl:
