@@ -101,6 +101,8 @@ def test_ome_zarr_csv_and_geojson_equal_the_engine_at_a_level(tmp_path, demo):
         ring = np.asarray(feature["geometry"]["coordinates"][0])  # [x, y]
         assert (ring[0] == ring[-1]).all()
         extents.append((ring[:, 1].min(), ring[:, 0].min(), ring[:, 1].max(), ring[:, 0].max()))
+    shares = [f["properties"]["measurements"]["share"] for f in regions["features"]]
+    assert all(0 < v <= 1 for v in shares) and sum(shares) <= 1 + 1e-6  # of the map's mass
     boxes = [tuple(2 * v for v in box) for box in expected.boxes(c, record["threshold"])]
     assert sorted(extents) == sorted(boxes)
     assert record["results"][0]["box"] == [2 * v for v in expected.box(c, record["threshold"])]

@@ -155,6 +155,7 @@ def region_features(
     if not grid.max() > grid.min():
         return []
     labels, _ = ndimage.label(grid >= threshold * grid.max())
+    total = float(grid.sum())  # a region's share of the map's mass, as the widget labels it
     features = []
     sy, sx = cell_pixels
     for index, found in enumerate(ndimage.find_objects(labels), start=1):
@@ -177,19 +178,27 @@ def region_features(
             continue
         rings.sort(key=lambda r: -abs(_area(r)))  # the outline first, then the holes
         values = np.asarray(cam_grid)[found][region]
-        features.append({
-            "type": "Feature",
-            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{class_name}/{index}/{found}")),
-            "geometry": {"type": "Polygon", "coordinates": rings},
-            "properties": {
-                "objectType": "annotation",
-                "classification": {"name": class_name},
-                "name": f"{class_name} {index}",
-                "measurements": {"cells": cells, "area_px": cells * sy * sx,
-                                 "max_cam": float(np.nanmax(values)),
-                                 "mean_cam": float(np.nanmean(values))},
-            },
-        })  # fmt: skip
+        measurements = {
+            "cells": cells,
+            "area_px": cells * sy * sx,
+            "share": float(grid[found][region].sum()) / total if total else 0.0,
+            "max_cam": float(np.nanmax(values)),
+            "mean_cam": float(np.nanmean(values)),
+        }
+        properties = {
+            "objectType": "annotation",
+            "classification": {"name": class_name},
+            "name": f"{class_name} {index}",
+            "measurements": measurements,
+        }
+        features.append(
+            {
+                "type": "Feature",
+                "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{class_name}/{index}/{found}")),
+                "geometry": {"type": "Polygon", "coordinates": rings},
+                "properties": properties,
+            }
+        )
     return features
 
 
