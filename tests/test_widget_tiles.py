@@ -28,6 +28,22 @@ def mosaic(n: int = 2, side: int = 256, seed: int = 0):
     return canvas, truths
 
 
+class CountingLevel:
+    """A pyramid level that counts its reads."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self._data, self.reads = data, 0
+        self.shape, self.dtype, self.ndim, self.size = data.shape, data.dtype, data.ndim, data.size
+
+    def __getitem__(self, key):
+        self.reads += 1
+        return self._data[key]
+
+    def __array__(self, *args, **kwargs):
+        self.reads += 1
+        return np.asarray(self._data)
+
+
 def world_of_cell(layer, cell) -> np.ndarray:
     point = np.zeros(layer.ndim)
     point[-2:] = cell
@@ -39,7 +55,7 @@ def test_tiles_over_a_scaled_translated_pyramid_find_the_objects_aligned(
 ):
     viewer = make_napari_viewer(show=True)  # drawn: napari picks the level it displays
     scenes, truths = mosaic()  # 512², four scenes of 256²
-    level0 = np.kron(scenes, np.ones((2, 2, 1), np.uint8))  # 1024²: the scenes at 2×
+    level0 = CountingLevel(np.kron(scenes, np.ones((2, 2, 1), np.uint8)))  # the scenes at 2×
     pyramid = [level0, scenes, scenes[::2, ::2]]
     source = viewer.add_image(
         pyramid, name="slide", multiscale=True, rgb=True, scale=(0.5, 0.5), translate=(10, -20)
@@ -47,7 +63,9 @@ def test_tiles_over_a_scaled_translated_pyramid_find_the_objects_aligned(
     viewer.scene.camera.zoom = viewer.scene.camera.zoom / 1.6  # zoomed out: napari draws level 1
     qtbot.waitUntil(lambda: source.data_level == 1, timeout=5000)
     widget = make_widget(viewer, arch=DEMO_MODEL, weights=DEMO, mode=TILES)
+    level0.reads = 0  # napari may have drawn it
     run_and_wait(widget, qtbot)
+    assert level0.reads == 0  # only the level displayed is read
     shown, result = widget._shown, widget._result
     assert shown.planes.level == 1 and result.image_shape == (512, 512)
     assert "level 1 of 3 (512×512)" in widget.status.value

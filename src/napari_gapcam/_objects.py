@@ -34,6 +34,7 @@ COLOURS = (  # one per class, in the order of the classes scored (the top classe
     "#f032e6",
     "#bfef45",
 )
+COLOUR_NAMES = ("red", "green", "blue", "orange", "purple", "cyan", "magenta", "lime")
 TOP = 5  # classes scored: the top 5 and the selected one
 
 
@@ -140,11 +141,12 @@ class ObjectsView:
             return
         names = list(dict.fromkeys(features.columns[2:-2]))  # the classes scored, in order
         colour = {name: COLOURS[i % len(COLOURS)] for i, name in enumerate(names)}
+        said = {name: COLOUR_NAMES[i % len(COLOURS)] for i, name in enumerate(names)}
         mapping: dict[Any, Any] = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0)}
         for label, name in zip(features["index"], features["cam_class"], strict=True):
             mapping[int(label)] = colour[name]
         saved.setdefault(labels, labels.colormap)
         labels.colormap = DirectLabelColormap(color_dict=mapping)
-        legend = ", ".join(f"{name} {colour[name]}" for name in features["cam_class"].unique())
+        legend = ", ".join(f"{name} {said[name]}" for name in features["cam_class"].unique())
         summary = self.objects_info.value.split(" Colours:")[0]
         self.objects_info.value = f"{summary} Colours: {legend}."
