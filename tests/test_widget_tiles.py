@@ -134,7 +134,7 @@ def test_tiles_on_the_displayed_plane_of_a_stack_with_box_mask_class_and_tile_la
     widget.show_box.value = widget.show_mask.value = widget.show_tiles.value = True
     run_and_wait(widget, qtbot)
     result = widget._result
-    cam = viewer.layers["stack CAM"]
+    cam, stride = viewer.layers["stack CAM"], result.stride
     h, w = result.grids.shape[1:]
     assert cam.data.shape == (3, h, w)
     planes = np.asarray(cam.data)
@@ -156,10 +156,16 @@ def test_tiles_on_the_displayed_plane_of_a_stack_with_box_mask_class_and_tile_la
     widget.threshold.value = 0.8
     assert np.asarray(viewer.layers["stack CAM mask"].data[1]).sum() < mask.sum()
     tiles = viewer.layers["stack tile probability"]
-    rows, cols = len(result.tiling.starts[0]), len(result.tiling.starts[1])
-    assert tiles.data.shape == (3, rows, cols)
+    assert tiles.data.shape == (3, h, w)  # blocks on the CAM's grid: aligned with it
+    np.testing.assert_allclose(tiles.scale, cam.scale)
+    np.testing.assert_allclose(tiles.translate, cam.translate)
     tops = np.asarray(tiles.data[1])
-    np.testing.assert_allclose(np.sort(tops.ravel()), np.sort(result.tile_probabilities.max(1)))
+    tiling = result.tiling
+    for (y0, x0, _, _), p in zip(result.tile_boxes, result.tile_probabilities, strict=True):
+        i, j = tiling.starts[0].index(y0 // stride), tiling.starts[1].index(x0 // stride)
+        (a, b), (c, d) = tiling.kept(0, i), tiling.kept(1, j)
+        np.testing.assert_allclose(tops[a:b, c:d], p.max(), rtol=1e-6)
+    assert np.isfinite(tops).all()
     widget.show_tiles.value = False
     assert not tiles.visible
 

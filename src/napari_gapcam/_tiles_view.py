@@ -162,19 +162,6 @@ class TiledShown(Shown):
         grid = tuple(int(g) for g in self.result.grids.shape[1:])
         return Placement(grid, (s * fy, s * fx), (t * fy, t * fx), self.planes.axes)
 
-    def tile_placement(self) -> Placement:
-        """One cell per tile, centred on the tile."""
-        tiling, (fy, fx) = self.result.tiling, self.planes.level_scale
-        steps = [
-            (starts[1] - starts[0]) * tiling.stride if len(starts) > 1 else tiling.tile_size
-            for starts in tiling.starts
-        ]
-        centre = (tiling.tile_size - 1) / 2
-        grid = (len(tiling.starts[0]), len(tiling.starts[1]))
-        return Placement(
-            grid, (steps[0] * fy, steps[1] * fx), (centre * fy, centre * fx), self.planes.axes
-        )
-
     def grid_map(self, c: int, grid: tuple[int, int], index: Index) -> np.ndarray | None:
         """Class ``c``'s grid, one min-max over the cells done (NaN: no tile yet)."""
         if index not in self.position:
@@ -215,15 +202,17 @@ class TiledShown(Shown):
         return self.result._to_pixels(box)
 
     def tile_tops(self) -> np.ndarray:
-        """Each tile's top class probability (rows × columns of tiles; NaN: not run)."""
+        """Each tile's top class probability over the grid cells that tile gave (its
+        interior), so the blocks lie where the CAM's cells do; NaN: no tile yet."""
         tiling, result = self.result.tiling, self.result
         rows = {start * tiling.stride: i for i, start in enumerate(tiling.starts[0])}
         cols = {start * tiling.stride: j for j, start in enumerate(tiling.starts[1])}
-        out = np.full((len(rows), len(cols)), np.nan, np.float32)
+        out = np.full(result.grids.shape[1:], np.nan, np.float32)
         done = min(len(result.tile_boxes), len(result.tile_probabilities))
         tops = result.tile_probabilities[:done].max(axis=1) if done else []
         for (y0, x0, _, _), top in zip(result.tile_boxes[:done], tops, strict=True):
-            out[rows[y0], cols[x0]] = top
+            (a, b), (c, d) = tiling.kept(0, rows[y0]), tiling.kept(1, cols[x0])
+            out[a:b, c:d] = top
         return out
 
 
@@ -345,7 +334,7 @@ class TilesRun:
             "tiles",
             f"{shown.source.name} tile probability",
             shown.source,
-            shown.tile_placement(),
+            shown.placement(),
             meta,
             lambda indices: [tops if i == index else None for i in indices],
             colormap="viridis",
