@@ -107,7 +107,8 @@ def iter_batches(
     graphed = cuda and len(images) >= GRAPH_MIN_BATCHES * batch_size  # pays back its capture
     # With a GPU, a thread reads and stages the next batch while this one is launched, and a
     # batch is handed over once the next one is launched: the GPU never waits for the host.
-    reader = ThreadPoolExecutor(1, thread_name_prefix="gapcam-read") if cuda else None
+    ahead_too = cuda and len(starts) > 1  # one batch (model.run): nothing to read ahead
+    reader = ThreadPoolExecutor(1, thread_name_prefix="gapcam-read") if ahead_too else None
     in_flight: _InFlight | None = None
     try:
         ahead = reader.submit(stage, starts[0]) if reader else None
