@@ -9,7 +9,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -248,21 +247,36 @@ def test_blocks_on_a_local_cluster_equal_one_process(tmp_path):
     assert not list((tmp_path / "two" / "records").glob("*.parts"))  # blocks merged, deleted
 
 
+STOPPING = """
+import os, signal, sys
+from napari_gapcam import tile_blocks
+from napari_gapcam.cli import main
+save, count = tile_blocks._save_block, [0]
+def stopping(*args):
+    count[0] += 1
+    if count[0] == 4:  # stopped before saving its 4th block: the test kills it here
+        os.kill(os.getpid(), signal.SIGSTOP)
+    save(*args)
+tile_blocks._save_block = stopping
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_a_slide_killed_mid_run_resumes_with_only_the_blocks_left(tmp_path, demo):
+    from test_cli import wait_until_stopped
+
     pyramid = write_pyramid(tmp_path / "slide.tif", mosaic(3))  # 768²: 6×6 tiles, 9 blocks
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "napari_gapcam.cli", "predict", str(tmp_path / "slide.tif"),
-            "--tiles", "--weights", "demo", "--device", "cpu", "--out", str(out),
-            "--block-tiles", "2", "--batch-size", "1", "--threads", "1"]  # fmt: skip
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    parts = out / "records" / "slide.parts"
-    deadline = time.monotonic() + 180
-    while len(list(parts.glob("block-*.npz"))) < 2 and time.monotonic() < deadline:
-        time.sleep(0.005)
+    args = ["predict", str(tmp_path / "slide.tif"), "--tiles", "--weights", "demo", "--device",
+            "cpu", "--out", str(out), "--block-tiles", "2", "--batch-size", "1"]  # fmt: skip
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    process = subprocess.Popen([sys.executable, "-c", STOPPING, *args], **pipes)
+    wait_until_stopped(process)  # a deterministic point: 3 blocks saved, the 4th computed
     process.send_signal(signal.SIGKILL)
     process.communicate()
+    parts = out / "records" / "slide.parts"
     saved = sorted(parts.glob("block-*.npz"))
-    assert 2 <= len(saved) < 9, "the run ended before it could be killed mid-way"
+    assert len(saved) == 3
     assert not (out / "records" / "slide.json").exists()  # no record for a partial slide
     assert not (out / "slide_cam.ome.zarr").exists()
     assert (out / "results.jsonl").read_text() == ""  # rebuilt at the start: no input done
@@ -271,7 +285,8 @@ def test_a_slide_killed_mid_run_resumes_with_only_the_blocks_left(tmp_path, demo
         marked = {key: part[key] for key in part.files}
     marked["probabilities"] = np.full_like(marked["probabilities"], 0.125)
     np.savez(saved[0], **marked)
-    rerun = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run([sys.executable, "-m", "napari_gapcam.cli", *args],
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert rerun.returncode == 0, rerun.stderr
     message = f"{len(saved)} of 9 blocks of tiles saved by an earlier run; computing the other "
     assert message + f"{9 - len(saved)}" in rerun.stderr
