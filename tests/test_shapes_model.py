@@ -125,3 +125,14 @@ def test_the_sample_scene_gives_what_the_readme_says(shapes_model) -> None:
     assert shapes_model.box_threshold == 0.55
     for tau, expected in ((0.55, 0.47), (0.2, 0.17), (0.7, 0.61)):
         assert iou(result.box(index, threshold=tau), box) == pytest.approx(expected, abs=0.015)
+
+
+def test_the_true_mask_is_the_object_and_its_box_the_true_box() -> None:
+    from napari_gapcam.synthetic import make_sample_with_mask
+
+    for seed in range(4):
+        image, label, box, mask = make_sample_with_mask(np.random.default_rng(seed))
+        same = make_sample(np.random.default_rng(seed))
+        assert np.array_equal(image, same[0]) and (label, box) == same[1:]
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        assert (rows[0], cols[0], rows[-1] + 1, cols[-1] + 1) == box

@@ -190,6 +190,14 @@ def make_sample(
     ``clutter`` in [0, 1] scales the background variation and the number of distractors
     (1, the default, is the benchmark's distribution; lower values give a training curriculum).
     """
+    return make_sample_with_mask(rng, size, clutter)[:3]
+
+
+def make_sample_with_mask(
+    rng: np.random.Generator, size: tuple[int, int] | None = None, clutter: float = 1.0
+) -> tuple[np.ndarray, int, Box, np.ndarray]:
+    """:func:`make_sample` (the same image for the same ``rng`` state) and the object's true
+    mask (bool H×W), for pixel metrics (PxAP)."""
     h, w = size if size is not None else rng.integers(SIDE_RANGE[0], SIDE_RANGE[1] + 1, 2)
     h, w = int(h), int(w)
     short = min(h, w)
@@ -206,7 +214,9 @@ def make_sample(
     fill = _object_fill(rng, (mh, mw), color)
     region[mask] = fill[mask]
 
-    return _finish(rng, image), label, (y0, x0, y0 + mh, x0 + mw)
+    true_mask = np.zeros((h, w), bool)
+    true_mask[y0 : y0 + mh, x0 : x0 + mw] = mask
+    return _finish(rng, image), label, (y0, x0, y0 + mh, x0 + mw), true_mask
 
 
 def _finish(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
