@@ -198,3 +198,41 @@ def test_calibrate_on_drawn_boxes_sets_the_threshold_and_saves_it(viewer, qtbot,
     from napari_gapcam import load_model  # the loader reads it back (the CLI uses it)
 
     assert load_model("resnet18", weights=weights).box_threshold == pytest.approx(tau, abs=1e-4)
+
+
+def test_calibrate_over_planes_of_a_stack_and_a_2d_shapes_layer(viewer, qtbot):
+    from napari_gapcam import localization_metrics
+    from napari_gapcam._widget import ALL
+
+    samples = [scene(seed=s) for s in (5, 6)]
+    stack = np.stack([image for image, _, _ in samples])  # 2×224×288×3
+    source = viewer.add_image(stack, name="planes", rgb=True)
+    rects = []
+    for p, (_, _, (y0, x0, y1, x1)) in enumerate(samples):
+        a, b, c, d = y0 - 0.5, x0 - 0.5, y1 - 0.5, x1 - 0.5
+        rects.append(np.array([[p, a, b], [p, a, d], [p, c, d], [p, c, b]]))
+    truth = viewer.add_shapes(rects, shape_type="rectangle", name="truth")
+    viewer.layers.selection.active = source
+    widget = demo_widget(viewer, planes=ALL)
+    run_and_wait(widget, qtbot)
+    c = samples[0][1]
+    widget.class_select.value = c
+    widget.truth.value = truth
+    widget.calibrate.clicked.emit()
+    qtbot.waitUntil(lambda: widget.calibration_metrics is not None, timeout=30_000)
+    result = widget._result
+    boxes = [[box] for _, _, box in samples]
+    expected = localization_metrics([result[0].cam(c), result[1].cam(c)], boxes)
+    assert widget.calibration_metrics["max_box_acc_v2"] == pytest.approx(expected["max_box_acc_v2"])
+    assert "over 2 image(s), 2 box(es)" in widget.calibration.value
+    # a 2D Shapes layer over the stack: its boxes lie on the displayed plane
+    flat = viewer.add_shapes([rects[1][:, 1:]], shape_type="rectangle", name="flat")
+    viewer.layers.selection.active = source
+    viewer.dims.set_current_step(0, 1)
+    widget.calibration_metrics = None
+    widget.truth.value = flat
+    widget.calibrate.clicked.emit()
+    qtbot.waitUntil(lambda: widget.calibration_metrics is not None, timeout=30_000)
+    expected = localization_metrics([result[1].cam(c)], boxes[1:])
+    assert widget.calibration_metrics["max_box_acc_v2"] == pytest.approx(expected["max_box_acc_v2"])
+    assert "over 1 image(s), 1 box(es)" in widget.calibration.value
