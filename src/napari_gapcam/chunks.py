@@ -27,20 +27,10 @@ from .outputs import OutputFolder, ZarrMaps, complete, write_png, write_tiff
 from .overlay import overlay
 from .page_objects import PageObjects
 from .shared_scale import shared_cams
+from .spec import ModelSpec
 
 _MODELS: dict[ModelSpec, Any] = {}
 MAX_MAP_PIXELS = 2**22  # a map is written at most at 2048² cells (~4 M) over a bigger image
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What :func:`napari_gapcam.load_model` needs; hashable, so one model per spec and process."""
-
-    arch: str = "resnet50"
-    weights: str | None = "IMAGENET1K_V1"
-    device: str = "auto"
-    class_names: str | None = None
-    seed: int | None = None  # the random init's seed (weights None)
 
 
 @dataclass(frozen=True)
@@ -75,6 +65,8 @@ class Options:
         settings = asdict(self)
         model = settings.pop("model")
         del settings["batch_size"], settings["overwrite"], model["device"]
+        if model["method"] == "auto":  # as before --method existed: earlier records match
+            del model["method"]
         del settings["block_tiles"]  # blocks change how a slide is split, not its outputs
         for name in NEWER_OPTIONS:
             if settings[name] == _DEFAULTS[name]:
@@ -93,14 +85,7 @@ _DEFAULTS = {name: Options.__dataclass_fields__[name].default for name in NEWER_
 def get_model(spec: ModelSpec) -> Any:
     """The model for ``spec``, loaded once per process (a dask worker keeps it between tasks)."""
     if spec not in _MODELS:
-        import torch
-
-        from .models import load_model
-
-        with torch.random.fork_rng(devices=[]):  # the caller's random state is left alone
-            if spec.seed is not None:
-                torch.manual_seed(spec.seed)
-            _MODELS[spec] = load_model(spec.arch, spec.weights, spec.device, spec.class_names)
+        _MODELS[spec] = spec.load()
     return _MODELS[spec]
 
 

@@ -135,6 +135,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="class names for a checkpoint: .json list or .txt, one per line",
     )
+    parser.add_argument(
+        "--method",
+        choices=("auto", "cam", "gradcam"),
+        default="auto",
+        help="auto: the exact CAM where the head is a global average pooling and one dense "
+        "layer, else Grad-CAM; cam (an error for other heads) or gradcam (default: %(default)s)",
+    )
 
 
 def add_input_arguments(parser: argparse.ArgumentParser) -> None:

@@ -84,14 +84,20 @@ def evaluate_command(args: argparse.Namespace) -> int:
         return error(f"--out {args.out} is a folder: give the JSON file to write.")
     import torch
 
-    from .chunks import ModelSpec, class_ref, get_model
+    from .chunks import class_ref, get_model
+    from .spec import ModelSpec
 
     if args.threads:
         torch.set_num_threads(args.threads)
     demo = weights is not None and args.weights.lower() == "demo"
     arch = args.model or ("resnet18" if demo else "resnet50")
     spec = ModelSpec(
-        arch, weights, args.device, class_names, args.seed if weights is None else None
+        arch=arch,
+        weights=weights,
+        device=args.device,
+        class_names=class_names,
+        method=args.method,
+        seed=args.seed if weights is None else None,
     )
     try:
         model = get_model(spec)

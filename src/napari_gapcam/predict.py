@@ -35,13 +35,21 @@ def say(message: str) -> None:
 
 
 def options_of(args: argparse.Namespace, plan: Plan) -> Any:
-    from .chunks import ModelSpec, Options
+    from .chunks import Options
+    from .spec import ModelSpec
 
     demo = plan.weights is not None and args.weights.lower() == "demo"
     arch = args.model or ("resnet18" if demo else "resnet50")
     seed = args.seed if plan.weights is None else None
     return Options(
-        model=ModelSpec(arch, plan.weights, args.device, plan.class_names, seed),
+        model=ModelSpec(
+            arch=arch,
+            weights=plan.weights,
+            device=args.device,
+            class_names=plan.class_names,
+            method=args.method,
+            seed=seed,
+        ),
         class_ref=args.class_ref,
         topk=args.topk,
         threshold=args.threshold,

@@ -1,0 +1,55 @@
+"""One model spec for the widget, the CLI and its workers: --method reaches the engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_gapcam import load_model
+from napari_gapcam.spec import ModelSpec
+from test_cli import SIZE, make_images, predict, results
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-init 3-class resnet18 state dict."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
+    torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), path)
+    return path
+
+
+def test_method_gradcam_is_used_recorded_and_part_of_the_settings(tmp_path, weights, capsys):
+    images = make_images(tmp_path / "in", count=2)
+    out = tmp_path / "out"
+    assert predict(tmp_path / "in", out, weights, "--method", "gradcam") == 0
+    lines = {Path(r["file"]).name: r for r in results(out)}
+    assert all(r["settings"]["method"] == "gradcam" for r in lines.values())
+    engine = load_model("resnet18", weights, "cpu", method="gradcam")
+    name = "img000.png"
+    expected = engine.run(images[name], input_size=int(SIZE))
+    c = lines[name]["results"][0]["class"]["index"]
+    written = tifffile.imread(out / lines[name]["outputs"]["cam"])
+    np.testing.assert_allclose(written, expected.cam(c), atol=2e-3)
+    capsys.readouterr()
+    assert predict(tmp_path / "in", out, weights) == 0  # auto (the CAM) is another setting
+    assert "2 done, 0 already done" in capsys.readouterr().err
+
+
+def test_the_spec_is_hashable_seeded_and_checks_its_method():
+    a = ModelSpec("resnet18", None, "cpu", seed=3)
+    assert a == ModelSpec("resnet18", None, "cpu", seed=3) and len({a, a}) == 1
+    first, second = a.load(), a.load()
+    assert np.array_equal(first.fc.weight.detach().numpy(), second.fc.weight.detach().numpy())
+    try:
+        ModelSpec(method="lime")
+    except ValueError as error:
+        assert "Unknown method 'lime'" in str(error)
+    else:
+        raise AssertionError("an unknown method was accepted")
