@@ -8,7 +8,7 @@ from skimage import data
 
 from _widgets import TIMEOUT_MS, combo_items, layer_rows, make_widget, run_and_wait
 from napari_gapcam import mask_from_map
-from napari_gapcam._widget import ALL
+from napari_gapcam._widget import ALL, DEMO, DEMO_MODEL
 
 
 @pytest.fixture
@@ -301,7 +301,7 @@ def test_scale_shared_across_the_stack_lets_planes_compare(viewer, qtbot):
     stack = photo_stack(4)
     stack[2] = 0  # a blank plane: per plane it looks as hot as the others
     viewer.add_image(stack, name="planes", contrast_limits=(0, 255))
-    widget = make_widget(viewer, arch="resnet18", planes=ALL)
+    widget = make_widget(viewer, arch=DEMO_MODEL, weights=DEMO, planes=ALL)  # fixed weights
     run_and_wait(widget, qtbot)
     cam = viewer.layers["planes CAM"]
     assert cam.metadata["gapcam"]["scale"] == "each"
@@ -314,7 +314,7 @@ def test_scale_shared_across_the_stack_lets_planes_compare(viewer, qtbot):
         planes, widget._result.cams(c, shape=(64, 64), scale="shared"), atol=1e-6
     )
     maxima = planes.reshape(4, -1).max(1)
-    assert maxima.max() > 0.99 and maxima.min() < 0.9, maxima  # one range for all planes
+    assert maxima.max() > 0.95 and maxima[2] < 0.5, maxima  # one range: the blank plane is cool
     widget.scale.value = "each"
     planes = np.asarray(cam.data)
     assert all(planes[i].max() == pytest.approx(1.0) for i in range(4))

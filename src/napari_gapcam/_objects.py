@@ -89,6 +89,8 @@ class ObjectsView:
 
     def _score_objects(self, _value: Any = None) -> None:
         labels, shown = self.objects.value, self._shown
+        if shown is not None and shown.source not in self._viewer.layers:
+            return
         if labels is None or shown is None or self.busy or labels not in self._viewer.layers:
             self._colour_objects()
             return

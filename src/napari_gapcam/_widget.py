@@ -368,8 +368,7 @@ class GapCamWidget(
             self._progress = None
         self.run_button.text = "Run"
         self.run_button.enabled = self._class_worker is None
-        if self._shown is not None:
-            QTimer.singleShot(0, self._score_objects)  # after the run's last batch is shown
+        self._score_objects()  # the run's last batch is shown: its objects' scores
 
     def _fail(self, error: BaseException, notify: bool = True, spec: Any = None) -> None:
         """A short status line; the full message goes to the notification (and the log)."""
