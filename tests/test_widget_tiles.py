@@ -177,3 +177,26 @@ def test_tiles_refuse_a_grad_cam_model_and_say_why(viewer, qtbot):
     assert "Tiles need the exact CAM" in widget.status.value
     assert "img CAM" not in [layer.name for layer in viewer.layers]
     assert widget.run_button.text == "Run" and widget.run_button.enabled
+
+
+def test_objects_are_scored_on_the_stitched_map_of_a_tiled_run(viewer, qtbot):
+    from napari_gapcam.synthetic import CLASS_NAMES
+
+    scenes, truths = mosaic(seed=0)
+    viewer.add_image(scenes, name="mosaic")
+    objects = np.zeros(scenes.shape[:2], np.int32)
+    for n, (_, (y0, x0, y1, x1)) in enumerate(truths):
+        objects[y0:y1, x0:x1] = n + 1
+    cells = viewer.add_labels(objects, name="cells")
+    viewer.layers.selection.active = viewer.layers["mosaic"]
+    widget = make_widget(viewer, arch=DEMO_MODEL, weights=DEMO, mode=TILES)
+    widget.objects.value = cells
+    run_and_wait(widget, qtbot)
+    qtbot.waitUntil(lambda: "cam_class" in cells.features, timeout=30_000)
+    table = cells.features.set_index("index")
+    assert sorted(table.index) == [1, 2, 3, 4]
+    right = sum(
+        table.loc[n + 1, "cam_class"] == CLASS_NAMES[label] for n, (label, _) in enumerate(truths)
+    )
+    assert right >= 3  # at native pixels, CAM pooling names most objects
+    assert "4 objects in 'cells'" in widget.objects_info.value

@@ -1,12 +1,12 @@
 """Per-object scores in the widget: a Labels layer's objects get the run's CAM columns.
 
-After a run, each object of the chosen Labels layer (cellpose, stardist, painted) gets its mean
-map of the top classes, ``cam_class`` and ``cam_share``
-(:func:`napari_gapcam.objects.object_scores`) in the layer's ``features`` table, which napari
-shows on hover; an option colours the objects by their CAM class. The scores are computed in a
-worker (one upsampled map per class at the image's size read). The objects of the run's plane
-(a stack's: the displayed plane) are scored; a label image at level-0 size is sampled
-(nearest) at the level the model read.
+After a run (whole image, a stack's plane, or tiles: their stitched map), each object of the
+chosen Labels layer (cellpose, stardist, painted) gets its mean map of the top classes,
+``cam_class`` and ``cam_share`` (:func:`napari_gapcam.objects.object_scores`) in the layer's
+``features`` table, which napari shows on hover; an option colours the objects by their CAM
+class. The scores are computed in a worker (one upsampled map per class at the image's size
+read). The objects of the run's plane (a stack's: the displayed plane) are scored; a label
+image at level-0 size is sampled (nearest) at the level the model read.
 
 :class:`ObjectsView` is a mixin of :class:`~napari_gapcam._widget.GapCamWidget`.
 """
@@ -84,6 +84,32 @@ def scores(result: Any, plane: Any, classes: list[int]) -> Any:
     return result.object_scores(np.asarray(plane).astype(np.int64, copy=False), classes)
 
 
+class TiledObjects:
+    """A tiled result as :func:`napari_gapcam.objects.object_scores` reads a result: every
+    class's map over the level read (one scale for the whole image; no tile yet: 0)."""
+
+    def __init__(self, tiled: Any) -> None:
+        self._tiled = tiled
+        self.image_shape, self.class_names = tiled.image_shape, tiled.class_names
+        self.num_classes = len(tiled.class_names)
+
+    def class_index(self, c: Any) -> int:
+        from .result import class_index
+
+        return class_index(self.class_names, c)
+
+    def topk(self, k: int) -> list[tuple[int, str, float]]:
+        return self._tiled.topk(k)
+
+    def cam(self, c: Any) -> np.ndarray:
+        return np.nan_to_num(self._tiled.cam(c))
+
+    def object_scores(self, labels: Any, classes: Any = None) -> Any:
+        from .objects import object_scores
+
+        return object_scores(self, labels, classes)
+
+
 class ObjectsView:
     """Scores the chosen Labels layer's objects after a run (see the module docstring)."""
 
@@ -94,9 +120,6 @@ class ObjectsView:
         if labels is None or shown is None or self.busy or labels not in self._viewer.layers:
             self._colour_objects()
             return
-        if not hasattr(shown.result, "object_scores") and not shown.is_stack:
-            self.objects_info.value = "Objects are scored after a whole-image run."
-            return
         try:
             index = self._displayed_index()
             plane = labels_plane(labels, shown, index)
@@ -104,6 +127,8 @@ class ObjectsView:
             self.objects_info.value = str(error)
             return
         result = shown.result[shown.position[index]] if shown.is_stack else shown.result
+        if not hasattr(result, "object_scores"):  # a tiled run: its stitched map
+            result = TiledObjects(result)
         classes = [i for i, _, _ in shown.top(TOP)]
         if self.class_select.value is not None and self.class_select.value not in classes:
             classes.append(int(self.class_select.value))
