@@ -53,3 +53,22 @@ def test_the_spec_is_hashable_seeded_and_checks_its_method():
         assert "Unknown method 'lime'" in str(error)
     else:
         raise AssertionError("an unknown method was accepted")
+
+
+def test_every_region_is_recorded_with_its_share(tmp_path, weights):
+    """As the widget's *all regions*: every region above τ of at least --min-area pixels."""
+    from napari_gapcam.localize import regions_with_shares
+
+    images = make_images(tmp_path / "in", count=1)
+    out = tmp_path / "out"
+    assert predict(tmp_path / "in", out, weights, "--threshold", "0.3", "--min-area", "4") == 0
+    [record] = results(out)
+    page = record["results"][0]
+    engine = load_model("resnet18", weights, "cpu")
+    cam = engine.run(images["img000.png"], input_size=int(SIZE)).cam(page["class"]["index"])
+    expected = regions_with_shares(cam, 0.3, 4)
+    assert [r["box"] for r in page["regions"]] == [list(b) for b, _ in expected]
+    assert [r["share"] for r in page["regions"]] == pytest.approx([s for _, s in expected])
+    assert (
+        page["regions"][0]["box"] == page["box"] and sum(r["share"] for r in page["regions"]) <= 1
+    )

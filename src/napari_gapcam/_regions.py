@@ -13,36 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
-from .localize import Box
-
-MAX_BOXES = 100  # the largest regions drawn; a noisy map at a low threshold has many
+from .localize import Box, regions_with_shares
 
 
 def all_regions(heat: np.ndarray, threshold: float, min_cells: float) -> list[tuple[Box, float]]:
-    """``(box, share of the map's mass)`` of every region of ``heat ≥ threshold·max`` of at
-    least ``min_cells`` cells, largest first."""
-    heat = np.nan_to_num(np.asarray(heat, np.float64))
-    if heat.size == 0 or not heat.max() > heat.min():
-        return []
-    labels, count = ndimage.label(heat >= threshold * heat.max())
-    if not count:
-        return []
-    index = np.arange(1, count + 1)
-    areas = ndimage.sum_labels(np.ones_like(heat), labels, index)
-    mass = ndimage.sum_labels(heat, labels, index)
-    total = heat.sum()
-    slices = ndimage.find_objects(labels)
-    order = np.argsort(-areas, kind="stable")
-    return [
-        (
-            (slices[i][0].start, slices[i][1].start, slices[i][0].stop, slices[i][1].stop),
-            float(mass[i] / total) if total > 0 else 0.0,
-        )
-        for i in order[:MAX_BOXES]
-        if areas[i] >= min_cells
-    ]
+    """:func:`~napari_gapcam.localize.regions_with_shares` (the CLI records the same)."""
+    return regions_with_shares(heat, threshold, min_cells)
 
 
 class Regions:

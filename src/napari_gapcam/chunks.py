@@ -22,7 +22,7 @@ import numpy as np
 
 from .grid import bounded_grid, grid_box_to_pixels, grid_placement
 from .inputs import InputError, Item, LazyPlane, Pages, fingerprint, open_pages
-from .localize import largest_region
+from .localize import largest_region, regions_with_shares
 from .outputs import OutputFolder, ZarrMaps, complete, write_png, write_tiff
 from .overlay import overlay
 from .page_objects import PageObjects
@@ -56,6 +56,7 @@ class Options:
     block_tiles: int = 8  # a block (task, unit of resuming) is N×N tiles
     labels: str | None = None  # --labels: label images matched to inputs by stem
     scale: str = "each"  # "shared": one range per class over a multi-page input's pages
+    min_area: int = 64  # pixels: the smallest region listed in a page's "regions"
 
     def settings(self) -> dict[str, Any]:
         """What a record must match to count as done (the device is left out). No torch.
@@ -78,7 +79,7 @@ class Options:
 
 
 NEWER_OPTIONS = ("tiles", "level", "tile_size", "overlap", "background", "all_probabilities",
-                 "labels", "scale")  # fmt: skip
+                 "labels", "scale", "min_area")  # fmt: skip
 _DEFAULTS = {name: Options.__dataclass_fields__[name].default for name in NEWER_OPTIONS}
 
 
@@ -173,6 +174,12 @@ def summarise(
     box = largest_region(cam, threshold)[1]
     if box is not None and not full:
         box = grid_box_to_pixels(box, result.image_shape, grid)
+    cell = result.image_shape[0] * result.image_shape[1] / (grid[0] * grid[1])
+    regions = [
+        {"box": [int(v) for v in (b if full else grid_box_to_pixels(b, result.image_shape, grid))],
+         "share": share}
+        for b, share in regions_with_shares(cam, threshold, options.min_area / cell)
+    ]  # fmt: skip
     return cam, {
         "topk": [{"index": i, "name": n, "probability": p} for i, n, p in top],
         "class": {
@@ -181,6 +188,7 @@ def summarise(
             "probability": float(result.probabilities[index]),
         },
         "box": None if box is None else [int(v) for v in box],
+        "regions": regions,  # every region of at least --min-area px, largest first
     }
 
 

@@ -229,6 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
         "writes <stem>_objects.csv, each object's mean map per class, cam_class, cam_share",
     )
     predict.add_argument(
+        "--min-area",
+        type=_positive,
+        default=64,
+        metavar="PX",
+        help="the smallest region listed in each page's regions (every region above the "
+        "threshold, with its share of the map; the box is the largest; default: %(default)s)",
+    )
+    predict.add_argument(
         "--scale",
         choices=("each", "shared"),
         default="each",

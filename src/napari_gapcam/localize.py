@@ -61,3 +61,33 @@ def boxes_from_map(heat_map: np.ndarray, threshold: float = 0.2, min_area: int =
         for i in order
         if areas[i] >= min_area
     ]
+
+
+MAX_REGIONS = 100  # the largest regions reported; a noisy map at a low threshold has many
+
+
+def regions_with_shares(
+    heat_map: np.ndarray, threshold: float = 0.2, min_area: float = 1
+) -> list[tuple[Box, float]]:
+    """``(box, share of the map's mass)`` of every region of ``map ≥ threshold·max`` of at
+    least ``min_area`` pixels (cells of the map), largest first (at most ``MAX_REGIONS``)."""
+    heat = np.nan_to_num(np.asarray(heat_map, np.float64))
+    if heat.size == 0 or not heat.max() > heat.min():
+        return []
+    labels, count = ndimage.label(heat >= threshold * heat.max())
+    if not count:
+        return []
+    index = np.arange(1, count + 1)
+    areas = ndimage.sum_labels(np.ones_like(heat), labels, index)
+    mass = ndimage.sum_labels(heat, labels, index)
+    total = heat.sum()
+    slices = ndimage.find_objects(labels)
+    order = np.argsort(-areas, kind="stable")
+    return [
+        (
+            (slices[i][0].start, slices[i][1].start, slices[i][0].stop, slices[i][1].stop),
+            float(mass[i] / total) if total > 0 else 0.0,
+        )
+        for i in order[:MAX_REGIONS]
+        if areas[i] >= min_area
+    ]

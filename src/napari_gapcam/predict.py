@@ -67,6 +67,7 @@ def options_of(args: argparse.Namespace, plan: Plan) -> Any:
         block_tiles=args.block_tiles,
         labels=plan.labels,
         scale=args.scale,
+        min_area=args.min_area,
     )
 
 
