@@ -5,8 +5,8 @@
 
 Writes ``docs/images/photo.png`` (a photo, a real ImageNet model: timm's
 ``tf_efficientnet_lite0`` with the weights that package ships, converted here), ``stack.png``
-(8 synthetic scenes, the bundled demo model, *all planes*, the box) and ``pyramid.png`` (a
-4-level multiscale scene of 1536×2048, the demo model on the level the run picks).
+(8 synthetic scenes, the bundled demo model, *all planes*, the box) and ``tiles.png`` (a
+3-level pyramid of a 1024² mosaic of 16 scenes at native pixels in tiles, every region boxed).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def main() -> int:
     from qtpy.QtWidgets import QApplication
     from skimage import data
 
-    from napari_gapcam._widget import FILE, GapCamWidget
+    from napari_gapcam._widget import FILE, TILES, GapCamWidget
     from napari_gapcam.models import DEMO_WEIGHTS
     from napari_gapcam.synthetic import make_sample
 
@@ -73,7 +73,7 @@ def main() -> int:
 
     def viewer_with_widget():
         viewer = napari.Viewer(show=True)
-        viewer.window.resize(1280, 820)
+        viewer.window.resize(1700, 1000)
         widget = GapCamWidget(viewer)
         viewer.window.add_dock_widget(widget, name="GAP-CAM")
         return viewer, widget
@@ -111,15 +111,23 @@ def main() -> int:
     shoot(viewer, "stack.png")
     viewer.close()
 
-    # 3. a pyramid
+    # 3. a mosaic pyramid at native pixels, in tiles, with every region boxed
     viewer, widget = viewer_with_widget()
-    scene = make_sample(np.random.default_rng(2), size=(1536, 2048))[0]
-    levels = [scene, scene[::2, ::2], scene[::4, ::4], scene[::8, ::8]]
-    viewer.add_image(levels, name="scene pyramid", rgb=True, multiscale=True)
+    rng = np.random.default_rng(1)
+    scenes = [make_sample(rng, size=(256, 256))[0] for _ in range(16)]
+    mosaic = np.concatenate([np.concatenate(scenes[4 * r : 4 * r + 4], 1) for r in range(4)])
+    levels = [mosaic, mosaic[::2, ::2], mosaic[::4, ::4]]
+    viewer.add_image(levels, name="mosaic", rgb=True, multiscale=True)
     use_demo(widget)
-    widget.show_box.value = True
+    widget.mode.value = TILES
     wait(widget, app)
-    shoot(viewer, "pyramid.png")
+    widget.class_select.value = 0  # disk
+    widget.threshold.value = 0.5
+    widget.show_box.value = True
+    widget.all_regions.value = True
+    for _ in range(20):
+        app.processEvents()
+    shoot(viewer, "tiles.png")
     viewer.close()
     return 0
 
