@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from napari.layers import Shapes
+from napari.layers import Labels, Shapes
 from napari.qt.threading import create_worker
 
 from ._layers import is_overlay
@@ -29,11 +29,33 @@ LOCALIZE_PIXELS = 250_000  # as the box: maps of at most this many cells
 
 
 def shapes_choices(viewer: Any) -> list[tuple[str, Any]]:
+    """Shapes layers of drawn rectangles, then Labels layers of true masks."""
     return [("none", None)] + [
         (layer.name, layer)
         for layer in viewer.layers
-        if isinstance(layer, Shapes) and not is_overlay(layer)
+        if isinstance(layer, (Shapes, Labels)) and not is_overlay(layer)
     ]
+
+
+def true_masks(labels: Labels, shown: Any, grid: tuple[int, int], index: tuple) -> Any:
+    """A Labels layer of true masks on plane ``index``, sampled (nearest) to ``grid``: the
+    boxes of its objects and the mask (``None`` without any object)."""
+    from scipy import ndimage
+
+    from ._objects import labels_plane
+
+    plane = labels_plane(labels, shown, index)
+    rows = np.minimum(
+        ((np.arange(grid[0]) + 0.5) * plane.shape[0] / grid[0]).astype(int), plane.shape[0] - 1
+    )
+    cols = np.minimum(
+        ((np.arange(grid[1]) + 0.5) * plane.shape[1] / grid[1]).astype(int), plane.shape[1] - 1
+    )
+    sampled = np.asarray(plane[rows][:, cols])  # dask: only these pixels are read
+    boxes = [
+        (s[0].start, s[1].start, s[0].stop, s[1].stop) for s in ndimage.find_objects(sampled) if s
+    ]
+    return (boxes, sampled > 0) if boxes else None
 
 
 def sidecar_path(weights: str) -> Path:
@@ -75,9 +97,10 @@ def drawn_boxes(shapes: Shapes, shown: Any, grid: tuple[int, int], point: Any) -
 
 def readout(metrics: dict[str, Any], images: int, boxes: int) -> str:
     tau, acc = metrics["best_threshold"][DELTA], metrics["max_box_acc"][DELTA]
+    pxap = f", PxAP {metrics['pxap']:.3f}" if metrics.get("pxap") is not None else ""
     return (
-        f"MaxBoxAccV2 {metrics['max_box_acc_v2']:.3f} over {images} image(s), {boxes} box(es); "
-        f"best τ {tau:.2f} at IoU {DELTA} (BoxAcc {acc:.2f})"
+        f"MaxBoxAccV2 {metrics['max_box_acc_v2']:.3f}{pxap} over {images} image(s), {boxes} "
+        f"box(es); best τ {tau:.2f} at IoU {DELTA} (BoxAcc {acc:.2f})"
     )
 
 
@@ -93,6 +116,9 @@ class Calibration:
             return
         c = int(self.class_select.value)
         placement = shown.placement(min(self._budget(), LOCALIZE_PIXELS))
+        if isinstance(shapes, Labels):
+            self._calibrate_on_masks(shapes, c, placement.grid)
+            return
         by_plane = drawn_boxes(shapes, shown, placement.grid, self._viewer.dims.point)
         planes = [i for i in by_plane if shown.grid_map(c, placement.grid, i) is not None]
         if not planes:
@@ -106,6 +132,35 @@ class Calibration:
         count = sum(len(b) for b in truth)
         self.calibration.value = f"Calibrating on {len(planes)} image(s), {count} box(es)…"
         worker = create_worker(localization_metrics, maps, truth, _ignore_errors=True)
+        worker.returned.connect(lambda metrics: self._calibrated(metrics, len(planes), count))
+        worker.errored.connect(lambda error: setattr(self.calibration, "value", str(error)))
+        self._calibration_worker = worker
+        worker.start()
+
+    def _calibrate_on_masks(self, labels: Labels, c: int, grid: tuple[int, int]) -> None:
+        """True masks: each object's box for the box metrics, the masks for PxAP."""
+        from .metrics import localization_metrics
+
+        shown = self._shown
+        planes, maps, boxes, masks = [], [], [], []
+        for index in shown.planes.indices:
+            heat = shown.grid_map(c, grid, index)
+            try:
+                found = None if heat is None else true_masks(labels, shown, grid, index)
+            except ValueError as error:
+                self.calibration.value = str(error)
+                return
+            if found is not None:
+                planes.append(index)
+                maps.append(np.nan_to_num(heat))
+                boxes.append(found[0])
+                masks.append(found[1])
+        if not planes:
+            self.calibration.value = f"{labels.name!r} holds no object on a plane with a map."
+            return
+        count = sum(len(b) for b in boxes)
+        self.calibration.value = f"Calibrating on {len(planes)} image(s), {count} mask(s)…"
+        worker = create_worker(localization_metrics, maps, boxes, masks, _ignore_errors=True)
         worker.returned.connect(lambda metrics: self._calibrated(metrics, len(planes), count))
         worker.errored.connect(lambda error: setattr(self.calibration, "value", str(error)))
         self._calibration_worker = worker

@@ -64,7 +64,8 @@ def add_feature_controls(widget: Any) -> list[Any]:
     widget.truth = ComboBox(
         label="true boxes",
         choices=lambda _w=None: shapes_choices(viewer),
-        tooltip="A Shapes layer of rectangles drawn around the true objects.",
+        tooltip="A Shapes layer of rectangles drawn around the true objects, or a Labels "
+        "layer of their true masks (then PxAP too).",
     )
     widget.calibrate = PushButton(text="calibrate threshold")
     widget.save_tau = CheckBox(text="save τ beside the weights file", value=False)

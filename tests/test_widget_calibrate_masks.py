@@ -1,0 +1,35 @@
+"""Calibrate on a Labels layer of true masks: each object's box for MaxBoxAccV2, masks for PxAP."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from _widgets import make_widget, run_and_wait
+from napari_gapcam import localization_metrics
+from napari_gapcam._widget import FILE
+from napari_gapcam.models import DEMO_WEIGHTS
+from napari_gapcam.synthetic import make_sample_with_mask
+
+
+def test_calibrate_on_true_masks_gives_pxap_too(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    image, label, box, mask = make_sample_with_mask(np.random.default_rng(5), size=(224, 288))
+    viewer.add_image(image, name="scene")
+    truth = viewer.add_labels(mask.astype(np.uint8) * 3, name="true masks")
+    viewer.layers.selection.active = viewer.layers["scene"]
+    widget = make_widget(viewer, arch="resnet18", weights=FILE, weights_file=DEMO_WEIGHTS)
+    run_and_wait(widget, qtbot)
+    widget.class_select.value = label
+    combo = widget.truth.native  # Labels layers are offered, by name
+    assert "true masks" in [combo.itemText(i) for i in range(combo.count())]
+    widget.truth.value = truth
+    widget.calibrate.clicked.emit()
+    qtbot.waitUntil(lambda: widget.calibration_metrics is not None, timeout=30_000)
+    expected = localization_metrics([widget._result.cam(label)], [[box]], [mask])
+    metrics = widget.calibration_metrics
+    assert metrics["max_box_acc_v2"] == pytest.approx(expected["max_box_acc_v2"])
+    assert metrics["pxap"] == pytest.approx(expected["pxap"], abs=1e-6)
+    assert f"PxAP {expected['pxap']:.3f}" in widget.calibration.value
+    tau = expected["best_threshold"][0.5]
+    assert widget.threshold.value == pytest.approx(min(max(tau, 0.05), 0.95), abs=0.026)
