@@ -1,6 +1,6 @@
 """The widget's model controls: architecture, weights, method, device, input size, square.
 
-They turn into a *spec*, the keyword arguments of :func:`napari_gapcam.load_model`; a model
+They turn into a :class:`~napari_gapcam.spec.ModelSpec` (what the CLI uses too); a model
 handed over with ``use_model`` is used as it is.
 """
 
@@ -14,6 +14,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox
 
 from ._searchable import make_searchable, select_text, show_start
+from .spec import ModelSpec
 
 if TYPE_CHECKING:
     from .models import GapCamModel
@@ -181,10 +182,11 @@ class ModelControls:
         self.arch.reset_choices()
         self.arch.value = IN_MEMORY
 
-    def spec(self) -> dict[str, Any]:
-        """``load_model``'s keyword arguments (or the in-memory model's identity)."""
+    def spec(self) -> ModelSpec:
+        """The model chosen, as the CLI and its workers describe one (an in-memory model: its
+        identity, under the architecture name ``IN_MEMORY``)."""
         if self.arch.value == IN_MEMORY:
-            return {"name": IN_MEMORY, "model": id(self.memory_model)}
+            return ModelSpec(arch=IN_MEMORY, weights=str(id(self.memory_model)))
         weights: Any = self.weights.value
         names: Any = None
         name = DEMO_ARCH if self.arch.value == DEMO_MODEL else self.arch.value
@@ -199,10 +201,10 @@ class ModelControls:
             weights = str(path)
             named = self.names_file.value
             names = str(named) if named is not None and str(named) not in ("", ".") else None
-        return {
-            "name": name,
-            "weights": weights,
-            "device": self.device.value,
-            "class_names": names,
-            "method": self.method.value,
-        }
+        return ModelSpec(
+            arch=name,
+            weights=weights,
+            device=self.device.value,
+            class_names=names,
+            method=self.method.value,
+        )

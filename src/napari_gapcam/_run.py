@@ -20,6 +20,7 @@ from ._planes import Planes
 
 if TYPE_CHECKING:
     from .models import GapCamModel
+    from .spec import ModelSpec
 
 BATCH_PIXELS = 8 * 224 * 224  # input pixels of one CPU batch: at 896² one image a batch
 BAND_ELEMENTS = 1 << 22  # a finiteness check reads a float plane in bands this small
@@ -104,7 +105,7 @@ def batch_size_for(model: GapCamModel, planes: Planes, input_size: int | None, s
 
 def compute(
     model: GapCamModel | None,
-    spec: dict[str, Any],
+    spec: ModelSpec,
     planes: Planes,
     contrast_limits: Any,
     input_size: int | None,
@@ -120,12 +121,11 @@ def compute(
     lazy: the engine reads each one (band by band) only when its batch runs.
     """
     from .batch import iter_batches
-    from .models import load_model
 
     start = time.perf_counter()
     try:
         if model is None:
-            model = load_model(**spec)
+            model = spec.load()
         yield "model", model
         size = input_size or None
         images = CheckedImages(planes.images, token)

@@ -6,12 +6,15 @@ also logs it); labels wrap and are laid out at the dock's width, whatever they h
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QLabel, QSizePolicy
 
 from ._model_controls import DEMO_MODEL, FILE, RANDOM
+
+if TYPE_CHECKING:
+    from .spec import ModelSpec
 
 SHORT = 160  # characters of an error shown in the status line
 WAYS_ON = (
@@ -31,11 +34,11 @@ def fit_label(label: QLabel) -> None:
     label.setMinimumWidth(1)
 
 
-def is_missing_named_weights(error: BaseException, spec: dict[str, Any]) -> bool:
+def is_missing_named_weights(error: BaseException, spec: ModelSpec) -> bool:
     """True when named weights are not in the torch hub cache (and could not be fetched)."""
     from .models import WeightsError, cached_weights_path, named_weights
 
-    name, weights = spec.get("name"), spec.get("weights")
+    name, weights = spec.arch, spec.weights
     if not isinstance(error, WeightsError) or not isinstance(weights, str):
         return False
     try:
@@ -44,11 +47,11 @@ def is_missing_named_weights(error: BaseException, spec: dict[str, Any]) -> bool
         return False
 
 
-def error_line(error: BaseException, spec: dict[str, Any] | None = None) -> str:
+def error_line(error: BaseException, spec: ModelSpec | None = None) -> str:
     """The status line of an error: a few words (the notification holds the full text)."""
     if spec is not None and is_missing_named_weights(error, spec):
         return (
-            f"No {spec['weights']} weights for {spec['name']} here (offline?). {WAYS_ON} "
+            f"No {spec.weights} weights for {spec.arch} here (offline?). {WAYS_ON} "
             "Full message: the notification."
         )
     text = " ".join(str(error).split())

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from .localize import Box
     from .models import GapCamModel
+    from .spec import ModelSpec
 
 WHOLE, TILES = "whole image → input size", "native pixels (tiles)"
 NEEDS_CAM = (
@@ -79,7 +80,7 @@ def canvas_centre(viewer: Any, source: Image, planes: Planes) -> tuple[float, fl
 
 def compute_tiled(
     model: GapCamModel | None,
-    spec: dict[str, Any],
+    spec: ModelSpec,
     image: LevelPlane,
     contrast_limits: Any,
     tile_size: int | None,
@@ -88,13 +89,12 @@ def compute_tiled(
 ) -> Iterator[tuple[str, Any]]:
     """Worker body: ``("model", model)``, then ``("tiles", (done, total, TiledResult,
     seconds))`` per batch (the same result, filled in place); errors as ``("error", e)``."""
-    from .models import load_model
     from .tiles import iter_tiled
 
     start = time.perf_counter()
     try:
         if model is None:
-            model = load_model(**spec)
+            model = spec.load()
         yield "model", model
         if model.method != "cam":
             raise ValueError(NEEDS_CAM.format(arch=model.arch, method=model.method_label))
@@ -219,7 +219,7 @@ class TiledShown(Shown):
 class TilesRun:
     """The widget's tiled runs (see the module docstring); uses the widget's controls."""
 
-    def _start_tiled(self, source: Image, spec: dict[str, Any]) -> None:
+    def _start_tiled(self, source: Image, spec: ModelSpec) -> None:
         dims = self._viewer.dims
         level = source.data_level if source.multiscale else 0
         planes = choose_planes(source, dims.point, tuple(dims.order), 0, level=level)
@@ -227,7 +227,7 @@ class TilesRun:
         self._run_line, self._warning = "", ""
         self._token = CancelToken()
         model = self._model if spec == self._model_spec else None
-        if spec.get("name") == IN_MEMORY:
+        if spec.arch == IN_MEMORY:
             model = self.models.memory_model
         contrast = None if source.rgb else tuple(source.contrast_limits)
         self.status.value = (
@@ -263,7 +263,7 @@ class TilesRun:
         self,
         out: tuple[str, Any],
         run_id: int,
-        spec: dict[str, Any],
+        spec: ModelSpec,
         source: Image,
         planes: Planes,
         shape: tuple[int, ...],

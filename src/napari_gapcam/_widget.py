@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     import napari
 
     from .models import GapCamModel
+    from .spec import ModelSpec
 
 __all__ = [
     "ALL",
@@ -77,7 +78,7 @@ class GapCamWidget(
         self._viewer = viewer
         self._overlays = Overlays(viewer)
         self._model: GapCamModel | None = None
-        self._model_spec: dict[str, Any] | None = None
+        self._model_spec: ModelSpec | None = None
         self._shown: Shown | None = None
         self._worker = None
         self._run_id = 0  # a cancelled run's late batches are ignored
@@ -293,17 +294,17 @@ class GapCamWidget(
         else:
             self.run()
 
-    def _input_size_for(self, spec: dict[str, Any]) -> int:
+    def _input_size_for(self, spec: ModelSpec) -> int:
         """The input size a run will use (the model's default is known once it is loaded)."""
         if self.input_size.value:
             return int(self.input_size.value)
         if self._model is not None and spec == self._model_spec:
             return self._model.input_size
-        if spec["name"] == IN_MEMORY:
+        if spec.arch == IN_MEMORY:
             return self.models.memory_model.input_size
         from .loading import default_input_size
 
-        return default_input_size(spec["name"], spec["weights"])
+        return default_input_size(spec.arch, spec.weights)
 
     def run(self, _value: Any = None) -> None:
         """Start a run on the chosen layer: its displayed plane, or all planes."""
@@ -331,10 +332,10 @@ class GapCamWidget(
         self._run_line, self._warning = "", ""
         self._token = CancelToken()
         model = self._model if spec == self._model_spec else None
-        if spec["name"] == IN_MEMORY:
+        if spec.arch == IN_MEMORY:
             model = self.models.memory_model
         contrast = None if source.rgb else tuple(source.contrast_limits)
-        loading = "" if model is not None else f"loading {spec['name']}, "
+        loading = "" if model is not None else f"loading {spec.arch}, "
         self.status.value = f"Running: {loading}forward pass on {source.name!r}{planes.describe()}…"
         self._run_id += 1
         self._follow_top = True
@@ -380,7 +381,7 @@ class GapCamWidget(
         self,
         out: tuple[str, Any],
         run_id: int,
-        spec: dict[str, Any],
+        spec: ModelSpec,
         source: Image,
         planes: Planes,
         shape: tuple[int, ...],
@@ -414,7 +415,7 @@ class GapCamWidget(
             self._progress.update(self._shown.done - self._progress.n)
         self._show_result(first)
 
-    def _took_model(self, model: GapCamModel, spec: dict[str, Any]) -> None:
+    def _took_model(self, model: GapCamModel, spec: ModelSpec) -> None:
         if model is not self._model:  # a new model: its suggested box threshold
             with self.threshold.changed.blocked():
                 self.threshold.value = model.box_threshold
