@@ -144,8 +144,10 @@ def check_options(options: Options) -> list[str]:
     size = options.input_size or model.input_size
     model.check_memory((size, size))  # InputTooLargeError: a usage error, before any input
     reference = class_ref(options.class_ref, model.class_names)
-    if reference is not None:  # the engine's own lookup and messages, on a tiny image
-        infer(model, [np.zeros((32, 32), np.float32)], 32)[0].class_index(reference)
+    if reference is not None:  # the engine's own lookup and messages (no forward pass)
+        from .result import class_index
+
+        class_index(model.class_names, reference)
     return list(model.class_names)
 
 
