@@ -3,7 +3,8 @@
 # machine): the GPU tests, a profile of one stack run, the speed benchmark's engine and GPU
 # rows, then every test that needs no viewer. Run from the repository root; logs go to $OUT
 # (default /tmp/gpu_check).
-# Wheels of missing packages (dask, distributed, zarr, torchcam...) may be put in .whl/.
+# Wheels of missing packages (dask, distributed, zarr, torchcam, safetensors, pandas,
+# efficientnet-pytorch, timm...) may be put in .whl/.
 # Each step has a time limit (GPU_TESTS_S, PROFILE_S, BENCH_S, SUITE_S): by default 560 s in
 # all, under the device machine's 600 s a call. BENCH_ARGS="--gpu-only --repeat 5" for the GPU
 # rows only.
@@ -19,8 +20,7 @@ export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD/src
 nvidia-smi -L
 python3 -c "import sys, torch, torchvision, numpy; print(sys.version.split()[0], torch.__version__, \
 torchvision.__version__, numpy.__version__, torch.cuda.get_device_name(), torch.cuda.is_available())"
-viewerless="--ignore=tests/test_widget.py --ignore=tests/test_widget_big.py \
---ignore=tests/test_widget_stacks.py --ignore=tests/test_packaging.py"
+viewerless="--ignore-glob=tests/test_widget*.py --ignore=tests/test_packaging.py"
 timeout "${GPU_TESTS_S:-120}" python3 -m pytest -q -p no:cacheprovider -rfs --tb=short tests/test_gpu.py \
   tests/test_cam.py::test_gap_identity_on_gpu 2>&1 | tee "$OUT/gpu_tests.log"
 timeout "${PROFILE_S:-60}" python3 benchmarks/gpu_profile.py --out "$OUT" 2>&1 | tee "$OUT/profile.log"
