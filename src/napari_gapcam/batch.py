@@ -155,9 +155,7 @@ class _InFlight(NamedTuple):
     input_shape: tuple[int, ...]
     done: Any  # a torch.cuda.Event, or None on a CPU (ready at once)
 
-    def result(
-        self, model: GapCamModel, method: Method, image_shape: tuple[int, int]
-    ) -> Result:
+    def result(self, model: GapCamModel, method: Method, image_shape: tuple[int, int]) -> Result:
         if self.done is not None:
             self.done.synchronize()
         return Result(
