@@ -120,3 +120,19 @@ def test_one_scale_over_the_whole_image_and_boxes_in_pixels(demo, mosaic):
     with pytest.raises(ValueError, match="exact CAM"):
         gradcam = napari_gapcam.load_model("resnet18", DEMO_WEIGHTS, "cpu", method="gradcam")
         gradcam.run_tiled(image)
+
+
+def test_half_precision_and_grids_in_a_temporary_file(demo, mosaic, monkeypatch):
+    from napari_gapcam import tiles
+
+    image, _ = mosaic
+    full = demo.run_tiled(image[:512, :512])
+    half = demo.run_tiled(image[:512, :512], precision="bf16")
+    span = np.ptp(full.grids.astype(float))
+    assert np.abs(half.grids.astype(float) - full.grids.astype(float)).max() <= 0.05 * span
+    monkeypatch.setattr(tiles, "MEMORY_GRIDS", 1024)  # every grid beyond: a memmap
+    on_disk = demo.run_tiled(image[:512, :512])
+    assert isinstance(on_disk.grids, np.memmap)
+    np.testing.assert_array_equal(np.asarray(on_disk.grids), full.grids)
+    with pytest.raises(ValueError, match="Unknown precision"):
+        demo.run_tiled(image[:256, :256], precision="fp8")

@@ -210,6 +210,7 @@ class GapCamModel:
         contrast_limits: Sequence[float] | None = None,
         batch_size: int | None = None,
         background: str | None = None,
+        precision: str = "fp32",
     ) -> TiledResult:
         """The CAM at native pixels over an image of any size: tiles stitched into one grid.
 
@@ -217,13 +218,14 @@ class GapCamModel:
         0, native). Tiles of ``tile_size`` (default the model's input size) overlap by
         ``overlap`` pixels (default two cells: 64 for a ResNet); they are read a block at a
         time and batched. ``background="auto"`` skips tiles without foreground (Otsu on the
-        smallest level); skipped tiles stay NaN. See :mod:`~napari_gapcam.tiles`;
+        smallest level); skipped tiles stay NaN. ``precision``: ``"fp16"`` / ``"bf16"``
+        autocast as :meth:`run_batch`. See :mod:`~napari_gapcam.tiles`;
         :func:`~napari_gapcam.tiles.iter_tiled` streams the batches (progress, cancelling).
         """
         from .tiles import iter_tiled
 
         args = (tile_size, overlap, level, contrast_limits, batch_size, background)
-        *_, (_, _, result) = iter_tiled(self, image, *args)
+        *_, (_, _, result) = iter_tiled(self, image, *args, precision=precision)
         return result
 
     @property

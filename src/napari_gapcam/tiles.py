@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._torch import F, torch
+from .batch import PRECISIONS
 from .localize import Box, boxes_from_map, largest_region
 from .preprocess import _to_unit, image_layout, intensity_range
 from .result import ClassRef, class_index, top_classes
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 BLOCK_TILES = 8  # tiles across one read
 BACKGROUND_FRACTION = 0.05  # a tile with less foreground than this is skipped
 MAX_DEFAULT_PIXELS = 2**26  # cam() at the image's own size up to this; give shape= beyond
+MEMORY_GRIDS = 2**30  # bytes of class grids kept in memory; more go to a temporary file
 
 
 @dataclass
@@ -231,12 +233,17 @@ def iter_tiled(
     background: str | None = None,
     first: tuple[float, float] | None = None,
     only: Sequence[tuple[int, int]] | None = None,
+    precision: str = "fp32",
 ) -> Iterator[tuple[int, int, TiledResult]]:
     """Yield ``(tiles done, tiles to run, result so far)`` after each batch; the result fills
     in place (NaN where no tile ran yet). ``first=(y, x)``: tiles nearest that pixel first (the
     part of the image in view). ``only``: run just these tiles (``(row, column)`` of
     :func:`plan`'s tiling, e.g. one block of a run split across workers; the others count as
-    skipped). See :meth:`GapCamModel.run_tiled`."""
+    skipped). ``precision``: ``"fp32"``, ``"fp16"`` / ``"bf16"`` autocast (as ``run_batch``).
+    Grids of more than ``MEMORY_GRIDS`` bytes (many classes over a big slide) live in a
+    temporary file (a numpy memmap) instead of memory. See :meth:`GapCamModel.run_tiled`."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"Unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}.")
     if model.method != "cam":
         raise ValueError(
             "Tiled runs stitch the exact CAM (a GAP + dense head); this model uses "
@@ -273,7 +280,7 @@ def iter_tiled(
     skipped = len(tiling.tiles()) - len(todo)
     weight = model.method_object.on_host().weight.float()  # C×K
     classes = weight.shape[0]
-    grids = np.full((classes, *tiling.grid), np.nan, np.float16)
+    grids = _grids((classes, *tiling.grid))
     result = TiledResult(
         grids, np.zeros((0, classes)), [], model.class_names, tiling, index, skipped
     )
@@ -285,7 +292,7 @@ def iter_tiled(
         pixels = _read_tiles(data, tiling, chosen, rgb)
         tensor = _normalise(pixels, low, high, model.config.mean, model.config.std)
         with torch.inference_mode():
-            maps, logits = model.forward_batch(tensor.to(model.device))
+            maps, logits = model.forward_batch(tensor.to(model.device), PRECISIONS[precision])
             maps, logits = maps.float().cpu(), logits.float().cpu()
         raw = torch.einsum("ck,nkhw->nchw", weight, maps).numpy()
         for (i, j), tile_raw in zip(chosen, raw, strict=True):
@@ -299,6 +306,19 @@ def iter_tiled(
         yield min(start + batch_size, len(todo)), len(todo), result
     if not todo:
         yield 0, 0, result
+
+
+def _grids(shape: tuple[int, ...]) -> np.ndarray:
+    """NaN-filled half-precision grids: in memory, or a temporary file beyond ``MEMORY_GRIDS``
+    bytes (deleted when the array is: the file is unlinked at once)."""
+    if 2 * math.prod(shape) <= MEMORY_GRIDS:
+        return np.full(shape, np.nan, np.float16)
+    import tempfile
+
+    with tempfile.TemporaryFile(prefix="gapcam-grids-") as file:
+        grids = np.memmap(file, dtype=np.float16, mode="w+", shape=shape)
+    grids[:] = np.nan
+    return grids
 
 
 def _stride(model: GapCamModel, tile_size: int) -> int:
