@@ -63,9 +63,12 @@ def speed_row(arch: str, repeat: int) -> dict:
     }
 
 
-def memory_case(side: int, arch: str) -> dict:
-    """One memory row, in this process (a fresh subprocess)."""
+def memory_case(side: int, arch: str, seconds: float | None = None) -> dict:
+    """One memory row, in this process (a fresh subprocess); with ``seconds``, the run stops
+    after that long (the peak is reached with the first batches and stays flat)."""
     import dask.array as da
+
+    from napari_gapcam.tiles import iter_tiled
 
     model = _model(arch)
     model.run_tiled(np.zeros((512, 512, 3), np.uint8))  # warm-up
@@ -81,13 +84,16 @@ def memory_case(side: int, arch: str) -> dict:
         refs.write("5")
     before = _status("VmRSS")
     start = time.perf_counter()
-    result = model.run_tiled(image, contrast_limits=(0, 255))
-    seconds = time.perf_counter() - start
+    steps = iter_tiled(model, image, contrast_limits=(0, 255))
+    done, total, result = next(steps)
+    while done < total and (seconds is None or time.perf_counter() - start < seconds):
+        done, total, result = next(steps)
+    elapsed = time.perf_counter() - start
     extra = _status("VmHWM") - before
     return {
         "side": side,
-        "tiles": len(result.tile_boxes),
-        "seconds": seconds,
+        "tiles": f"{done} of {total}" if done < total else str(total),
+        "seconds": elapsed,
         "extra_mib": extra / 2**20,
         "image_mib": side * side * 3 / 2**20,
         "grids_mib": result.grids.nbytes / 2**20,
@@ -100,9 +106,10 @@ def main() -> None:
     parser.add_argument("--sides", type=int, nargs="+", default=[4096, 8192])
     parser.add_argument("--arch", default="resnet18", help="resnet18: the demo; resnet50: random")
     parser.add_argument("--case", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, help="stop each memory run after this long")
     args = parser.parse_args()
     if args.case:
-        print(json.dumps(memory_case(args.case, args.arch)))
+        print(json.dumps(memory_case(args.case, args.arch, args.seconds)))
         return
     import torch
 
@@ -118,6 +125,7 @@ def main() -> None:
     )
     for side in args.sides:
         command = [sys.executable, __file__, "--case", str(side), "--arch", args.arch]
+        command += ["--seconds", str(args.seconds)] if args.seconds else []
         out = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
         print(
             f"| lazy {side}² RGB ({out['image_mib']:.0f} MiB): {out['tiles']} tiles in "
