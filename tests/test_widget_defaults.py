@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from _widgets import make_widget
@@ -23,3 +24,22 @@ def test_the_widget_picks_a_pyramid_level_for_the_model_s_input_size(make_napari
     assert widget._input_size_for(widget.models.spec()) == 299
     widget.arch.value = "resnet18"
     assert widget._input_size_for(widget.models.spec()) == 224
+
+
+def test_cancel_checks_only_the_model_s_modules_and_leaves_no_hook(resnet50):
+    """Cancel's pre-hooks sit on the run's model alone: another model in the same thread (a
+    notebook's) runs on, and nothing is left behind after the run."""
+    import torch
+
+    from napari_gapcam._run import Cancelled, CancelToken
+
+    other = torch.nn.Conv2d(3, 4, 3)
+    token = CancelToken()
+    token.set()
+    with token.watching(resnet50):
+        other(torch.zeros(1, 3, 8, 8))  # not the run's model: untouched
+        with pytest.raises(Cancelled):
+            resnet50.run(np.zeros((64, 64), np.float32))
+    modules = [*resnet50._folded().modules(), *resnet50.head.modules()]
+    assert not any(m._forward_pre_hooks for m in modules)
+    resnet50.run(np.zeros((64, 64), np.float32))  # runs again once the run is over

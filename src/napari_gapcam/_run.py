@@ -2,8 +2,9 @@
 
 napari's generator workers stop only at a ``yield``, and a forward pass at a big input size
 takes seconds. So Cancel also sets a :class:`CancelToken` that the worker's own thread checks
-before every module of the forward pass (a global forward pre-hook, active for the run's thread
-only) and before every plane it reads: a cancelled run stops within one layer, not one batch.
+before every module of the model's forward pass (pre-hooks on the model's own modules, for the
+run's thread only: other models and threads are untouched) and before every plane it reads: a
+cancelled run stops within one layer, not one batch.
 """
 
 from __future__ import annotations
@@ -48,21 +49,22 @@ class CancelToken:
             raise Cancelled
 
     @contextmanager
-    def watching(self) -> Iterator[None]:
-        """Check the token before every module's forward pass in this thread."""
-        import torch
-
+    def watching(self, model: GapCamModel) -> Iterator[None]:
+        """Check the token before every forward pass of ``model``'s modules in this thread
+        (the batch-norm-folded copy the engine runs, and the head)."""
         thread = threading.get_ident()
 
         def hook(_module: Any, _args: Any) -> None:
             if self._event.is_set() and threading.get_ident() == thread:
                 raise Cancelled
 
-        handle = torch.nn.modules.module.register_module_forward_pre_hook(hook)
+        modules = {*model._folded().modules(), *model.head.modules()}
+        handles = [module.register_forward_pre_hook(hook) for module in modules]
         try:
             yield
         finally:
-            handle.remove()
+            for handle in handles:
+                handle.remove()
 
 
 class CheckedImages:
@@ -130,7 +132,7 @@ def compute(
         size = input_size or None
         images = CheckedImages(planes.images, token)
         if len(planes) == 1:
-            with token.watching():
+            with token.watching(model):
                 finite = has_finite(images[0])
                 result = model.run(images[0], contrast_limits, input_size=size, square=square)
                 result.raw_cam(result.topk(1)[0][0])  # Grad-CAM: the top class's backward too
@@ -145,7 +147,7 @@ def compute(
         batch = batch_size_for(model, planes, size, square)
         batches = iter_batches(model, images, batch, contrast_limits, size, square)
         while True:
-            with token.watching():  # not while yielding: the pool's thread runs other work
+            with token.watching(model):  # not while yielding: the pool's thread runs other work
                 part = next(batches, None)
             if part is None:
                 return

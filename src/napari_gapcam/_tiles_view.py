@@ -102,7 +102,7 @@ def compute_tiled(
             model, image, tile_size=tile_size, contrast_limits=contrast_limits, first=first
         )
         while True:
-            with token.watching():
+            with token.watching(model):
                 part = next(batches, None)
             if part is None:
                 return
