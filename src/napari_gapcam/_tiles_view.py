@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from napari.qt.threading import create_worker
-from napari.utils import progress
 from napari.utils.notifications import show_warning
 
 from ._layers import Placement, spatial_shape
@@ -248,16 +247,11 @@ class TilesRun:
             self._token,
             _ignore_errors=True,
         )
-        self._progress = progress(total=0)
-        self._progress.set_description(f"napari-gapcam tiles on {source.name}")
-        worker.yielded.connect(lambda out: self._on_tiles(out, run_id, spec, source, planes, shape))
-        worker.errored.connect(
-            lambda error: run_id == self._run_id and self._fail(error, False, spec)
-        )
-        worker.finished.connect(lambda: run_id == self._run_id and self._end_run())
-        self._worker = worker
-        self.run_button.text = "Cancel"
-        worker.start()
+
+        def on_yield(out: tuple[str, Any]) -> None:
+            self._on_tiles(out, run_id, spec, source, planes, shape)
+
+        self._launch(worker, run_id, spec, on_yield, 0, f"napari-gapcam tiles on {source.name}")
 
     def _on_tiles(
         self,

@@ -351,9 +351,20 @@ class GapCamWidget(
             self._token,
             _ignore_errors=True,  # napari itself notifies (with the traceback)
         )
-        self._progress = progress(total=len(planes) if len(planes) > 1 else 0)
-        self._progress.set_description(f"napari-gapcam on {source.name}")
-        worker.yielded.connect(lambda out: self._on_yield(out, run_id, spec, source, planes, shape))
+        total = len(planes) if len(planes) > 1 else 0
+
+        def on_yield(out: tuple[str, Any]) -> None:
+            self._on_yield(out, run_id, spec, source, planes, shape)
+
+        self._launch(worker, run_id, spec, on_yield, total, f"napari-gapcam on {source.name}")
+
+    def _launch(
+        self, worker: Any, run_id: int, spec: ModelSpec, on_yield: Any, total: int, title: str
+    ) -> None:
+        """Start a run's worker with napari's progress bar; Run turns into Cancel."""
+        self._progress = progress(total=total)
+        self._progress.set_description(title)
+        worker.yielded.connect(on_yield)
         worker.errored.connect(
             lambda error: run_id == self._run_id and self._fail(error, False, spec)
         )

@@ -39,20 +39,17 @@ def strip_prefix(tensors: StateDict, expected: Collection[str]) -> tuple[StateDi
     Returns ``(state dict, prefix, matching keys)``; with a prefix, keys outside it are dropped.
     """
     wanted = set(expected)
-    prefixes = {""}
+    scores: dict[str, int] = {"": 0}  # prefix → keys that, without it, the network has
     for key in tensors:
         parts = key.split(".")
-        depth = min(len(parts) - 1, MAX_PREFIX_PARTS)
-        prefixes.update(".".join(parts[:n]) + "." for n in range(1, depth + 1))
-
-    def matches(prefix: str) -> int:
-        n = len(prefix)
-        return sum(1 for key in tensors if key.startswith(prefix) and key[n:] in wanted)
-
-    best = max(sorted(prefixes, key=len), key=matches)  # ties: the shortest prefix
-    score = matches(best)
+        for n in range(min(len(parts) - 1, MAX_PREFIX_PARTS) + 1):
+            prefix = "".join(part + "." for part in parts[:n])
+            if key[len(prefix) :] in wanted:
+                scores[prefix] = scores.get(prefix, 0) + 1
+    best = max(sorted(scores, key=len), key=scores.__getitem__)  # ties: the shortest prefix
+    score = scores[best]
     if not best or score == 0:
-        return tensors, "", matches("")
+        return tensors, "", scores[""]
     n = len(best)
     stripped = {k[n:]: v for k, v in tensors.items() if k.startswith(best)}
     return with_metadata(stripped, tensors, best), best, score

@@ -113,11 +113,14 @@ def load_model(
 def default_input_size(name: str, weights: Any = None) -> int:
     """The input size a model will have before it is loaded (no network built): the
     checkpoint's ``input_size`` is only known once the file is read, so a file gives the
-    architecture's default (torchvision's weights' crop, 299 for inception_v3; timm's config)."""
+    architecture's default (torchvision's weights' crop, 299 for inception_v3; timm's config
+    once timm is imported, else 224)."""
     if name.startswith(TIMM):
-        from .timm_models import import_timm
+        import sys
 
-        cfg = import_timm().models.get_pretrained_cfg(name.removeprefix(TIMM))
+        if "timm" not in sys.modules:  # importing timm takes seconds: not on a UI thread
+            return ModelConfig().input_size
+        cfg = sys.modules["timm"].models.get_pretrained_cfg(name.removeprefix(TIMM))
         return int(min(cfg.input_size[1:])) if cfg is not None else ModelConfig().input_size
     import torchvision
 
