@@ -30,7 +30,7 @@ class ClassView:
         self.predictions.value = predictions_text(top, shown.is_stack, model.weights == RANDOM)
         size, cells = (
             "×".join(str(s) for s in shape)
-            for shape in (shown.result.input_shape, shown.result.features.shape[-2:])
+            for shape in (shown.result.input_shape, shown.result.map_shape)
         )
         done = f", {shown.done} of {len(shown.planes)} planes" if shown.is_stack else ""
         warning = f" {self._warning}" if self._warning else ""

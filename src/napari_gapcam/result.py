@@ -139,6 +139,11 @@ class Result(Sequence["CamResult"]):
         return self._parts[0]
 
     @property
+    def map_shape(self) -> tuple[int, int]:
+        """The maps' h×w (feature cells), without joining the batches (``features`` does)."""
+        return tuple(int(s) for s in self._parts[0].shape[-2:])  # type: ignore[return-value]
+
+    @property
     def method(self) -> str:
         """``"CAM"`` or ``"Grad-CAM"``."""
         return self._method.name
@@ -324,6 +329,11 @@ class CamResult:
     def features(self) -> torch.Tensor:
         """The image's last maps, K×h×w."""
         return self._batch._maps([self._index])[0]
+
+    @property
+    def map_shape(self) -> tuple[int, int]:
+        """The map's h×w (feature cells), with no copy of the maps."""
+        return self._batch.map_shape
 
     @property
     def logits(self) -> np.ndarray:
