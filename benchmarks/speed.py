@@ -97,7 +97,7 @@ def stack_rows(planes: int, side: int, repeat: int) -> list[dict]:
     import torchvision
 
     from napari_gapcam import load_model
-    from napari_gapcam.preprocess import to_input_tensor
+    from napari_gapcam.engine.preprocess import to_input_tensor
 
     torch.manual_seed(0)
     model = load_model("resnet50", weights=None, device="cpu")
@@ -170,7 +170,11 @@ def gpu_rows(planes: int, repeat: int) -> list[dict]:
     import torch
 
     from napari_gapcam import load_model
-    from napari_gapcam.preprocess import finish_input, reduce_image_for_input, to_input_tensor
+    from napari_gapcam.engine.preprocess import (
+        finish_input,
+        reduce_image_for_input,
+        to_input_tensor,
+    )
 
     torch.manual_seed(0)
     model = load_model("resnet50", weights=None, device="cuda")
@@ -283,7 +287,7 @@ def widget_rows(sides: list[int], planes: int, repeat: int) -> list[dict]:
     """Class and threshold changes on big RGB layers, and on a stack after an all-planes run."""
     import napari
 
-    from napari_gapcam._widget import ALL, GapCamWidget
+    from napari_gapcam._napari.widget import ALL, GapCamWidget
 
     rows = []
     viewer = napari.Viewer(show=False)

@@ -68,7 +68,7 @@ def memory_case(side: int, arch: str, seconds: float | None = None) -> dict:
     after that long (the peak is reached with the first batches and stays flat)."""
     import dask.array as da
 
-    from napari_gapcam.tiles import iter_tiled
+    from napari_gapcam.engine.tiles import iter_tiled
 
     model = _model(arch)
     model.run_tiled(np.zeros((512, 512, 3), np.uint8))  # warm-up

@@ -86,7 +86,7 @@ def class_change_rows(viewer, widget, frames: Frames, label: str, repeat: int) -
 
 
 def cancel_rows(viewer, widget, repeat: int, after: float, input_size: int) -> list[dict]:
-    from napari_gapcam._widget import ALL
+    from napari_gapcam._napari.widget import ALL
 
     rng = np.random.default_rng(1)
     viewer.layers.clear()
@@ -133,7 +133,7 @@ def main() -> None:
     import napari
     import torch
 
-    from napari_gapcam._widget import ALL, GapCamWidget
+    from napari_gapcam._napari.widget import ALL, GapCamWidget
 
     torch.manual_seed(0)
     print(

@@ -37,7 +37,7 @@ def main() -> None:
     import dask.array as da
     import napari
 
-    from napari_gapcam._widget import DEMO, DEMO_MODEL, TILES, GapCamWidget
+    from napari_gapcam._napari.widget import DEMO, DEMO_MODEL, TILES, GapCamWidget
 
     print("| image | tiles | first tiles in view | all tiles | UI per batch (median, max) |")
     print("|---|---|---|---|---|")

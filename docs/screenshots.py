@@ -64,7 +64,7 @@ def main() -> int:
     from qtpy.QtWidgets import QApplication
     from skimage import data
 
-    from napari_gapcam._widget import FILE, TILES, GapCamWidget
+    from napari_gapcam._napari.widget import FILE, TILES, GapCamWidget
     from napari_gapcam.models import DEMO_WEIGHTS
     from napari_gapcam.synthetic import make_sample
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from napari_gapcam.preprocess import intensity_range
+from napari_gapcam.engine.preprocess import intensity_range
 
 
 def to_unit_range(image: np.ndarray, contrast_limits=None) -> np.ndarray:

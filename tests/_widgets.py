@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from napari_gapcam._widget import RANDOM, GapCamWidget
+from napari_gapcam._napari.widget import RANDOM, GapCamWidget
 
 TIMEOUT_MS = 120_000
 

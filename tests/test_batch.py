@@ -9,10 +9,10 @@ import pytest
 import torch
 from skimage import data
 
-from napari_gapcam.batch import iter_batches
-from napari_gapcam.cam import Cam
-from napari_gapcam.fuse import fold_batch_norms
-from napari_gapcam.result import StackResult
+from napari_gapcam.engine.batch import iter_batches
+from napari_gapcam.engine.cam import Cam
+from napari_gapcam.engine.fuse import fold_batch_norms
+from napari_gapcam.engine.result import StackResult
 
 RNG = np.random.default_rng(3)
 

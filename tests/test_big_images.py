@@ -9,16 +9,16 @@ import torch.nn.functional as F
 from skimage import data
 
 from _references import to_unit_range
-from napari_gapcam import preprocess
-from napari_gapcam.grid import bounded_grid, grid_box_to_pixels, grid_placement
-from napari_gapcam.memory import InputTooLargeError
-from napari_gapcam.preprocess import (
+from napari_gapcam.engine import preprocess
+from napari_gapcam.engine.grid import bounded_grid, grid_box_to_pixels, grid_placement
+from napari_gapcam.engine.memory import InputTooLargeError
+from napari_gapcam.engine.preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     target_size,
     to_input_tensor,
 )
-from napari_gapcam.result import CamResult
+from napari_gapcam.engine.result import CamResult
 
 RNG = np.random.default_rng(7)
 

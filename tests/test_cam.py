@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import torchvision
 
 from _references import to_unit_range
-from napari_gapcam.result import CamResult, upsample_and_normalise
+from napari_gapcam.engine.result import CamResult, upsample_and_normalise
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, (120, 160, 3), dtype=np.uint8)
@@ -38,7 +38,7 @@ def test_logits_match_torchvision_forward(resnet50, result):
         renamed[f"{names[int(index)]}.{rest}"] = value
     renamed.update({f"fc.{k}": v for k, v in resnet50.fc.state_dict().items()})
     network.load_state_dict(renamed)
-    from napari_gapcam.preprocess import to_input_tensor
+    from napari_gapcam.engine.preprocess import to_input_tensor
 
     with torch.no_grad():
         logits = network(to_input_tensor(RGB))[0].numpy()

@@ -283,7 +283,7 @@ def _cli(*args: object, **kwargs) -> subprocess.Popen:
 
 STOPPING = """
 import os, signal, sys
-from napari_gapcam import outputs
+from napari_gapcam.cli import outputs
 from napari_gapcam.cli import main
 commit, count = outputs.OutputFolder.commit, [0]
 def stopping(self, record):

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_gapcam import inputs
-from napari_gapcam.grid import bounded_grid, grid_placement
+from napari_gapcam.cli import inputs
+from napari_gapcam.engine.grid import bounded_grid, grid_placement
 from test_cli_safety import SIZE, image, predict, results, tiny_weights
 
 
@@ -116,7 +116,7 @@ def test_turbo_table_is_napari_s(tmp_path):
     pytest.importorskip("napari")
     from napari.utils.colormaps import ensure_colormap
 
-    from napari_gapcam.overlay import turbo_lut
+    from napari_gapcam.cli.overlay_png import turbo_lut
 
     napari_turbo = ensure_colormap("turbo").map(np.linspace(0, 1, 256))[:, :3]
     np.testing.assert_allclose(turbo_lut(), napari_turbo, atol=1 / 255)

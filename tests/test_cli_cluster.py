@@ -107,7 +107,7 @@ def test_no_worker_left_exits_1_keeping_what_is_done(tmp_path, weights, monkeypa
     """Item 5: an in-process LocalCluster whose workers are closed: no endless wait."""
     from dask.distributed import Client, LocalCluster
 
-    from napari_gapcam import distributed as scale_out
+    from napari_gapcam.cli import distributed as scale_out
     from napari_gapcam.cli import main
 
     make_images(tmp_path / "in", count=4)

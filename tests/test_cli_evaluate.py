@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from napari_gapcam.cli import main
+from napari_gapcam.cli.true_boxes import BoxFileError, Truth, match, read_true_boxes
 from napari_gapcam.synthetic import make_sample
-from napari_gapcam.true_boxes import BoxFileError, Truth, match, read_true_boxes
 
 CLASSES = ["disk", "rectangle", "triangle", "ring", "cross", "star"]
 

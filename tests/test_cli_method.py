@@ -9,7 +9,7 @@ import pytest
 import tifffile
 
 from napari_gapcam import load_model
-from napari_gapcam.spec import ModelSpec
+from napari_gapcam.models.spec import ModelSpec
 from test_cli import SIZE, make_images, predict, results
 
 
@@ -57,7 +57,7 @@ def test_the_spec_is_hashable_seeded_and_checks_its_method():
 
 def test_every_region_is_recorded_with_its_share(tmp_path, weights):
     """As the widget's *all regions*: every region above τ of at least --min-area pixels."""
-    from napari_gapcam.localize import regions_with_shares
+    from napari_gapcam.engine.localize import regions_with_shares
 
     images = make_images(tmp_path / "in", count=1)
     out = tmp_path / "out"

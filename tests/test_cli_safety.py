@@ -109,7 +109,7 @@ def test_a_second_run_on_a_busy_folder_exits_2_and_deletes_nothing(
 
 def test_a_held_lock_refuses_another_process_and_a_dead_ones_is_taken_over(tmp_path, weights):
     """Item 2: across processes; a lock file left by a dead run (no OS lock) is stale."""
-    from napari_gapcam.folder_lock import LOCK_NAME, FolderLock
+    from napari_gapcam.cli.folder_lock import LOCK_NAME, FolderLock
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -261,7 +261,7 @@ def test_an_input_size_that_cannot_fit_is_refused_before_any_input(
     tmp_path, weights, monkeypatch, capsys
 ):
     """Item 7: the forward pass at --input-size is checked against free memory up front."""
-    from napari_gapcam import memory
+    from napari_gapcam.engine import memory
 
     monkeypatch.setattr(memory, "available_bytes", lambda device: 10**9)  # 1 GB free
     iio.imwrite(tmp_path / "a.png", image(0))

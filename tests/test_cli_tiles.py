@@ -109,7 +109,7 @@ def test_ome_zarr_csv_and_geojson_equal_the_engine_at_a_level(tmp_path, demo):
 
 def test_a_pyramid_level_is_read_lazily_and_alone(tmp_path, demo, monkeypatch):
     """Only the chosen level is sliced, a block of tiles at a time (never whole)."""
-    from napari_gapcam import pyramid as levels_module
+    from napari_gapcam.cli import pyramid as levels_module
 
     write_pyramid(tmp_path / "slide.tif", mosaic(2))  # 512², 256², 128²
     reads: dict[tuple, list] = {}
@@ -249,7 +249,7 @@ def test_blocks_on_a_local_cluster_equal_one_process(tmp_path):
 
 STOPPING = """
 import os, signal, sys
-from napari_gapcam import tile_blocks
+from napari_gapcam.cli import tile_blocks
 from napari_gapcam.cli import main
 save, count = tile_blocks._save_block, [0]
 def stopping(*args):

@@ -9,7 +9,7 @@ import torchvision
 from torch import nn
 
 from napari_gapcam import UnsupportedModelError, WeightsError, from_module
-from napari_gapcam.preprocess import to_input_tensor
+from napari_gapcam.engine.preprocess import to_input_tensor
 
 IMAGE = np.random.default_rng(7).integers(0, 256, (60, 76, 3), dtype=np.uint8)
 

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from napari_gapcam import batch, load_model
-from napari_gapcam.batch import iter_batches
-from napari_gapcam.device import send
-from napari_gapcam.graphs import GraphedForward
-from napari_gapcam.preprocess import to_input_tensor
+from napari_gapcam import load_model
+from napari_gapcam.engine import batch
+from napari_gapcam.engine.batch import iter_batches
+from napari_gapcam.engine.device import send
+from napari_gapcam.engine.graphs import GraphedForward
+from napari_gapcam.engine.preprocess import to_input_tensor
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_gapcam._lazy_planes import LazyPlanes
+from napari_gapcam._napari.lazy_overlay import LazyPlanes
 
 GRID = (4, 5)
 

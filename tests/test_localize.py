@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from napari_gapcam import boxes_from_map, mask_from_map
-from napari_gapcam.result import CamResult
+from napari_gapcam.engine.result import CamResult
 
 
 def two_blobs() -> np.ndarray:

@@ -24,7 +24,8 @@ def _run_python(code: str, **env: str) -> subprocess.CompletedProcess:
 
 def test_importing_the_plugin_does_not_import_torch():
     code = (
-        "import sys, napari_gapcam, napari_gapcam._widget, napari_gapcam._sample_data\n"
+        "import sys, napari_gapcam, napari_gapcam._napari.widget\n"
+        "import napari_gapcam._napari.sample_data\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     done = _run_python(code)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import napari_gapcam
+from napari_gapcam.engine.tiles import plan
 from napari_gapcam.models import DEMO_WEIGHTS
 from napari_gapcam.synthetic import make_sample
-from napari_gapcam.tiles import plan
 
 SIDE = 256  # one scene; a 4×4 mosaic is 1024²
 
@@ -123,7 +123,7 @@ def test_one_scale_over_the_whole_image_and_boxes_in_pixels(demo, mosaic):
 
 
 def test_half_precision_and_grids_in_a_temporary_file(demo, mosaic, monkeypatch):
-    from napari_gapcam import tiles
+    from napari_gapcam.engine import tiles
 
     image, _ = mosaic
     full = demo.run_tiled(image[:512, :512])

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from napari_gapcam import UnsupportedModelError, load_model
-from napari_gapcam.preprocess import to_input_tensor
+from napari_gapcam.engine.preprocess import to_input_tensor
 
 timm = pytest.importorskip("timm")
 

@@ -15,8 +15,8 @@ import torch
 import torchvision
 
 from napari_gapcam import UnsupportedModelError, WeightsError, from_module, load_model
+from napari_gapcam.engine.preprocess import to_input_tensor
 from napari_gapcam.models import cached_weights_path
-from napari_gapcam.preprocess import to_input_tensor
 
 IMAGE = np.random.default_rng(11).integers(0, 256, (64, 80, 3), dtype=np.uint8)
 SIZE = 64
@@ -113,7 +113,7 @@ def test_a_whole_pickled_model_is_refused_with_the_way_out(tmp_path, resnet18):
 
 # ------------------------------------------------------------------ torchvision's hashes
 def test_the_hash_in_a_cached_file_name_is_checked(empty_torch_home, monkeypatch, resnet18):
-    from napari_gapcam.weights import check_hash
+    from napari_gapcam.models.weights import check_hash
 
     monkeypatch.delenv(SKIP_HASH_ENV)
     path = empty_torch_home / "resnet18-weights.pth"
@@ -334,7 +334,7 @@ def test_densenet_files_with_torchvisions_old_key_names(tmp_path):
 
 def test_a_prefix_is_removed_from_the_module_versions_too(resnet18):
     """Layers that changed layout between versions read old files by ``_metadata``."""
-    from napari_gapcam.fitting import strip_prefix
+    from napari_gapcam.models.fitting import strip_prefix
 
     state = resnet18.state_dict()
     wrapped = torch.nn.Module()

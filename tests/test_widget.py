@@ -8,7 +8,7 @@ from napari.layers import Image, Labels, Shapes
 from qtpy.QtCore import Qt
 from skimage import data
 
-from napari_gapcam._widget import FILE, GapCamWidget
+from napari_gapcam._napari.widget import FILE, GapCamWidget
 
 TIMEOUT_MS = 120_000
 
@@ -254,8 +254,8 @@ def test_typing_in_the_class_box_finds_a_class(viewer, qtbot):
 
 
 def test_bundled_demo_model_on_the_shapes_sample(viewer, qtbot):
-    from napari_gapcam._sample_data import shapes
-    from napari_gapcam._widget import DEMO
+    from napari_gapcam._napari.sample_data import shapes
+    from napari_gapcam._napari.widget import DEMO
     from napari_gapcam.synthetic import CLASS_NAMES
 
     image, kwargs, _ = shapes()[0]
@@ -340,8 +340,8 @@ def dock_width(viewer, qtbot) -> int:
 def test_offline_first_run_offers_the_ways_on_and_keeps_the_dock_width(
     make_napari_viewer, empty_torch_home, qtbot, monkeypatch
 ):
-    from napari_gapcam import _widget
-    from napari_gapcam._widget import DEMO_MODEL, RANDOM
+    from napari_gapcam._napari import widget as _widget
+    from napari_gapcam._napari.widget import DEMO_MODEL, RANDOM
 
     notified = []
     monkeypatch.setattr(_widget, "show_error", notified.append)
@@ -361,7 +361,7 @@ def test_offline_first_run_offers_the_ways_on_and_keeps_the_dock_width(
     widget.showing.value = "x" * 400
     assert dock_width(viewer, qtbot) == before
     # the way on in two steps: the demo model (first in the model list) on the shapes sample
-    from napari_gapcam._sample_data import shapes
+    from napari_gapcam._napari.sample_data import shapes
 
     image, kwargs, _ = shapes()[0]
     viewer.add_image(image, **kwargs)
@@ -377,7 +377,7 @@ def test_offline_first_run_offers_the_ways_on_and_keeps_the_dock_width(
 
 
 def test_random_weights_say_their_class_names_mean_nothing(viewer, qtbot):
-    from napari_gapcam._widget import RANDOM
+    from napari_gapcam._napari.widget import RANDOM
 
     viewer.add_image(data.chelsea()[::4, ::4], name="cat")
     widget = make_widget(viewer)
@@ -400,7 +400,7 @@ def test_square_input_option(viewer, qtbot):
 
 
 def test_all_nan_image_warns_it_holds_no_finite_value(viewer, qtbot, monkeypatch):
-    from napari_gapcam import _widget
+    from napari_gapcam._napari import widget as _widget
 
     warned = []
     monkeypatch.setattr(_widget, "show_warning", warned.append)

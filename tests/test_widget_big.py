@@ -8,7 +8,7 @@ import torch
 from skimage import data
 
 from _widgets import make_widget, run_and_wait
-from napari_gapcam.result import CamResult
+from napari_gapcam.engine.result import CamResult
 
 
 @pytest.fixture

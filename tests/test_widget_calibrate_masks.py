@@ -7,7 +7,7 @@ import pytest
 
 from _widgets import make_widget, run_and_wait
 from napari_gapcam import localization_metrics
-from napari_gapcam._widget import FILE
+from napari_gapcam._napari.widget import FILE
 from napari_gapcam.models import DEMO_WEIGHTS
 from napari_gapcam.synthetic import make_sample_with_mask
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from _widgets import make_widget
-from napari_gapcam.loading import default_input_size
+from napari_gapcam.models.loading import default_input_size
 
 
 def test_default_input_size_without_building_a_network():
@@ -31,7 +31,7 @@ def test_cancel_checks_only_the_model_s_modules_and_leaves_no_hook(resnet50):
     notebook's) runs on, and nothing is left behind after the run."""
     import torch
 
-    from napari_gapcam._run import Cancelled, CancelToken
+    from napari_gapcam._napari.run import Cancelled, CancelToken
 
     other = torch.nn.Conv2d(3, 4, 3)
     token = CancelToken()

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from _widgets import make_widget, run_and_wait
-from napari_gapcam._objects import COLOURS
-from napari_gapcam._widget import DEMO, DEMO_MODEL
+from napari_gapcam._napari.objects import COLOURS
+from napari_gapcam._napari.widget import DEMO, DEMO_MODEL
 from napari_gapcam.synthetic import CLASS_NAMES, make_sample
 
 
@@ -123,7 +123,7 @@ def test_decomposition_is_disabled_and_explained_for_grad_cam(viewer, qtbot):
 def test_all_regions_boxes_every_region_with_its_share(viewer, qtbot):
     import torch
 
-    from napari_gapcam.result import CamResult
+    from napari_gapcam.engine.result import CamResult
 
     viewer.add_image(np.zeros((224, 288), np.uint8), name="cells", contrast_limits=(0, 255))
     widget = make_widget(viewer, arch="resnet18")
@@ -165,7 +165,7 @@ def test_calibrate_on_drawn_boxes_sets_the_threshold_and_saves_it(viewer, qtbot,
     import shutil
 
     from napari_gapcam import localization_metrics
-    from napari_gapcam._widget import FILE
+    from napari_gapcam._napari.widget import FILE
     from napari_gapcam.models import DEMO_WEIGHTS
 
     image, label, (y0, x0, y1, x1) = scene(seed=5)
@@ -202,7 +202,7 @@ def test_calibrate_on_drawn_boxes_sets_the_threshold_and_saves_it(viewer, qtbot,
 
 def test_calibrate_over_planes_of_a_stack_and_a_2d_shapes_layer(viewer, qtbot):
     from napari_gapcam import localization_metrics
-    from napari_gapcam._widget import ALL
+    from napari_gapcam._napari.widget import ALL
 
     samples = [scene(seed=s) for s in (5, 6)]
     stack = np.stack([image for image, _, _ in samples])  # 2×224×288×3

@@ -8,7 +8,7 @@ from skimage import data
 
 from _widgets import TIMEOUT_MS, combo_items, layer_rows, make_widget, run_and_wait
 from napari_gapcam import mask_from_map
-from napari_gapcam._widget import ALL, DEMO, DEMO_MODEL
+from napari_gapcam._napari.widget import ALL, DEMO, DEMO_MODEL
 
 
 @pytest.fixture
@@ -179,7 +179,7 @@ def test_grad_cam_model_on_all_planes(viewer, qtbot):
 
 
 def test_a_3d_view_reads_every_plane_at_once_from_a_bounded_volume(viewer, qtbot, monkeypatch):
-    from napari_gapcam import _widget
+    from napari_gapcam._napari import widget as _widget
 
     monkeypatch.setattr(_widget, "VOLUME_CELLS", 40 * 32 * 32)  # a stack's overlay: 40 × 32²
     stack = photo_stack(40)
@@ -282,8 +282,8 @@ def test_cancel_stops_the_worker_inside_its_batch(viewer, qtbot):
 
 def test_batches_shrink_at_big_inputs_on_a_cpu():
     from napari_gapcam import load_model
-    from napari_gapcam._planes import choose_planes
-    from napari_gapcam._run import batch_size_for
+    from napari_gapcam._napari.input_planes import choose_planes
+    from napari_gapcam._napari.run import batch_size_for
 
     class Layer:  # what choose_planes reads of an image layer
         ndim, multiscale, rgb = 3, False, False

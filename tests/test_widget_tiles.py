@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from _widgets import TIMEOUT_MS, make_widget, run_and_wait
-from napari_gapcam._widget import DEMO, DEMO_MODEL, TILES
+from napari_gapcam._napari.widget import DEMO, DEMO_MODEL, TILES
 from napari_gapcam.synthetic import make_sample
 
 

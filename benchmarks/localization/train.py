@@ -2,7 +2,7 @@
 
 Classification labels only: the true boxes are never used. Each batch is generated on the fly
 (one image size per batch, drawn like :func:`napari_gapcam.synthetic.make_sample` draws it) and
-preprocessed exactly as the engine does at inference (``napari_gapcam.preprocess``: /255,
+preprocessed exactly as the engine does at inference (``napari_gapcam.engine.preprocess``: /255,
 ImageNet mean/std, bilinear antialiased resize to short side = ``input_size``, no crop).
 
     python benchmarks/localization/train.py              # reproduces the shipped checkpoint
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from napari_gapcam.preprocess import to_input_tensor
+from napari_gapcam.engine.preprocess import to_input_tensor
 from napari_gapcam.synthetic import CLASS_NAMES, SIDE_RANGE, make_sample
 
 DEFAULT_OUT = (

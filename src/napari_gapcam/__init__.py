@@ -1,7 +1,9 @@
 """napari-gapcam: class activation maps (CAM, Grad-CAM) of CNNs on napari image layers.
 
-The engine (``load_model``, ``CamResult``, …) is imported lazily: importing this package does
-not import torch.
+Four packages: :mod:`.engine` (torch + numpy: maps, methods, results), :mod:`.models` (the
+family table, weights, loading), :mod:`.cli` (the ``gapcam`` command) and :mod:`._napari` (the
+dock widget); :mod:`.synthetic` makes the demo's shapes. The public names below are imported
+lazily: importing this package does not import torch.
 """
 
 from __future__ import annotations
@@ -19,15 +21,15 @@ _LAZY = {
     "WeightsError": "models",
     "ARCHITECTURES": "models",
     "available_devices": "models",
-    "CamResult": "result",
-    "class_activation_map": "cam",
-    "mask_from_map": "localize",
-    "boxes_from_map": "localize",
-    "largest_region": "localize",
-    "InputTooLargeError": "memory",
-    "localization_metrics": "metrics",
-    "bounded_grid": "grid",
-    "grid_placement": "grid",
+    "CamResult": "engine.result",
+    "class_activation_map": "engine.cam",
+    "mask_from_map": "engine.localize",
+    "boxes_from_map": "engine.localize",
+    "largest_region": "engine.localize",
+    "InputTooLargeError": "engine.memory",
+    "localization_metrics": "engine.metrics",
+    "bounded_grid": "engine.grid",
+    "grid_placement": "engine.grid",
 }
 __all__ = [
     "ARCHITECTURES",
@@ -51,11 +53,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .cam import class_activation_map
-    from .grid import bounded_grid, grid_placement
-    from .localize import boxes_from_map, largest_region, mask_from_map
-    from .memory import InputTooLargeError
-    from .metrics import localization_metrics
+    from .engine.cam import class_activation_map
+    from .engine.grid import bounded_grid, grid_placement
+    from .engine.localize import boxes_from_map, largest_region, mask_from_map
+    from .engine.memory import InputTooLargeError
+    from .engine.metrics import localization_metrics
+    from .engine.result import CamResult
     from .models import (
         ARCHITECTURES,
         GapCamModel,
@@ -66,7 +69,6 @@ if TYPE_CHECKING:
         from_module,
         load_model,
     )
-    from .result import CamResult
 
 
 def __getattr__(name: str) -> Any:

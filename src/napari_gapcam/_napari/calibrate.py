@@ -1,0 +1,191 @@
+"""Calibrate the box threshold on boxes the user drew (Choe et al., CVPR 2020).
+
+The user draws rectangles in a Shapes layer over the image (or over several planes of a stack
+after *all planes*); *calibrate* computes :func:`napari_gapcam.localization_metrics` of the
+selected class's maps against them in a worker (the maps of the bounded grid the box uses, the
+drawn boxes mapped into its cells through the layers' transforms), shows MaxBoxAccV2 and the
+best τ at IoU 0.5, and sets the box threshold to it. Optionally τ is saved beside a checkpoint
+file as ``<weights>.gapcam.json`` (``{"box_threshold": τ}``), which the loader reads.
+
+:class:`Calibration` is a mixin of :class:`~napari_gapcam._napari.widget.GapCamWidget`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from napari.layers import Labels, Shapes
+from napari.qt.threading import create_worker
+
+from .overlay_layers import is_overlay
+
+DELTA = 0.5  # the IoU whose best threshold becomes the box threshold
+SIDECAR = ".gapcam.json"
+LOCALIZE_PIXELS = 250_000  # as the box: maps of at most this many cells
+
+
+def shapes_choices(viewer: Any) -> list[tuple[str, Any]]:
+    """Shapes layers of drawn rectangles, then Labels layers of true masks."""
+    return [("none", None)] + [
+        (layer.name, layer)
+        for layer in viewer.layers
+        if isinstance(layer, (Shapes, Labels)) and not is_overlay(layer)
+    ]
+
+
+def true_masks(labels: Labels, shown: Any, grid: tuple[int, int], index: tuple) -> Any:
+    """A Labels layer of true masks on plane ``index``, sampled (nearest) to ``grid``: the
+    boxes of its objects and the mask (``None`` without any object)."""
+    from scipy import ndimage
+
+    from .objects import labels_plane
+
+    plane = labels_plane(labels, shown, index)
+    rows = np.minimum(
+        ((np.arange(grid[0]) + 0.5) * plane.shape[0] / grid[0]).astype(int), plane.shape[0] - 1
+    )
+    cols = np.minimum(
+        ((np.arange(grid[1]) + 0.5) * plane.shape[1] / grid[1]).astype(int), plane.shape[1] - 1
+    )
+    sampled = np.asarray(plane[rows][:, cols])  # dask: only these pixels are read
+    boxes = [
+        (s[0].start, s[1].start, s[0].stop, s[1].stop) for s in ndimage.find_objects(sampled) if s
+    ]
+    return (boxes, sampled > 0) if boxes else None
+
+
+def sidecar_path(weights: str) -> Path:
+    path = Path(weights)
+    return path.with_name(path.name + SIDECAR)
+
+
+def drawn_boxes(shapes: Shapes, shown: Any, grid: tuple[int, int], point: Any) -> dict[tuple, list]:
+    """The drawn rectangles as half-open boxes in cells of ``grid``, by plane index (a 2D
+    Shapes layer over a stack: the plane at the viewer's world ``point``)."""
+    source, planes = shown.source, shown.planes
+    (h, w), (height, width) = grid, shown.image_shape
+    fy, fx = planes.level_scale
+    rows, cols = (a % source.ndim for a in planes.axes)
+    found: dict[tuple, list] = {}
+    for vertices, kind in zip(shapes.data, shapes.shape_type, strict=True):
+        if kind != "rectangle":
+            continue
+        world = np.asarray(shapes._data_to_world(np.asarray(vertices, float)))
+        world = world[:, -source.ndim :] if world.shape[1] >= source.ndim else world
+        if world.shape[1] < source.ndim:  # a 2D layer over a stack: the displayed plane
+            lead = np.asarray(point, float)[-source.ndim :][: source.ndim - world.shape[1]]
+            world = np.concatenate([np.tile(lead, (len(world), 1)), world], 1)
+        data = np.asarray(source._data_to_world.inverse(world))
+        index = tuple(int(round(float(np.mean(data[:, a])))) for a in planes.lead_axes)
+        # an edge at data coordinate e is the boundary e + 0.5 of the pixels (level 0)
+        y = (data[:, rows] + 0.5) / fy * h / height
+        x = (data[:, cols] + 0.5) / fx * w / width
+        box = (
+            max(0, math.floor(y.min() + 0.5)),
+            max(0, math.floor(x.min() + 0.5)),
+            min(h, math.floor(y.max() + 0.5)),
+            min(w, math.floor(x.max() + 0.5)),
+        )
+        if box[2] > box[0] and box[3] > box[1]:
+            found.setdefault(index, []).append(box)
+    return found
+
+
+def readout(metrics: dict[str, Any], images: int, boxes: int) -> str:
+    tau, acc = metrics["best_threshold"][DELTA], metrics["max_box_acc"][DELTA]
+    pxap = f", PxAP {metrics['pxap']:.3f}" if metrics.get("pxap") is not None else ""
+    return (
+        f"MaxBoxAccV2 {metrics['max_box_acc_v2']:.3f}{pxap} over {images} image(s), {boxes} "
+        f"box(es); best τ {tau:.2f} at IoU {DELTA} (BoxAcc {acc:.2f})"
+    )
+
+
+class Calibration:
+    """The *calibrate* button (see the module docstring)."""
+
+    def _calibrate(self, _value: Any = None) -> None:
+        from ..engine.metrics import localization_metrics
+
+        shapes, shown = self.truth.value, self._shown
+        if shapes is None or not self._can_show():
+            self.calibration.value = "Draw rectangles in a Shapes layer, pick it, then calibrate."
+            return
+        c = int(self.class_select.value)
+        placement = shown.placement(min(self._budget(), LOCALIZE_PIXELS))
+        if isinstance(shapes, Labels):
+            self._calibrate_on_masks(shapes, c, placement.grid)
+            return
+        by_plane = drawn_boxes(shapes, shown, placement.grid, self._viewer.dims.point)
+        planes = [i for i in by_plane if shown.grid_map(c, placement.grid, i) is not None]
+        if not planes:
+            self.calibration.value = (
+                f"No rectangle of {shapes.name!r} lies on a plane with a map: draw boxes over "
+                "the image (rectangle tool) after a run."
+            )
+            return
+        maps = [np.nan_to_num(shown.grid_map(c, placement.grid, i)) for i in planes]
+        truth = [by_plane[i] for i in planes]
+        count = sum(len(b) for b in truth)
+        self.calibration.value = f"Calibrating on {len(planes)} image(s), {count} box(es)…"
+        worker = create_worker(localization_metrics, maps, truth, _ignore_errors=True)
+        worker.returned.connect(lambda metrics: self._calibrated(metrics, len(planes), count))
+        worker.errored.connect(lambda error: setattr(self.calibration, "value", str(error)))
+        self._calibration_worker = worker
+        worker.start()
+
+    def _calibrate_on_masks(self, labels: Labels, c: int, grid: tuple[int, int]) -> None:
+        """True masks: each object's box for the box metrics, the masks for PxAP."""
+        from ..engine.metrics import localization_metrics
+
+        shown = self._shown
+        planes, maps, boxes, masks = [], [], [], []
+        for index in shown.planes.indices:
+            heat = shown.grid_map(c, grid, index)
+            try:
+                found = None if heat is None else true_masks(labels, shown, grid, index)
+            except ValueError as error:
+                self.calibration.value = str(error)
+                return
+            if found is not None:
+                planes.append(index)
+                maps.append(np.nan_to_num(heat))
+                boxes.append(found[0])
+                masks.append(found[1])
+        if not planes:
+            self.calibration.value = f"{labels.name!r} holds no object on a plane with a map."
+            return
+        count = sum(len(b) for b in boxes)
+        self.calibration.value = f"Calibrating on {len(planes)} image(s), {count} mask(s)…"
+        worker = create_worker(localization_metrics, maps, boxes, masks, _ignore_errors=True)
+        worker.returned.connect(lambda metrics: self._calibrated(metrics, len(planes), count))
+        worker.errored.connect(lambda error: setattr(self.calibration, "value", str(error)))
+        self._calibration_worker = worker
+        worker.start()
+
+    def _calibrated(self, metrics: dict[str, Any], images: int, boxes: int) -> None:
+        self._calibration_worker = None
+        self.calibration_metrics = metrics
+        tau = metrics["best_threshold"][DELTA]
+        text = readout(metrics, images, boxes)
+        low, high = self.threshold.min, self.threshold.max
+        self.threshold.value = min(max(tau, low), high)
+        text += f"; box threshold set to {self.threshold.value:.2f}."
+        if self.save_tau.value:
+            text += " " + self._save_tau(tau)
+        self.calibration.value = text
+
+    def _save_tau(self, tau: float) -> str:
+        model = self._shown.model if self._shown is not None else None
+        weights = getattr(model, "weights", None)
+        if not weights or not Path(str(weights)).is_file():
+            return "τ not saved: these weights have no checkpoint file to put it beside."
+        path = sidecar_path(str(weights))
+        try:
+            path.write_text(json.dumps({"box_threshold": round(float(tau), 4)}) + "\n")
+        except OSError as error:
+            return f"τ not saved: {error}"
+        return f"Saved τ in {path.name}."

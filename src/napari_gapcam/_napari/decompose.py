@@ -1,0 +1,130 @@
+"""The decomposition view: the CAM as the weighted sum of feature maps it is.
+
+``result.contributions(c, 8)`` gives the 8 channels ``k`` with the largest contribution
+``w[c, k]·mean(A_k)`` to class ``c`` and their maps ``w[c, k]·A_k`` at the feature grid. The
+button adds them as one stack layer (one plane per channel, largest first; the metadata names
+each plane's ``k`` and weight), placed over the image like the CAM: the feature grid's cell
+centres composed with the source's transform, one leading axis for the channels. The exact CAM
+only: Grad-CAM's ReLU makes its map no such sum (the button says so).
+
+:class:`Decomposition` is a mixin of :class:`~napari_gapcam._napari.widget.GapCamWidget`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from napari.utils.transforms import CompositeAffine
+
+from ..engine.grid import grid_placement
+from .overlay_layers import META_KEY, Placement
+
+PARTS = 8
+LABEL = "add decomposition (top 8 channels)"
+CAM_ONLY = "decomposition: CAM models only"
+
+
+def world_affine(source: Any, placement: Placement, index: tuple[int, ...], lead: tuple) -> Any:
+    """The (ndim + 2)² affine of a channels × source-axes layer: the grid on the placement's
+    axes, the plane ``index`` on the other axes, composed with the source's transform."""
+    ndim = source.ndim
+    scale, translate = np.ones(ndim), np.zeros(ndim)
+    for axis, s, t in zip(placement.axes, placement.scale, placement.translate, strict=True):
+        scale[axis % ndim], translate[axis % ndim] = s, t
+    for axis, i in zip(lead, index, strict=True):
+        translate[axis] = i
+    grid = CompositeAffine(scale=scale, translate=translate, ndim=ndim).affine_matrix
+    own = CompositeAffine(
+        scale=source.scale,
+        translate=source.translate,
+        rotate=source.rotate,
+        shear=source.shear,
+        ndim=ndim,
+    ).affine_matrix
+    full = np.asarray(source.affine.affine_matrix) @ own @ grid
+    out = np.eye(ndim + 2)
+    out[1:, 1:] = full
+    return out
+
+
+class Decomposition:
+    """Adds the selected class's decomposition as a layer (see the module docstring)."""
+
+    def _update_decompose(self) -> None:
+        shown = self._shown
+        exact = shown is not None and getattr(shown.result, "method", "CAM") == "CAM"
+        tiled = shown is not None and not hasattr(shown.result, "features")
+        self.decompose.enabled = exact and not tiled
+        self.decompose.text = LABEL if exact or shown is None else CAM_ONLY
+        self.decompose.tooltip = (
+            "Whole-image runs only."
+            if tiled
+            else "The CAM is Σ w[c, k]·A_k: adds the 8 largest terms as a stack layer."
+            if exact
+            else "Grad-CAM's ReLU makes its map no weighted sum of channels: pick a "
+            "CAM model (method auto or cam) for the decomposition."
+        )
+
+    def _add_decomposition(self, _value: Any = None) -> None:
+        if not self._can_show():
+            return
+        shown, c = self._shown, int(self.class_select.value)
+        index = self._displayed_index()
+        if shown.is_stack and shown.position.get(index, shown.done) >= shown.done:
+            self.status.value = "This plane has no map yet: the decomposition needs its run."
+            return
+        result = shown.result[shown.position[index]] if shown.is_stack else shown.result
+        try:
+            parts = result.contributions(c, PARTS)
+        except ValueError as error:
+            self._fail(error, notify=False)
+            return
+        maps = np.stack([m for _, _, m in parts]).astype(np.float32)  # n×h×w
+        h, w = maps.shape[1:]
+        (sy, sx), (ty, tx) = grid_placement(shown.image_shape, (h, w))
+        fy, fx = shown.planes.level_scale
+        placement = Placement((h, w), (sy * fy, sx * fx), (ty * fy, tx * fx), shown.planes.axes)
+        axes = tuple(a % shown.source.ndim for a in placement.axes)
+        lead = shown.planes.lead_axes
+        data = maps if axes[0] < axes[1] else maps.transpose(0, 2, 1)
+        data = data.reshape(
+            len(parts),
+            *[
+                1 if a in lead else data.shape[1 + sorted(axes).index(a)]
+                for a in range(shown.source.ndim)
+            ],
+        )
+        name = self._class_meta()["class_name"]
+        meta = {
+            "role": "parts",
+            "source": shown.source.name,
+            "class_index": c,
+            "class_name": name,
+            "channels": [k for k, _, _ in parts],
+            "weights": [w for _, w, _ in parts],
+            "planes": [f"k={k} w={w:+.4f}" for k, w, _ in parts],
+            "plane": list(index),
+        }
+        low, high = float(maps.min()), float(maps.max())
+        layer = self._overlays.get(shown.source, "parts")
+        affine = world_affine(shown.source, placement, index, lead)
+        if layer is not None:
+            self._viewer.layers.remove(layer)
+        layer = self._viewer.add_image(
+            data,
+            name=f"{shown.source.name} CAM parts: {name}",
+            affine=affine,
+            colormap="turbo",
+            opacity=0.6,
+            blending="translucent",
+            interpolation2d="linear",
+            contrast_limits=(low, high if high > low else low + 1),
+            metadata={META_KEY: meta},
+        )
+        self._overlays.track(shown.source, "parts", layer)
+        self.status.value = (
+            f"Decomposition of {name!r}: planes k = "
+            + ", ".join(f"{k} ({w:+.3f})" for k, w, _ in parts)
+            + " (the slider picks one)."
+        )

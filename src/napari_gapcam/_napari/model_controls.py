@@ -1,0 +1,210 @@
+"""The widget's model controls: architecture, weights, method, device, input size, square.
+
+They turn into a :class:`~napari_gapcam.models.spec.ModelSpec` (what the CLI uses too); a model
+handed over with ``use_model`` is used as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from magicgui.widgets import CheckBox, ComboBox, FileEdit
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QComboBox
+
+from ..models.spec import ModelSpec
+from .searchable import make_searchable, select_text, show_start
+
+if TYPE_CHECKING:
+    from ..models import GapCamModel
+
+FILE = "file…"
+RANDOM = "none (random init)"
+DEMO = "shapes demo (bundled)"  # resnet18 trained on synthetic shapes, for offline use
+IN_MEMORY = "in memory"  # a model handed over with use_model
+DEMO_MODEL = "shapes demo"  # the model choice: resnet18 with the DEMO weights, in one step
+DEMO_ARCH = "resnet18"
+TIMM = "timm:"
+DEFAULT_SIZE = 0  # input size choice: the model's own (224, or the checkpoint's)
+SIZE_PRESETS = (448, 896, 1344)
+
+
+class ModelControls:
+    """The model widgets and what they mean; ``say`` shows a message in the status line."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        from ..models import DEMO_WEIGHTS, METHODS, available_devices, named_weights
+
+        self._say = say
+        self._named_weights = named_weights
+        self._demo_weights = DEMO_WEIGHTS
+        self.memory_model: GapCamModel | None = None  # from use_model
+        self._typed_models: list[str] = []  # timm:<name> typed in the model box
+        self._custom_sizes: list[int] = []
+
+        self.arch = ComboBox(label="model", choices=self._arch_choices, value="resnet50")
+        self.weights = ComboBox(label="weights", choices=self._weight_choices)
+        self.weights_file = FileEdit(
+            label="weights file", mode="r", filter="*.pt *.pth *.ckpt *.tar"
+        )
+        self.names_file = FileEdit(label="class names", mode="r", filter="*.json *.txt")
+        self.method = ComboBox(label="method", choices=METHODS, value="auto")
+        self.device = ComboBox(label="device", choices=available_devices(), value="auto")
+        self.input_size = ComboBox(label="input size", choices=self._size_choices)
+        self.square = CheckBox(
+            text="square input",
+            value=False,
+            tooltip="Squash each image to an input-size square (as many training pipelines "
+            "do) instead of keeping its aspect ratio. Unticked: the model's own setting.",
+        )
+        self.weights.value = "IMAGENET1K_V1"
+        make_searchable(self.arch.native, "type to search, or timm:<name>", self.pick_arch)
+        show_start(self.arch.native)
+        self._make_input_size_typeable()
+        self._on_weights_changed()
+        self.arch.changed.connect(self._on_arch_changed)
+        self.weights.changed.connect(self._on_weights_changed)
+
+    @property
+    def widgets(self) -> list[Any]:
+        """In the order they appear in the dock widget."""
+        return [
+            self.arch,
+            self.weights,
+            self.weights_file,
+            self.names_file,
+            self.method,
+            self.device,
+            self.input_size,
+            self.square,
+        ]
+
+    # ----------------------------------------------------------------- choices
+    def _arch_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
+        """The bundled demo first, torchvision architectures labelled with their family and
+        method, typed timm names, and the model handed over with :meth:`use_model`."""
+        from ..models.families import architectures, family_of
+
+        choices = []
+        if self._demo_weights.is_file():
+            choices.append((f"{DEMO_MODEL}  ({DEMO_ARCH}, bundled: works offline)", DEMO_MODEL))
+        for arch in architectures():
+            family = family_of(arch)
+            method = "CAM" if family.exact else "Grad-CAM"
+            choices.append((f"{arch}  ({family.name}, {method})", arch))
+        choices += [(f"{name}  (timm)", name) for name in self._typed_models]
+        if self.memory_model is not None:
+            choices.append((f"{IN_MEMORY}: {self.memory_model.arch}", IN_MEMORY))
+        return choices
+
+    def _weight_choices(self, _widget: Any = None) -> list[str]:
+        arch = self.arch.value if hasattr(self, "arch") else "resnet50"
+        if arch == IN_MEMORY:
+            return [IN_MEMORY]
+        if arch == DEMO_MODEL:
+            return [DEMO]
+        if str(arch).startswith(TIMM):
+            return [FILE, RANDOM]
+        demo = [DEMO] if arch == "resnet18" and self._demo_weights.is_file() else []
+        return [*self._named_weights(arch), *demo, FILE, RANDOM]
+
+    def _size_choices(self, _widget: Any = None) -> list[tuple[str, int]]:
+        sizes = [*SIZE_PRESETS, *self._custom_sizes]
+        return [("model default", DEFAULT_SIZE)] + [(f"{size} px", size) for size in sizes]
+
+    def _make_input_size_typeable(self) -> None:
+        """The input size box also takes a typed short side (e.g. 640)."""
+        combo: QComboBox = self.input_size.native
+        combo.setEditable(True)
+        combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        combo.setToolTip(
+            "Short side of the network input: larger gives finer maps (stride 32: 448 → 14 cells)"
+        )
+        combo.lineEdit().editingFinished.connect(
+            lambda: self.set_input_size_text(combo.lineEdit().text())
+        )
+
+    def set_input_size_text(self, text: str) -> None:
+        """Select the input size typed as ``text`` ("640", "640 px" or a listed choice)."""
+        combo: QComboBox = self.input_size.native
+        listed = combo.findText(text, Qt.MatchFlag.MatchExactly)
+        if listed >= 0:
+            combo.setCurrentIndex(listed)
+            return
+        try:
+            size = int(text.lower().removesuffix("px").strip())
+        except ValueError:
+            self._say(f"Input size {text!r} is not a number of pixels (e.g. 640).")
+            combo.lineEdit().setText(combo.itemText(combo.currentIndex()))
+            return
+        if size < 32:
+            self._say(f"Input size {size} is too small: at least 32 pixels.")
+            combo.lineEdit().setText(combo.itemText(combo.currentIndex()))
+            return
+        if size not in (*SIZE_PRESETS, *self._custom_sizes):
+            self._custom_sizes.append(size)
+            self.input_size.reset_choices()
+        self.input_size.value = size
+
+    def pick_arch(self, text: str) -> None:
+        """Select the first model whose label contains ``text``; a new ``timm:<name>`` is added."""
+        text = text.strip()
+        if text.startswith(TIMM) and len(text) > len(TIMM):
+            name = text.split()[0]
+            if name not in self._typed_models:
+                self._typed_models.append(name)
+                self.arch.reset_choices()
+            self.arch.value = name
+        elif not select_text(self.arch.native, text):
+            self._say(f"No model matches {text!r} (a timm model: timm:<name>).")
+
+    def _on_arch_changed(self, _value: Any = None) -> None:
+        current = self.weights.value
+        self.weights.reset_choices()
+        if current in self.weights.choices:
+            self.weights.value = current
+        if self.arch.value == DEMO_MODEL:
+            self._say(
+                f"{DEMO_MODEL}: a {DEMO_ARCH} trained on synthetic shapes. Open File ▸ Open "
+                "Sample ▸ GAP-CAM ▸ Synthetic shapes, then press Run."
+            )
+
+    def _on_weights_changed(self, _value: Any = None) -> None:
+        from_file = self.weights.value == FILE
+        self.weights_file.visible = from_file
+        self.names_file.visible = from_file
+
+    # ----------------------------------------------------------------- meaning
+    def use_model(self, model: GapCamModel) -> None:
+        """Use a model built in Python (``load_model``, ``from_module``) from now on."""
+        self.memory_model = model
+        self.arch.reset_choices()
+        self.arch.value = IN_MEMORY
+
+    def spec(self) -> ModelSpec:
+        """The model chosen, as the CLI and its workers describe one (an in-memory model: its
+        identity, under the architecture name ``IN_MEMORY``)."""
+        if self.arch.value == IN_MEMORY:
+            return ModelSpec(arch=IN_MEMORY, weights=str(id(self.memory_model)))
+        weights: Any = self.weights.value
+        names: Any = None
+        name = DEMO_ARCH if self.arch.value == DEMO_MODEL else self.arch.value
+        if weights == RANDOM:
+            weights = None
+        elif weights == DEMO:
+            weights = str(self._demo_weights)
+        elif weights == FILE:
+            path = self.weights_file.value
+            if path is None or not str(path) or str(path) == ".":
+                raise ValueError("Choose a weights file (or pick named weights).")
+            weights = str(path)
+            named = self.names_file.value
+            names = str(named) if named is not None and str(named) not in ("", ".") else None
+        return ModelSpec(
+            arch=name,
+            weights=weights,
+            device=self.device.value,
+            class_names=names,
+            method=self.method.value,
+        )

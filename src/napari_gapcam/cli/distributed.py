@@ -1,0 +1,151 @@
+"""Scale-out on dask.distributed: chunks of inputs as tasks, outcomes streamed back.
+
+Each task is :func:`napari_gapcam.cli.infer.process_chunk`: the worker loads the model once (a
+per-process cache), writes the chunk's files atomically into the output folder (which must be
+visible to the workers under the same path) and returns the outcomes. A worker that dies costs
+its in-flight chunk, which the scheduler runs again elsewhere; writes are idempotent, so nothing
+is lost or written twice. A cluster left without workers does not make the run wait forever:
+after a timeout it stops with what is done kept.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from .infer import Options, check_options, process_chunk
+from .inputs import Item
+
+POLL = 0.5  # seconds between looks at the cluster while nothing finishes
+REPORT = 10.0  # seconds between progress lines while waiting
+
+
+class ClusterError(RuntimeError):
+    """dask.distributed is missing, or the cluster cannot be reached."""
+
+
+class NoWorkersError(ClusterError):
+    """The cluster has no worker (none came, or none is left) for longer than the timeout."""
+
+
+@contextmanager
+def client(workers: int | None = None, scheduler: str | None = None) -> Iterator[Any]:
+    """A client of ``scheduler``, or of a local cluster of ``workers`` processes (loopback)."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise ClusterError(
+            "--workers and --scheduler need dask.distributed: pip install 'napari-gapcam[cluster]'"
+        ) from None
+    if scheduler:
+        try:
+            connection = Client(scheduler, timeout=30)
+        except OSError as error:
+            raise ClusterError(f"Cannot reach the dask scheduler {scheduler}: {error}") from error
+        with connection:
+            yield connection
+        return
+    cluster = LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        silence_logs=40,  # errors only
+    )
+    with cluster, Client(cluster) as connection:
+        yield connection
+
+
+def workers_of(connection: Any) -> int:
+    """How many workers the scheduler has now."""
+    return len(connection.nthreads())
+
+
+def check_on_cluster(
+    connection: Any,
+    options: Options,
+    timeout: float = 60.0,
+    function: Callable[[Options], Any] = check_options,
+) -> Any:
+    """:func:`check_options` (or ``function``) on a worker (it keeps the model it loads); no
+    worker within ``timeout`` seconds is a :class:`NoWorkersError`."""
+    from dask.distributed import wait
+
+    future = connection.submit(function, options, pure=False)
+    start = time.monotonic()
+    while True:
+        try:
+            wait([future], timeout=POLL)
+        except TimeoutError:
+            if workers_of(connection) == 0 and time.monotonic() - start > timeout:
+                future.cancel()
+                raise NoWorkersError(
+                    f"no dask worker came within {timeout:.0f} s (the scheduler has none): "
+                    "start workers, or wait longer with --worker-timeout; nothing was run"
+                ) from None
+            continue
+        return future.result()
+
+
+def run_chunks(
+    connection: Any,
+    chunks: Sequence[Sequence[Item]],
+    options: Options,
+    root: str,
+    timeout: float = 60.0,
+    on_wait: Callable[[int], None] | None = None,
+    function: Callable[..., list[dict[str, Any]]] = process_chunk,
+) -> Iterator[list[dict[str, Any]]]:
+    """Submit every chunk; yield each chunk's outcomes as it finishes (in completion order).
+
+    ``function(chunk, options, root)`` runs a chunk: :func:`process_chunk` (inputs), or
+    :func:`~napari_gapcam.cli.tile_blocks.process_blocks` (blocks of a slide's tiles).
+
+    A chunk whose workers kept dying (dask gives up after ``allowed-failures`` deaths) comes
+    back as failed outcomes, so a later run finishes it. While nothing finishes,
+    ``on_wait(workers)`` is called every ``REPORT`` seconds; when the cluster has had no
+    worker for ``timeout`` seconds, the chunks left are cancelled and :class:`NoWorkersError`
+    says how many (the chunks done are written and kept).
+    """
+    from dask.distributed import wait
+
+    futures = {
+        connection.submit(function, list(chunk), options, root, pure=False): chunk
+        for chunk in chunks
+    }
+    pending = set(futures)
+    alone_since: float | None = None
+    reported = time.monotonic()
+    while pending:
+        try:
+            done, pending = wait(pending, timeout=POLL, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            done = set()
+        for future in done:
+            try:
+                yield future.result()
+            except Exception as error:
+                reason = f"the dask task failed ({type(error).__name__}: {error})"
+                yield [
+                    {"file": i.path, "status": "failed", "error": reason} for i in futures[future]
+                ]
+            finally:
+                future.release()
+        if done or not pending:
+            continue
+        now, workers = time.monotonic(), workers_of(connection)
+        alone_since = (alone_since or now) if workers == 0 else None
+        if alone_since is not None and now - alone_since >= timeout:
+            connection.cancel(list(pending))
+            left = sum(len(futures[f]) for f in pending)
+            raise NoWorkersError(
+                f"no dask worker left for {timeout:.0f} s: {left} input(s) in {len(pending)} "
+                "chunk(s) were not run. The inputs done are written and kept; start workers "
+                "(or check why they died) and run the same command again to finish."
+            )
+        if on_wait is not None and now - reported >= REPORT:
+            on_wait(workers)
+            reported = now

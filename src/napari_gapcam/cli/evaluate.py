@@ -1,0 +1,179 @@
+"""``gapcam evaluate``: localization metrics of a model's maps against true boxes.
+
+Each input with true boxes (:mod:`~napari_gapcam.cli.true_boxes`) is run once; its map is that of
+the class the boxes file gives, else ``--class``, else the image's top-1 (``--class`` given
+wins over the file). :func:`napari_gapcam.localization_metrics` (Choe et al., CVPR 2020) gives
+MaxBoxAccV2, MaxBoxAcc and the best threshold τ per IoU δ, and PxAP with ``--true-masks``
+(label or mask images matched by stem, as ``--labels``; nonzero = the object). The numbers are
+printed and written as JSON (atomically). Exit codes as ``gapcam predict``: 2 for a usage or
+set-up error (nothing written), 1 when an input could not be read (the others are evaluated).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .inputs import InputError, expand, open_pages
+from .messages import EXIT_FAILED, EXIT_OK, error
+from .preflight import DEVICE, UsageError, read_class_names, weights_argument
+from .true_boxes import BoxFileError, match, read_true_boxes
+
+
+def say(message: str) -> None:
+    print(f"gapcam: {message}", file=sys.stderr)
+
+
+def _inputs(args: argparse.Namespace) -> tuple[dict[Path, Any], dict[Path, Path] | None]:
+    """The inputs with true boxes (and their masks); usage errors before any model."""
+    if not DEVICE.match(args.device):
+        raise UsageError(f"--device {args.device}: use auto, cpu, cuda, cuda:N or mps.")
+    try:
+        table = read_true_boxes(args.true_boxes)
+    except BoxFileError as problem:
+        raise UsageError(f"--true-boxes {problem}") from None
+    found = expand(args.inputs)
+    if found.problems:
+        listed = "\n".join(f"  {argument}: {reason}" for argument, reason in found.problems)
+        raise UsageError(f"{len(found.problems)} input argument(s) name nothing to read:\n{listed}")
+    truths, unused = match(found.paths, table)
+    if not truths:
+        raise UsageError(
+            f"no input is named in {args.true_boxes} (by file name or stem): check the file "
+            f"column ({', '.join(list(table)[:3])} …) against the inputs."
+        )
+    if unused:
+        say(f"note: {len(unused)} file(s) in {args.true_boxes} are not among the inputs "
+            f"(e.g. {unused[0]})")  # fmt: skip
+    without = len(found.paths) - len(truths)
+    if without:
+        say(f"note: {without} input(s) have no true boxes: left out")
+    masks = None
+    if args.true_masks:
+        from .labels import find_labels, label_for
+
+        try:
+            mask_table = find_labels(args.true_masks)
+        except InputError as problem:
+            raise UsageError(str(problem).replace("--labels", "--true-masks")) from None
+        masks = {path: label_for(path, mask_table) for path in truths}
+        missing = [path.name for path, mask in masks.items() if mask is None]
+        if missing:
+            raise UsageError(
+                f"--true-masks: {len(missing)} input(s) have no mask (e.g. {missing[0]}); PxAP "
+                "needs one per image"
+            )
+    return truths, masks
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    try:
+        truths, masks = _inputs(args)
+        weights = weights_argument(args.weights)
+        class_names = None
+        if args.class_names:
+            read_class_names(args.class_names)
+            class_names = str(Path(args.class_names).expanduser().resolve())
+    except UsageError as problem:
+        return error(str(problem))
+    out = Path(args.out).expanduser()
+    if out.is_dir():
+        return error(f"--out {args.out} is a folder: give the JSON file to write.")
+    import torch
+
+    from ..models.spec import ModelSpec
+    from .infer import class_ref, get_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    demo = weights is not None and args.weights.lower() == "demo"
+    arch = args.model or ("resnet18" if demo else "resnet50")
+    spec = ModelSpec(
+        arch=arch,
+        weights=weights,
+        device=args.device,
+        class_names=class_names,
+        method=args.method,
+        seed=args.seed if weights is None else None,
+    )
+    try:
+        model = get_model(spec)
+        classes = {}
+        for path, truth in truths.items():
+            reference = args.class_ref if args.class_ref is not None else truth.class_ref
+            reference = class_ref(reference, model.class_names)
+            classes[path] = None if reference is None else _index(model.class_names, reference)
+    except (ValueError, KeyError, IndexError, OSError, RuntimeError) as problem:
+        message = problem.args[0] if isinstance(problem, KeyError) and problem.args else problem
+        return error(str(message))
+    return _run(args, model, truths, masks, classes, out)
+
+
+def _index(names: list[str], reference: str | int) -> int:
+    from ..engine.result import class_index
+
+    return class_index(names, reference)
+
+
+def _run(
+    args: argparse.Namespace,
+    model: Any,
+    truths: dict[Path, Any],
+    masks: dict[Path, Path] | None,
+    classes: dict[Path, int | None],
+    out: Path,
+) -> int:
+    from .. import localization_metrics
+    from .labels import read_labels
+    from .outputs import write_text_atomic
+
+    maps, boxes, true_masks, files, failed = [], [], [], [], 0
+    for path, truth in truths.items():
+        try:
+            pages = open_pages(path)
+            if pages.count != 1:
+                raise InputError(f"holds {pages.count} pages: evaluate takes single images")
+            image = pages.read(0)
+            mask = read_labels(masks[path], 1, pages.shape) > 0 if masks else None
+            result = model.run(image, input_size=args.input_size, square=args.square or None)
+        except Exception as problem:
+            say(f"skipped {path}: {problem}")
+            failed += 1
+            continue
+        c = classes[path]
+        c = result.topk(1)[0][0] if c is None else c
+        maps.append(result.cam(c))
+        boxes.append(truth.boxes)
+        if mask is not None:
+            true_masks.append(mask)
+        files.append({"file": str(path), "class": model.class_names[c], "boxes": truth.boxes})
+    if not maps:
+        say("no input could be read: nothing evaluated")
+        return EXIT_FAILED
+    metrics = localization_metrics(maps, boxes, true_masks if masks else None)
+    report = {
+        "images": len(maps),
+        "max_box_acc_v2": metrics["max_box_acc_v2"],
+        "max_box_acc": {str(d): v for d, v in metrics["max_box_acc"].items()},
+        "best_threshold": {str(d): v for d, v in metrics["best_threshold"].items()},
+        "pxap": metrics["pxap"],
+        "model_threshold": model.box_threshold,
+        "thresholds": [float(t) for t in metrics["thresholds"]],
+        "box_acc": [[float(v) for v in row] for row in metrics["box_acc"]],
+        "files": files,
+    }
+    print(f"{len(maps)} images, {sum(len(b) for b in boxes)} true boxes")
+    print(f"MaxBoxAccV2  {metrics['max_box_acc_v2']:.4f}")
+    for delta, value in metrics["max_box_acc"].items():
+        tau = metrics["best_threshold"][delta]
+        print(f"MaxBoxAcc @ IoU {delta:g}  {value:.4f}  (best threshold {tau:.2f})")
+    if metrics["pxap"] is not None:
+        print(f"PxAP  {metrics['pxap']:.4f}")
+    print(f"the model's own threshold: {model.box_threshold:.2f}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out, json.dumps(report, indent=1) + "\n")
+    say(f"wrote {out}")
+    return EXIT_FAILED if failed else EXIT_OK

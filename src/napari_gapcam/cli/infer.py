@@ -1,0 +1,378 @@
+"""Chunks of inputs for the command line: a chunk → maps, overlays and records in a folder.
+
+The same function, :func:`process_chunk`, runs in the ``gapcam`` process or on a dask worker;
+each process loads a model once (:func:`get_model`; a random init is seeded, so every process
+makes the same model). Pages of the chunk's inputs go through :func:`infer` in groups of
+``batch_size``, and each input is written as soon as its last page is done. A map is written at
+the image's size, or at a grid of at most ``max_map_pixels`` cells over a bigger image (its
+placement is recorded). Writes are atomic and the record comes last (see
+:mod:`napari_gapcam.cli.outputs`), so running a chunk twice (a retry after a worker died) gives the
+same files, never a duplicate.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..engine.grid import bounded_grid, grid_box_to_pixels, grid_placement
+from ..engine.localize import largest_region, regions_with_shares
+from ..models.spec import ModelSpec
+from .inputs import InputError, Item, LazyPlane, Pages, fingerprint, open_pages
+from .outputs import OutputFolder, ZarrMaps, complete, write_png, write_tiff
+from .overlay_png import overlay
+from .page_objects import PageObjects
+from .shared_scale import shared_cams
+
+_MODELS: dict[ModelSpec, Any] = {}
+MAX_MAP_PIXELS = 2**22  # a map is written at most at 2048² cells (~4 M) over a bigger image
+
+
+@dataclass(frozen=True)
+class Options:
+    """A batch run's settings (all but ``batch_size`` and ``overwrite`` shape the outputs)."""
+
+    model: ModelSpec = field(default_factory=ModelSpec)
+    class_ref: str | None = None  # a class name or index; None: each page's top-1
+    topk: int = 5
+    threshold: float | None = None  # None: the checkpoint's box_threshold, else 0.2
+    input_size: int | None = None
+    square: bool | None = None  # True: squash to a square; None: the model's own config
+    max_map_pixels: int = MAX_MAP_PIXELS
+    batch_size: int = 8  # pages per call of :func:`infer`
+    overwrite: bool = False
+    # whole slides (--tiles): native pixels, in blocks of tiles (napari_gapcam.cli.tile_blocks)
+    tiles: bool = False
+    level: int = 0
+    tile_size: int | None = None  # None: --input-size, else the model's
+    overlap: int | None = None  # pixels; None: two feature cells
+    background: str | None = None  # "auto": skip tiles without foreground
+    all_probabilities: bool = False  # the tile CSV: every class instead of the top-k
+    block_tiles: int = 8  # a block (task, unit of resuming) is N×N tiles
+    labels: str | None = None  # --labels: label images matched to inputs by stem
+    scale: str = "each"  # "shared": one range per class over a multi-page input's pages
+    min_area: int = 64  # pixels: the smallest region listed in a page's "regions"
+
+    def settings(self) -> dict[str, Any]:
+        """What a record must match to count as done (the device is left out). No torch.
+
+        Options added after the first release appear only when not at their default, so the
+        records of earlier runs still match."""
+        settings = asdict(self)
+        model = settings.pop("model")
+        del settings["batch_size"], settings["overwrite"], model["device"]
+        if model["method"] == "auto":  # as before --method existed: earlier records match
+            del model["method"]
+        del settings["block_tiles"]  # blocks change how a slide is split, not its outputs
+        for name in NEWER_OPTIONS:
+            if settings[name] == _DEFAULTS[name]:
+                del settings[name]
+        for key, path in (("weights", self.model.weights), ("class_names", self.model.class_names)):
+            if path is not None and os.path.isfile(path):
+                model[f"{key}_modified"] = os.stat(path).st_mtime_ns
+        return {**model, **settings}
+
+
+NEWER_OPTIONS = ("tiles", "level", "tile_size", "overlap", "background", "all_probabilities",
+                 "labels", "scale", "min_area")  # fmt: skip
+_DEFAULTS = {name: Options.__dataclass_fields__[name].default for name in NEWER_OPTIONS}
+
+
+def get_model(spec: ModelSpec) -> Any:
+    """The model for ``spec``, loaded once per process (a dask worker keeps it between tasks)."""
+    if spec not in _MODELS:
+        _MODELS[spec] = spec.load()
+    return _MODELS[spec]
+
+
+def infer(
+    model: Any, images: Sequence[Any], input_size: int | None, square: bool | None = None
+) -> list[Any]:
+    """One :class:`~napari_gapcam.engine.cam.CamResult` per image: all inference goes through here.
+
+    Runs of consecutive images of one size go through ``model.run_batch`` (one batched forward
+    pass; full-precision maps, since they are written out), the rest one by one, and so do
+    lazy planes (read band by band, never stacked).
+    """
+    import torch
+
+    def batchable(image: Any) -> bool:
+        return not isinstance(image, LazyPlane)
+
+    results: list[Any] = []
+    start = 0
+    while start < len(images):
+        stop = start + 1
+        while (
+            stop < len(images)
+            and batchable(images[start])
+            and batchable(images[stop])
+            and images[stop].shape == images[start].shape
+        ):
+            stop += 1
+        if stop - start == 1:
+            results.append(model.run(images[start], input_size=input_size, square=square))
+        else:
+            stack = model.run_batch(
+                images[start:stop],
+                batch_size=stop - start,
+                input_size=input_size,
+                square=square,
+                features_dtype=torch.float32,
+            )
+            results.extend(stack[i] for i in range(len(stack)))
+        start = stop
+    return results
+
+
+def class_ref(reference: str | None, class_names: Sequence[str]) -> str | int | None:
+    """``--class``: a name as given, else an index when it is a number."""
+    if reference is None or reference in class_names:
+        return reference
+    return int(reference) if reference.lstrip("-").isdigit() else reference
+
+
+def check_options(options: Options) -> list[str]:
+    """Load the model, check ``--class`` and that a forward pass at ``--input-size`` fits in
+    memory; returns the class names (errors say what is wrong)."""
+    model = get_model(options.model)
+    size = options.input_size or model.input_size
+    model.check_memory((size, size))  # InputTooLargeError: a usage error, before any input
+    reference = class_ref(options.class_ref, model.class_names)
+    if reference is not None:  # the engine's own lookup and messages (no forward pass)
+        from ..engine.result import class_index
+
+        class_index(model.class_names, reference)
+    return list(model.class_names)
+
+
+def map_grid(image_shape: tuple[int, int], options: Options) -> tuple[int, int]:
+    """The grid a map is written at: the image's size, or at most ``max_map_pixels`` cells."""
+    return bounded_grid(image_shape, options.max_map_pixels)
+
+
+def chosen_class(result: Any, options: Options) -> int:
+    """The page's class whose map is written: ``--class``, else its top-1."""
+    reference = class_ref(options.class_ref, result.class_names)
+    return result.topk(1)[0][0] if reference is None else result.class_index(reference)
+
+
+def summarise(
+    result: Any, options: Options, threshold: float, cam: np.ndarray | None = None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """A page's map of the chosen class (float32, at :func:`map_grid`) and its JSON: top-k,
+    class, box (in image pixels). ``cam``: the map already made (``--scale shared``)."""
+    top = result.topk(options.topk)
+    index = chosen_class(result, options)
+    grid = map_grid(result.image_shape, options)
+    full = grid == tuple(result.image_shape)
+    if cam is None:
+        cam = result.cam(index) if full else result.cam(index, grid)
+    box = largest_region(cam, threshold)[1]
+    if box is not None and not full:
+        box = grid_box_to_pixels(box, result.image_shape, grid)
+    cell = result.image_shape[0] * result.image_shape[1] / (grid[0] * grid[1])
+    regions = [
+        {"box": [int(v) for v in (b if full else grid_box_to_pixels(b, result.image_shape, grid))],
+         "share": share}
+        for b, share in regions_with_shares(cam, threshold, options.min_area / cell)
+    ]  # fmt: skip
+    return cam, {
+        "topk": [{"index": i, "name": n, "probability": p} for i, n, p in top],
+        "class": {
+            "index": index,
+            "name": result.class_names[index],
+            "probability": float(result.probabilities[index]),
+        },
+        "box": None if box is None else [int(v) for v in box],
+        "regions": regions,  # every region of at least --min-area px, largest first
+    }
+
+
+class _Job:
+    """One input on its way through: pages in, files out."""
+
+    def __init__(
+        self,
+        item: Item,
+        pages: Pages,
+        out: OutputFolder,
+        options: Options,
+        threshold: float,
+        source: dict[str, Any],
+    ) -> None:
+        self.item, self.pages, self.out, self.options = item, pages, out, options
+        self.threshold, self.source = threshold, source  # source: the input's fingerprint
+        self.zarr = pages.kind == "zarr"
+        self.cam_path = out.cam_path(item.stem, self.zarr)
+        self.grid = map_grid(pages.shape, options)
+        scale, translate = grid_placement(pages.shape, self.grid)
+        self.placement = {"shape": list(self.grid), "scale": scale, "translate": translate}
+        self.shared = options.scale == "shared" and pages.count > 1
+        if self.shared:  # the map's metadata says so (each page's own range otherwise)
+            self.placement["cam_scale"] = "shared"
+        self.ranges: dict[str, list[float]] = {}
+        self.maps: list[np.ndarray] | ZarrMaps = (
+            ZarrMaps(self.cam_path, pages.count, self.grid, pages.chunk, self.placement)
+            if self.zarr
+            else []
+        )
+        self.results: list[dict[str, Any]] = []
+        self.error: str | None = None
+        self.objects = PageObjects(item, pages, out, options) if options.labels else None
+        self.held: list[tuple[np.ndarray | None, Any]] = []  # --scale shared: pages until the last
+
+    def add(self, index: int, image: np.ndarray, result: Any) -> dict[str, Any] | None:
+        """Take page ``index``'s result; returns the outcome once the last page is in."""
+        if self.shared:  # every page's map waits for the range over all pages
+            self.held.append((image if index == 0 else None, result))
+            if len(self.held) < self.pages.count:
+                return None
+            held, self.held = self.held, []
+            results = [r for _, r in held]
+            classes = [chosen_class(r, self.options) for r in results]
+            maps, self.ranges = shared_cams(results, classes, self.grid)
+            outcome = None
+            for n, ((first, result), cam) in enumerate(zip(held, maps, strict=True)):
+                outcome = self._page(n, first, result, cam)
+            return outcome
+        return self._page(index, image, result)
+
+    def _page(
+        self, index: int, image: Any, result: Any, cam: np.ndarray | None = None
+    ) -> dict[str, Any] | None:
+        cam, page = summarise(result, self.options, self.threshold, cam)
+        if self.objects is not None:
+            self.objects.add(index, result, chosen_class(result, self.options))
+        self.results.append(page)
+        if isinstance(self.maps, ZarrMaps):
+            self.maps.add(cam)
+        else:
+            self.maps.append(cam)
+        if index == 0:
+            write_png(self.out.overlay_path(self.item.stem), overlay(image, cam))
+        return self.finish() if len(self.results) == self.pages.count else None
+
+    def finish(self) -> dict[str, Any]:
+        if isinstance(self.maps, ZarrMaps):
+            self.maps.commit()
+        else:
+            write_tiff(self.cam_path, self.maps, self.placement)
+        outputs = {"cam": self.cam_path, "overlay": self.out.overlay_path(self.item.stem)}
+        if self.objects is not None and self.objects.write() is not None:
+            outputs["objects"] = self.objects.path
+        missing = [path.name for path in outputs.values() if not complete(path)]
+        if missing:  # never a record for outputs that are not all there
+            raise OSError(f"{', '.join(missing)} vanished after being written")
+        record = {
+            "file": self.item.path,
+            "stem": self.item.stem,
+            "input": self.source,
+            "outputs": {key: path.name for key, path in outputs.items()},
+            "shape": list(self.pages.shape),
+            "map": self.placement,  # the map's grid and where its cells sit in image pixels
+            "pages": self.pages.count,
+            "threshold": self.threshold,
+            "scale": self.options.scale,
+            **({"ranges": self.ranges} if self.shared else {}),
+            **({"labels": self.objects.source} if self.objects and self.objects.source else {}),
+            "results": self.results,
+            "settings": self.options.settings(),
+        }
+        self.out.commit(record)
+        return {"file": self.item.path, "status": "done", "record": record}
+
+    def fail(self, reason: str) -> dict[str, Any]:
+        self.error = reason
+        if isinstance(self.maps, ZarrMaps):
+            self.maps.abort()
+        return {"file": self.item.path, "status": "failed", "error": reason}
+
+
+def _infer_each(model: Any, images: list[Any], options: Options) -> list[Any]:
+    """:func:`infer` on all; if that fails, one by one so that one bad page costs only itself."""
+    try:
+        return infer(model, images, options.input_size, options.square)
+    except Exception:
+        if len(images) == 1:
+            raise
+    results: list[Any] = []
+    for image in images:
+        try:
+            results.extend(infer(model, [image], options.input_size, options.square))
+        except Exception as error:
+            results.append(error)
+    return results
+
+
+def _reason(error: BaseException) -> str:
+    return str(error) if isinstance(error, InputError) else f"{type(error).__name__}: {error}"
+
+
+def process_chunk(items: Sequence[Item], options: Options, root: str) -> list[dict[str, Any]]:
+    """Run a chunk of inputs and write their outputs under ``root``; one outcome per input.
+
+    An outcome is ``{"file", "status": "done" | "skipped" | "failed", "record" | "error"}``.
+    """
+    model = get_model(options.model)
+    threshold = model.box_threshold if options.threshold is None else options.threshold
+    out = OutputFolder(root)
+    outcomes: list[dict[str, Any]] = []
+    pending: list[tuple[_Job, int, np.ndarray]] = []
+
+    def flush() -> None:
+        try:
+            results = _infer_each(model, [image for _, _, image in pending], options)
+        except Exception as error:
+            results = [error] * len(pending)
+        for (job, index, image), result in zip(pending, results, strict=True):
+            if job.error is not None:
+                continue
+            try:
+                if isinstance(result, BaseException):
+                    raise result
+                outcome = job.add(index, image, result)
+            except Exception as error:
+                outcome = job.fail(_reason(error))
+            if outcome is not None:
+                outcomes.append(outcome)
+        pending.clear()
+
+    settings = options.settings()
+    for item in items:
+        if not options.overwrite and out.is_done(item.stem, item.path, settings):
+            outcomes.append({"file": item.path, "status": "skipped"})
+            continue
+        try:
+            source = fingerprint(item.path)  # before reading: a later change shows next run
+            job = _Job(item, open_pages(item.path), out, options, threshold, source)
+        except Exception as error:
+            outcomes.append({"file": item.path, "status": "failed", "error": _reason(error)})
+            continue
+        for index in range(job.pages.count):
+            try:
+                pending.append((job, index, job.pages.read(index)))
+            except Exception as error:
+                outcomes.append(job.fail(_reason(error)))
+                break
+            if len(pending) >= options.batch_size:
+                flush()
+    flush()
+    return outcomes
+
+
+def chunked(items: Sequence[Item], size: int) -> list[list[Item]]:
+    return [list(items[i : i + size]) for i in range(0, len(items), max(1, size))]
+
+
+def weights_argument(weights: str | None) -> str | None:
+    """``--weights``: ``none`` → random init; an existing file → its absolute path."""
+    if weights is None or weights.lower() == "none":
+        return None
+    path = Path(weights).expanduser()
+    return str(path.resolve()) if path.exists() else weights

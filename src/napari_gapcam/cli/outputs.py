@@ -1,0 +1,238 @@
+"""The output folder of a batch run: atomic files, per-input records, ``results.jsonl``.
+
+Every file is written to a temporary name in the same folder (``.gapcam-tmp-…``) and renamed
+into place (``os.replace``, atomic on POSIX and Windows), so a run killed at any moment leaves
+only complete files under their final names. Only a run holding the folder's lock
+(:mod:`napari_gapcam.cli.folder_lock`) writes, and it deletes the temporaries at its start: they
+can only be a dead run's.
+
+An input is done when its record ``records/<stem>.json`` exists and the outputs it names are
+complete: it is written last, after the map and the overlay, and holds the input's JSON line
+(its file, that file's fingerprint and the settings). ``results.jsonl`` gets each line as its
+input finishes and is rebuilt from the records (atomically, one line per record) at the start
+and the end of every run, so it never keeps a duplicate or a torn line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TEMP_PREFIX = ".gapcam-tmp-"
+RESULTS = "results.jsonl"
+RECORDS = "records"
+OUTPUT_SUFFIXES = (
+    "_cam.tif",
+    "_cam.zarr",
+    "_overlay.png",
+    "_cam.ome.zarr",  # --tiles: the map, the tiles, the regions
+    "_tiles.csv",
+    "_regions.geojson",
+    "_objects.csv",  # --labels
+)
+
+
+@contextmanager
+def atomic_path(final: Path) -> Iterator[Path]:
+    """A temporary path beside ``final`` (same suffix) that replaces ``final`` on success."""
+    temp = final.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}-{final.name}")
+    try:
+        yield temp
+        if temp.is_dir() and final.is_dir():  # a directory (zarr) cannot replace a non-empty one
+            old = final.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}-old-{final.name}")
+            os.replace(final, old)
+            os.replace(temp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(temp, final)
+    finally:
+        if temp.is_dir():
+            shutil.rmtree(temp, ignore_errors=True)
+        elif temp.exists():
+            temp.unlink()
+
+
+def write_text_atomic(final: Path, text: str) -> None:
+    with atomic_path(final) as temp:
+        temp.write_text(text, encoding="utf-8")
+
+
+def complete(path: Path) -> bool:
+    """A written output: a file, or a zarr folder with its metadata (an array or a group)."""
+    if path.is_dir():
+        return any((path / name).is_file() for name in ("zarr.json", ".zarray", ".zgroup"))
+    return path.is_file()
+
+
+def is_current(record: dict[str, Any] | None, file: str, settings: dict[str, Any]) -> bool:
+    """The record is for ``file`` as it is now (:func:`~napari_gapcam.cli.inputs.unchanged`),
+    made with ``settings``."""
+    from .inputs import unchanged
+
+    return (
+        record is not None
+        and record.get("file") == file
+        and record.get("settings") == settings
+        and unchanged(record.get("input"), file)
+    )
+
+
+class OutputFolder:
+    """Where a run writes: ``<stem>_cam.tif|zarr``, ``<stem>_overlay.png``, records, results."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root).resolve()
+        self.records = self.root / RECORDS
+        self.results = self.root / RESULTS
+
+    def prepare(self) -> None:
+        """Create the folders and delete temporaries left by a killed run."""
+        self.records.mkdir(parents=True, exist_ok=True)
+        for folder in (self.root, self.records):
+            for leftover in folder.glob(f"{TEMP_PREFIX}*"):
+                shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+
+    def owns(self, path: Path) -> bool:
+        """True for the folder's own files: maps, overlays, records, temporaries, results.
+
+        Such files are never inputs, even when ``--out`` is an input folder: the images the
+        user put there stay inputs.
+        """
+        path = Path(path)
+        if self.root not in path.parents:
+            return False
+        if self.records in (path, *path.parents) or path.name.startswith(TEMP_PREFIX):
+            return True
+        return path.parent == self.root and path.name.endswith(OUTPUT_SUFFIXES)
+
+    def cam_path(self, stem: str, zarr: bool = False) -> Path:
+        return self.root / f"{stem}_cam.{'zarr' if zarr else 'tif'}"
+
+    def overlay_path(self, stem: str) -> Path:
+        return self.root / f"{stem}_overlay.png"
+
+    def record_path(self, stem: str) -> Path:
+        return self.records / f"{stem}.json"
+
+    def record(self, stem: str, complete_only: bool = True) -> dict[str, Any] | None:
+        """The input's record when it and the files it names are complete, else ``None``
+        (``complete_only=False``: the record even when its outputs are not all there)."""
+        try:
+            record = json.loads(self.record_path(stem).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(record, dict) or "file" not in record:
+            return None
+        return record if not complete_only or self.has_outputs(record) else None
+
+    def has_outputs(self, record: dict[str, Any]) -> bool:
+        """Every output the record names is complete."""
+        return all(complete(self.root / name) for name in record.get("outputs", {}).values())
+
+    def all_records(self, complete_only: bool = True) -> dict[str, dict[str, Any]]:
+        """Every (complete) record, by stem (none when the folder does not exist)."""
+        if not self.records.is_dir():
+            return {}
+        stems = sorted(p.stem for p in self.records.glob("*.json"))
+        return {s: r for s in stems if (r := self.record(s, complete_only))}
+
+    def is_done(self, stem: str, file: str, settings: dict[str, Any]) -> bool:
+        """Done: a record for this very file, unchanged since, made with these settings."""
+        return is_current(self.record(stem), file, settings)
+
+    def commit(self, record: dict[str, Any]) -> None:
+        """Write the record (the input is done from now on)."""
+        write_text_atomic(self.record_path(record["stem"]), json.dumps(record) + "\n")
+
+    def append_result(self, record: dict[str, Any]) -> None:
+        """Append the record's line to results.jsonl in one ``write`` (no torn lines)."""
+        line = (json.dumps(record) + "\n").encode("utf-8")
+        fd = os.open(self.results, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+    def rebuild_results(self) -> int:
+        """results.jsonl ← one line per complete record, sorted by file; returns the count."""
+        records = sorted(self.all_records().values(), key=lambda r: r["file"])
+        write_text_atomic(self.results, "".join(json.dumps(r) + "\n" for r in records))
+        return len(records)
+
+
+def write_tiff(
+    final: Path, maps: list[np.ndarray], placement: dict[str, Any] | None = None
+) -> None:
+    """float32 maps → a TIFF: H×W for one, an N×H×W stack for several; ``placement`` (the
+    grid's ``scale``/``translate`` over the image) goes into its description (tifffile's
+    JSON metadata)."""
+    import tifffile
+
+    data = maps[0] if len(maps) == 1 else np.stack(maps)
+    metadata = dict(placement or {})
+    if data.ndim == 3 and "shape" in metadata:  # tifffile's own key: the N×h×w stack's shape
+        metadata["grid"] = metadata.pop("shape")
+    with atomic_path(final) as temp:
+        tifffile.imwrite(
+            temp,
+            data.astype(np.float32, copy=False),
+            photometric="minisblack",
+            metadata=metadata,
+        )
+
+
+def write_png(final: Path, rgb: np.ndarray) -> None:
+    import imageio.v3 as iio
+
+    with atomic_path(final) as temp:
+        iio.imwrite(temp, rgb, extension=".png")
+
+
+class ZarrMaps:
+    """An N×H×W float32 zarr written chunk by chunk (``chunk`` pages) into a temporary folder.
+
+    ``add`` buffers pages in order and writes each full chunk once; ``commit`` renames the
+    folder into place; ``abort`` deletes it.
+    """
+
+    def __init__(
+        self,
+        final: Path,
+        count: int,
+        shape: tuple[int, int],
+        chunk: int,
+        placement: dict[str, Any] | None = None,
+    ) -> None:
+        import zarr
+
+        self.final, self.chunk = final, chunk
+        self.temp = final.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}-{final.name}")
+        self.array = zarr.open(
+            str(self.temp), mode="w", shape=(count, *shape), chunks=(chunk, *shape), dtype="f4"
+        )
+        if placement:
+            self.array.attrs.update(placement)
+        self.buffer: list[np.ndarray] = []
+        self.start = 0
+
+    def add(self, cam: np.ndarray) -> None:
+        self.buffer.append(cam)
+        if len(self.buffer) == self.chunk or self.start + len(self.buffer) == self.array.shape[0]:
+            stop = self.start + len(self.buffer)
+            self.array[self.start : stop] = np.stack(self.buffer)
+            self.start, self.buffer = stop, []
+
+    def commit(self) -> None:
+        with atomic_path(self.final) as temp:
+            os.replace(self.temp, temp)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.temp, ignore_errors=True)

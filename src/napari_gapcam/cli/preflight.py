@@ -1,0 +1,273 @@
+"""What ``gapcam predict`` checks before it loads a model or creates anything.
+
+Every usage error that can be found without the model is found here, at once: inputs that name
+nothing (a typo, an empty folder, a broken link, a link loop), ``--weights`` and
+``--class-names`` files that are missing or unreadable, duplicate class names, a device string
+that names no device, a missing optional package, and zarr inputs whose maps would not fit on
+``--out``'s disk. No torch, no napari; nothing is written.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .inputs import InputError, expand, is_zarr, open_pages
+from .outputs import OutputFolder
+
+DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".tar")
+BIG_OUTPUT = 10 * 2**30  # maps above 10 GiB get a note with their size
+
+
+class UsageError(Exception):
+    """A command line that cannot run; the message says what is wrong and the way out."""
+
+
+@dataclass
+class Plan:
+    """The checked command: where to write, what to read, what failed already."""
+
+    out: Path
+    paths: list[Path]
+    weights: str | None
+    class_names: str | None
+    excluded: list[Path] = field(default_factory=list)  # the output folder's own files
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    notes: list[str] = field(default_factory=list)
+    labels: str | None = None  # --labels, as an absolute path or pattern
+
+
+def demo_weights() -> Path:
+    """The bundled demo checkpoint (``napari_gapcam.models.DEMO_WEIGHTS``), found without torch."""
+    return Path(__file__).parents[1] / "data" / "shapes_resnet18.pt"
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} PB"  # pragma: no cover
+
+
+def check_output_folder(out: str) -> Path:
+    root = Path(out).expanduser().resolve()
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder: give a folder (it is created).")
+    return root
+
+
+def weights_argument(weights: str) -> str | None:
+    """``--weights``: ``none`` → a random init, ``demo`` → the bundled demo model, a file → its
+    absolute path (it must exist), anything else → a torchvision weights name."""
+    if weights.lower() == "none":
+        return None
+    if weights.lower() == "demo":
+        return str(demo_weights())
+    path = Path(weights).expanduser()
+    if path.exists():
+        if path.is_dir():
+            raise UsageError(f"--weights {weights} is a folder: give the checkpoint file in it.")
+        return str(path.resolve())
+    if "/" in weights or "\\" in weights or path.suffix.lower() in WEIGHT_SUFFIXES:
+        raise UsageError(
+            f"--weights {weights}: no such file. Give a checkpoint file, a torchvision weights "
+            "name (IMAGENET1K_V1, …; see 'gapcam models'), 'demo' or 'none' (random init)."
+        )
+    return weights
+
+
+def read_class_names(argument: str) -> list[str]:
+    """``--class-names FILE``: a JSON list or UTF-8 text, one name per line, no duplicates."""
+    path = Path(argument).expanduser()
+    way_out = "Give a UTF-8 .txt file with one name per line, or a .json list of names."
+    if not path.is_file():
+        raise UsageError(f"--class-names {argument}: no such file. {way_out}")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UsageError(
+            f"--class-names {argument} is not UTF-8 text (byte {error.object[error.start]:#04x} "
+            f"at offset {error.start}): is it the right file? {way_out}"
+        ) from None
+    if path.suffix.lower() == ".json":
+        try:
+            names = json.loads(text)
+        except ValueError as error:
+            message = f"--class-names {argument} is not valid JSON ({error}). {way_out}"
+            raise UsageError(message) from None
+        if not isinstance(names, list) or not all(isinstance(n, (str, int)) for n in names):
+            raise UsageError(f"--class-names {argument} must hold a JSON list of names.")
+        names = [str(n) for n in names]
+    else:
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not names:
+        raise UsageError(f"--class-names {argument} holds no names. {way_out}")
+    twice = [name for name, count in Counter(names).items() if count > 1]
+    if twice:
+        shown = ", ".join(map(repr, twice[:5])) + (" …" if len(twice) > 5 else "")
+        raise UsageError(
+            f"--class-names {argument} names {len(twice)} class(es) more than once ({shown}): "
+            "each class needs its own name, or --class NAME could not tell them apart."
+        )
+    return names
+
+
+def _need(module: str, option: str, extra: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise UsageError(
+            f"{option} needs the {module} package: pip install 'napari-gapcam[{extra}]'"
+        )
+
+
+def _zarr_inputs(plan: Plan, max_map_pixels: int) -> int:
+    """Open each zarr input's metadata: no pages → a failed input; returns the maps' bytes."""
+    from .infer import Options, map_grid
+
+    total = 0
+    for path in [p for p in plan.paths if is_zarr(p)]:
+        try:
+            pages = open_pages(path)
+        except InputError as error:
+            plan.failures.append((str(path), str(error)))
+            continue
+        grid = map_grid(pages.shape, Options(max_map_pixels=max_map_pixels))
+        size = pages.count * int(np.prod(grid)) * 4
+        total += size
+        if size > BIG_OUTPUT:
+            plan.notes.append(
+                f"{path.name} holds {pages.count:,} pages of {pages.shape[0]}×{pages.shape[1]}: "
+                f"its maps will take {_size(size)} in --out, and one forward pass per page"
+            )
+    failed = {file for file, _ in plan.failures}
+    plan.paths = [p for p in plan.paths if str(p) not in failed]
+    return total
+
+
+def _check_modes(args: Any) -> None:
+    """Options that do not go together."""
+    tiles = getattr(args, "tiles", False)
+    if args.class_ref == "all" and not tiles:
+        raise UsageError("--class all writes every class's map with --tiles only: add --tiles.")
+    if tiles and getattr(args, "labels", None):
+        raise UsageError("--labels works on whole images, not with --tiles (not yet).")
+    if tiles and getattr(args, "scale", "each") == "shared":
+        raise UsageError(
+            "--scale shared compares the pages of a stack; a --tiles map already has one "
+            "scale over the whole image: leave --scale out."
+        )
+
+
+def _match_labels(plan: Plan, table: dict[str, Path], argument: str) -> None:
+    from .labels import label_for
+
+    plan.labels = os.path.abspath(os.path.expanduser(argument))  # workers see the same
+    missing = [p for p in plan.paths if label_for(p, table) is None]
+    if len(missing) == len(plan.paths):
+        raise UsageError(
+            f"--labels {argument}: no label image matches any input by name (an input "
+            "a.png takes a.tif, a_labels.tif, a_masks.png or a_cp_masks.png)."
+        )
+    if missing:
+        plan.notes.append(
+            f"{len(missing)} input(s) have no label image in --labels (e.g. {missing[0].name}): "
+            "no objects table for them"
+        )
+
+
+def _tiled_inputs(plan: Plan, level: int) -> None:
+    """Open each TIFF and zarr input's pyramid (metadata only): a failure, or no ``--level``
+    in it, is a failed input (before any model)."""
+    from .pyramid import open_levels
+
+    for path in plan.paths:
+        if not (is_zarr(path) or path.suffix.lower() in (".tif", ".tiff")):
+            continue
+        try:
+            count = len(open_levels(path).levels)
+        except InputError as error:
+            plan.failures.append((str(path), str(error)))
+            continue
+        if level >= count:
+            reason = f"--level {level}: the image has {count} level(s) (0 to {count - 1})"
+            plan.failures.append((str(path), reason))
+    failed = {file for file, _ in plan.failures}
+    plan.paths = [p for p in plan.paths if str(p) not in failed]
+
+
+def _free_bytes(folder: Path) -> int:
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    return shutil.disk_usage(existing).free
+
+
+def check(args: Any) -> Plan:
+    """Every check that needs no model; raises :class:`UsageError`."""
+    out = check_output_folder(args.out)
+    if not DEVICE.match(args.device):
+        raise UsageError(
+            f"--device {args.device}: use auto (cuda, then mps, then cpu), cpu, cuda, cuda:N "
+            "or mps."
+        )
+    if args.workers or args.scheduler:
+        _need("distributed", "--workers" if args.workers else "--scheduler", "cluster")
+    if args.model and args.model.startswith("timm:"):
+        _need("timm", f"--model {args.model}", "timm")
+    weights = weights_argument(args.weights)
+    class_names = None
+    if args.class_names:
+        read_class_names(args.class_names)
+        class_names = str(Path(args.class_names).expanduser().resolve())
+    _check_modes(args)
+    table = None
+    if getattr(args, "labels", None):
+        from .labels import find_labels
+
+        try:
+            table = find_labels(args.labels)
+        except InputError as problem:
+            raise UsageError(
+                f"{problem}; give the folder or a quoted glob of label images."
+            ) from None
+    owns = OutputFolder(out).owns
+    label_paths = {p.resolve() for p in table.values()} if table else set()
+    found = expand(args.inputs, exclude=lambda p: owns(p) or p in label_paths)
+    if found.problems:
+        listed = "\n".join(f"  {argument}: {reason}" for argument, reason in found.problems)
+        raise UsageError(
+            f"{len(found.problems)} input argument(s) name nothing to read:\n{listed}\n"
+            "Check the paths (quote globs: 'data/*.png'); nothing was run."
+        )
+    if not found.paths:
+        raise UsageError(
+            f"every input is an output of the folder {out} (its own outputs are never "
+            "inputs): give the images' folder, or another --out."
+        )
+    if any(is_zarr(p) for p in found.paths):
+        _need("zarr", "a zarr input", "zarr")
+    excluded = [p for p in found.excluded if p not in label_paths]
+    plan = Plan(out, found.paths, weights, class_names, excluded=excluded)
+    if table is not None:
+        _match_labels(plan, table, args.labels)
+    if getattr(args, "tiles", False):
+        if any(p.suffix.lower() in (".tif", ".tiff") for p in found.paths):
+            _need("zarr", "--tiles on a TIFF", "zarr")
+        _tiled_inputs(plan, args.level)
+        return plan
+    needed = _zarr_inputs(plan, args.max_map_pixels)
+    free = _free_bytes(out)
+    if needed > free:
+        raise UsageError(
+            f"the maps of the zarr inputs need {_size(needed)}, but {out}'s disk has "
+            f"{_size(free)} free: choose another --out, or lower --max-map-pixels."
+        )
+    return plan

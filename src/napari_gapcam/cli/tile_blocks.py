@@ -1,0 +1,265 @@
+"""One big image split into blocks of tiles: the unit of work (and of resuming) of ``--tiles``.
+
+The tiles of :func:`napari_gapcam.engine.tiles.plan` are grouped into blocks of ``block_tiles`` ×
+``block_tiles`` tiles. The run's process plans an input (:func:`plan_input`: its level, the
+contrast and the foreground tiles, decided once so every block sees the same), and each block
+is a task (:func:`process_blocks`, in that process or on a dask worker) that runs its tiles
+through :func:`~napari_gapcam.engine.tiles.iter_tiled` (``only=``) and saves its grid cells, tile
+positions and probabilities in ``records/<stem>.parts/`` (atomically). A run killed at any
+moment keeps every block saved; the next run with the same input and settings computes only
+the blocks left (another input or other settings start afresh).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .inputs import Item, fingerprint
+from .outputs import TEMP_PREFIX, OutputFolder, atomic_path
+from .pyramid import Levels, open_levels
+
+PLAN = "plan.json"
+
+
+@dataclass(frozen=True)
+class BlockTask:
+    """A block of one input's tiles to run (``path`` names the input in outcomes)."""
+
+    path: str
+    stem: str
+    block: tuple[int, int]
+    tiles: tuple[tuple[int, int], ...]
+    contrast: tuple[float, float]
+    key: str  # the plan's identity: a block is saved only under the plan it belongs to
+
+
+@dataclass
+class TiledPlan:
+    """An input's tiles, where its blocks are saved and which are left."""
+
+    item: Item
+    levels: Levels
+    level: int
+    tiling: Any  # napari_gapcam.engine.tiles.Tiling
+    key: str
+    source: dict[str, Any]  # the input's fingerprint, taken before reading
+    parts: Path
+    run: int  # tiles to run (the foreground)
+    blocks: int  # blocks holding tiles to run
+    left: list[BlockTask] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> int:
+        return len(self.tiling.tiles()) - self.run
+
+
+def parts_folder(out: OutputFolder, stem: str) -> Path:
+    return out.records / f"{stem}.parts"
+
+
+def block_path(parts: Path, block: tuple[int, int]) -> Path:
+    return parts / f"block-{block[0]}-{block[1]}.npz"
+
+
+def _image(levels: Levels, level: int) -> Any:
+    """What :func:`iter_tiled` gets: the levels (a pyramid), or the one array itself."""
+    return levels.levels if len(levels.levels) > 1 else levels.levels[0]
+
+
+def plan_input(item: Item, options: Any, geometry: dict[str, Any], out: OutputFolder) -> TiledPlan:
+    """Open the input, plan its tiles and blocks, and find the blocks a killed run saved."""
+    from ..engine.preprocess import image_layout, intensity_range
+    from ..engine.tiles import _thumbnail, foreground_tiles, plan
+
+    source = fingerprint(item.path)
+    levels = open_levels(item.path)
+    level = options.level or 0
+    if level >= len(levels.levels):
+        raise ValueError(
+            f"--level {level}: the image has {len(levels.levels)} level(s) (0 to "
+            f"{len(levels.levels) - 1})"
+        )
+    data = levels.levels[level]
+    shape = levels.shapes[level]
+    stride, size = geometry["stride"], geometry["tile_size"]
+    overlap = 2 * stride if options.overlap is None else options.overlap
+    tiling = plan(shape, stride, size, overlap)
+    smallest = levels.levels[-1] if len(levels.levels) > 1 else None
+    low, high = intensity_range(smallest if smallest is not None else data)
+    if image_layout(data) and np.dtype(data.dtype) == np.uint8:
+        low, high = 0.0, 255.0
+    todo = tiling.tiles()
+    if options.background == "auto":
+        thumbnail = smallest if smallest is not None else _thumbnail(data)
+        keep = foreground_tiles(np.asarray(thumbnail), shape, tiling)
+        todo = [t for t in todo if t in keep]
+    identity = {
+        "settings": options.settings(),
+        "input": source,
+        "shapes": levels.shapes,
+        "stride": stride,
+        "contrast": [low, high],
+        "blocks": options.block_tiles,
+    }
+    key = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    parts = parts_folder(out, item.stem)
+    if options.overwrite:  # redo everything: no block of a killed run either
+        shutil.rmtree(parts, ignore_errors=True)
+    _prepare_parts(parts, key)
+    n = max(1, int(options.block_tiles))
+    blocks: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for i, j in todo:
+        blocks.setdefault((i // n, j // n), []).append((i, j))
+    left = [
+        BlockTask(item.path, item.stem, block, tuple(tiles), (low, high), key)
+        for block, tiles in sorted(blocks.items())
+        if not block_path(parts, block).is_file()
+    ]
+    return TiledPlan(item, levels, level, tiling, key, source, parts, len(todo), len(blocks), left)
+
+
+def _prepare_parts(parts: Path, key: str) -> None:
+    """The parts folder of this plan: kept when a killed run left it for the same plan."""
+    plan_file = parts / PLAN
+    try:
+        same = json.loads(plan_file.read_text(encoding="utf-8")).get("key") == key
+    except (OSError, ValueError, AttributeError):
+        same = False
+    if not same:
+        shutil.rmtree(parts, ignore_errors=True)
+        parts.mkdir(parents=True)
+        with atomic_path(plan_file) as temp:
+            temp.write_text(json.dumps({"key": key}), encoding="utf-8")
+    for leftover in parts.glob(f"{TEMP_PREFIX}*"):
+        leftover.unlink(missing_ok=True)
+
+
+def _belongs(parts: Path, key: str) -> bool:
+    try:
+        return json.loads((parts / PLAN).read_text(encoding="utf-8")).get("key") == key
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def process_blocks(tasks: Sequence[BlockTask], options: Any, root: str) -> list[dict[str, Any]]:
+    """Run each block's tiles and save them; one outcome per block
+    (``{"file", "status": "block" | "failed", "block", "error"}``)."""
+    from ..engine.tiles import iter_tiled
+    from .infer import get_model
+
+    model = get_model(options.model)
+    out = OutputFolder(root)
+    outcomes = []
+    opened: dict[str, Levels] = {}
+    for task in tasks:
+        outcome = {"file": task.path, "status": "block", "block": list(task.block)}
+        try:
+            parts = parts_folder(out, task.stem)
+            if not _belongs(parts, task.key):
+                raise RuntimeError("its input or settings changed since it was planned")
+            target = block_path(parts, task.block)
+            if not target.is_file():
+                if task.path not in opened:
+                    opened[task.path] = open_levels(task.path)
+                levels = opened[task.path]
+                size = options.tile_size or options.input_size or model.input_size
+                stride = _cells(model, size)
+                overlap = 2 * stride if options.overlap is None else options.overlap
+                *_, (_, _, result) = iter_tiled(
+                    model, _image(levels, options.level or 0), size, overlap,
+                    options.level or None, task.contrast, options.batch_size, only=task.tiles,
+                )  # fmt: skip
+                _save_block(target, result, task)
+        except Exception as error:
+            outcome = {**outcome, "status": "failed", "error": f"{type(error).__name__}: {error}"}
+        outcomes.append(outcome)
+    return outcomes
+
+
+_STRIDES: dict[tuple[int, int], int] = {}
+
+
+def _cells(model: Any, size: int) -> int:
+    from ..engine.tiles import _stride
+
+    key = (id(model), int(size))
+    if key not in _STRIDES:
+        _STRIDES[key] = _stride(model, int(size))
+    return _STRIDES[key]
+
+
+def _block_cells(tiling: Any, tiles: Sequence[tuple[int, int]]) -> tuple[int, int, int, int]:
+    """The grid cells ``(a, b, c, d)`` (rows a:b, columns c:d) a block's tiles give."""
+    rows = [tiling.kept(0, i) for i, _ in tiles]
+    cols = [tiling.kept(1, j) for _, j in tiles]
+    return (
+        min(r[0] for r in rows),
+        max(r[1] for r in rows),
+        min(c[0] for c in cols),
+        max(c[1] for c in cols),
+    )
+
+
+def _save_block(target: Path, result: Any, task: BlockTask) -> None:
+    a, b, c, d = _block_cells(result.tiling, task.tiles)
+    stride = result.tiling.stride
+    run = [(int(y0 // stride), int(x0 // stride)) for y0, x0, *_ in result.tile_boxes]
+    starts = result.tiling.starts
+    index = {(starts[0][i], starts[1][j]): (i, j) for i, j in task.tiles}
+    tiles = np.asarray([index[cell] for cell in run], np.int64).reshape(-1, 2)
+    with atomic_path(target) as temp, open(temp, "wb") as handle:
+        np.savez(
+            handle,
+            cells=np.asarray([a, b, c, d], np.int64),
+            grids=result.grids[:, a:b, c:d],
+            tiles=tiles,
+            probabilities=np.asarray(result.tile_probabilities, np.float32),
+        )
+
+
+def load_blocks(plan: TiledPlan, classes: int) -> tuple[np.ndarray, list, np.ndarray]:
+    """Every saved block of ``plan`` merged: the C×h×w grids (NaN where no tile ran), the
+    tiles run ``(row, column)`` and their probabilities (tiles × C), in plan order."""
+    grids = np.full((classes, *plan.tiling.grid), np.nan, np.float16)
+    tiles: list[tuple[int, int]] = []
+    probabilities = []
+    for path in sorted(plan.parts.glob("block-*.npz")):
+        with np.load(path) as part:
+            a, b, c, d = (int(v) for v in part["cells"])
+            block = part["grids"]
+            seen = ~np.isnan(block)
+            grids[:, a:b, c:d][seen] = block[seen]
+            tiles.extend((int(i), int(j)) for i, j in part["tiles"])
+            probabilities.append(part["probabilities"])
+    order = sorted(range(len(tiles)), key=lambda n: tiles[n])
+    stacked = np.concatenate(probabilities) if probabilities else np.zeros((0, classes))
+    return grids, [tiles[n] for n in order], stacked[order] if len(order) else stacked
+
+
+def check_tiled(options: Any) -> dict[str, Any]:
+    """:func:`~napari_gapcam.cli.infer.check_options` for ``--tiles``, and the tiles' geometry:
+    ``class_names``, ``stride`` (input pixels per map cell), ``tile_size``, ``box_threshold``."""
+    from dataclasses import replace
+
+    from .infer import check_options, get_model
+
+    every = options.class_ref == "all"  # every class: no class to look up
+    names = check_options(replace(options, class_ref=None) if every else options)
+    model = get_model(options.model)
+    if model.method != "cam":
+        raise ValueError(
+            f"--tiles stitches the exact CAM (a GAP + dense head); this model uses "
+            f"{model.method_label}: run it without --tiles."
+        )
+    size = int(options.tile_size or options.input_size or model.input_size)
+    model.check_memory((size, size), options.batch_size)
+    return {"class_names": names, "stride": _cells(model, size), "tile_size": size,
+            "box_threshold": model.box_threshold}  # fmt: skip

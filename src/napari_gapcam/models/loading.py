@@ -1,0 +1,252 @@
+"""``load_model`` (torchvision families, ``timm:<name>``) and ``from_module`` (in-memory)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..engine._torch import nn, torch
+from ..engine.config import ModelConfig
+from ..engine.device import resolve_device
+from ..engine.model import GapCamModel
+from .class_names import NamesArg, resolve_class_names, sidecar_names
+from .errors import UnsupportedModelError
+from .families import (
+    build,
+    default_config,
+    expected_keys,
+    family_of,
+    family_of_network,
+    guess_arch,
+)
+from .fitting import fit, num_classes
+from .heads import Call, GapLinear, Split, as_linear, describe, num_outputs
+from .weights import cached_weights_path, is_named, load_checkpoint, load_named
+
+RANDOM = "none (random init)"
+TIMM = "timm:"
+CALIBRATED = ".gapcam.json"  # ``<weights>.gapcam.json``: the widget's calibrated box threshold
+
+
+def sidecar_settings(path: Path) -> dict[str, Any]:
+    """``{"box_threshold": τ}`` from ``<weights>.gapcam.json`` beside a checkpoint, if any."""
+    sidecar = path.with_name(path.name + CALIBRATED)
+    if not sidecar.is_file():
+        return {}
+    data = json.loads(sidecar.read_text(encoding="utf-8"))
+    return {"box_threshold": float(data["box_threshold"])} if "box_threshold" in data else {}
+
+
+def load_model(
+    name: str = "resnet50",
+    weights: str | os.PathLike | None = "IMAGENET1K_V1",
+    device: str | torch.device = "auto",
+    class_names: NamesArg = None,
+    method: str = "auto",
+) -> GapCamModel:
+    """Build a classifier, load its weights, split it at its last spatial maps.
+
+    Args:
+        name: a torchvision architecture (``ARCHITECTURES``: the ResNet, DenseNet,
+            EfficientNet (v1, v2), MobileNet v2/v3, MNASNet, RegNet, ShuffleNet v2, GoogLeNet,
+            Inception v3, Swin and ConvNeXt families) or ``"timm:<name>"`` (needs timm).
+        weights: a torchvision weight name (``"IMAGENET1K_V1"``, …; read from the torch hub
+            cache under ``TORCH_HOME``, downloaded once otherwise, checked against
+            torchvision's hash), a path to a checkpoint, or ``None`` for a random init. timm: a
+            file or ``None``. A checkpoint is a PyTorch or ``.safetensors`` file holding a
+            state dict, at the top or under ``state_dict`` / ``model`` / ``model_state_dict``
+            / … (Lightning, timm's and torchvision's training scripts), its keys with or
+            without a wrapper's prefix (``module.``, ``model.``, ``_orig_mod.``, …); optional
+            keys ``class_names``, ``arch``, ``input_size``, ``mean``, ``std``,
+            ``box_threshold``, ``square``, ``transform_input``. No file runs code: only
+            tensors and plain data are read (:mod:`~napari_gapcam.models.checkpoints`).
+        device: ``"auto"`` (cuda, then mps, then cpu), ``"cpu"``, ``"cuda"``, ``"cuda:1"``,
+            ``"mps"``.
+        class_names: a list, or a ``.json`` (list) / ``.txt`` (one per line) file. Default: the
+            weights' own (torchvision's categories, the checkpoint's, or a ``.json``/``.txt``
+            file beside the checkpoint), else ImageNet's for 1000 classes, else ``class i``.
+        method: ``"auto"`` (the exact CAM where the head is GAP + one dense layer, else
+            Grad-CAM), ``"cam"`` (an error for other heads) or ``"gradcam"``.
+    """
+    if name.startswith(TIMM):
+        return _load_timm(name.removeprefix(TIMM), weights, device, class_names, method)
+    family = family_of(name)
+    torch_device = resolve_device(device)
+    settings: dict[str, Any] = {}
+    weight_names: Sequence[str] | None = None
+    entry = None
+    if weights is None:
+        state_dict, label = None, RANDOM
+    elif is_named(name, weights):
+        state_dict, entry = load_named(name, str(weights))
+        weight_names, label = entry.meta["categories"], str(weights)
+        described = f"{label} ({cached_weights_path(name, entry.name)})"
+        if family.build_kwargs is not None:  # torchvision's own builders do this for weights
+            settings["transform_input"] = True
+    else:
+        path = Path(weights).expanduser()
+        loaded = load_checkpoint(path, name, expected_keys(name))
+        state_dict, weight_names, settings = loaded.state_dict, loaded.class_names, loaded.settings
+        settings = {**settings, **sidecar_settings(path)}
+        weight_names, label = weight_names or sidecar_names(path), str(path)
+        described = label + loaded.found.describe()
+
+    what = f"a torchvision {family.name} network (its dense layer is {family.classifier})"
+    classifier_key = f"{family.classifier}.weight"
+    if state_dict is not None:
+        state_dict = family.renamed(state_dict)
+        classes = num_classes(state_dict, classifier_key, described, what, expected_keys(name))
+    else:
+        classes = 1000
+    network = build(name, classes, state_dict, settings)
+    if state_dict is not None:
+        fit(network, state_dict, name, described, lambda sd: guess_arch(sd, classes))
+    config = default_config(entry or _default_weights(name)).updated(settings)
+    names = resolve_class_names(class_names, weight_names, classes, label)
+    split = family.split(network.eval())
+    return _assemble(split, names, name, label, torch_device, method, config)
+
+
+def default_input_size(name: str, weights: Any = None) -> int:
+    """The input size a model will have before it is loaded (no network built): the
+    checkpoint's ``input_size`` is only known once the file is read, so a file gives the
+    architecture's default (torchvision's weights' crop, 299 for inception_v3; timm's config
+    once timm is imported, else 224)."""
+    if name.startswith(TIMM):
+        import sys
+
+        if "timm" not in sys.modules:  # importing timm takes seconds: not on a UI thread
+            return ModelConfig().input_size
+        cfg = sys.modules["timm"].models.get_pretrained_cfg(name.removeprefix(TIMM))
+        return int(min(cfg.input_size[1:])) if cfg is not None else ModelConfig().input_size
+    import torchvision
+
+    named = isinstance(weights, str) and is_named(name, weights)
+    enum = torchvision.models.get_model_weights(name)
+    return default_config(enum[weights] if named else enum.DEFAULT).input_size
+
+
+def _default_weights(arch: str) -> Any:
+    """torchvision's default weights entry: its transforms are the architecture's defaults."""
+    import torchvision
+
+    return torchvision.models.get_model_weights(arch).DEFAULT
+
+
+def _load_timm(
+    name: str,
+    weights: str | os.PathLike | None,
+    device: str | torch.device,
+    class_names: NamesArg,
+    method: str,
+) -> GapCamModel:
+    from .timm_models import build_timm, split_timm, timm_config
+
+    torch_device = resolve_device(device)
+    path = None
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.suffix and not path.exists():
+            raise ValueError(
+                f"timm weights are a checkpoint file or None, got {weights!r} (named timm "
+                "weights come from the Hugging Face hub: download the file, pass its path)."
+            )
+    network, loaded = build_timm(name, path)
+    weight_names, settings, label = None, {}, RANDOM
+    if loaded is not None and path is not None:
+        weight_names, settings = loaded.class_names or sidecar_names(path), loaded.settings
+        settings, label = {**settings, **sidecar_settings(path)}, str(path)
+    network = network.to(torch_device)
+    config = timm_config(network).updated(settings)
+    split = split_timm(network, name, min(config.input_size, 224))
+    names = resolve_class_names(class_names, weight_names, network.num_classes, label)
+    return _assemble(split, names, f"{TIMM}{name}", label, torch_device, method, config)
+
+
+def from_module(
+    module: nn.Module,
+    class_names: NamesArg = None,
+    *,
+    features: nn.Module | Callable[[torch.Tensor], torch.Tensor] | None = None,
+    classifier: nn.Module | None = None,
+    method: str = "auto",
+    config: ModelConfig | None = None,
+) -> GapCamModel:
+    """Use a network built in Python (its own parameters, on its own device; set to eval).
+
+    torchvision networks of the known families and timm models are split by themselves. Any
+    other network needs ``features`` (image N×3×H×W → last maps N×K×h×w: a module or any
+    callable, e.g. ``net.extract_features``) and ``classifier``
+    (what follows the global average pooling, on the pooled N×K vector: a dense layer gives the
+    exact CAM, an MLP Grad-CAM). ``config`` (input size, mean, std; default ImageNet's at
+    224, or timm's) says how to preprocess images.
+    """
+    module.eval()
+    parameter = next(module.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    arch = type(module).__name__
+    if features is not None or classifier is not None:
+        if features is None or classifier is None:
+            raise ValueError("Pass both features= (image → maps) and classifier= (after the GAP).")
+        if not callable(features) or not callable(classifier):
+            raise TypeError("features= and classifier= must be modules or callables.")
+        if not isinstance(features, nn.Module):
+            features = Call(features)
+        fc = as_linear(classifier)
+        head = GapLinear(classifier)
+        split = Split(features.eval(), head.eval(), fc, f"GAP → {describe(classifier)}")
+    elif _is_timm(module):
+        from .timm_models import split_timm, timm_config
+
+        config = config or timm_config(module)
+        split = split_timm(module, arch, min(config.input_size, 224))
+        arch = f"{TIMM}{getattr(module, 'default_cfg', {}).get('architecture', arch)}"
+    elif (family := family_of_network(module)) is not None:
+        split = family.split(module)
+    else:
+        where = type(module).__module__
+        raise UnsupportedModelError(
+            f"from_module does not know how to split a {where}.{arch} (only torchvision's "
+            "networks of the families table and timm's split by themselves): pass features= "
+            "(the module or method giving the last spatial maps, N×K×h×w, e.g. "
+            "net.extract_features) and classifier= (the dense layer after the global average "
+            "pooling, e.g. net._fc)."
+        )
+    classes = num_outputs(split.head)
+    if classes is None:
+        raise UnsupportedModelError(f"No dense layer found in {split.description}.")
+    names = resolve_class_names(class_names, None, classes, "the module")
+    return _assemble(split, names, arch, "in memory", device, method, config or ModelConfig())
+
+
+def _is_timm(module: nn.Module) -> bool:
+    from .timm_models import is_timm_module
+
+    return is_timm_module(module)
+
+
+def _assemble(
+    split: Split,
+    names: list[str],
+    arch: str,
+    label: str,
+    device: torch.device,
+    method: str,
+    config: ModelConfig,
+) -> GapCamModel:
+    features = split.features.to(device, memory_format=torch.channels_last)
+    return GapCamModel(
+        features,
+        split.head.to(device),
+        names,
+        arch=arch,
+        weights=label,
+        device=device,
+        fc=split.fc.to(device) if split.fc is not None else None,
+        method=method,
+        config=config,
+        head_description=split.description,
+    )

@@ -1,0 +1,44 @@
+"""The model spec: what :func:`napari_gapcam.load_model` needs, in one hashable value.
+
+The dock widget, the command line and its dask workers all describe a model with it, and each
+process loads one model per spec (a random init is seeded, so every process makes the same
+model). Importing this module imports no torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..engine.model import GapCamModel
+
+METHODS = ("auto", "cam", "gradcam")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model by its architecture, weights (a torchvision name, a file, or None: a random
+    init seeded by ``seed``), device, class names (a file) and method."""
+
+    arch: str = "resnet50"
+    weights: str | None = "IMAGENET1K_V1"
+    device: str = "auto"
+    class_names: str | None = None
+    method: str = "auto"
+    seed: int | None = None  # the random init's seed (weights None)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"Unknown method {self.method!r}: use one of {', '.join(METHODS)}.")
+
+    def load(self) -> GapCamModel:
+        """Build the model (the caller's random state is left alone)."""
+        import torch
+
+        from .loading import load_model
+
+        with torch.random.fork_rng(devices=[]):
+            if self.seed is not None:
+                torch.manual_seed(self.seed)
+            return load_model(self.arch, self.weights, self.device, self.class_names, self.method)
