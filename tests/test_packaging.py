@@ -49,9 +49,16 @@ def test_ruff_clean():
 
 
 @pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs a display (run under Xvfb)")
-def test_torch_after_software_opengl_does_not_crash():
-    """Mesa's llvmpipe + Triton's LLVM in one process used to segfault at `import torch`."""
+@pytest.mark.parametrize(
+    "first",
+    ["pass", "from napari_gapcam.models import DEMO_WEIGHTS"],
+    ids=["torch after the viewer", "torch before, torchvision after the viewer"],
+)
+def test_torch_after_software_opengl_does_not_crash(first):
+    """Mesa's llvmpipe + Triton's LLVM in one process used to segfault at `import torch`, or
+    at torchvision's import after the viewer when torch came before it (the docs script)."""
     code = (
+        f"{first}\n"
         "import numpy as np, napari, sys\n"
         "viewer = napari.Viewer(show=True)\n"
         "viewer.add_image(np.zeros((32, 32)))\n"

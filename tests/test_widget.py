@@ -340,11 +340,11 @@ def dock_width(viewer, qtbot) -> int:
 def test_offline_first_run_offers_the_ways_on_and_keeps_the_dock_width(
     make_napari_viewer, empty_torch_home, qtbot, monkeypatch
 ):
-    from napari_gapcam._napari import widget as _widget
+    from napari_gapcam._napari import lifecycle
     from napari_gapcam._napari.widget import DEMO_MODEL, RANDOM
 
     notified = []
-    monkeypatch.setattr(_widget, "show_error", notified.append)
+    monkeypatch.setattr(lifecycle, "show_error", notified.append)
     viewer = make_napari_viewer(show=True)
     viewer.add_image(data.camera()[::4, ::4], name="cam")
     widget = make_widget(viewer)
@@ -400,10 +400,10 @@ def test_square_input_option(viewer, qtbot):
 
 
 def test_all_nan_image_warns_it_holds_no_finite_value(viewer, qtbot, monkeypatch):
-    from napari_gapcam._napari import widget as _widget
+    from napari_gapcam._napari import lifecycle
 
     warned = []
-    monkeypatch.setattr(_widget, "show_warning", warned.append)
+    monkeypatch.setattr(lifecycle, "show_warning", warned.append)
     viewer.add_image(np.full((64, 80), np.nan, np.float32), name="empty", contrast_limits=(0, 1))
     widget = make_widget(viewer)
     run_and_wait(widget, qtbot)

@@ -179,9 +179,9 @@ def test_grad_cam_model_on_all_planes(viewer, qtbot):
 
 
 def test_a_3d_view_reads_every_plane_at_once_from_a_bounded_volume(viewer, qtbot, monkeypatch):
-    from napari_gapcam._napari import widget as _widget
+    from napari_gapcam._napari import shown as _shown
 
-    monkeypatch.setattr(_widget, "VOLUME_CELLS", 40 * 32 * 32)  # a stack's overlay: 40 × 32²
+    monkeypatch.setattr(_shown, "VOLUME_CELLS", 40 * 32 * 32)  # a stack's overlay: 40 × 32²
     stack = photo_stack(40)
     viewer.add_image(stack, name="vol", contrast_limits=(0, 255))
     widget = make_widget(viewer, arch="resnet18", planes=ALL)

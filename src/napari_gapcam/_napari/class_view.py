@@ -14,15 +14,69 @@ from napari.qt.threading import create_worker
 from .feature_controls import update_feature_state
 from .model_controls import RANDOM
 from .overlay_layers import spatial_shape
+from .searchable import select_text, show_start
 from .status import predictions_text
 
-TOP = 5  # classes in the predictions text
+TOP = 5  # classes in the predictions text and first in the class list
 LOCALIZE_PIXELS = 250_000  # box and mask come from a grid of at most this many cells
 NO_BOX = "No region stands out in this class's map: no box."
 
 
 class ClassView:
     """Shows the selected class of the widget's shown result (see the module docstring)."""
+
+    def _class_choices(self, _widget: Any = None) -> list[tuple[str, int]]:
+        """The top classes first (by mean probability over a stack), then every class."""
+        if self._shown is None:
+            return []
+        top = self._shown.top(TOP)
+        mean = self._shown.mean_label
+        head = [(f"{name}  ({mean}{100 * p:.1f} %)", index) for index, name, p in top]
+        first = {index for index, _, _ in top}
+        names = self._shown.result.class_names
+        return head + [(f"{i}: {name}", i) for i, name in enumerate(names) if i not in first]
+
+    def _pick_class_by_text(self, text: str) -> None:
+        """Select the first class whose label contains ``text`` (any case)."""
+        if not select_text(self.class_select.native, text):
+            self.status.value = f"No class matches {text!r}."
+
+    def _rebuild_classes(self, value: int) -> None:
+        """New class items in their order (magicgui's ``reset_choices`` keeps the items it
+        has where they are, and moves an item whose label changed to the end)."""
+        with self.class_select.changed.blocked():
+            self.class_select.native.clear()
+            self.class_select.reset_choices()
+            if value in self.class_select.choices:
+                self.class_select.value = value
+        show_start(self.class_select.native)
+
+    def _on_toggle(self, _value: Any = None) -> None:
+        if self._shown is None:
+            return
+        source = self._shown.source
+        for toggle, role in ((self.show_box, "box"), (self.show_mask, "mask")):
+            layer = self._overlays.get(source, role)
+            if not toggle.value and layer is not None:
+                layer.visible = False
+        self._refresh_localization()
+        for toggle, role in ((self.show_box, "box"), (self.show_mask, "mask")):
+            layer = self._overlays.get(source, role)
+            if toggle.value and layer is not None:
+                layer.visible = True
+
+    def _on_class_picked(self, _value: Any = None) -> None:
+        self._follow_top = False  # the user's choice stays while more planes arrive
+        self._refresh_overlays()
+
+    def _on_dims_step(self, _event: Any = None) -> None:
+        """A stack's box follows the displayed plane."""
+        if self._shown is not None and self._shown.is_stack and self.show_box.value:
+            self._refresh_localization()
+
+    def _budget(self) -> int:
+        """Overlay cells per plane (see :meth:`.shown.Shown.cells_per_plane`)."""
+        return self._shown.cells_per_plane(self.overlay_mp.value)
 
     def _show_result(self, first: bool) -> None:
         shown, model = self._shown, self._shown.model

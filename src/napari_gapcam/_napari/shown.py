@@ -1,9 +1,9 @@
 """What the overlays show: one run's result, the layer it belongs to, and where its planes sit.
 
-A run gives one :class:`~napari_gapcam.engine.cam.CamResult` (the current plane) or a
-:class:`~napari_gapcam.engine.batch.StackResult` that grows batch by batch (all planes). Either way
-the overlays ask it for a class's grid map of a plane only when napari displays that plane; the
-overlay, the mask and the box share each map through a small cache.
+A run gives one :class:`~napari_gapcam.engine.result.Result`: of one image (the current plane) or
+growing batch by batch (all planes). Either way the overlays ask it for a class's grid map of a
+plane only when napari displays that plane; the overlay, the mask and the box share each map through
+a small cache.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from .overlay_layers import Placement
 
 CACHED = 6  # maps and regions kept (a few MB): one class's overlay, mask and box
 AT_ONCE = 64  # planes whose maps are made in one batch (a 3D view reads them all)
+VOLUME_CELLS = 8_000_000  # a 3D view reads every plane: a stack's overlay volume stays this small
 
 if TYPE_CHECKING:
     from napari.layers import Image
@@ -35,7 +36,7 @@ class Shown:
     source: Image
     source_shape: tuple[int, ...]  # the source's shape at run time (a change makes it stale)
     planes: Planes
-    result: Any  # CamResult (one plane) or StackResult (all planes, growing)
+    result: Any  # a Result: one plane, or all planes (growing)
     model: Any
     seconds: float = 0.0
     scale: str = "each"  # a stack's maps: min-max per plane ("each") or over all ("shared")
@@ -88,6 +89,14 @@ class Shown:
 
     def top(self, k: int) -> list[tuple[int, str, float]]:
         return self.result.topk_mean(k) if self.is_stack else self.result.topk(k)
+
+    def cells_per_plane(self, megapixels: float) -> int:
+        """The overlays' cells per plane: the user's megapixels, but over an nD source at most
+        ``VOLUME_CELLS`` over the planes a 3D view would read: the source's longest plane axis,
+        after a current-plane run too (its other planes are read, as zeros). The overlay's
+        resolution does not follow the view: napari slices a new view before a plugin hears."""
+        depth = max((self.source_shape[a] for a in self.planes.lead_axes), default=1)
+        return max(1, min(int(megapixels * 1e6), VOLUME_CELLS // depth))
 
     def placement(self, max_pixels: int) -> Placement:
         """A grid of at most ``max_pixels`` cells over the image read, in the source's data."""
