@@ -72,8 +72,9 @@ def test_torch_after_software_opengl_does_not_crash(first):
     assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-2000:]
 
 
-def test_wheel_ships_the_license(tmp_path):
-    """The BSD-3-Clause text travels with the wheel (PEP 639 license files)."""
+def test_wheel_ships_the_license_and_every_package(tmp_path):
+    """The BSD-3-Clause text travels with the wheel (PEP 639 license files), and so do the
+    four packages, the manifest and the demo model."""
     import zipfile
 
     done = subprocess.run(
@@ -101,3 +102,7 @@ def test_wheel_ships_the_license(tmp_path):
     assert "BSD 3-Clause License" in text
     metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA")))
     assert b"License-Expression: BSD-3-Clause" in metadata
+    for path in ("napari.yaml", "data/shapes_resnet18.pt", "synthetic.py", "cli/__main__.py"):
+        assert f"napari_gapcam/{path}" in names, path
+    source = {p.relative_to(ROOT / "src").as_posix() for p in (ROOT / "src").rglob("*.py")}
+    assert source <= set(names), sorted(source - set(names))

@@ -161,23 +161,13 @@ class RunLifecycle:
         planes: Planes,
         shape: tuple[int, ...],
     ) -> None:
-        if run_id != self._run_id:  # a cancelled run
+        taken = self._run_payload(out, run_id, spec, source)
+        if taken is None:
             return
-        kind, payload = out
-        if kind == "error":
-            self._fail(payload, spec=spec)
-            return
+        kind, payload = taken
         if kind == "no finite":
             self._warning = no_finite_line(payload, len(planes))
             show_warning(f"napari-gapcam: {source.name!r}: {self._warning}")
-            return
-        if kind == "model":
-            self._took_model(payload, spec)
-            return
-        if source not in self._viewer.layers:
-            self.status.value = f"Layer {source.name!r} was removed during the run."
-            show_warning(f"napari-gapcam: layer {source.name!r} was removed; result dropped.")
-            self.cancel()
             return
         result, seconds = payload
         first = kind == "result" or self._shown is None or self._shown.planes is not planes
@@ -189,6 +179,28 @@ class RunLifecycle:
         if self._progress is not None and kind == "batch":
             self._progress.update(self._shown.done - self._progress.n)
         self._show_result(first)
+
+    def _run_payload(
+        self, out: tuple[str, Any], run_id: int, spec: ModelSpec, source: Image
+    ) -> tuple[str, Any] | None:
+        """A yield of a run (whole image or tiles) that is for the overlays, or None when it
+        was dealt with here: a cancelled run's (ignored), an error, the model, or any after
+        the source layer was removed (the run is cancelled)."""
+        if run_id != self._run_id:  # a cancelled run
+            return None
+        kind, payload = out
+        if kind == "error":
+            self._fail(payload, spec=spec)
+            return None
+        if kind == "model":
+            self._took_model(payload, spec)
+            return None
+        if source not in self._viewer.layers:
+            self.status.value = f"Layer {source.name!r} was removed during the run."
+            show_warning(f"napari-gapcam: layer {source.name!r} was removed; result dropped.")
+            self.cancel()
+            return None
+        return kind, payload
 
     def _took_model(self, model: GapCamModel, spec: ModelSpec) -> None:
         if model is not self._model:  # a new model: its suggested box threshold

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from napari.qt.threading import create_worker
-from napari.utils.notifications import show_warning
 
 from .input_planes import Planes, choose_planes
 from .lazy_overlay import Fill, Index
@@ -262,21 +261,10 @@ class TilesRun:
         planes: Planes,
         shape: tuple[int, ...],
     ) -> None:
-        if run_id != self._run_id:
+        taken = self._run_payload(out, run_id, spec, source)  # see lifecycle.RunLifecycle
+        if taken is None:
             return
-        kind, payload = out
-        if kind == "error":
-            self._fail(payload, spec=spec)
-            return
-        if kind == "model":
-            self._took_model(payload, spec)
-            return
-        if source not in self._viewer.layers:
-            self.status.value = f"Layer {source.name!r} was removed during the run."
-            show_warning(f"napari-gapcam: layer {source.name!r} was removed; result dropped.")
-            self.cancel()
-            return
-        done, total, result, seconds = payload
+        done, total, result, seconds = taken[1]
         shown = self._shown
         first = not isinstance(shown, TiledShown) or shown.result is not result
         if first:
