@@ -173,3 +173,17 @@ def test_the_engine_alone_imports_no_model_family():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-2000:]
+
+
+def test_the_public_names_resolve():
+    """The documented names stay where the README says: the package's and the models'."""
+    import napari_gapcam
+    import napari_gapcam.cli
+    import napari_gapcam.models
+
+    for module in (napari_gapcam, napari_gapcam.models, napari_gapcam.cli):
+        missing = [name for name in module.__all__ if getattr(module, name, None) is None]
+        assert not missing, (module.__name__, missing)
+    assert callable(napari_gapcam.iter_batches) and callable(napari_gapcam.iter_tiled)
+    assert "resnet50" in napari_gapcam.ARCHITECTURES
+    assert napari_gapcam.models.DEMO_WEIGHTS.is_file()

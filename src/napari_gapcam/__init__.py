@@ -28,6 +28,8 @@ _LAZY = {
     "largest_region": "engine.localize",
     "InputTooLargeError": "engine.memory",
     "localization_metrics": "engine.metrics",
+    "iter_batches": "engine.batch",
+    "iter_tiled": "engine.tiles",
     "bounded_grid": "engine.grid",
     "grid_placement": "engine.grid",
 }
@@ -46,6 +48,8 @@ __all__ = [
     "class_activation_map",
     "grid_placement",
     "from_module",
+    "iter_batches",
+    "iter_tiled",
     "largest_region",
     "load_model",
     "localization_metrics",
@@ -53,12 +57,14 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from .engine.batch import iter_batches
     from .engine.cam import class_activation_map
     from .engine.grid import bounded_grid, grid_placement
     from .engine.localize import boxes_from_map, largest_region, mask_from_map
     from .engine.memory import InputTooLargeError
     from .engine.metrics import localization_metrics
     from .engine.result import CamResult
+    from .engine.tiles import iter_tiled
     from .models import (
         ARCHITECTURES,
         GapCamModel,
