@@ -59,6 +59,26 @@ def test_one_scale_across_images(resnet18):
         result.cams(c, scale="global")
 
 
+def test_images_picked_across_batches_in_any_order_get_their_own_maps(resnet18):
+    """Images are read as slices of their batches: out of order, repeated, across batches."""
+    stack = RNG.integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
+    result = resnet18.run_batch(stack, batch_size=3, input_size=64)
+    assert [len(part) for part in result._parts] == [3, 3, 2]  # the batches it is kept in
+    weight = resnet18.fc.weight.detach()
+    picked = [7, 0, 1, 2, 3, 5, 5, 4]
+    classes = [int(c) for c in RNG.integers(0, 1000, len(picked))]
+    by_hand = [  # M_c = Σ_k w[c, k] · A_k, from each image's own features
+        torch.einsum("k,khw->hw", weight[c], result[i].features).numpy()
+        for i, c in zip(picked, classes, strict=True)
+    ]
+    raw = result.raw(picked, classes).numpy()
+    np.testing.assert_allclose(raw, np.stack(by_hand), rtol=1e-5, atol=1e-5)
+    c = classes[0]
+    every = np.stack([torch.einsum("k,khw->hw", weight[c], result[i].features).numpy()
+                      for i in range(8)])  # fmt: skip
+    assert result.raw_range(c) == pytest.approx((every.min(), every.max()), rel=1e-5)
+
+
 def test_object_scores_are_each_objects_mean_map(resnet18):
     """Against a hand loop over objects with plain numpy means."""
     result = resnet18.run(STACK[1], input_size=64)
