@@ -74,7 +74,7 @@ def complete(path: Path) -> bool:
 
 def is_current(record: dict[str, Any] | None, file: str, settings: dict[str, Any]) -> bool:
     """The record is for ``file`` as it is now (:func:`~napari_gapcam.cli.inputs.unchanged`),
-    made with ``settings``."""
+    made with ``settings``, and so is its label image (``--labels``), if it had one."""
     from .inputs import unchanged
 
     return (
@@ -82,7 +82,20 @@ def is_current(record: dict[str, Any] | None, file: str, settings: dict[str, Any
         and record.get("file") == file
         and record.get("settings") == settings
         and unchanged(record.get("input"), file)
+        and changed_labels(record) is None
     )
+
+
+def changed_labels(record: dict[str, Any]) -> str | None:
+    """The label image a record's objects were scored on, when it changed since (else None)."""
+    from .inputs import unchanged
+
+    labels = record.get("labels")
+    if not labels:
+        return None
+    file = labels.get("file", "")
+    recorded = {key: value for key, value in labels.items() if key != "file"}
+    return None if unchanged(recorded, file) else file
 
 
 class OutputFolder:

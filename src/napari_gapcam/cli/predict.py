@@ -19,9 +19,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from .folder_lock import FolderBusyError, FolderLock, describe_holder
-from .inputs import Item, items
+from .inputs import Item, items, unchanged
 from .messages import EXIT_FAILED, EXIT_OK, cli_words, error
-from .outputs import OutputFolder, is_current
+from .outputs import OutputFolder, changed_labels, is_current
 from .preflight import Plan, UsageError, check
 
 # chunks, what to call while waiting for workers, and the function that runs a chunk
@@ -85,7 +85,9 @@ def left_to_do(
         if not options.overwrite and is_current(record, item.path, settings):
             continue
         if report and record is not None and record.get("settings") == settings:
-            say(f"{item.path} changed since its outputs were made: computing it again")
+            labels = changed_labels(record) if unchanged(record.get("input"), item.path) else None
+            what = f"its label image {labels}" if labels else item.path
+            say(f"{what} changed since its outputs were made: computing {item.path} again")
         todo.append(item)
     return todo, len(named) - len(todo)
 
