@@ -51,7 +51,7 @@ def test_ruff_clean():
 @pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs a display (run under Xvfb)")
 @pytest.mark.parametrize(
     "first",
-    ["pass", "from napari_gapcam.models import DEMO_WEIGHTS"],
+    ["pass", "from napari_gapcam.models.weights import named_weights"],
     ids=["torch after the viewer", "torch before, torchvision after the viewer"],
 )
 def test_torch_after_software_opengl_does_not_crash(first):

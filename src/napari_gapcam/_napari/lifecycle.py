@@ -93,17 +93,9 @@ class RunLifecycle:
         except ValueError as error:
             self._fail(error)
             return
-        self._run_line, self._warning = "", ""
-        self._token = CancelToken()
-        model = self._model if spec == self._model_spec else None
-        if spec.arch == IN_MEMORY:
-            model = self.models.memory_model
-        contrast = None if source.rgb else tuple(source.contrast_limits)
+        model, contrast, run_id, shape = self._new_run(spec, source)
         loading = "" if model is not None else f"loading {spec.arch}, "
         self.status.value = f"Running: {loading}forward pass on {source.name!r}{planes.describe()}…"
-        self._run_id += 1
-        self._follow_top = True
-        run_id, shape = self._run_id, spatial_shape(source)
         worker = create_worker(
             compute,
             model,
@@ -121,6 +113,20 @@ class RunLifecycle:
             self._on_yield(out, run_id, spec, source, planes, shape)
 
         self._launch(worker, run_id, spec, on_yield, total, f"napari-gapcam on {source.name}")
+
+    def _new_run(self, spec: ModelSpec, source: Image) -> tuple[Any, Any, int, tuple[int, ...]]:
+        """A new run (whole image or tiles): the last run's lines cleared, a fresh cancel token,
+        the class following the top one; gives the model to reuse (None: the worker loads it),
+        the contrast limits to read with, the run's id and the source's shape now."""
+        self._run_line, self._warning = "", ""
+        self._token = CancelToken()
+        self._run_id += 1
+        self._follow_top = True
+        model = self._model if spec == self._model_spec else None
+        if spec.arch == IN_MEMORY:
+            model = self.models.memory_model
+        contrast = None if source.rgb else tuple(source.contrast_limits)
+        return model, contrast, self._run_id, spatial_shape(source)
 
     def _launch(
         self, worker: Any, run_id: int, spec: ModelSpec, on_yield: Any, total: int, title: str

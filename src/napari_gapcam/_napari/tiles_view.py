@@ -22,8 +22,8 @@ from napari.qt.threading import create_worker
 
 from .input_planes import Planes, choose_planes
 from .lazy_overlay import Fill, Index
-from .model_controls import IN_MEMORY, RANDOM
-from .overlay_layers import Placement, spatial_shape
+from .model_controls import RANDOM
+from .overlay_layers import Placement
 from .run import Cancelled, CancelToken
 from .shown import Shown
 from .status import predictions_text
@@ -222,19 +222,11 @@ class TilesRun:
         level = source.data_level if source.multiscale else 0
         planes = choose_planes(source, dims.point, tuple(dims.order), 0, level=level)
         first = canvas_centre(self._viewer, source, planes)
-        self._run_line, self._warning = "", ""
-        self._token = CancelToken()
-        model = self._model if spec == self._model_spec else None
-        if spec.arch == IN_MEMORY:
-            model = self.models.memory_model
-        contrast = None if source.rgb else tuple(source.contrast_limits)
+        model, contrast, run_id, shape = self._new_run(spec, source)  # lifecycle.RunLifecycle
         self.status.value = (
             f"Running tiles at native pixels on {source.name!r}{planes.describe()}, "
             "the tiles in view first…"
         )
-        self._run_id += 1
-        self._follow_top = True
-        run_id, shape = self._run_id, spatial_shape(source)
         worker = create_worker(
             compute_tiled,
             model,

@@ -93,7 +93,7 @@ def get_model(spec: ModelSpec) -> Any:
 def infer(
     model: Any, images: Sequence[Any], input_size: int | None, square: bool | None = None
 ) -> list[Any]:
-    """One :class:`~napari_gapcam.engine.cam.CamResult` per image: all inference goes through here.
+    """One :class:`~napari_gapcam.engine.result.CamResult` per image: all inference goes here.
 
     Runs of consecutive images of one size go through ``model.run_batch`` (one batched forward
     pass; full-precision maps, since they are written out), the rest one by one, and so do

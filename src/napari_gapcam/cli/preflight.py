@@ -48,8 +48,10 @@ class Plan:
 
 
 def demo_weights() -> Path:
-    """The bundled demo checkpoint (``napari_gapcam.models.DEMO_WEIGHTS``), found without torch."""
-    return Path(__file__).parents[1] / "data" / "shapes_resnet18.pt"
+    """The bundled demo checkpoint (found without torch)."""
+    from ..models import DEMO_WEIGHTS
+
+    return DEMO_WEIGHTS
 
 
 def _size(n: float) -> str:

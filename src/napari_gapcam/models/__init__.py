@@ -7,19 +7,22 @@
 - :mod:`.loading`: :func:`load_model` and :func:`from_module`; :mod:`.spec` the model spec the
   widget, the CLI and its workers share; :mod:`.class_names`, :mod:`.errors`.
 
-The names below are imported on first use: importing this package (or :mod:`.spec`) imports
-no torch.
+The names below (but ``DEMO_WEIGHTS``, a path) are imported on first use: importing this
+package (or :mod:`.spec`) imports no torch.
 """
 
 from __future__ import annotations
 
 from importlib import import_module
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+# A resnet18 trained here on synthetic shapes (benchmarks/localization): an offline demo.
+DEMO_WEIGHTS = Path(__file__).parents[1] / "data" / "shapes_resnet18.pt"
 
 _LAZY = {
     "ARCHITECTURES": ".families",
     "FAMILIES": ".families",
-    "DEMO_WEIGHTS": ".weights",
     "METHODS": "..engine.model",
     "GapCamModel": "..engine.model",
     "ModelConfig": "..engine.config",
@@ -59,7 +62,7 @@ if TYPE_CHECKING:
     from .errors import UnsupportedModelError, WeightsError
     from .families import ARCHITECTURES, FAMILIES
     from .loading import from_module, load_model
-    from .weights import DEMO_WEIGHTS, cached_weights_path, named_weights
+    from .weights import cached_weights_path, named_weights
 
 
 def __getattr__(name: str) -> Any:

@@ -24,8 +24,6 @@ from .fitting import Found, find_state_dict
 
 # checkpoint keys kept besides the state dict (see config.CHECKPOINT_KEYS)
 SETTINGS = ("input_size", "mean", "std", "box_threshold", "square", "transform_input")
-# A resnet18 trained here on synthetic shapes (benchmarks/localization): an offline demo.
-DEMO_WEIGHTS = Path(__file__).parents[1] / "data" / "shapes_resnet18.pt"
 SKIP_HASH_ENV = "NAPARI_GAPCAM_SKIP_HASH_CHECK"  # "1": a cached file need not match its hash
 WAYS_ON = (
     "Or go on without them: weights None ('none (random init)': maps with no meaning), the "
