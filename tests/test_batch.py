@@ -10,9 +10,9 @@ import torch
 from skimage import data
 
 from napari_gapcam.engine.batch import iter_batches
-from napari_gapcam.engine.cam import Cam
 from napari_gapcam.engine.fuse import fold_batch_norms
-from napari_gapcam.engine.result import StackResult
+from napari_gapcam.engine.methods.cam import Cam
+from napari_gapcam.engine.result import Result
 
 RNG = np.random.default_rng(3)
 
@@ -32,7 +32,7 @@ def test_run_batch_equals_run(resnet50, rgb):
     stack = photo_stack(5, rgb=rgb)
     limits = None if rgb else (0, 60000)
     result = resnet50.run_batch(stack, batch_size=2, contrast_limits=limits)
-    assert isinstance(result, StackResult) and len(result) == 5
+    assert isinstance(result, Result) and len(result) == 5
     for i in range(5):
         single = resnet50.run(stack[i], limits)
         np.testing.assert_allclose(result[i].logits, single.logits, rtol=1e-3, atol=1e-3)
@@ -46,7 +46,7 @@ def test_a_sequence_of_images_and_batch_sizes_agree(resnet50):
     stack = photo_stack(5, rgb=True)
     as_list = resnet50.run_batch(list(stack), batch_size=3)
     as_array = resnet50.run_batch(stack)  # batch size from free memory (8 here)
-    np.testing.assert_allclose(as_list.logits, as_array.logits, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(as_list.image_logits, as_array.image_logits, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="one size: image 0 is .* image 1 is"):
         resnet50.run_batch([stack[0], stack[1][:50]])
     with pytest.raises(ValueError, match="Unknown precision"):
@@ -122,8 +122,8 @@ def test_a_run_copies_the_cam_weights_to_the_host_once(resnet50, monkeypatch):
 
 def test_mean_probabilities_rank_the_stack(resnet50):
     result = resnet50.run_batch(photo_stack(3, rgb=True))
-    mean = result.probabilities.mean(axis=0)
-    top = result.topk_mean(4)
+    mean = result.image_probabilities.mean(axis=0)
+    top = result.topk(4)  # a batch's classes: by mean probability
     assert [i for i, _, _ in top] == list(np.argsort(-mean)[:4])
     assert top[0][2] == pytest.approx(mean.max())
 

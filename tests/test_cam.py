@@ -9,7 +9,8 @@ import torch.nn.functional as F
 import torchvision
 
 from _references import to_unit_range
-from napari_gapcam.engine.result import CamResult, upsample_and_normalise
+from napari_gapcam.engine.maps import upsample_and_normalise
+from napari_gapcam.engine.result import CamResult
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, (120, 160, 3), dtype=np.uint8)

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 import torchvision
 
 from napari_gapcam import UnsupportedModelError, load_model
+from napari_gapcam.engine.maps import upsample_and_normalise
 from napari_gapcam.engine.preprocess import to_input_tensor
-from napari_gapcam.engine.result import upsample_and_normalise
 from napari_gapcam.models import ARCHITECTURES, cached_weights_path, named_weights
 from napari_gapcam.models.families import FAMILIES, build, family_of
 

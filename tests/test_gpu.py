@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from napari_gapcam import load_model
-from napari_gapcam.engine import batch
+from napari_gapcam.engine import pipeline
 from napari_gapcam.engine.batch import iter_batches
 from napari_gapcam.engine.device import send
 from napari_gapcam.engine.graphs import GraphedForward
@@ -89,7 +89,7 @@ def test_run_batch_on_the_gpu_equals_run(models, no_tf32):
     assert not result.features.is_cuda  # kept on the host, compact
     ones = [gpu.run(plane) for plane in STACK]
     for i, one in enumerate(ones):
-        np.testing.assert_allclose(result.logits[i], one.logits, rtol=1e-3, atol=1e-3)
+        np.testing.assert_allclose(result.image_logits[i], one.logits, rtol=1e-3, atol=1e-3)
     for i in (0, 5, 9):
         one = ones[i]
         c = one.topk(1)[0][0]
@@ -122,21 +122,23 @@ def test_graphed_batches_equal_eager_ones(models, no_tf32, monkeypatch, precisio
     gpu, _ = models
     # in half precision another batch size may pick other kernels: 1 ulp of bf16 is 0.8 %
     tolerance = {"fp32": 1e-3, "fp16": 1e-2, "bf16": 5e-2}[precision]
-    monkeypatch.setattr(batch, "GRAPH_MIN_BATCHES", 100)
+    monkeypatch.setattr(pipeline, "GRAPH_MIN_BATCHES", 100)
     eager = gpu.run_batch(STACK, batch_size=3, precision=precision)
-    monkeypatch.setattr(batch, "GRAPH_MIN_BATCHES", 2)
+    monkeypatch.setattr(pipeline, "GRAPH_MIN_BATCHES", 2)
     for size in (3, 4):  # 3 full batches + 1 plane, then 2 full + 2 planes
         graphed = gpu.run_batch(STACK, batch_size=size, precision=precision)
         graph = gpu._graphed[1]
         assert graph.captured and graph._input.shape[0] == size
-        np.testing.assert_allclose(graphed.logits, eager.logits, rtol=tolerance, atol=tolerance)
+        np.testing.assert_allclose(
+            graphed.image_logits, eager.image_logits, rtol=tolerance, atol=tolerance
+        )
         top = eager.top1()
         assert np.abs(graphed.cams(top) - eager.cams(top)).max() <= min(2 * tolerance, 0.02)
 
 
 def test_graphed_batches_never_wait_for_the_gpu(models, monkeypatch):
     gpu, _ = models
-    monkeypatch.setattr(batch, "GRAPH_MIN_BATCHES", 1)
+    monkeypatch.setattr(pipeline, "GRAPH_MIN_BATCHES", 1)
     gpu.run_batch(STACK, batch_size=5)  # captures the graph (a capture waits for the GPU)
     torch.cuda.set_sync_debug_mode("error")
     try:
@@ -153,9 +155,9 @@ def test_a_capture_while_another_thread_uses_the_gpu(models, no_tf32, monkeypatc
     result = gpu.run_batch(STACK, batch_size=2)
     top = result.top1()
     expected_maps = result.cams(top, shape=(512, 512))  # ≥ 1 MP: made on the GPU
-    monkeypatch.setattr(batch, "GRAPH_MIN_BATCHES", 100)
+    monkeypatch.setattr(pipeline, "GRAPH_MIN_BATCHES", 100)
     eager = gpu.run_batch(STACK, batch_size=2)
-    monkeypatch.setattr(batch, "GRAPH_MIN_BATCHES", 1)
+    monkeypatch.setattr(pipeline, "GRAPH_MIN_BATCHES", 1)
     stop, seen, errors = threading.Event(), [], []
 
     def ui() -> None:
@@ -171,7 +173,9 @@ def test_a_capture_while_another_thread_uses_the_gpu(models, no_tf32, monkeypatc
         for size in (2, 3, 4, 2):  # a capture each
             graphed = gpu.run_batch(STACK, batch_size=size)
             assert gpu._graphed[1].captured
-            np.testing.assert_allclose(graphed.logits, eager.logits, rtol=1e-3, atol=1e-3)
+            np.testing.assert_allclose(
+                graphed.image_logits, eager.image_logits, rtol=1e-3, atol=1e-3
+            )
     finally:
         stop.set()
         thread.join()

@@ -2,9 +2,11 @@
 
 ``engine`` (torch + numpy) imports neither Qt, napari, the command line nor the models package
 (the family table); ``models`` imports the engine only; ``cli`` imports the engine and models
-but never napari or Qt; ``_napari`` is the only package that imports napari and Qt. The graph
-is read from the source (every import, at module level or inside a function, except those under
-``if TYPE_CHECKING:``), so an import that a test run does not reach is checked too.
+but never napari or Qt; ``_napari`` is the only package that imports napari and Qt. Inside the
+engine the network sits below the drivers, which sit below the model's conveniences. The graph
+is read from the source (every import, at module level or inside a function; the rules between
+packages skip those under ``if TYPE_CHECKING:``, the circles count them), so an import that a
+test run does not reach is checked too.
 """
 
 from __future__ import annotations
@@ -40,15 +42,16 @@ def _is_type_checking(node: ast.If) -> bool:
     )
 
 
-def _imports(path: Path) -> set[str]:
+def _imports(path: Path, typing_too: bool = False) -> set[str]:
     """The modules ``path`` imports at run time (absolute names; ``from a import b`` gives
-    ``a.b`` when ``a.b`` is a module of this plugin, else ``a``)."""
+    ``a.b`` when ``a.b`` is a module of this plugin, else ``a``); with ``typing_too`` also
+    those imported only for type checking."""
     name = _module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and _is_type_checking(node):
+        if isinstance(node, ast.If) and _is_type_checking(node) and not typing_too:
             for child in node.orelse:
                 visit(child)
             return
@@ -81,6 +84,12 @@ def graph() -> dict[str, set[str]]:
     return {_module_name(p): _imports(p) for p in sorted(PACKAGE.rglob("*.py"))}
 
 
+@pytest.fixture(scope="module")
+def typed_graph() -> dict[str, set[str]]:
+    """Every import, those made only for type checking too."""
+    return {_module_name(p): _imports(p, typing_too=True) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
 def _ours(module: str) -> bool:
     return module == "napari_gapcam" or module.startswith("napari_gapcam.")
 
@@ -109,8 +118,10 @@ def test_each_package_imports_only_what_it_may(graph):
     assert not bad, "\n".join(bad)
 
 
-def test_no_import_circles(graph):
-    """Every import of the plugin's own modules, as a directed graph: no cycle."""
+def test_no_import_circles(typed_graph):
+    """Every import of the plugin's own modules (type checking's too), as a directed graph: no
+    cycle."""
+    graph = typed_graph
     edges = {m: {t for t in imports if t in graph and t != m} for m, imports in graph.items()}
     # a package's __init__ is imported with each of its modules: a module importing its own
     # package (``from .. import name``) reaches only the lazy top level, which imports nothing
@@ -130,6 +141,56 @@ def test_no_import_circles(graph):
         if module not in state:
             visit(module, [module])
     assert not cycles, "\n".join(cycles)
+
+
+ENGINE = "napari_gapcam.engine."
+LAYERS = {  # engine modules by layer: each imports only from layers below it (and its own)
+    "network": 0,
+    "pipeline": 1,
+    "batch": 2,
+    "tiling": 1,
+    "tiles": 2,
+    "model": 3,
+}
+
+
+def test_the_drivers_sit_above_the_network_and_below_the_model(typed_graph):
+    """The network knows no driver, the drivers know no model: ``model`` is the top."""
+    bad = []
+    for name, layer in LAYERS.items():
+        for target in typed_graph[ENGINE + name]:
+            other = target.removeprefix(ENGINE)
+            if other in LAYERS and LAYERS[other] >= layer and other != name:
+                bad.append(f"engine.{name} imports engine.{other}")
+    assert not bad, "\n".join(bad)
+
+
+def test_the_widget_and_the_cli_see_results_only_through_the_protocol(typed_graph):
+    """Neither the napari side nor the command line reaches into a result's own classes; the
+    CLI only makes results: the pages of a shared scale joined into one batch, a slide's saved
+    blocks stitched into one tiled result."""
+    private = {ENGINE + "tiled_result", ENGINE + "result", ENGINE + "objects"}
+    reaches = [
+        f"{module} imports {target}"
+        for module, imports in typed_graph.items()
+        if module.startswith(("napari_gapcam._napari", "napari_gapcam.cli"))
+        for target in imports & private
+        if (module, target)
+        not in {
+            ("napari_gapcam.cli.infer", ENGINE + "result"),
+            ("napari_gapcam.cli.tiled_record", ENGINE + "tiled_result"),
+        }
+    ]
+    assert not reaches, "\n".join(reaches)
+
+
+def test_no_source_file_is_over_400_lines():
+    long = {
+        str(path.relative_to(PACKAGE)): lines
+        for path in PACKAGE.rglob("*.py")
+        if (lines := path.read_text(encoding="utf-8").count("\n")) > 400
+    }
+    assert not long, long
 
 
 def test_the_widget_class_is_wiring():

@@ -44,7 +44,7 @@ def test_contributions_refuse_grad_cam():
 
 def test_one_scale_across_images(resnet18):
     result = resnet18.run_batch(STACK, input_size=64)
-    c = result.topk_mean(1)[0][0]
+    c = result.topk(1)[0][0]
     raws = torch.stack([torch.from_numpy(result[i].raw_cam(c)) for i in range(len(result))])
     low, high = float(raws.min()), float(raws.max())
     up = F.interpolate(raws[:, None], size=(64, 96), mode="bilinear", align_corners=False)[:, 0]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import napari_gapcam
-from napari_gapcam.engine.tiles import plan
+from napari_gapcam.engine.tiling import plan
 from napari_gapcam.models import DEMO_WEIGHTS
 from napari_gapcam.synthetic import make_sample
 

@@ -38,7 +38,7 @@ def test_all_planes_fills_every_plane_and_ranks_classes_by_mean(viewer, qtbot):
     planes = np.asarray(cam.data)
     assert all(planes[i].max() == pytest.approx(1.0) for i in range(11))
     # the class list is led by the highest mean probability over the stack
-    mean = result.probabilities.mean(axis=0)
+    mean = result.image_probabilities.mean(axis=0)
     assert widget.class_select.choices[0] == int(np.argmax(mean))
     assert "mean" in widget.predictions.value
     # a class change updates every plane with no forward pass

@@ -22,7 +22,12 @@ _LAZY = {
     "ARCHITECTURES": "models",
     "available_devices": "models",
     "CamResult": "engine.result",
-    "class_activation_map": "engine.cam",
+    "class_activation_map": "engine.methods.cam",
+    "CamMaps": "engine.protocol",
+    "TiledResult": "engine.tiled_result",
+    "Result": "engine.result",
+    "METHODS": "engine.methods",
+    "MethodInfo": "engine.methods",
     "mask_from_map": "engine.localize",
     "boxes_from_map": "engine.localize",
     "largest_region": "engine.localize",
@@ -35,10 +40,15 @@ _LAZY = {
 }
 __all__ = [
     "ARCHITECTURES",
+    "METHODS",
+    "CamMaps",
     "CamResult",
     "GapCamModel",
     "InputTooLargeError",
+    "MethodInfo",
     "ModelConfig",
+    "Result",
+    "TiledResult",
     "UnsupportedModelError",
     "WeightsError",
     "__version__",
@@ -58,12 +68,15 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .engine.batch import iter_batches
-    from .engine.cam import class_activation_map
     from .engine.grid import bounded_grid, grid_placement
     from .engine.localize import boxes_from_map, largest_region, mask_from_map
     from .engine.memory import InputTooLargeError
+    from .engine.methods import METHODS, MethodInfo
+    from .engine.methods.cam import class_activation_map
     from .engine.metrics import localization_metrics
-    from .engine.result import CamResult
+    from .engine.protocol import CamMaps
+    from .engine.result import CamResult, Result
+    from .engine.tiled_result import TiledResult
     from .engine.tiles import iter_tiled
     from .models import (
         ARCHITECTURES,

@@ -1,108 +1,117 @@
-"""The selected class's overlays: the CAM, box and mask of the shown result, kept current.
+"""The chosen class's overlays: the CAM, box (or every region) and mask of the shown result.
 
-A mixin of :class:`~napari_gapcam._napari.widget.GapCamWidget` (it uses the widget's controls, its
-shown result ``_shown``, its ``_overlays`` and ``_budget``): a class, threshold or plane change
-reuses the cached maps; a Grad-CAM class of a single plane costs one backward pass in a worker.
+A part of the :class:`~napari_gapcam._napari.session.Session` (Qt-free): a class, threshold or
+plane change reuses the cached maps; a Grad-CAM class of a single plane costs one backward
+pass, run as a job. Adding a layer moves napari's dims, whose event comes back here: it is
+answered once the update ends, not inside it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from napari.qt.threading import create_worker
-
-from .feature_controls import update_feature_state
-from .model_controls import RANDOM
+from .names import RANDOM
 from .overlay_layers import spatial_shape
-from .searchable import select_text, show_start
-from .status import predictions_text
+from .status import TOP, predictions_text
 
-TOP = 5  # classes in the predictions text and first in the class list
+if TYPE_CHECKING:
+    from .session import Session
+
 LOCALIZE_PIXELS = 250_000  # box and mask come from a grid of at most this many cells
 NO_BOX = "No region stands out in this class's map: no box."
+NO_REGION = "No region of at least {} px above the threshold."
 
 
 class ClassView:
-    """Shows the selected class of the widget's shown result (see the module docstring)."""
+    """Shows the chosen class of the session's shown result (see the module docstring)."""
 
-    def _class_choices(self, _widget: Any = None) -> list[tuple[str, int]]:
-        """The top classes first (by mean probability over a stack), then every class."""
-        if self._shown is None:
-            return []
-        top = self._shown.top(TOP)
-        mean = self._shown.mean_label
-        head = [(f"{name}  ({mean}{100 * p:.1f} %)", index) for index, name, p in top]
-        first = {index for index, _, _ in top}
-        names = self._shown.result.class_names
-        return head + [(f"{i}: {name}", i) for i, name in enumerate(names) if i not in first]
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._localizing = self._relocalize = False  # re-entry through the dims event
 
-    def _pick_class_by_text(self, text: str) -> None:
-        """Select the first class whose label contains ``text`` (any case)."""
-        if not select_text(self.class_select.native, text):
-            self.status.value = f"No class matches {text!r}."
-
-    def _rebuild_classes(self, value: int) -> None:
-        """New class items in their order (magicgui's ``reset_choices`` keeps the items it
-        has where they are, and moves an item whose label changed to the end)."""
-        with self.class_select.changed.blocked():
-            self.class_select.native.clear()
-            self.class_select.reset_choices()
-            if value in self.class_select.choices:
-                self.class_select.value = value
-        show_start(self.class_select.native)
-
-    def _on_toggle(self, _value: Any = None) -> None:
-        if self._shown is None:
-            return
-        source = self._shown.source
-        for toggle, role in ((self.show_box, "box"), (self.show_mask, "mask")):
-            layer = self._overlays.get(source, role)
-            if not toggle.value and layer is not None:
-                layer.visible = False
-        self._refresh_localization()
-        for toggle, role in ((self.show_box, "box"), (self.show_mask, "mask")):
-            layer = self._overlays.get(source, role)
-            if toggle.value and layer is not None:
-                layer.visible = True
-
-    def _on_class_picked(self, _value: Any = None) -> None:
-        self._follow_top = False  # the user's choice stays while more planes arrive
-        self._refresh_overlays()
-
-    def _on_dims_step(self, _event: Any = None) -> None:
-        """A stack's box follows the displayed plane."""
-        if self._shown is not None and self._shown.is_stack and self.show_box.value:
-            self._refresh_localization()
-
-    def _budget(self) -> int:
-        """Overlay cells per plane (see :meth:`.shown.Shown.cells_per_plane`)."""
-        return self._shown.cells_per_plane(self.overlay_mp.value)
-
-    def _show_result(self, first: bool) -> None:
-        shown, model = self._shown, self._shown.model
+    # ------------------------------------------------------------------ a result arrives
+    def show_result(self, first: bool) -> None:
+        """A run's result (or its next batch of planes or tiles): the lines, the class list,
+        the overlays; on the first, the CAM layer becomes the active one."""
+        session = self.session
+        shown, model = session.shown, session.shown.model
         top = shown.top(TOP)
-        self.predictions.value = predictions_text(top, shown.is_stack, model.weights == RANDOM)
-        size, cells = (
-            "×".join(str(s) for s in shape)
-            for shape in (shown.result.input_shape, shown.result.map_shape)
-        )
-        done = f", {shown.done} of {len(shown.planes)} planes" if shown.is_stack else ""
-        warning = f" {self._warning}" if self._warning else ""
-        self.status.value = (
-            f"{model.arch} ({model.method_label}) on {shown.source.name!r}"
-            f"{shown.planes.describe()}: input {size}, {cells} map cells{done}, "
+        text = predictions_text(top, shown.is_stack, model.weights == RANDOM)
+        if shown.unit == "tiles":
+            text += "\n(mean over the tiles)"
+        session.say(text, "predictions")
+        session.run_line = self._run_line()
+        session.say(session.run_line)
+        current = session.choices.class_index
+        self.rebuild_classes(top[0][0] if session.follow_top or current is None else current)
+        self.refresh()
+        self.show_tile_layer()
+        cam_layer = session.overlays.get(shown.source, "cam")
+        if first and cam_layer is not None:  # ready for napari's opacity / colormap controls
+            session.viewer.layers.selection.active = cam_layer
+
+    def _run_line(self) -> str:
+        shown, model = self.session.shown, self.session.shown.model
+        result, where = shown.result, f"{shown.source.name!r}{shown.planes.describe()}"
+        if shown.unit == "tiles":
+            facts = result.metadata()
+            skipped = f", {facts['tiles_skipped']} skipped" if facts["tiles_skipped"] else ""
+            h, w = result.map_shape
+            return (
+                f"{model.arch} ({result.method}) on {where}: tiles of {facts['tile_size']} px "
+                f"at native pixels, {shown.done} of {shown.total} tiles{skipped}, {h}×{w} map "
+                f"cells ({facts['stride']} px each), {shown.seconds:.2f} s on {model.device}."
+            )
+        size, cells = ("×".join(map(str, s)) for s in (result.input_shape, result.map_shape))
+        done = f", {shown.done} of {shown.total} planes" if shown.is_stack else ""
+        warning = f" {self.session.warning}" if self.session.warning else ""
+        return (
+            f"{model.arch} ({result.method}) on {where}: input {size}, {cells} map cells{done}, "
             f"{shown.seconds:.2f} s on {model.device}.{warning}"
         )
-        self._run_line = self.status.value
-        current = self.class_select.value  # labels and order follow the planes done
-        self._rebuild_classes(top[0][0] if self._follow_top or current is None else current)
-        self._refresh_overlays()
-        cam_layer = self._overlays.get(shown.source, "cam")
-        if first and cam_layer is not None:  # ready for napari's opacity / colormap controls
-            self._viewer.layers.selection.active = cam_layer
 
-    def _class_meta(self) -> dict[str, Any]:
-        shown, index = self._shown, int(self.class_select.value)
+    def rebuild_classes(self, value: int | None) -> None:
+        """The class list in its new order, ``value`` chosen."""
+        self.session.choices.class_index = value
+        self.session.events.classes.emit(value)
+
+    # ------------------------------------------------------------------ user choices
+    def pick(self, c: int) -> None:
+        """The user picked class ``c``: it stays while more planes arrive."""
+        self.session.choices.class_index = c
+        self.session.follow_top = False
+        self.refresh()
+
+    def on_toggle(self) -> None:
+        """*show box* / *show mask* changed: hide what is off, show what is on."""
+        session = self.session
+        if session.shown is None:
+            return
+        source, choices = session.shown.source, session.choices
+        toggles = (("box", choices.show_box), ("mask", choices.show_mask))
+        for role, on in toggles:
+            layer = session.overlays.get(source, role)
+            if not on and layer is not None:
+                layer.visible = False
+        self.refresh_localization()
+        for role, on in toggles:
+            layer = session.overlays.get(source, role)
+            if on and layer is not None:
+                layer.visible = True
+
+    def on_dims_step(self, _event: Any = None) -> None:
+        """A stack's box follows the displayed plane."""
+        shown = self.session.shown
+        if shown is not None and shown.is_stack and self.session.choices.show_box:
+            self.refresh_localization()
+
+    # ------------------------------------------------------------------ what is shown
+    def budget(self) -> int:
+        """Overlay cells per plane (see :meth:`.shown.Shown.cells_per_plane`)."""
+        return self.session.shown.cells_per_plane(self.session.choices.megapixels)
+
+    def class_meta(self) -> dict[str, Any]:
+        shown, index = self.session.shown, int(self.session.choices.class_index)
         return {
             "class_index": index,
             "class_name": shown.result.class_names[index],
@@ -116,84 +125,94 @@ class ClassView:
 
     def _is_stale(self) -> bool:
         """The source's data changed shape since the run: say so instead of failing."""
-        shown = self._shown
+        shown = self.session.shown
         if spatial_shape(shown.source) == shown.source_shape:
             return False
-        self.status.value = (
+        self.session.say(
             f"Layer {shown.source.name!r} changed shape since the run "
             f"({shown.source_shape} → {spatial_shape(shown.source)}): press Run for a new map."
         )
         return True
 
-    def _can_show(self) -> bool:
-        shown = self._shown
-        if shown is None or self.class_select.value is None:
+    def can_show(self) -> bool:
+        session = self.session
+        if session.shown is None or session.choices.class_index is None:
             return False
-        return shown.source in self._viewer.layers and not self._is_stale()
+        return session.shown.source in session.viewer.layers and not self._is_stale()
 
-    def _refresh_overlays(self, _value: Any = None) -> None:
-        """Show the selected class's maps (and box/mask): cached maps, no forward pass."""
-        if not self._can_show():
+    def refresh(self) -> None:
+        """Show the chosen class's maps (and box/mask): cached maps, no forward pass."""
+        if not self.can_show():
             return
-        if not self._shown.is_ready(self.class_select.value):
-            self._start_class_worker(self.class_select.value)
+        c = self.session.choices.class_index
+        if not self.session.shown.is_ready(c):
+            self._start_class_job(c)
             return
         try:
             self._show_class()
         except Exception as error:  # keep the viewer alive; say what went wrong
-            self._fail(error)
+            self.session.fail(error)
 
-    def _start_class_worker(self, index: int) -> None:
+    def _start_class_job(self, index: int) -> None:
         """Grad-CAM: the class's backward pass off the UI thread, then the overlays."""
-        if self._class_worker is not None:  # when it ends, the class selected then is shown
+        session = self.session
+        if session.class_worker is not None:  # when it ends, the class chosen then is shown
             return
-        result, status = self._result, self.status.value
-        self.status.value = f"Grad-CAM of {result.class_names[index]!r}: one backward pass…"
-        worker = create_worker(
+        result, status = session.result, session.status
+        session.say(f"Grad-CAM of {result.class_names[index]!r}: one backward pass…")
+        finished: list[bool] = []
+
+        def on_finish() -> None:
+            finished.append(True)
+            self._on_class_finished(result, index, status)
+
+        session.events.busy.emit(True)
+        job = session.jobs.start(
             result.raw_cam,
             index,
-            _progress={"desc": "napari-gapcam Grad-CAM"},
-            _ignore_errors=True,
+            on_error=lambda error: session.fail(error, notify=False),
+            on_finish=on_finish,
+            progress="napari-gapcam Grad-CAM",
         )
-        worker.errored.connect(lambda error: self._fail(error, notify=False))
-        worker.finished.connect(lambda: self._on_class_finished(result, index, status))
-        self._class_worker = worker
-        self.run_button.enabled = False
-        worker.start()
+        if not finished:
+            session.class_worker = job
 
     def _on_class_finished(self, result: Any, index: int, status: str) -> None:
-        self._class_worker = None
-        self.run_button.enabled = True
+        session = self.session
+        session.class_worker = None
+        session.events.busy.emit(session.busy)
         if result.is_ready(index):
-            self.status.value = status  # the run's line again
-        current = self.class_select.value
-        if result is self._result and (current != index or result.is_ready(index)):
-            self._refresh_overlays()
+            session.say(status)  # the run's line again
+        current = session.choices.class_index
+        if result is session.result and (current != index or result.is_ready(index)):
+            self.refresh()
 
     def _show_class(self) -> None:
-        self._shown.scale = self.scale.value
-        shown, meta = self._shown, self._class_meta()
-        placement = shown.placement(self._budget())
+        session = self.session
+        shown, meta = session.shown, self.class_meta()
+        shown.scale = session.choices.scale
+        placement = shown.placement(self.budget())
         fill = shown.cam_fill(meta["class_index"], placement.grid)
-        self._overlays.show_cam(shown.source, placement, meta, fill)
-        p = "mean p" if shown.is_stack else "p"
-        self.showing.value = f"{meta['class_name']}  ({p} = {meta['probability']:.3f})"
-        update_feature_state(self)
-        self._show_localization()
+        session.overlays.show_cam(shown.source, placement, meta, fill)
+        p = "mean p" if shown.result.averaged_over else "p"
+        session.say(f"{meta['class_name']}  ({p} = {meta['probability']:.3f})", "showing")
+        session.decomposition.update()
+        self.show_localization()
 
-    def _refresh_localization(self, _value: Any = None) -> None:
-        if not self._can_show():
+    # ------------------------------------------------------------------ box and mask
+    def refresh_localization(self) -> None:
+        if not self.can_show():
             return
-        if not self._shown.is_ready(self.class_select.value):
-            return  # a Grad-CAM worker runs; it refreshes everything when done
+        if not self.session.shown.is_ready(self.session.choices.class_index):
+            return  # a Grad-CAM job runs; it refreshes everything when done
         try:
-            self._show_localization()
+            self.show_localization()
         except Exception as error:
-            self._fail(error)
+            self.session.fail(error)
 
-    def _show_localization(self) -> None:
-        """Box (of the displayed plane) and mask; adding their layer moves napari's dims, whose
-        event comes back here: it is answered once this update ends, not inside it."""
+    def show_localization(self) -> None:
+        """Box (of the displayed plane) and mask, answered once per update (see the module
+        docstring)."""
         if self._localizing:
             self._relocalize = True
             return
@@ -209,38 +228,87 @@ class ClassView:
 
     def _localize(self) -> None:
         """Box (of the displayed plane) and mask on a grid of ≤ 0.25 MP: bounded cost."""
-        if not (self.show_box.value or self.show_mask.value):
+        session, choices = self.session, self.session.choices
+        if not (choices.show_box or choices.show_mask):
             return
-        shown = self._shown
-        meta = {**self._class_meta(), "threshold": float(self.threshold.value)}
+        shown = session.shown
+        meta = {**self.class_meta(), "threshold": float(choices.threshold)}
         c, threshold = meta["class_index"], meta["threshold"]
-        placement = shown.placement(min(self._budget(), LOCALIZE_PIXELS))
-        if self.show_box.value and self.all_regions.value:
-            self._show_all_regions(meta, placement, self._displayed_index())
-        elif self.show_box.value:
-            index = self._displayed_index()
+        placement = shown.placement(min(self.budget(), LOCALIZE_PIXELS))
+        index = self.displayed_index()
+        if choices.show_box and choices.all_regions:
+            self._show_regions(meta, placement.grid, index)
+        elif choices.show_box:
             box = shown.box(c, placement.grid, threshold, index)
-            pixels = None  # the box in the pixels of the image the model read
-            if box is not None:
-                pixels = shown.box_pixels(box, placement.grid)
+            pixels = None if box is None else shown.box_pixels(box, placement.grid)
             label = f"{meta['class_name']} {meta['probability']:.2f}"
-            box_meta = {**meta, "box": pixels, "grid_box": box, "level": shown.planes.level}
-            self._overlays.show_box(shown.source, box, index, placement, label, box_meta)
-            if box is None and index in shown.position:
-                self.status.value = NO_BOX
-            elif self.status.value == NO_BOX:
-                self.status.value = self._run_line
-        if self.show_mask.value:
+            box_meta = {**meta, "box": pixels, "grid_box": box}
+            session.overlays.show_box(shown.source, box, index, placement, label, box_meta)
+            self._say_if(box is None and index in shown.position, NO_BOX)
+        if choices.show_mask:
             fill = shown.mask_fill(c, placement.grid, threshold)
-            self._overlays.show_mask(shown.source, placement, meta, fill)
+            session.overlays.show_mask(shown.source, placement, meta, fill)
 
-    def _displayed_index(self) -> tuple[int, ...]:
+    def _show_regions(self, meta: dict[str, Any], grid: tuple[int, int], index: Any) -> None:
+        """*All regions*: every region above the threshold of at least the minimum area, each
+        boxed and labelled with its share of the class's map (the result's own regions)."""
+        shown, choices = self.session.shown, self.session.choices
+        position = shown.position.get(index)
+        found = []
+        if position is not None and position < len(shown.result):
+            image = shown.result[position]
+            c, threshold, area = meta["class_index"], meta["threshold"], choices.min_area
+            found = image.regions(c, threshold, area, grid, shown.scale)
+        boxes = [box for box, _ in found]
+        labels = [f"{meta['class_name']} {100 * share:.0f} %" for _, share in found]
+        box_meta = {**meta, "boxes": boxes, "shares": [s for _, s in found]}
+        box_meta["min_area"] = int(choices.min_area)
+        overlays = self.session.overlays
+        overlays.show_boxes(shown.source, boxes, index, shown.pixels(), labels, box_meta)
+        self._say_if(not boxes and index in shown.position, NO_REGION.format(choices.min_area))
+
+    def _say_if(self, missing: bool, line: str) -> None:
+        """Say ``line`` while it holds; the run's line again once it no longer does."""
+        if missing:
+            self.session.say(line)
+        elif self.session.status in (NO_BOX, NO_REGION.format(self.session.choices.min_area)):
+            self.session.say(self.session.run_line)
+
+    def displayed_index(self) -> tuple[int, ...]:
         """The plane napari displays now (for a stack), else the plane that was run."""
-        shown = self._shown
+        shown = self.session.shown
         if not shown.is_stack:
             return shown.planes.indices[0]
-        coords = shown.source.world_to_data(self._viewer.dims.point)
+        coords = shown.source.world_to_data(self.session.viewer.dims.point)
         shape = spatial_shape(shown.source)
         return tuple(
             int(min(max(round(coords[a]), 0), shape[a] - 1)) for a in shown.planes.lead_axes
         )
+
+    # ------------------------------------------------------------------ tiles
+    def show_tile_layer(self) -> None:
+        """The optional layer of each tile's top probability (tiled runs)."""
+        session = self.session
+        shown = session.shown
+        if shown is None or shown.unit != "tiles":
+            return
+        layer = session.overlays.get(shown.source, "tiles")
+        if not session.choices.show_tiles:
+            if layer is not None:
+                layer.visible = False
+            return
+        tops = shown.result.tile_top_grid()
+        index = shown.planes.indices[0]
+        meta = {**shown.meta(), "value": "top class probability per tile"}
+        layer = session.overlays.show_image(
+            "tiles",
+            f"{shown.source.name} tile probability",
+            shown.source,
+            shown.placement(0),
+            meta,
+            lambda indices: [tops if i == index else None for i in indices],
+            colormap="viridis",
+            interpolation2d="nearest",
+            opacity=0.4,
+        )
+        layer.visible = True

@@ -52,18 +52,17 @@ class Decomposition:
     """Adds the selected class's decomposition as a layer (see the module docstring)."""
 
     def _update_decompose(self) -> None:
-        shown = self._shown
-        exact = shown is not None and getattr(shown.result, "method", "CAM") == "CAM"
-        tiled = shown is not None and not hasattr(shown.result, "features")
-        self.decompose.enabled = exact and not tiled
-        self.decompose.text = LABEL if exact or shown is None else CAM_ONLY
+        result = self._shown.result if self._shown is not None else None
+        summed = result is None or result.method_info.decomposition  # a sum of channels
+        self.decompose.enabled = result is not None and result.decomposable
+        self.decompose.text = LABEL if summed else CAM_ONLY
         self.decompose.tooltip = (
-            "Whole-image runs only."
-            if tiled
+            f"{result.method}'s map is no weighted sum of channels (a ReLU, or weights that "
+            "vary by pixel): pick a CAM model (method auto or cam) for the decomposition."
+            if not summed
+            else "Whole-image runs only (tiles keep no channels)."
+            if result is not None and not result.decomposable
             else "The CAM is Σ w[c, k]·A_k: adds the 8 largest terms as a stack layer."
-            if exact
-            else "Grad-CAM's ReLU makes its map no weighted sum of channels: pick a "
-            "CAM model (method auto or cam) for the decomposition."
         )
 
     def _add_decomposition(self, _value: Any = None) -> None:
@@ -74,7 +73,7 @@ class Decomposition:
         if shown.is_stack and shown.position.get(index, shown.done) >= shown.done:
             self.status.value = "This plane has no map yet: the decomposition needs its run."
             return
-        result = shown.result[shown.position[index]] if shown.is_stack else shown.result
+        result = shown.result[shown.position[index] if shown.is_stack else 0]
         try:
             parts = result.contributions(c, PARTS)
         except ValueError as error:

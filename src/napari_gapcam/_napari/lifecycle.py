@@ -178,7 +178,9 @@ class RunLifecycle:
         result, seconds = payload
         first = kind == "result" or self._shown is None or self._shown.planes is not planes
         if first:
-            self._shown = Shown(source, shape, planes, result, self._model, seconds)
+            self._shown = Shown(
+                source, shape, planes, result, self._model, seconds, total=len(planes)
+            )
         else:  # the next batch of the stack
             self._shown.result.extend(result)
             self._shown.seconds = seconds

@@ -14,18 +14,12 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox
 
 from ..models.spec import ModelSpec
+from .names import DEMO, DEMO_ARCH, DEMO_MODEL, FILE, IN_MEMORY, RANDOM, TIMM
 from .searchable import make_searchable, select_text, show_start
 
 if TYPE_CHECKING:
     from ..models import GapCamModel
 
-FILE = "file…"
-RANDOM = "none (random init)"
-DEMO = "shapes demo (bundled)"  # resnet18 trained on synthetic shapes, for offline use
-IN_MEMORY = "in memory"  # a model handed over with use_model
-DEMO_MODEL = "shapes demo"  # the model choice: resnet18 with the DEMO weights, in one step
-DEMO_ARCH = "resnet18"
-TIMM = "timm:"
 DEFAULT_SIZE = 0  # input size choice: the model's own (224, or the checkpoint's)
 SIZE_PRESETS = (448, 896, 1344)
 
@@ -34,7 +28,8 @@ class ModelControls:
     """The model widgets and what they mean; ``say`` shows a message in the status line."""
 
     def __init__(self, say: Callable[[str], None]) -> None:
-        from ..models import DEMO_WEIGHTS, METHODS, available_devices, named_weights
+        from ..engine.methods import method_names
+        from ..models import DEMO_WEIGHTS, available_devices, named_weights
 
         self._say = say
         self._named_weights = named_weights
@@ -49,7 +44,7 @@ class ModelControls:
             label="weights file", mode="r", filter="*.pt *.pth *.ckpt *.tar"
         )
         self.names_file = FileEdit(label="class names", mode="r", filter="*.json *.txt")
-        self.method = ComboBox(label="method", choices=METHODS, value="auto")
+        self.method = ComboBox(label="method", choices=method_names(), value="auto")
         self.device = ComboBox(label="device", choices=available_devices(), value="auto")
         self.input_size = ComboBox(label="input size", choices=self._size_choices)
         self.square = CheckBox(
@@ -84,6 +79,7 @@ class ModelControls:
     def _arch_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
         """The bundled demo first, torchvision architectures labelled with their family and
         method, typed timm names, and the model handed over with :meth:`use_model`."""
+        from ..engine.methods import resolve
         from ..models.families import architectures, family_of
 
         choices = []
@@ -91,7 +87,7 @@ class ModelControls:
             choices.append((f"{DEMO_MODEL}  ({DEMO_ARCH}, bundled: works offline)", DEMO_MODEL))
         for arch in architectures():
             family = family_of(arch)
-            method = "CAM" if family.exact else "Grad-CAM"
+            method = resolve("auto", family.exact).label  # what method 'auto' gives it
             choices.append((f"{arch}  ({family.name}, {method})", arch))
         choices += [(f"{name}  (timm)", name) for name in self._typed_models]
         if self.memory_model is not None:

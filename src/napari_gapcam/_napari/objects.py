@@ -84,32 +84,6 @@ def scores(result: Any, plane: Any, classes: list[int]) -> Any:
     return result.object_scores(np.asarray(plane).astype(np.int64, copy=False), classes)
 
 
-class TiledObjects:
-    """A tiled result as :func:`napari_gapcam.engine.objects.object_scores` reads a result: every
-    class's map over the level read (one scale for the whole image; no tile yet: 0)."""
-
-    def __init__(self, tiled: Any) -> None:
-        self._tiled = tiled
-        self.image_shape, self.class_names = tiled.image_shape, tiled.class_names
-        self.num_classes = len(tiled.class_names)
-
-    def class_index(self, c: Any) -> int:
-        from ..engine.result import class_index
-
-        return class_index(self.class_names, c)
-
-    def topk(self, k: int) -> list[tuple[int, str, float]]:
-        return self._tiled.topk(k)
-
-    def cam(self, c: Any) -> np.ndarray:
-        return np.nan_to_num(self._tiled.cam(c))
-
-    def object_scores(self, labels: Any, classes: Any = None) -> Any:
-        from ..engine.objects import object_scores
-
-        return object_scores(self, labels, classes)
-
-
 class ObjectsView:
     """Scores the chosen Labels layer's objects after a run (see the module docstring)."""
 
@@ -126,9 +100,7 @@ class ObjectsView:
         except ValueError as error:
             self.objects_info.value = str(error)
             return
-        result = shown.result[shown.position[index]] if shown.is_stack else shown.result
-        if not hasattr(result, "object_scores"):  # a tiled run: its stitched map
-            result = TiledObjects(result)
+        result = shown.result[shown.position[index] if shown.is_stack else 0]
         classes = [i for i, _, _ in shown.top(TOP)]
         if self.class_select.value is not None and self.class_select.value not in classes:
             classes.append(int(self.class_select.value))

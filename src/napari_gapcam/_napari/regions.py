@@ -29,9 +29,8 @@ class Regions:
         shown = self._shown
         heat = shown.grid_map(meta["class_index"], placement.grid, index)
         grid = placement.grid
-        cell = (shown.image_shape[0] / grid[0]) * (shown.image_shape[1] / grid[1])
-        if hasattr(shown.result, "stride"):  # tiles: one cell per stride²
-            cell = float(shown.result.stride**2)
+        sy, sx = shown.result.placement(grid).scale
+        cell = sy * sx  # image pixels per cell
         found = (
             [] if heat is None else all_regions(heat, meta["threshold"], self.min_area.value / cell)
         )

@@ -1,9 +1,9 @@
 """What the overlays show: one run's result, the layer it belongs to, and where its planes sit.
 
-A run gives one :class:`~napari_gapcam.engine.result.Result`: of one image (the current plane) or
-growing batch by batch (all planes). Either way the overlays ask it for a class's grid map of a
-plane only when napari displays that plane; the overlay, the mask and the box share each map through
-a small cache.
+A run gives one result (the engine's result protocol): of one image (the current plane), growing
+batch by batch (all planes), or a slide's stitched tiles filling in. Whatever it is, the overlays
+ask it for a class's grid map of a plane only when napari displays that plane; the overlay, the
+mask and the box share each map through a small cache.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..engine.grid import bounded_grid, grid_placement
+from ..engine.grid import bounded_grid
 from .input_planes import Planes
 from .lazy_overlay import Fill, Index
 from .overlay_layers import Placement
@@ -27,19 +27,24 @@ if TYPE_CHECKING:
     from napari.layers import Image
 
     from ..engine.localize import Box
+    from ..engine.protocol import CamMaps
 
 
 @dataclass
 class Shown:
-    """A run's result on ``source``: ``result`` holds the first ``done`` planes of ``planes``."""
+    """A run's result on ``source``: ``result`` (any result of the result protocol: one plane,
+    a growing batch of planes, a slide's tiles filling in) holds the ``done`` first of
+    ``total`` units (planes or tiles) of ``planes``."""
 
     source: Image
     source_shape: tuple[int, ...]  # the source's shape at run time (a change makes it stale)
     planes: Planes
-    result: Any  # a Result: one plane, or all planes (growing)
+    result: CamMaps
     model: Any
     seconds: float = 0.0
     scale: str = "each"  # a stack's maps: min-max per plane ("each") or over all ("shared")
+    total: int = 1  # planes or tiles to run
+    unit: str = "planes"  # what ``done`` and ``total`` count: "planes" or "tiles"
     position: dict[tuple[int, ...], int] = field(default_factory=dict)
     _cache: dict[tuple, Any] = field(default_factory=dict, repr=False)
 
@@ -48,11 +53,14 @@ class Shown:
 
     @property
     def is_stack(self) -> bool:
+        """Several planes, each with its own map (a tiled run is one plane)."""
         return len(self.planes) > 1
 
     @property
     def done(self) -> int:
-        return len(self.result) if self.is_stack else 1
+        if self.unit == "tiles":
+            return int(self.result.metadata()["tiles_run"])
+        return len(self.result)
 
     @property
     def image_shape(self) -> tuple[int, int]:
@@ -60,35 +68,39 @@ class Shown:
 
     @property
     def mean_label(self) -> str:
-        """How the class list's probabilities are pooled ("mean " over a stack)."""
-        return "mean " if self.is_stack else ""
+        """How the class list's probabilities are pooled ("mean " over a stack or tiles)."""
+        return "mean " if self.result.averaged_over else ""
 
     def is_ready(self, c: int) -> bool:
-        """True when class ``c``'s maps cost no network pass (a single Grad-CAM plane: one)."""
+        """True when class ``c``'s maps cost no network pass (a single Grad-CAM plane: one;
+        a stack's planes are made as napari reads them)."""
         return self.is_stack or self.result.is_ready(c)
 
     def progress_note(self) -> str:
         """How far a cancelled run got."""
-        return f" after {self.done} of {len(self.planes)} planes" if self.is_stack else ""
+        if self.unit == "planes" and not self.is_stack:
+            return ""
+        return f" after {self.done} of {self.total} {self.unit}"
 
     def meta(self) -> dict[str, Any]:
         """What the overlays' metadata adds about the run."""
-        return {"scale": self.scale if self.is_stack else "each"}
+        extra = self.result.metadata() if self.unit == "tiles" else {}
+        return {
+            "scale": self.scale if self.is_stack else "each",
+            **extra,
+            "level": self.planes.level,
+        }
 
     def box_pixels(self, box: Box, grid: tuple[int, int]) -> Box:
         """A box in cells of ``grid`` → pixels of the image read."""
-        from ..engine.grid import grid_box_to_pixels
-
-        return grid_box_to_pixels(box, self.image_shape, grid)
+        return self.result.placement(grid).to_pixels(box, self.image_shape)
 
     def probabilities(self) -> np.ndarray:
-        """Per class: the plane's probability, or the mean over the planes done."""
-        if self.is_stack:
-            return self.result.mean_probabilities()
+        """Per class: the plane's probability, or the mean over the planes or tiles done."""
         return self.result.probabilities
 
     def top(self, k: int) -> list[tuple[int, str, float]]:
-        return self.result.topk_mean(k) if self.is_stack else self.result.topk(k)
+        return self.result.topk(k)
 
     def cells_per_plane(self, megapixels: float) -> int:
         """The overlays' cells per plane: the user's megapixels, but over an nD source at most
@@ -98,12 +110,19 @@ class Shown:
         depth = max((self.source_shape[a] for a in self.planes.lead_axes), default=1)
         return max(1, min(int(megapixels * 1e6), VOLUME_CELLS // depth))
 
+    def grid(self, max_pixels: int) -> tuple[int, int]:
+        """The grid the maps are shown at: at most ``max_pixels`` cells over the image read;
+        a slide's tiles: their stitched cells themselves (filled as tiles run)."""
+        if self.unit == "tiles":
+            return self.result.map_shape
+        return bounded_grid(self.image_shape, max_pixels)
+
     def placement(self, max_pixels: int) -> Placement:
-        """A grid of at most ``max_pixels`` cells over the image read, in the source's data."""
-        grid = bounded_grid(self.image_shape, max_pixels)
-        (sy, sx), (ty, tx) = grid_placement(self.image_shape, grid)
+        """The grid of :meth:`grid` over the image read, in the source's data coordinates."""
+        placed = self.result.placement(self.grid(max_pixels))
+        (sy, sx), (ty, tx) = placed.scale, placed.translate
         fy, fx = self.planes.level_scale  # level pixel → level-0 data (napari's convention)
-        return Placement(grid, (sy * fy, sx * fx), (ty * fy, tx * fx), self.planes.axes)
+        return Placement(placed.grid, (sy * fy, sx * fx), (ty * fy, tx * fx), self.planes.axes)
 
     def _cached(self, key: tuple, compute: Callable[[], Any]) -> Any:
         """A small cache: the CAM overlay, the mask and the box read the same maps and regions."""
@@ -117,13 +136,11 @@ class Shown:
     def grid_map(self, c: int, grid: tuple[int, int], index: tuple[int, ...]) -> np.ndarray | None:
         """Class ``c``'s normalised map of plane ``index`` at ``grid`` (None: not computed)."""
         position = self.position.get(index)
-        if position is None or position >= self.done:
+        if position is None or position >= len(self.result):
             return None
 
         def compute() -> np.ndarray:
-            if self.is_stack:
-                return self.result.cams(c, shape=grid, images=[position], scale=self.scale)[0]
-            return self.result.cam(c, shape=grid)
+            return self.result[position].cam(c, grid, self.scale)
 
         return self._cached(("map", c, grid, index), compute)
 
@@ -134,7 +151,7 @@ class Shown:
         if len(indices) == 1 or not self.is_stack:
             return [self.grid_map(c, grid, index) for index in indices]
         positions = [self.position.get(index) for index in indices]
-        ready = [p for p in positions if p is not None and p < self.done]
+        ready = [p for p in positions if p is not None and p < len(self.result)]
         maps: dict[int, np.ndarray] = {}
         for start in range(0, len(ready), AT_ONCE):
             chosen = ready[start : start + AT_ONCE]
@@ -152,7 +169,8 @@ class Shown:
         if heat is None:
             return None
         return self._cached(
-            ("region", c, grid, threshold, index), lambda: largest_region(heat, threshold)
+            ("region", c, grid, threshold, index),
+            lambda: largest_region(np.nan_to_num(heat), threshold),
         )
 
     def cam_fill(self, c: int, grid: tuple[int, int]) -> Fill:
@@ -167,7 +185,9 @@ class Shown:
                 region = self.region(c, grid, threshold, indices[0])
                 return [None if region is None else region[0]]
             heats = self.grid_maps(c, grid, indices)
-            return [None if h is None else largest_region(h, threshold)[0] for h in heats]
+            return [
+                None if h is None else largest_region(np.nan_to_num(h), threshold)[0] for h in heats
+            ]
 
         return masks
 

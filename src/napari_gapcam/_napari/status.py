@@ -1,20 +1,18 @@
-"""The widget's words: short status lines, the top-5 text, and the labels that never widen it.
+"""The dock's words: short status lines, the top-5 text, the class list's labels.
 
 A status line stays short (the full text of an error goes to napari's notification, which
-also logs it); labels wrap and are laid out at the dock's width, whatever they hold.
+also logs it). No Qt here: the session writes these, the dock shows them.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QLabel, QSizePolicy
-
-from .model_controls import DEMO_MODEL, FILE, RANDOM
+from .names import DEMO_MODEL, FILE, RANDOM
 
 if TYPE_CHECKING:
     from ..models.spec import ModelSpec
+    from .shown import Shown
 
 SHORT = 160  # characters of an error shown in the status line
 WAYS_ON = (
@@ -22,16 +20,7 @@ WAYS_ON = (
     f"Synthetic shapes) or weights '{FILE}'."
 )
 RANDOM_NOTE = "Random weights: these class names carry no meaning."
-
-
-def fit_label(label: QLabel) -> None:
-    """Wrap ``label``'s text at the dock's width: a long word (a path) never widens the dock."""
-    label.setWordWrap(True)
-    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-    policy = label.sizePolicy()
-    policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
-    label.setSizePolicy(policy)
-    label.setMinimumWidth(1)
+TOP = 5  # classes in the predictions text and first in the class list
 
 
 def is_missing_named_weights(error: BaseException, spec: ModelSpec) -> bool:
@@ -74,3 +63,15 @@ def no_finite_line(empty: int, planes: int) -> str:
     if planes == 1:
         return "The image holds no finite value (all NaN or inf): its predictions mean nothing."
     return f"{empty} of {planes} planes hold no finite value (NaN or inf): their maps mean nothing."
+
+
+def class_items(shown: Shown | None) -> list[tuple[str, int]]:
+    """The class list: the top classes first with their probability (the mean over a stack
+    or the tiles), then every class by index."""
+    if shown is None:
+        return []
+    top = shown.top(TOP)
+    head = [(f"{name}  ({shown.mean_label}{100 * p:.1f} %)", index) for index, name, p in top]
+    first = {index for index, _, _ in top}
+    names = shown.result.class_names
+    return head + [(f"{i}: {name}", i) for i, name in enumerate(names) if i not in first]

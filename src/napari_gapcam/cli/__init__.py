@@ -7,7 +7,7 @@
   run per folder (:mod:`.folder_lock`); :mod:`.distributed` runs chunks on dask workers.
 - ``--tiles``: :mod:`.pyramid` levels, :mod:`.tile_blocks` (the unit of work), :mod:`.tiled_run`,
   :mod:`.tiled_record`, :mod:`.tiled_outputs`.
-- ``--labels`` and ``--scale shared``: :mod:`.labels`, :mod:`.page_objects`, :mod:`.shared_scale`.
+- ``--labels`` and ``--scale shared``: :mod:`.labels`, :mod:`.page_objects`.
 - ``gapcam evaluate``: :mod:`.evaluate` against :mod:`.true_boxes`.
 """
 

@@ -135,12 +135,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="class names for a checkpoint: .json list or .txt, one per line",
     )
+    from ..engine.methods import METHODS, method_names
+
+    methods = "; ".join(f"{row.name}: {row.describe()}" for row in METHODS.values())
     parser.add_argument(
         "--method",
-        choices=("auto", "cam", "gradcam"),
+        choices=method_names(),
         default="auto",
-        help="auto: the exact CAM where the head is a global average pooling and one dense "
-        "layer, else Grad-CAM; cam (an error for other heads) or gradcam (default: %(default)s)",
+        help="auto: the exact method where the head is a global average pooling and one dense "
+        f"layer (the CAM), else Grad-CAM; or one of {methods} (default: %(default)s)",
     )
 
 

@@ -113,7 +113,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
 
 def _index(names: list[str], reference: str | int) -> int:
-    from ..engine.result import class_index
+    from ..engine.maps import class_index
 
     return class_index(names, reference)
 

@@ -20,14 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.grid import bounded_grid, grid_box_to_pixels, grid_placement
-from ..engine.localize import largest_region, regions_with_shares
+from ..engine.grid import bounded_grid, grid_placement
 from ..models.spec import ModelSpec
 from .inputs import InputError, Item, LazyPlane, Pages, fingerprint, open_pages
 from .outputs import OutputFolder, ZarrMaps, complete, write_png, write_tiff
 from .overlay_png import overlay
 from .page_objects import PageObjects
-from .shared_scale import shared_cams
 
 _MODELS: dict[ModelSpec, Any] = {}
 MAX_MAP_PIXELS = 2**22  # a map is written at most at 2048² cells (~4 M) over a bigger image
@@ -145,7 +143,7 @@ def check_options(options: Options) -> list[str]:
     model.check_memory((size, size))  # InputTooLargeError: a usage error, before any input
     reference = class_ref(options.class_ref, model.class_names)
     if reference is not None:  # the engine's own lookup and messages (no forward pass)
-        from ..engine.result import class_index
+        from ..engine.maps import class_index
 
         class_index(model.class_names, reference)
     return list(model.class_names)
@@ -163,25 +161,20 @@ def chosen_class(result: Any, options: Options) -> int:
 
 
 def summarise(
-    result: Any, options: Options, threshold: float, cam: np.ndarray | None = None
+    result: Any, options: Options, threshold: float, scale: str = "each"
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """A page's map of the chosen class (float32, at :func:`map_grid`) and its JSON: top-k,
-    class, box (in image pixels). ``cam``: the map already made (``--scale shared``)."""
+    class, box and regions (in image pixels), all from the result protocol. ``scale``:
+    ``"shared"`` for the pages of a ``--scale shared`` input (one batch: their range)."""
     top = result.topk(options.topk)
     index = chosen_class(result, options)
     grid = map_grid(result.image_shape, options)
-    full = grid == tuple(result.image_shape)
-    if cam is None:
-        cam = result.cam(index) if full else result.cam(index, grid)
-    box = largest_region(cam, threshold)[1]
-    if box is not None and not full:
-        box = grid_box_to_pixels(box, result.image_shape, grid)
-    cell = result.image_shape[0] * result.image_shape[1] / (grid[0] * grid[1])
+    cam = result.cam(index, grid, scale)
+    box = result.box(index, threshold, grid, scale)
     regions = [
-        {"box": [int(v) for v in (b if full else grid_box_to_pixels(b, result.image_shape, grid))],
-         "share": share}
-        for b, share in regions_with_shares(cam, threshold, options.min_area / cell)
-    ]  # fmt: skip
+        {"box": [int(v) for v in b], "share": share}
+        for b, share in result.regions(index, threshold, options.min_area, grid, scale)
+    ]
     return cam, {
         "topk": [{"index": i, "name": n, "probability": p} for i, n, p in top],
         "class": {
@@ -233,20 +226,22 @@ class _Job:
             self.held.append((image if index == 0 else None, result))
             if len(self.held) < self.pages.count:
                 return None
+            from ..engine.result import Result
+
             held, self.held = self.held, []
-            results = [r for _, r in held]
-            classes = [chosen_class(r, self.options) for r in results]
-            maps, self.ranges = shared_cams(results, classes, self.grid)
+            pages = Result.join([r for _, r in held])  # one batch: one range per class
+            classes = {chosen_class(page, self.options) for page in pages}
+            self.ranges = {pages.class_names[c]: list(pages.raw_range(c)) for c in sorted(classes)}
             outcome = None
-            for n, ((first, result), cam) in enumerate(zip(held, maps, strict=True)):
-                outcome = self._page(n, first, result, cam)
+            for n, (first, _) in enumerate(held):
+                outcome = self._page(n, first, pages[n], "shared")
             return outcome
         return self._page(index, image, result)
 
     def _page(
-        self, index: int, image: Any, result: Any, cam: np.ndarray | None = None
+        self, index: int, image: Any, result: Any, scale: str = "each"
     ) -> dict[str, Any] | None:
-        cam, page = summarise(result, self.options, self.threshold, cam)
+        cam, page = summarise(result, self.options, self.threshold, scale)
         if self.objects is not None:
             self.objects.add(index, result, chosen_class(result, self.options))
         self.results.append(page)

@@ -1,13 +1,13 @@
 """One big image split into blocks of tiles: the unit of work (and of resuming) of ``--tiles``.
 
-The tiles of :func:`napari_gapcam.engine.tiles.plan` are grouped into blocks of ``block_tiles`` ×
-``block_tiles`` tiles. The run's process plans an input (:func:`plan_input`: its level, the
-contrast and the foreground tiles, decided once so every block sees the same), and each block
-is a task (:func:`process_blocks`, in that process or on a dask worker) that runs its tiles
-through :func:`~napari_gapcam.engine.tiles.iter_tiled` (``only=``) and saves its grid cells, tile
-positions and probabilities in ``records/<stem>.parts/`` (atomically). A run killed at any
-moment keeps every block saved; the next run with the same input and settings computes only
-the blocks left (another input or other settings start afresh).
+The tiles of :func:`napari_gapcam.engine.tiling.plan_tiles` are grouped into blocks of
+``block_tiles`` × ``block_tiles`` tiles. The run's process plans an input (:func:`plan_input`:
+its level, the contrast and the foreground tiles, decided once so every block sees the same),
+and each block is a task (:func:`process_blocks`, in that process or on a dask worker) that
+runs its tiles through :func:`~napari_gapcam.engine.tiles.run_tiles` (``only=``) and saves its
+grid cells, tile positions and probabilities in ``records/<stem>.parts/`` (atomically). A run
+killed at any moment keeps every block saved; the next run with the same input and settings
+computes only the blocks left (another input or other settings start afresh).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class TiledPlan:
     item: Item
     levels: Levels
     level: int
-    tiling: Any  # napari_gapcam.engine.tiles.Tiling
+    tiling: Any  # napari_gapcam.engine.tiling.Tiling
     key: str
     source: dict[str, Any]  # the input's fingerprint, taken before reading
     parts: Path
@@ -69,15 +69,15 @@ def block_path(parts: Path, block: tuple[int, int]) -> Path:
     return parts / f"block-{block[0]}-{block[1]}.npz"
 
 
-def _image(levels: Levels, level: int) -> Any:
+def _image(levels: Levels) -> Any:
     """What :func:`iter_tiled` gets: the levels (a pyramid), or the one array itself."""
     return levels.levels if len(levels.levels) > 1 else levels.levels[0]
 
 
 def plan_input(item: Item, options: Any, geometry: dict[str, Any], out: OutputFolder) -> TiledPlan:
-    """Open the input, plan its tiles and blocks, and find the blocks a killed run saved."""
-    from ..engine.preprocess import image_layout, intensity_range
-    from ..engine.tiles import _thumbnail, foreground_tiles, plan
+    """Open the input, plan its tiles (the engine's :func:`~napari_gapcam.engine.tiling.
+    plan_tiles`) and blocks, and find the blocks a killed run saved."""
+    from ..engine.tiling import plan_tiles
 
     source = fingerprint(item.path)
     levels = open_levels(item.path)
@@ -87,26 +87,16 @@ def plan_input(item: Item, options: Any, geometry: dict[str, Any], out: OutputFo
             f"--level {level}: the image has {len(levels.levels)} level(s) (0 to "
             f"{len(levels.levels) - 1})"
         )
-    data = levels.levels[level]
-    shape = levels.shapes[level]
-    stride, size = geometry["stride"], geometry["tile_size"]
-    overlap = 2 * stride if options.overlap is None else options.overlap
-    tiling = plan(shape, stride, size, overlap)
-    smallest = levels.levels[-1] if len(levels.levels) > 1 else None
-    low, high = intensity_range(smallest if smallest is not None else data)
-    if image_layout(data) and np.dtype(data.dtype) == np.uint8:
-        low, high = 0.0, 255.0
-    todo = tiling.tiles()
-    if options.background == "auto":
-        thumbnail = smallest if smallest is not None else _thumbnail(data)
-        keep = foreground_tiles(np.asarray(thumbnail), shape, tiling)
-        todo = [t for t in todo if t in keep]
+    tiles = plan_tiles(
+        _image(levels), geometry["tile_size"], geometry["stride"], options.overlap,
+        level if len(levels.levels) > 1 else None, background=options.background,
+    )  # fmt: skip
     identity = {
         "settings": options.settings(),
         "input": source,
         "shapes": levels.shapes,
-        "stride": stride,
-        "contrast": [low, high],
+        "stride": geometry["stride"],
+        "contrast": [tiles.low, tiles.high],
         "blocks": options.block_tiles,
     }
     key = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
@@ -116,14 +106,15 @@ def plan_input(item: Item, options: Any, geometry: dict[str, Any], out: OutputFo
     _prepare_parts(parts, key)
     n = max(1, int(options.block_tiles))
     blocks: dict[tuple[int, int], list[tuple[int, int]]] = {}
-    for i, j in todo:
+    for i, j in tiles.todo:
         blocks.setdefault((i // n, j // n), []).append((i, j))
     left = [
-        BlockTask(item.path, item.stem, block, tuple(tiles), (low, high), key)
-        for block, tiles in sorted(blocks.items())
+        BlockTask(item.path, item.stem, block, tuple(members), (tiles.low, tiles.high), key)
+        for block, members in sorted(blocks.items())
         if not block_path(parts, block).is_file()
     ]
-    return TiledPlan(item, levels, level, tiling, key, source, parts, len(todo), len(blocks), left)
+    run = len(tiles.todo)
+    return TiledPlan(item, levels, level, tiles.tiling, key, source, parts, run, len(blocks), left)
 
 
 def _prepare_parts(parts: Path, key: str) -> None:
@@ -152,7 +143,8 @@ def _belongs(parts: Path, key: str) -> bool:
 def process_blocks(tasks: Sequence[BlockTask], options: Any, root: str) -> list[dict[str, Any]]:
     """Run each block's tiles and save them; one outcome per block
     (``{"file", "status": "block" | "failed", "block", "error"}``)."""
-    from ..engine.tiles import iter_tiled
+    from ..engine.tiles import run_tiles
+    from ..engine.tiling import plan_tiles, tile_stride
     from .infer import get_model
 
     model = get_model(options.model)
@@ -171,29 +163,17 @@ def process_blocks(tasks: Sequence[BlockTask], options: Any, root: str) -> list[
                     opened[task.path] = open_levels(task.path)
                 levels = opened[task.path]
                 size = options.tile_size or options.input_size or model.input_size
-                stride = _cells(model, size)
-                overlap = 2 * stride if options.overlap is None else options.overlap
-                *_, (_, _, result) = iter_tiled(
-                    model, _image(levels, options.level or 0), size, overlap,
-                    options.level or None, task.contrast, options.batch_size, only=task.tiles,
+                level = (options.level or 0) if len(levels.levels) > 1 else None
+                plan = plan_tiles(
+                    _image(levels), size, tile_stride(model, size), options.overlap, level,
+                    task.contrast, only=task.tiles,
                 )  # fmt: skip
+                *_, (_, _, result) = run_tiles(model, plan, options.batch_size)
                 _save_block(target, result, task)
         except Exception as error:
             outcome = {**outcome, "status": "failed", "error": f"{type(error).__name__}: {error}"}
         outcomes.append(outcome)
     return outcomes
-
-
-_STRIDES: dict[tuple[int, int], int] = {}
-
-
-def _cells(model: Any, size: int) -> int:
-    from ..engine.tiles import _stride
-
-    key = (id(model), int(size))
-    if key not in _STRIDES:
-        _STRIDES[key] = _stride(model, int(size))
-    return _STRIDES[key]
 
 
 def _block_cells(tiling: Any, tiles: Sequence[tuple[int, int]]) -> tuple[int, int, int, int]:
@@ -253,13 +233,12 @@ def check_tiled(options: Any) -> dict[str, Any]:
 
     every = options.class_ref == "all"  # every class: no class to look up
     names = check_options(replace(options, class_ref=None) if every else options)
+    from ..engine.tiles import check_tiles
+    from ..engine.tiling import tile_stride
+
     model = get_model(options.model)
-    if model.method != "cam":
-        raise ValueError(
-            f"--tiles stitches the exact CAM (a GAP + dense head); this model uses "
-            f"{model.method_label}: run it without --tiles."
-        )
+    check_tiles(model)
     size = int(options.tile_size or options.input_size or model.input_size)
     model.check_memory((size, size), options.batch_size)
-    return {"class_names": names, "stride": _cells(model, size), "tile_size": size,
+    return {"class_names": names, "stride": tile_stride(model, size), "tile_size": size,
             "box_threshold": model.box_threshold}  # fmt: skip

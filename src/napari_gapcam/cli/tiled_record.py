@@ -2,8 +2,8 @@
 
 Runs in the run's own process once every block of the input is saved
 (:mod:`~napari_gapcam.cli.tile_blocks`): the blocks' grids make one
-:class:`~napari_gapcam.engine.tiles.TiledResult` (one min-max over the whole image), from which come
-the OME-Zarr map, the per-tile CSV and the GeoJSON regions
+:class:`~napari_gapcam.engine.tiled_result.TiledResult` (one min-max over the whole image), from
+which come the OME-Zarr map, the per-tile CSV and the GeoJSON regions
 (:mod:`~napari_gapcam.cli.tiled_outputs`); the record is written last, then the blocks are
 deleted.
 """
@@ -38,16 +38,12 @@ def finish_tiled(
     threshold: float,
 ) -> dict[str, Any]:
     """Merge ``plan``'s blocks, write its files and its record; returns the outcome."""
-    from ..engine.result import class_index
-    from ..engine.tiles import TiledResult
+    from ..engine.maps import class_index
+    from ..engine.tiled_result import TiledResult
 
     grids, tiles, probabilities = load_blocks(plan, len(class_names))
     tiling, stride = plan.tiling, plan.tiling.stride
-    boxes = []
-    for i, j in tiles:
-        y0, x0 = tiling.starts[0][i] * stride, tiling.starts[1][j] * stride
-        h, w = tiling.image_shape
-        boxes.append((y0, x0, min(h, y0 + tiling.tile_size), min(w, x0 + tiling.tile_size)))
+    boxes = [tiling.pixels(tile) for tile in tiles]
     result = TiledResult(grids, probabilities, boxes, class_names, tiling, plan.level, plan.skipped)
     dy, dx = plan.levels.downsample(plan.level)
     cell = (stride * dy, stride * dx)  # level-0 pixels per grid cell

@@ -9,8 +9,32 @@ scale and translate lies exactly over the full-size map.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 Shape = tuple[int, int]
+Box = tuple[int, int, int, int]  # (y0, x0, y1, x1), half-open
+
+
+class Placement(NamedTuple):
+    """Where a grid of cells lies over an image: cell ``i``'s centre is at pixel coordinate
+    ``i·scale + translate`` (per axis), so a cell covers the pixels between
+    ``i·scale + translate − (scale − 1)/2`` and that plus ``scale``."""
+
+    grid: Shape
+    scale: tuple[float, float]
+    translate: tuple[float, float]
+
+    def to_pixels(self, box: Box, image_shape: Shape) -> Box:
+        """A half-open box of cells → the half-open box of image pixels those cells cover."""
+        edges = [t - (s - 1) / 2 for s, t in zip(self.scale, self.translate, strict=True)]
+        (sy, sx), (ey, ex), (height, width) = self.scale, edges, image_shape
+        y0, x0, y1, x1 = box
+        return (
+            max(0, math.floor(y0 * sy + ey + 1e-9)),
+            max(0, math.floor(x0 * sx + ex + 1e-9)),
+            min(height, math.ceil(y1 * sy + ey - 1e-9)),
+            min(width, math.ceil(x1 * sx + ex - 1e-9)),
+        )
 
 
 def bounded_grid(image_shape: Shape, max_pixels: int) -> Shape:
@@ -34,16 +58,12 @@ def grid_placement(image_shape: Shape, grid_shape: Shape) -> tuple[Shape, Shape]
     return scale, translate  # type: ignore[return-value]
 
 
-def grid_box_to_pixels(
-    box: tuple[int, int, int, int], image_shape: Shape, grid_shape: Shape
-) -> tuple[int, int, int, int]:
+def placed(image_shape: Shape, grid_shape: Shape) -> Placement:
+    """The :class:`Placement` of a ``grid_shape`` grid spread over ``image_shape`` pixels."""
+    scale, translate = grid_placement(image_shape, grid_shape)
+    return Placement(tuple(int(g) for g in grid_shape), scale, translate)  # type: ignore[arg-type]
+
+
+def grid_box_to_pixels(box: Box, image_shape: Shape, grid_shape: Shape) -> Box:
     """A half-open box in grid cells → the half-open box of image pixels those cells cover."""
-    (sy, sx), _ = grid_placement(image_shape, grid_shape)
-    y0, x0, y1, x1 = box
-    height, width = image_shape
-    return (
-        max(0, math.floor(y0 * sy)),
-        max(0, math.floor(x0 * sx)),
-        min(height, math.ceil(y1 * sy)),
-        min(width, math.ceil(x1 * sx)),
-    )
+    return placed(image_shape, grid_shape).to_pixels(box, image_shape)

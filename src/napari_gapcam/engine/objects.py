@@ -18,7 +18,7 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas
 
-    from .result import ClassRef
+    from .maps import ClassRef
 
 CHUNK_VALUES = 2**24  # map values upsampled at once (64 MiB of float32)
 
@@ -45,9 +45,10 @@ def object_scores(
     """One row per object of ``labels``: ``label``, ``area``, one column per class (named by
     the class) with the object's mean map, ``cam_class`` and ``cam_share``.
 
-    ``result`` is one image's :class:`~napari_gapcam.engine.result.CamResult`; ``labels`` an integer
-    array (numpy, dask, zarr) of the image's shape. ``classes``: all by default (a 1000-class
-    model costs 1000 upsampled maps: give the ones you need).
+    ``result`` is one image's result (:class:`~napari_gapcam.engine.protocol.CamMaps`: a
+    ``CamResult``, a tiled slide's stitched map, where NaN cells count as 0); ``labels`` an
+    integer array (numpy, dask, zarr) of the image's shape. ``classes``: all by default (a
+    1000-class model costs 1000 upsampled maps: give the ones you need).
     """
     import pandas as pd
 
@@ -69,14 +70,14 @@ def object_scores(
     step = max(1, CHUNK_VALUES // labels.size)
     for start in range(0, len(indices), step):
         chunk = indices[start : start + step]
-        maps = np.stack([result.cam(c).ravel() for c in chunk], axis=1)  # pixels × classes
+        maps = np.stack([np.nan_to_num(result.cam(c)).ravel() for c in chunk], axis=1)
         scores[:, start : start + len(chunk)] = average @ maps
     table = pd.DataFrame({"label": ids, "area": areas})
     names = [result.class_names[c] for c in indices]
     table = pd.concat([table, pd.DataFrame(scores, columns=names)], axis=1)
     best = scores.argmax(axis=1) if len(indices) else np.zeros(len(ids), int)
     table["cam_class"] = [names[i] for i in best] if len(indices) else None
-    top = result.cam(result.topk(1)[0][0]).ravel().astype(np.float64)
+    top = np.nan_to_num(result.cam(result.topk(1)[0][0])).ravel().astype(np.float64)
     mass = top.sum()
     inside = (average @ top) * areas  # the sum of the map over each object
     table["cam_share"] = inside / mass if mass > 0 else 0.0

@@ -1,85 +1,39 @@
 """The result of a run, batch first: N ≥ 1 images' logits and last maps, and their method.
 
 :class:`Result` holds every image's maps (on the host; half precision for stacks: 2048×7×7 ×
-2 bytes = 200 KB a ResNet-50 image) and answers for the batch (``topk_mean``, ``top1``,
-``cams``); ``result[i]`` is a light :class:`CamResult` view with the single-image API
-(``topk``, ``cam``, ``raw_cam``, ``box``, ``mask``, …). Maps come from the method
-(:class:`~napari_gapcam.engine.methods.Method`), so a class change costs no forward pass; a costly
-method's maps (Grad-CAM: a backward pass) are cached per (image, class) and made in batches.
+2 bytes = 200 KB a ResNet-50 image); ``result[i]`` is a light :class:`CamResult` view of image
+i. Both answer the result protocol (:mod:`~napari_gapcam.engine.protocol`). Maps come from the
+method (:class:`~napari_gapcam.engine.methods.base.Method`), so a class change costs no forward
+pass; a costly method's maps (Grad-CAM: a backward pass) are cached per (image, class) and made
+in batches.
 """
 
 from __future__ import annotations
 
 import bisect
-import difflib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from ._torch import F, torch
-from .cam import Cam
-from .localize import Box, boxes_from_map, largest_region, mask_from_map
-from .methods import Method
+from ._torch import torch
+from .maps import (
+    ClassRef,
+    check_scale,
+    class_index,
+    normalise_by,
+    normalise_each,
+    upsample_and_normalise,
+)
+from .methods.base import Method
+from .methods.cam import Cam
+from .protocol import ManyImages, OneImage
 
-ClassRef = int | str
 GPU_MAPS_MIN = 2**20  # output pixels from which a GPU result's maps are made on the GPU
 METHOD_BATCH = 16  # images per backward pass of a costly method
-SCALES = ("each", "shared")  # one min-max per map, or one per class over all images
 # images per step of a class's range over a stack (a shared-scale class change, on the UI
 # thread): their float32 maps stay in the CPU's cache (256 at a time: 3 MB → 100 MB, 10× slower)
 RANGE_CHUNK = 8
-
-
-def normalise_each(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear (``align_corners=False``) upsampling of n maps (n×h×w) to ``size``, then min-max
-    each to [0, 1].
-
-    A constant map (up to float rounding), or a 1-pixel target, gives zeros, never NaN.
-    """
-    up = F.interpolate(raw[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
-    low = up.amin(dim=(1, 2), keepdim=True)
-    span = up.amax(dim=(1, 2), keepdim=True) - low
-    flat = ~(span > 1e-6 * raw.abs().amax(dim=(1, 2), keepdim=True).float())
-    span = torch.where(flat, float("inf"), span)  # (x − low) / inf = 0; no mask indexing,
-    # which would wait for a GPU
-    return up.sub_(low).div_(span)
-
-
-def upsample_and_normalise(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """:func:`normalise_each` of one h×w map."""
-    return normalise_each(raw[None], size)[0]
-
-
-def class_index(class_names: Sequence[str], c: ClassRef) -> int:
-    """Index of a class given by index (int) or by name (exact, else case-insensitive)."""
-    count = len(class_names)
-    if isinstance(c, (int, np.integer)) and not isinstance(c, bool):
-        index = int(c)
-        if not 0 <= index < count:
-            raise IndexError(
-                f"Class index {index} is out of range: the model has {count} classes "
-                f"(0…{count - 1})."
-            )
-        return index
-    if isinstance(c, str):
-        if c in class_names:
-            return list(class_names).index(c)
-        lowered = [name.lower() for name in class_names]
-        if c.lower() in lowered:
-            return lowered.index(c.lower())
-        close = difflib.get_close_matches(c, class_names, n=3)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise KeyError(f"Unknown class name {c!r}.{hint} See result.class_names for all.")
-    raise TypeError(f"A class is an index (int) or a name (str), got {type(c).__name__}.")
-
-
-def top_classes(
-    probabilities: np.ndarray, class_names: Sequence[str], k: int
-) -> list[tuple[int, str, float]]:
-    """The ``k`` most probable classes as ``(index, name, probability)``, best first."""
-    order = np.argsort(-probabilities, kind="stable")[: max(0, k)]
-    return [(int(i), class_names[i], float(probabilities[i])) for i in order]
 
 
 def _method(method: torch.Tensor | Method) -> Method:
@@ -87,12 +41,14 @@ def _method(method: torch.Tensor | Method) -> Method:
     return (Cam(method) if isinstance(method, torch.Tensor) else method).on_host()
 
 
-class Result(Sequence["CamResult"]):
+class Result(ManyImages, Sequence["CamResult"]):
     """N images of one size: ``result[i]`` is image i's :class:`CamResult`.
 
-    ``features`` N×K×h×w (on the host), ``logits`` N×C; ``method`` a
-    :class:`~napari_gapcam.engine.methods.Method` or a dense layer's weights (C×K: the CAM);
-    ``device`` is where the model ran (a GPU makes big batches of maps there).
+    ``features`` N×K×h×w (on the host), logits N×C; ``method`` a
+    :class:`~napari_gapcam.engine.methods.base.Method` or a dense layer's weights (C×K: the
+    CAM); ``device`` is where the model ran (a GPU makes big batches of maps there). The
+    classes' answers (``probabilities``, ``topk``) are the mean over the images; each image's
+    are ``image_probabilities`` (N×C) and ``result[i]``; map answers are batch first.
     """
 
     def __init__(
@@ -107,8 +63,10 @@ class Result(Sequence["CamResult"]):
     ) -> None:
         self._parts = [features]  # by batch, joined only when asked for
         self._starts = [0]
-        self.logits: np.ndarray = logits.detach().float().cpu().numpy()  # N×C
-        self.probabilities: np.ndarray = torch.softmax(torch.from_numpy(self.logits), 1).numpy()
+        self.image_logits: np.ndarray = logits.detach().float().cpu().numpy()  # N×C
+        self.image_probabilities: np.ndarray = torch.softmax(
+            torch.from_numpy(self.image_logits), 1
+        ).numpy()
         self.class_names = list(class_names)
         self.image_shape = tuple(int(s) for s in image_shape)
         # the network input's h×w (the image resized): known when a model made the result
@@ -117,6 +75,20 @@ class Result(Sequence["CamResult"]):
         self._device = device
         self._cache: dict[tuple[int, int], torch.Tensor] = {}  # (image, class) → raw map
         self._ranges: dict[tuple[int, int], tuple[float, float]] = {}  # (class, images) → range
+
+    @classmethod
+    def join(cls, images: Sequence[CamResult]) -> Result:
+        """One batch of one-image results of one size (pages met one by one), so their maps
+        can share a scale (``cams(..., scale="shared")``). Made with their method."""
+        first = images[0]
+        return cls(
+            torch.stack([image.features for image in images]),
+            torch.from_numpy(np.stack([image.logits for image in images])),
+            first._batch._method,
+            first.class_names,
+            first.image_shape,
+            first.input_shape,
+        )
 
     # ------------------------------------------------------------------ the batch
     def __len__(self) -> int:
@@ -131,7 +103,7 @@ class Result(Sequence["CamResult"]):
         return CamResult.view(self, index % len(self))
 
     def __repr__(self) -> str:
-        best = ", ".join(f"{name} {p:.3f}" for _, name, p in self.topk_mean(3))
+        best = ", ".join(f"{name} {p:.3f}" for _, name, p in self.topk(3))
         return f"Result({len(self)} images of {self.image_shape}, mean top-3: {best})"
 
     @property
@@ -149,18 +121,29 @@ class Result(Sequence["CamResult"]):
     @property
     def method(self) -> str:
         """``"CAM"`` or ``"Grad-CAM"``."""
-        return self._method.name
+        return self._method.label
 
     @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
+    def method_info(self) -> Any:
+        return self._method.info
+
+    @property
+    def decomposable(self) -> bool:
+        return self._method.info.decomposition
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """Each class's probability averaged over the images (C,)."""
+        return self.image_probabilities.mean(axis=0)
 
     def extend(self, other: Result) -> None:
         """Append the images of ``other`` (the next batch of the same run), in place."""
         self._starts.append(len(self))
         self._parts.append(other.features)
-        self.logits = np.concatenate([self.logits, other.logits])
-        self.probabilities = np.concatenate([self.probabilities, other.probabilities])
+        self.image_logits = np.concatenate([self.image_logits, other.image_logits])
+        self.image_probabilities = np.concatenate(
+            [self.image_probabilities, other.image_probabilities]
+        )
 
     @staticmethod
     def concatenate(parts: Sequence[Result]) -> Result:
@@ -169,21 +152,23 @@ class Result(Sequence["CamResult"]):
             parts[0].extend(part)
         return parts[0]
 
-    def mean_probabilities(self) -> np.ndarray:
-        """Each class's probability averaged over the images (C,)."""
-        return self.probabilities.mean(axis=0)
-
-    def topk_mean(self, k: int = 5) -> list[tuple[int, str, float]]:
-        """The ``k`` classes of highest mean probability as ``(index, name, mean p)``."""
-        return top_classes(self.mean_probabilities(), self.class_names, k)
-
     def top1(self) -> list[int]:
         """Each image's most probable class."""
-        return [int(i) for i in self.probabilities.argmax(axis=1)]
+        return [int(i) for i in self.image_probabilities.argmax(axis=1)]
 
-    def ready(self, image: int, c: ClassRef) -> bool:
-        """True when image ``image``'s map of ``c`` costs no network pass."""
-        return not self._method.cached or (image, class_index(self.class_names, c)) in self._cache
+    def is_ready(self, c: ClassRef) -> bool:
+        """True when every image's map of ``c`` costs no network pass."""
+        index = self.class_index(c)
+        return not self._method.cached or all((i, index) in self._cache for i in range(len(self)))
+
+    def _ready(self, image: int, c: int) -> bool:
+        return not self._method.cached or (image, c) in self._cache
+
+    # ------------------------------------------------------------------ maps, batch first
+    def raw_cam(self, c: ClassRef) -> np.ndarray:
+        """Every image's raw map of ``c``, N×h×w float32 (see :meth:`CamResult.raw_cam`)."""
+        index = self.class_index(c)
+        return self.raw(range(len(self)), [index] * len(self)).numpy()
 
     def cams(
         self,
@@ -199,8 +184,7 @@ class Result(Sequence["CamResult"]):
         does; ``"shared"``: one min and max per class over every image's raw map, so images
         compare (an image without the object stays cool).
         """
-        if scale not in SCALES:
-            raise ValueError(f"Unknown scale {scale!r}: use one of {', '.join(SCALES)}.")
+        check_scale(scale)
         indices = list(range(len(self))) if images is None else [int(i) for i in images]
         classes = (
             list(c) if isinstance(c, Sequence) and not isinstance(c, str) else [c] * len(indices)
@@ -212,11 +196,16 @@ class Result(Sequence["CamResult"]):
             return np.zeros((0, *size), np.float32)
         rows = [class_index(self.class_names, k) for k in classes]
         if scale == "shared":
-            return self._shared_cams(indices, rows, size)
+            ranges = torch.tensor([self.raw_range(row) for row in rows], dtype=torch.float32)
+            return normalise_by(self.raw(indices, rows), size, ranges).numpy()
         on_gpu = self._device is not None and self._device.type == "cuda"
         if on_gpu and not self._method.cached and len(indices) * size[0] * size[1] >= GPU_MAPS_MIN:
             return self._cams_on(self._device, indices, rows, size)
         return normalise_each(self.raw(indices, rows), size).numpy()
+
+    def metadata(self) -> dict[str, Any]:
+        shapes = {"input_shape": list(self.input_shape or ()), "map_shape": list(self.map_shape)}
+        return {"images": len(self), "method": self.method, **shapes}
 
     def raw_range(self, c: ClassRef) -> tuple[float, float]:
         """The lowest and highest value of class ``c``'s raw map over every image."""
@@ -231,29 +220,7 @@ class Result(Sequence["CamResult"]):
             self._ranges[key] = (low, high)
         return self._ranges[key]
 
-    def _shared_cams(
-        self, indices: Sequence[int], rows: Sequence[int], size: tuple[int, int]
-    ) -> np.ndarray:
-        """Bilinear upsampling, then one min-max per class over all images (zeros if flat)."""
-        raw = self.raw(indices, rows)
-        up = F.interpolate(raw[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
-        ranges = torch.tensor([self.raw_range(row) for row in rows], dtype=torch.float32)
-        low, span = ranges[:, 0, None, None], (ranges[:, 1] - ranges[:, 0])[:, None, None]
-        flat = ~(span > 1e-6 * ranges.abs().amax(dim=1)[:, None, None])
-        return up.sub_(low).div_(torch.where(flat, float("inf"), span)).clamp_(0, 1).numpy()
-
-    def object_scores(self, labels: Any, classes: Sequence[ClassRef] | None = None) -> Any:
-        """:meth:`CamResult.object_scores` of every image (``labels``: N×H×W, one label image
-        per image) in one DataFrame, with an ``image`` column first."""
-        import pandas as pd
-
-        if len(labels) != len(self):
-            raise ValueError(f"{len(labels)} label images for {len(self)} images: one each.")
-        tables = [self[i].object_scores(labels[i], classes) for i in range(len(self))]
-        for i, table in enumerate(tables):
-            table.insert(0, "image", i)
-        return pd.concat(tables, ignore_index=True)
-
+    # ------------------------------------------------------------------ raw maps
     def raw(self, images: Sequence[int], classes: Sequence[int]) -> torch.Tensor:
         """Raw maps (n×h×w float32, on the host) of ``classes[i]`` for image ``images[i]``."""
         if not self._method.cached:
@@ -302,10 +269,7 @@ class Result(Sequence["CamResult"]):
         return out
 
 
-StackResult = Result  # the name the stack API had
-
-
-class CamResult:
+class CamResult(OneImage):
     """One image of a :class:`Result`: its logits, maps and every map of a class.
 
     ``CamResult(features K×h×w, logits C, method, class_names, image_shape)`` makes a
@@ -347,11 +311,11 @@ class CamResult:
 
     @property
     def logits(self) -> np.ndarray:
-        return self._batch.logits[self._index]
+        return self._batch.image_logits[self._index]
 
     @property
     def probabilities(self) -> np.ndarray:
-        return self._batch.probabilities[self._index]
+        return self._batch.image_probabilities[self._index]
 
     @property
     def class_names(self) -> list[str]:
@@ -371,20 +335,22 @@ class CamResult:
         return self._batch.method
 
     @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
+    def method_info(self) -> Any:
+        return self._batch.method_info
 
-    def class_index(self, c: ClassRef) -> int:
-        """Index of a class given by index (int) or by name (exact, else case-insensitive)."""
-        return class_index(self.class_names, c)
+    @property
+    def decomposable(self) -> bool:
+        return self._batch.decomposable
 
-    def topk(self, k: int = 5) -> list[tuple[int, str, float]]:
-        """The ``k`` most probable classes as ``(index, name, probability)``, best first."""
-        return top_classes(self.probabilities, self.class_names, k)
+    def metadata(self) -> dict[str, Any]:
+        return {**self._batch.metadata(), "images": 1}
 
     def is_ready(self, c: ClassRef) -> bool:
         """True when class ``c``'s map costs no more network pass (CAM, or Grad-CAM done)."""
-        return self._batch.ready(self._index, c)
+        return self._batch._ready(self._index, self.class_index(c))
+
+    def _version(self) -> int:
+        return len(self._batch)  # a growing stack changes a shared scale
 
     def _raw(self, c: ClassRef) -> torch.Tensor:
         return self._batch.raw([self._index], [self.class_index(c)])[0]
@@ -396,13 +362,16 @@ class CamResult:
         """
         return self._raw(c).float().cpu().numpy()
 
-    def cam(self, c: ClassRef, shape: tuple[int, int] | None = None) -> np.ndarray:
+    def cam(self, c: ClassRef, shape: tuple[int, int] | None = None, scale: str = "each"):
         """The map upsampled to the image's H×W and min-max normalised to [0, 1] (float32).
 
         ``shape=(h, w)`` gives the map at an h×w grid over the image instead (e.g. a bounded
-        overlay of a huge image); :func:`napari_gapcam.engine.grid.grid_placement` says where its
-        cells sit in image pixels.
+        overlay of a huge image); :meth:`placement` says where its cells sit in image pixels.
+        ``scale="shared"``: scaled by the class's range over every image of the batch.
         """
+        check_scale(scale)
+        if scale == "shared":
+            return self._batch.cams(c, shape, [self._index], scale)[0]
         size = self.image_shape if shape is None else tuple(int(s) for s in shape)
         return upsample_and_normalise(self._raw(c).float(), size).cpu().numpy()
 
@@ -411,12 +380,13 @@ class CamResult:
         largest contribution ``w[c, k] · mean(A_k)`` (its share of the logit), largest first.
 
         Maps are at the feature grid (h×w); with ``n=None`` every channel, and the maps sum to
-        :meth:`raw_cam`. The exact CAM only: Grad-CAM's ReLU makes its map no such sum.
+        :meth:`raw_cam`. Methods whose map is a weighted sum of channels only (the CAM):
+        Grad-CAM's ReLU makes its map no such sum.
         """
         method = self._batch._method
-        if method.relu:
+        if not self.decomposable:
             raise ValueError(
-                f"contributions decompose the exact CAM into channels; {method.name}'s ReLU "
+                f"contributions decompose the exact CAM into channels; {method.label}'s ReLU "
                 "makes its map no such sum. Load the model with method='cam' (a GAP + dense head)."
             )
         features = self.features
@@ -428,25 +398,3 @@ class CamResult:
         return [
             (int(k), float(weight[k]), (weight[k] * features[k]).numpy()) for k in chosen.tolist()
         ]
-
-    def object_scores(self, labels: Any, classes: Sequence[ClassRef] | None = None) -> Any:
-        """A pandas DataFrame, one row per labelled object: its mean map per class,
-        ``cam_class`` and ``cam_share`` (see :func:`napari_gapcam.engine.objects.object_scores`)."""
-        from .objects import object_scores
-
-        return object_scores(self, labels, classes)
-
-    def mask(self, c: ClassRef, threshold: float = 0.2) -> np.ndarray:
-        """Largest connected region where ``cam(c) ≥ threshold · max`` (bool H×W)."""
-        return mask_from_map(self.cam(c), threshold)
-
-    def box(self, c: ClassRef, threshold: float = 0.2) -> Box | None:
-        """Bounding box ``(y0, x0, y1, x1)`` (half-open, pixels) of :meth:`mask`.
-
-        ``None`` when the map is constant (no region stands out).
-        """
-        return largest_region(self.cam(c), threshold)[1]
-
-    def boxes(self, c: ClassRef, threshold: float = 0.2, min_area: int = 1) -> list[Box]:
-        """Boxes of every region of at least ``min_area`` pixels, largest first."""
-        return boxes_from_map(self.cam(c), threshold, min_area=min_area)

@@ -23,7 +23,8 @@ DEMO_WEIGHTS = Path(__file__).parents[1] / "data" / "shapes_resnet18.pt"
 _LAZY = {
     "ARCHITECTURES": ".families",
     "FAMILIES": ".families",
-    "METHODS": "..engine.model",
+    "METHODS": "..engine.methods",
+    "method_names": "..engine.methods",
     "GapCamModel": "..engine.model",
     "ModelConfig": "..engine.config",
     "available_devices": "..engine.device",
@@ -50,6 +51,7 @@ __all__ = [
     "from_module",
     "imagenet_categories",
     "load_model",
+    "method_names",
     "named_weights",
     "resolve_device",
 ]
@@ -57,7 +59,8 @@ __all__ = [
 if TYPE_CHECKING:
     from ..engine.config import ModelConfig
     from ..engine.device import available_devices, resolve_device
-    from ..engine.model import METHODS, GapCamModel
+    from ..engine.methods import METHODS, method_names
+    from ..engine.model import GapCamModel
     from .class_names import imagenet_categories
     from .errors import UnsupportedModelError, WeightsError
     from .families import ARCHITECTURES, FAMILIES

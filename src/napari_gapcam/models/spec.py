@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..engine.model import GapCamModel
 
-METHODS = ("auto", "cam", "gradcam")
+from ..engine.methods import method_names
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,9 @@ class ModelSpec:
     seed: int | None = None  # the random init's seed (weights None)
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"Unknown method {self.method!r}: use one of {', '.join(METHODS)}.")
+        if self.method not in method_names():
+            names = ", ".join(method_names())
+            raise ValueError(f"Unknown method {self.method!r}: use one of {names}.")
 
     def load(self) -> GapCamModel:
         """Build the model (the caller's random state is left alone)."""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from ._torch import torch
-from .methods import Method
+from .._torch import torch
+from .base import Method
 
 
 def class_activation_map(features: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -24,18 +25,26 @@ class Cam(Method):
     """The CAM: ``α_k(c) = w[c, k]``, the dense layer's weights ``w`` (C×K); no ReLU.
 
     A map is one product over the channels (:func:`class_activation_map` for one image): cheap,
-    so never cached.
+    so never cached; every class at once is one product too (:meth:`class_maps`).
     """
 
-    name = "CAM"
+    name = "cam"
 
     def __init__(self, weight: torch.Tensor) -> None:
         self.weight = weight.detach()
         self._host: tuple[int, Cam] | None = None  # (weights' version, copy on the host)
         self._devices: dict[torch.device, Cam] = {}  # copies on GPUs
 
+    @classmethod
+    def for_network(cls, network: Any) -> Cam:
+        return cls(network.fc.weight)
+
     def weights(self, features: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
         return self.weight[torch.as_tensor(list(classes), device=self.weight.device)]
+
+    def class_maps(self, features: torch.Tensor, num_classes: int) -> torch.Tensor:
+        weight = self.weight[:num_classes].to(features.device, features.dtype)
+        return torch.einsum("ck,nkhw->nchw", weight, features)
 
     def on_host(self) -> Cam:
         """This method with its weights on the host in float32. Copying them off a GPU waits

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from ._torch import nn, torch
-from .methods import Method
+from .._torch import nn, torch
+from .base import Method
 
 
 def grad_cam(features: torch.Tensor, head: nn.Module, c: int) -> torch.Tensor:
@@ -25,12 +26,16 @@ class GradCam(Method):
     """Grad-CAM: ``α_k = mean_xy ∂y_c/∂A_k``, one backward pass through ``head`` for a batch
     of images (one class each; the head treats images independently in eval mode); a ReLU."""
 
-    name = "Grad-CAM"
+    name = "gradcam"
     relu = True
     cached = True
 
     def __init__(self, head: nn.Module) -> None:
         self.head = head
+
+    @classmethod
+    def for_network(cls, network: Any) -> GradCam:
+        return cls(network.head)
 
     def weights(self, features: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
         parameter = next(self.head.parameters(), None)

@@ -1,0 +1,83 @@
+"""What every result shares: naming a class, ranking classes, and scaling raw maps to [0, 1].
+
+A raw map (the method's ``M_c``, at the feature grid) is shown upsampled bilinearly
+(``align_corners=False``) to a grid over the image and min-max scaled to [0, 1]: each map on
+its own (``scale="each"``), or by one range per class over several images (``"shared"``).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+
+import numpy as np
+
+from ._torch import F, torch
+
+ClassRef = int | str
+SCALES = ("each", "shared")  # one min-max per map, or one per class over all images
+
+
+def check_scale(scale: str) -> None:
+    if scale not in SCALES:
+        raise ValueError(f"Unknown scale {scale!r}: use one of {', '.join(SCALES)}.")
+
+
+def normalise_each(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear (``align_corners=False``) upsampling of n maps (n×h×w) to ``size``, then min-max
+    each to [0, 1].
+
+    A constant map (up to float rounding), or a 1-pixel target, gives zeros, never NaN.
+    """
+    up = F.interpolate(raw[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+    low = up.amin(dim=(1, 2), keepdim=True)
+    span = up.amax(dim=(1, 2), keepdim=True) - low
+    flat = ~(span > 1e-6 * raw.abs().amax(dim=(1, 2), keepdim=True).float())
+    span = torch.where(flat, float("inf"), span)  # (x − low) / inf = 0; no mask indexing,
+    # which would wait for a GPU
+    return up.sub_(low).div_(span)
+
+
+def normalise_by(raw: torch.Tensor, size: tuple[int, int], ranges: torch.Tensor) -> torch.Tensor:
+    """Bilinear upsampling of n maps to ``size``, each scaled by its own ``(low, high)`` row of
+    ``ranges`` (n×2) and clipped to [0, 1] (zeros where a range is flat)."""
+    up = F.interpolate(raw[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+    low, span = ranges[:, 0, None, None], (ranges[:, 1] - ranges[:, 0])[:, None, None]
+    flat = ~(span > 1e-6 * ranges.abs().amax(dim=1)[:, None, None])
+    return up.sub_(low).div_(torch.where(flat, float("inf"), span)).clamp_(0, 1)
+
+
+def upsample_and_normalise(raw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """:func:`normalise_each` of one h×w map."""
+    return normalise_each(raw[None], size)[0]
+
+
+def class_index(class_names: Sequence[str], c: ClassRef) -> int:
+    """Index of a class given by index (int) or by name (exact, else case-insensitive)."""
+    count = len(class_names)
+    if isinstance(c, (int, np.integer)) and not isinstance(c, bool):
+        index = int(c)
+        if not 0 <= index < count:
+            raise IndexError(
+                f"Class index {index} is out of range: the model has {count} classes "
+                f"(0…{count - 1})."
+            )
+        return index
+    if isinstance(c, str):
+        if c in class_names:
+            return list(class_names).index(c)
+        lowered = [name.lower() for name in class_names]
+        if c.lower() in lowered:
+            return lowered.index(c.lower())
+        close = difflib.get_close_matches(c, class_names, n=3)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise KeyError(f"Unknown class name {c!r}.{hint} See result.class_names for all.")
+    raise TypeError(f"A class is an index (int) or a name (str), got {type(c).__name__}.")
+
+
+def top_classes(
+    probabilities: np.ndarray, class_names: Sequence[str], k: int
+) -> list[tuple[int, str, float]]:
+    """The ``k`` most probable classes as ``(index, name, probability)``, best first."""
+    order = np.argsort(-probabilities, kind="stable")[: max(0, k)]
+    return [(int(i), class_names[i], float(probabilities[i])) for i in order]

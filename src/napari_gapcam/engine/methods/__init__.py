@@ -1,0 +1,84 @@
+"""The methods: one small class each on :class:`~.base.Method`, one row each in :data:`METHODS`.
+
+A row says what its method allows; every gate of the engine, the command line and the widget
+reads the row, never a method's name:
+
+- ``exact``: the map is the network's own account of the logit (a GAP + dense head: by the GAP
+  identity the map's mean plus the bias is the logit);
+- ``tiles``: maps of tiles stitch into one map of a whole slide (the method is linear in the
+  maps and needs nothing beyond them and the dense layer);
+- ``decomposition``: the map is a weighted sum of channels (``result.contributions``);
+- ``class_free``: one map for every class;
+- ``needs_dense``: it needs a head that is a global average pooling and one dense layer;
+- ``cost``: what one map costs beyond the forward pass, in words.
+
+Adding a method is a file holding its class (the formula in its docstring) and one row here.
+This module imports no torch: the widget and ``gapcam --help`` read the table at start-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import import_module
+
+AUTO = "auto"  # the exact method where the head allows it, else the first general one
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """One row of the table: a method's name, its class and what it allows."""
+
+    name: str  # lower case: load_model(method=...), --method, the widget's list
+    label: str  # as people write it: "CAM", "Grad-CAM"
+    target: str  # "module:Class" in this package
+    cost: str
+    exact: bool = False
+    tiles: bool = False
+    decomposition: bool = False
+    class_free: bool = False
+    needs_dense: bool = False
+
+    def load(self) -> type:
+        """The method's class, a :class:`~.base.Method` (imports torch)."""
+        module, _, name = self.target.partition(":")
+        return getattr(import_module(f".{module}", __name__), name)
+
+    def describe(self) -> str:
+        """``"Grad-CAM: one backward pass through the head"``."""
+        return f"{self.label}: {self.cost}"
+
+
+# fmt: off
+METHODS: dict[str, MethodInfo] = {row.name: row for row in (
+    MethodInfo("cam", "CAM", "cam:Cam", "none (a weighted sum of the kept maps)", exact=True, tiles=True, decomposition=True, needs_dense=True),
+    MethodInfo("gradcam", "Grad-CAM", "gradcam:GradCam", "one backward pass through the head"),
+)}
+# fmt: on
+
+
+def method_names() -> tuple[str, ...]:
+    """``"auto"`` and every method's name, in the table's order."""
+    return (AUTO, *METHODS)
+
+
+def method_info(name: str) -> MethodInfo:
+    """The row of ``name``; an unknown name is an error listing the known ones."""
+    if name not in METHODS:
+        raise ValueError(f"Unknown method {name!r}: use one of {', '.join(method_names())}.")
+    return METHODS[name]
+
+
+def resolve(name: str, dense: bool, head: str = "the head") -> MethodInfo:
+    """The method a network uses: ``name``, or for ``"auto"`` the first exact method its head
+    allows (``dense``: a GAP + dense head), else the first general one."""
+    if name == AUTO:
+        allowed = [row for row in METHODS.values() if dense or not row.needs_dense]
+        return next((row for row in allowed if row.exact), allowed[0])
+    row = method_info(name)
+    if row.needs_dense and not dense:
+        general = ", ".join(repr(r.name) for r in METHODS.values() if not r.needs_dense)
+        raise ValueError(
+            f"method={name!r} needs a head that is a global average pooling and one dense "
+            f"layer; {head} is not. Use method={general} (or 'auto', which picks it)."
+        )
+    return row
