@@ -109,7 +109,7 @@ def test_a_second_run_on_a_busy_folder_exits_2_and_deletes_nothing(
 
 def test_a_held_lock_refuses_another_process_and_a_dead_ones_is_taken_over(tmp_path, weights):
     """Item 2: across processes; a lock file left by a dead run (no OS lock) is stale."""
-    from napari_gapcam.cli.folder_lock import LOCK_NAME, FolderLock
+    from napari_gapcam.cli.folder_lock import HOLDER_NAME, FolderLock
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -127,12 +127,12 @@ def test_a_held_lock_refuses_another_process_and_a_dead_ones_is_taken_over(tmp_p
     assert f"pid {os.getpid()}" in busy.stderr and "test holder" in busy.stderr
     assert other.exists() and not (out / "records").exists()
     dead = {"pid": 999999, "host": "gone", "started": 0, "command": "gapcam predict old"}
-    (out / LOCK_NAME).write_text(json.dumps(dead))
+    (out / HOLDER_NAME).write_text(json.dumps(dead))  # the OS lock itself is free
     free = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert free.returncode == 0, free.stderr
     assert "took over the lock of a run that ended: pid 999999 on gone" in free.stderr
     assert not other.exists()  # a dead run's temporary is cleaned up
-    assert (out / LOCK_NAME).read_text() == ""  # released
+    assert not (out / HOLDER_NAME).exists()  # released
 
 
 def test_a_record_for_incomplete_outputs_is_not_done(tmp_path, weights, capsys):

@@ -13,18 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 from .inputs import InputError, expand, open_pages
-from .messages import EXIT_FAILED, EXIT_OK, error
+from .messages import EXIT_FAILED, EXIT_OK, error, say
 from .preflight import DEVICE, UsageError, read_class_names, weights_argument
 from .true_boxes import BoxFileError, match, read_true_boxes
-
-
-def say(message: str) -> None:
-    print(f"gapcam: {message}", file=sys.stderr)
 
 
 def _inputs(args: argparse.Namespace) -> tuple[dict[Path, Any], dict[Path, Path] | None]:

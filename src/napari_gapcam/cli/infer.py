@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,8 @@ import numpy as np
 from ..engine.grid import bounded_grid, grid_box_to_pixels, grid_placement
 from ..engine.localize import largest_region, regions_with_shares
 from ..models.spec import ModelSpec
-from .inputs import InputError, Item, LazyPlane, Pages, fingerprint, open_pages
+from .inputs import Item, LazyPlane, Pages, fingerprint, open_pages
+from .messages import reason
 from .outputs import OutputFolder, ZarrMaps, complete, write_png, write_tiff
 from .overlay_png import overlay
 from .page_objects import PageObjects
@@ -310,10 +310,6 @@ def _infer_each(model: Any, images: list[Any], options: Options) -> list[Any]:
     return results
 
 
-def _reason(error: BaseException) -> str:
-    return str(error) if isinstance(error, InputError) else f"{type(error).__name__}: {error}"
-
-
 def process_chunk(items: Sequence[Item], options: Options, root: str) -> list[dict[str, Any]]:
     """Run a chunk of inputs and write their outputs under ``root``; one outcome per input.
 
@@ -338,7 +334,7 @@ def process_chunk(items: Sequence[Item], options: Options, root: str) -> list[di
                     raise result
                 outcome = job.add(index, image, result)
             except Exception as error:
-                outcome = job.fail(_reason(error))
+                outcome = job.fail(reason(error))
             if outcome is not None:
                 outcomes.append(outcome)
         pending.clear()
@@ -352,13 +348,13 @@ def process_chunk(items: Sequence[Item], options: Options, root: str) -> list[di
             source = fingerprint(item.path)  # before reading: a later change shows next run
             job = _Job(item, open_pages(item.path), out, options, threshold, source)
         except Exception as error:
-            outcomes.append({"file": item.path, "status": "failed", "error": _reason(error)})
+            outcomes.append({"file": item.path, "status": "failed", "error": reason(error)})
             continue
         for index in range(job.pages.count):
             try:
                 pending.append((job, index, job.pages.read(index)))
             except Exception as error:
-                outcomes.append(job.fail(_reason(error)))
+                outcomes.append(job.fail(reason(error)))
                 break
             if len(pending) >= options.batch_size:
                 flush()
@@ -368,11 +364,3 @@ def process_chunk(items: Sequence[Item], options: Options, root: str) -> list[di
 
 def chunked(items: Sequence[Item], size: int) -> list[list[Item]]:
     return [list(items[i : i + size]) for i in range(0, len(items), max(1, size))]
-
-
-def weights_argument(weights: str | None) -> str | None:
-    """``--weights``: ``none`` → random init; an existing file → its absolute path."""
-    if weights is None or weights.lower() == "none":
-        return None
-    path = Path(weights).expanduser()
-    return str(path.resolve()) if path.exists() else weights

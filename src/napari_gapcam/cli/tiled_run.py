@@ -12,14 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from .inputs import InputError, Item
+from .inputs import Item
+from .messages import reason
 from .outputs import OutputFolder
 from .tile_blocks import TiledPlan, plan_input, process_blocks
 from .tiled_record import finish_tiled
-
-
-def _reason(error: BaseException) -> str:
-    return str(error) if isinstance(error, InputError) else f"{type(error).__name__}: {error}"
 
 
 def run_tiled_inputs(
@@ -40,7 +37,7 @@ def run_tiled_inputs(
         try:
             return finish_tiled(plan, options, out, names, threshold)
         except Exception as error:
-            return {"file": plan.item.path, "status": "failed", "error": _reason(error)}
+            return {"file": plan.item.path, "status": "failed", "error": reason(error)}
 
     plans: dict[str, TiledPlan] = {}
     outstanding: dict[str, int] = {}
@@ -50,7 +47,7 @@ def run_tiled_inputs(
         try:
             plan = plan_input(item, options, geometry, out)
         except Exception as error:
-            yield [{"file": item.path, "status": "failed", "error": _reason(error)}]
+            yield [{"file": item.path, "status": "failed", "error": reason(error)}]
             continue
         total = len(plan.tiling.tiles())
         if plan.skipped:
