@@ -22,7 +22,7 @@ import numpy as np
 from ..engine.grid import bounded_grid, grid_box_to_pixels, grid_placement
 from ..engine.localize import largest_region, regions_with_shares
 from ..models.spec import ModelSpec
-from .inputs import Item, LazyPlane, Pages, fingerprint, open_pages
+from .inputs import Item, Pages, fingerprint, open_pages
 from .messages import reason
 from .outputs import OutputFolder, ZarrMaps, complete, write_png, write_tiff
 from .overlay_png import overlay
@@ -102,7 +102,7 @@ def infer(
     import torch
 
     def batchable(image: Any) -> bool:
-        return not isinstance(image, LazyPlane)
+        return isinstance(image, np.ndarray)  # lazy planes (dask) are read in bands
 
     results: list[Any] = []
     start = 0

@@ -166,6 +166,7 @@ def _engine(
     """A function running chunks: in this process, or on a dask cluster (checked first); and
     what the check returned (the class names; with --tiles, the tiles' geometry)."""
     from .infer import check_options, process_chunk
+    from .inputs import read_locally
     from .tile_blocks import check_tiled
 
     check = check_tiled if options.tiles else check_options
@@ -178,7 +179,7 @@ def _engine(
         yield (
             (
                 lambda chunks, _, function=process_chunk: (
-                    function(chunk, options, str(out.root)) for chunk in chunks
+                    read_locally(function, chunk, options, str(out.root)) for chunk in chunks
                 )
             ),
             checked,

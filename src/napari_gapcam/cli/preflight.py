@@ -99,10 +99,10 @@ def read_class_names(argument: str) -> list[str]:
         raise UsageError(f"--class-names {problem}") from None
 
 
-def _need(module: str, option: str, extra: str) -> None:
+def _need(module: str, option: str, extra: str, package: str | None = None) -> None:
     if importlib.util.find_spec(module) is None:
         raise UsageError(
-            f"{option} needs the {module} package: pip install 'napari-gapcam[{extra}]'"
+            f"{option} needs the {package or module} package: pip install 'napari-gapcam[{extra}]'"
         )
 
 
@@ -235,8 +235,9 @@ def check(args: Any) -> Plan:
     if table is not None:
         _match_labels(plan, table, args.labels)
     if getattr(args, "tiles", False):
-        if any(p.suffix.lower() in (".tif", ".tiff") for p in found.paths):
-            _need("zarr", "--tiles on a TIFF", "zarr")
+        # the map is an OME-Zarr; TIFF and zarr inputs are read through zarr and ome-zarr
+        _need("zarr", "--tiles", "zarr")
+        _need("ome_zarr", "--tiles (its OME-Zarr map)", "zarr", "ome-zarr")
         _tiled_inputs(plan, args.level)
         return plan
     needed = _zarr_inputs(plan, args.max_map_pixels)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from .inputs import Item
+from .inputs import Item, local_reads
 from .messages import reason
 from .outputs import OutputFolder
 from .tile_blocks import TiledPlan, plan_input, process_blocks
@@ -45,7 +45,8 @@ def run_tiled_inputs(
     tasks = []
     for item in todo:
         try:
-            plan = plan_input(item, options, geometry, out)
+            with local_reads():  # the contrast and the background read the image here
+                plan = plan_input(item, options, geometry, out)
         except Exception as error:
             yield [{"file": item.path, "status": "failed", "error": reason(error)}]
             continue
