@@ -14,41 +14,13 @@ import numpy as np
 import pytest
 import tifffile
 
+from _cli import image, predictor, results
 from napari_gapcam.cli import main
 
 SIZE = "32"
 
 
-def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random-init 3-class resnet18 state dict."""
-    import torch
-    import torchvision
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_weights(tmp_path_factory)
-
-
-def image(seed: int, shape: tuple[int, ...] = (40, 48, 3)) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, shape, np.uint8)
-
-
-def predict(inputs: object, out: Path, weights: object, *extra: object) -> int:
-    listed = inputs if isinstance(inputs, list) else [inputs]
-    return main(
-        ["predict", *map(str, listed), "--model", "resnet18", "--weights", str(weights),
-         "--input-size", SIZE, "--device", "cpu", "--out", str(out), *map(str, extra)]
-    )  # fmt: skip
-
-
-def results(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+predict = predictor(SIZE)
 
 
 def digest(path: Path) -> str:
