@@ -101,7 +101,7 @@ def check_on_cluster(
                 "start workers, or wait longer with --worker-timeout; nothing was run"
             )
         try:
-            wait([future], timeout=REPORT)  # loading the model; workers may leave meanwhile
+            wait([future], timeout=max(REPORT, 0.1))  # loading the model; workers may leave
         except TimeoutError:
             continue
         return future.result()
