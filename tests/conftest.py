@@ -94,3 +94,32 @@ def chunk_reads() -> ChunkReads:
     one pyramid level, or each chunk a bounded number of times."""
     pytest.importorskip("dask.array")
     return ChunkReads()
+
+
+@pytest.fixture(scope="session")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-init 3-class resnet18 state dict saved as ``tiny.pt``: the CLI tests' model."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
+    torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(weights: Path):
+    """:func:`weights` loaded on the CPU: what the CLI's maps are compared with."""
+    from napari_gapcam import load_model
+
+    return load_model("resnet18", weights=weights, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def demo():
+    """The bundled demo model (resnet18 trained on synthetic shapes) on the CPU."""
+    import napari_gapcam
+    from napari_gapcam.models import DEMO_WEIGHTS
+
+    return napari_gapcam.load_model("resnet18", weights=DEMO_WEIGHTS, device="cpu")

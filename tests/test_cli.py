@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -15,85 +13,24 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_gapcam.cli import main
+from _cli import (
+    assert_readable,
+    cli_process,
+    gapcam,
+    make_images,
+    output_stem,
+    predictor,
+    results,
+    wait_until_stopped,
+)
 
 SIZE = "64"  # --input-size: tiny inputs keep the CLI fast
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random-init 3-class resnet18 state dict."""
-    import torch
-    import torchvision
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), path)
-    return path
+predict = predictor(SIZE)
 
 
-@pytest.fixture(scope="module")
-def engine(weights: Path):
-    from napari_gapcam import load_model
-
-    return load_model("resnet18", weights=weights, device="cpu")
-
-
-def make_images(folder: Path, count: int = 0) -> dict[str, np.ndarray]:
-    """PNG (RGB, grey), JPEG, 16-bit grey TIFF, RGB TIFF, 3-page TIFF; or ``count`` PNGs."""
-    rng = np.random.default_rng(1)
-    folder.mkdir(parents=True, exist_ok=True)
-    if count:
-        for i in range(count):
-            iio.imwrite(folder / f"img{i:03d}.png", rng.integers(0, 256, (64, 72, 3), np.uint8))
-    else:
-        iio.imwrite(folder / "rgb.png", rng.integers(0, 256, (64, 80, 3), np.uint8))
-        iio.imwrite(folder / "grey.png", rng.integers(0, 256, (70, 64), np.uint8))
-        iio.imwrite(folder / "photo.jpg", rng.integers(0, 256, (64, 64, 3), np.uint8))
-        tifffile.imwrite(folder / "grey16.tif", rng.integers(0, 65536, (72, 64), np.uint16))
-        tifffile.imwrite(
-            folder / "rgb.tiff", rng.integers(0, 256, (64, 66, 3), np.uint8), photometric="rgb"
-        )
-        stack = rng.integers(0, 65536, (3, 64, 68), np.uint16)
-        tifffile.imwrite(folder / "stack.tif", stack, photometric="minisblack")
-    return {p.name: read(p) for p in sorted(folder.iterdir())}
-
-
-def read(path: Path) -> np.ndarray:
-    return tifffile.imread(path) if path.suffix in (".tif", ".tiff") else iio.imread(path)
-
-
-def output_stem(name: str) -> str:
-    return name.rsplit(".", 1)[0]
-
-
-def results(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-
-
-def gapcam(*args: object) -> int:
-    return main([str(a) for a in args])
-
-
-def predict(inputs: object, out: Path, weights: Path, *extra: object) -> int:
-    return gapcam(
-        "predict",
-        inputs,
-        "--model",
-        "resnet18",
-        "--weights",
-        weights,
-        "--input-size",
-        SIZE,
-        "--out",
-        out,
-        "--device",
-        "cpu",  # compared with the CPU engine (a GPU's TF32 convolutions differ more)
-        *extra,
-    )
-
-
-def test_maps_overlays_and_json_equal_the_engine(tmp_path, weights, engine):
+def test_maps_overlays_and_json_equal_the_engine(tmp_path, weights, tiny_model):
     images = make_images(tmp_path / "in")
     assert predict(tmp_path / "in", tmp_path / "out", weights) == 0
     out = tmp_path / "out"
@@ -113,7 +50,7 @@ def test_maps_overlays_and_json_equal_the_engine(tmp_path, weights, engine):
         for page, (plane, written) in enumerate(
             zip(planes, cams.reshape(-1, *planes.shape[1:3]), strict=True)
         ):
-            expected = engine.run(plane, input_size=int(SIZE))
+            expected = tiny_model.run(plane, input_size=int(SIZE))
             best = expected.topk(1)[0][0]  # each page its own top-1
             np.testing.assert_allclose(
                 written, expected.cam(best), atol=2e-3
@@ -131,7 +68,7 @@ def test_maps_overlays_and_json_equal_the_engine(tmp_path, weights, engine):
     assert not list(out.glob(".gapcam-tmp-*"))
 
 
-def test_class_by_name_with_a_class_names_file(tmp_path, weights, engine):
+def test_class_by_name_with_a_class_names_file(tmp_path, weights, tiny_model):
     images = make_images(tmp_path / "in")
     names = tmp_path / "names.txt"
     names.write_text("cat\ndog\nbird\n")
@@ -155,12 +92,12 @@ def test_class_by_name_with_a_class_names_file(tmp_path, weights, engine):
     assert all(len(r["topk"]) == 2 for r in record["results"])
     cams = tifffile.imread(out / "stack_cam.tif")
     for plane, written in zip(images["stack.tif"], cams, strict=True):
-        expected = engine.run(plane, input_size=int(SIZE))
+        expected = tiny_model.run(plane, input_size=int(SIZE))
         np.testing.assert_allclose(
             written, expected.cam(1), atol=2e-3
         )  # batched vs single forward: 1e-4 apart
     assert record["results"][0]["box"] == list(
-        engine.run(images["stack.tif"][0], input_size=64).box(1, 0.5)
+        tiny_model.run(images["stack.tif"][0], input_size=64).box(1, 0.5)
     )
 
 
@@ -214,7 +151,7 @@ def test_rerun_skips_done_inputs_and_overwrite_redoes_them(tmp_path, weights, ca
     assert len(results(out)) == 3
 
 
-def test_zarr_input_gives_a_zarr_with_the_same_chunking(tmp_path, weights, engine):
+def test_zarr_input_gives_a_zarr_with_the_same_chunking(tmp_path, weights, tiny_model):
     zarr = pytest.importorskip("zarr")
     data = np.random.default_rng(2).integers(0, 4096, (5, 64, 70)).astype(np.uint16)
     source = zarr.open(
@@ -226,7 +163,7 @@ def test_zarr_input_gives_a_zarr_with_the_same_chunking(tmp_path, weights, engin
     cams = zarr.open(str(out / "plate_cam.zarr"), mode="r")
     assert cams.shape == data.shape and cams.chunks == (2, 64, 70) and cams.dtype == np.float32
     for plane, written in zip(data, cams[:], strict=True):
-        expected = engine.run(plane, input_size=int(SIZE))
+        expected = tiny_model.run(plane, input_size=int(SIZE))
         np.testing.assert_allclose(
             written, expected.cam(expected.topk(1)[0][0]), atol=2e-3
         )  # batched vs single forward: 1e-4 apart
@@ -271,16 +208,6 @@ def test_models_lists_weights_and_where_they_go(torch_home, capsys):
     assert " no " in v2 and "resnet50-11ad3fa6.pth" in v2
 
 
-def _cli(*args: object, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "napari_gapcam.cli", *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **kwargs,
-    )
-
-
 STOPPING = """
 import os, signal, sys
 from napari_gapcam.cli import outputs
@@ -307,18 +234,8 @@ def _cli_stopping_before_record(n: int, *args: object) -> subprocess.Popen:
     )
 
 
-def wait_until_stopped(process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    stat = Path(f"/proc/{process.pid}/stat")
-    while time.monotonic() < deadline and process.poll() is None:
-        if stat.read_text().rsplit(")", 1)[1].split()[0] == "T":
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"the run did not stop (exit code {process.poll()})")
-
-
 def test_help_explains_every_option_without_importing_torch():
-    done = _cli("predict", "--help")
+    done = cli_process("predict", "--help")
     text, _ = done.communicate(timeout=60)
     assert done.returncode == 0
     for option in (
@@ -342,20 +259,7 @@ def test_help_explains_every_option_without_importing_torch():
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
-def assert_readable(out: Path) -> None:
-    """Every file under its final name is complete: TIFF, PNG and JSON parse."""
-    for path in out.rglob("*"):
-        if path.name.startswith(".gapcam-tmp-") or path.is_dir():
-            continue
-        if path.suffix == ".tif":
-            assert tifffile.imread(path).dtype == np.float32
-        elif path.suffix == ".png":
-            assert iio.imread(path).ndim == 3
-        elif path.suffix in (".json", ".jsonl"):
-            [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def test_a_killed_run_leaves_complete_files_and_a_rerun_finishes(tmp_path, weights, engine):
+def test_a_killed_run_leaves_complete_files_and_a_rerun_finishes(tmp_path, weights, tiny_model):
     images = make_images(tmp_path / "in", count=24)
     out = tmp_path / "out"
     args = (
@@ -386,7 +290,7 @@ def test_a_killed_run_leaves_complete_files_and_a_rerun_finishes(tmp_path, weigh
     # an earlier crash may also leave a duplicate or a torn line: the re-run mends them
     with open(out / "results.jsonl", "a") as jsonl:
         jsonl.write((out / "results.jsonl").read_text().splitlines()[0] + "\n" + '{"file": "/x')
-    rerun = _cli(*args)
+    rerun = cli_process(*args)
     _, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err
     assert f"{24 - done_before} done, {done_before} already done" in err
@@ -395,7 +299,7 @@ def test_a_killed_run_leaves_complete_files_and_a_rerun_finishes(tmp_path, weigh
     assert not list(out.glob(".gapcam-tmp-*"))
     assert_readable(out)
     for name in ("img000.png", "img023.png"):
-        expected = engine.run(images[name], input_size=int(SIZE))
+        expected = tiny_model.run(images[name], input_size=int(SIZE))
         written = tifffile.imread(out / f"{output_stem(name)}_cam.tif")
         np.testing.assert_allclose(
             written, expected.cam(expected.topk(1)[0][0]), atol=2e-3

@@ -13,20 +13,19 @@ import numpy as np
 import pytest
 import tifffile
 
-from test_cli import SIZE, assert_readable, make_images, results
+from _cli import (
+    assert_readable,
+    make_images,
+    record_task_keys,
+    results,
+    stop_before_second_record,
+    wait_until_stopped,
+)
 
 pytest.importorskip("dask.distributed")
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-    import torchvision
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), path)
-    return path
+SIZE = "64"
 
 
 def _args(folder: Path, out: Path, weights: Path, *extra: str) -> list[str]:
@@ -35,14 +34,12 @@ def _args(folder: Path, out: Path, weights: Path, *extra: str) -> list[str]:
             "--device", "cpu", *extra]  # fmt: skip
 
 
-def _engine_cam(weights: Path, image: np.ndarray) -> np.ndarray:
-    from napari_gapcam import load_model
-
-    result = load_model("resnet18", weights=weights, device="cpu").run(image, input_size=64)
+def _engine_cam(model, image: np.ndarray) -> np.ndarray:
+    result = model.run(image, input_size=int(SIZE))
     return result.cam(result.topk(1)[0][0])
 
 
-def test_two_local_workers_give_the_single_process_maps(tmp_path, weights):
+def test_two_local_workers_give_the_single_process_maps(tmp_path, weights, tiny_model):
     images = make_images(tmp_path / "in")
     out = tmp_path / "out"
     done = subprocess.run(
@@ -58,11 +55,40 @@ def test_two_local_workers_give_the_single_process_maps(tmp_path, weights):
         planes = image if record["pages"] > 1 else image[None]
         for plane, cam in zip(planes, written.reshape(planes.shape[:3]), strict=True):
             np.testing.assert_allclose(
-                cam, _engine_cam(weights, plane), atol=2e-3
+                cam, _engine_cam(tiny_model, plane), atol=2e-3
             )  # batched vs single forward: 1e-4 apart
 
 
-def test_a_worker_killed_mid_run_costs_nothing(tmp_path, weights):
+def test_lazy_inputs_are_read_on_the_workers_own_threads(
+    tmp_path, weights, tiny_model, monkeypatch
+):
+    """With --workers 2 a zarr image (a dask array) is read by the task that needs it, on
+    dask's synchronous scheduler: the cluster sees the run's tasks and nothing else (a read
+    sent back to the cluster would show as tasks of its own)."""
+    zarr = pytest.importorskip("zarr")
+    from napari_gapcam.cli import main
+
+    picture = np.random.default_rng(3).integers(0, 4096, (64, 70)).astype(np.uint16)
+    source = zarr.open(str(tmp_path / "plate.zarr"), mode="w", shape=picture.shape,
+                       chunks=(16, 70), dtype="u2")  # fmt: skip
+    source[:] = picture
+    make_images(tmp_path / "in", count=2)
+    keys = record_task_keys(monkeypatch)
+    out = tmp_path / "out"
+    args = ["predict", str(tmp_path / "plate.zarr"), str(tmp_path / "in"), "--model", "resnet18",
+            "--weights", str(weights), "--input-size", SIZE, "--out", str(out), "--device",
+            "cpu", "--workers", "2", "--chunk-size", "1"]  # fmt: skip
+    assert main(args) == 0
+    assert keys and all(k.startswith(("check_options-", "read_locally-")) for k in keys), keys
+    assert sum(k.startswith("read_locally-") for k in keys) == 3  # one task per input
+    assert len(results(out)) == 3
+    written = zarr.open(str(out / "plate_cam.zarr"), mode="r")[:]
+    np.testing.assert_allclose(written[0], _engine_cam(tiny_model, picture), atol=2e-3)
+
+
+def test_a_worker_killed_mid_run_costs_nothing(tmp_path, weights, tiny_model):
+    """One of two workers stops itself in the middle of a chunk (after its first record,
+    before its second) and is killed there: the other worker redoes the chunk."""
     from dask.distributed import Client, LocalCluster
 
     images = make_images(tmp_path / "in", count=24)
@@ -74,22 +100,18 @@ def test_a_worker_killed_mid_run_costs_nothing(tmp_path, weights):
         ) as cluster,
         Client(cluster) as client,
     ):  # fmt: skip
+        victim = sorted(client.nthreads())[0]
+        pid = client.run(stop_before_second_record, workers=[victim])[victim]
         process = subprocess.Popen(
             _args(tmp_path / "in", out, weights, "--scheduler", cluster.scheduler_address,
                   "--chunk-size", "3", "--batch-size", "1"),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        killed = None
-        deadline = time.monotonic() + 120
-        while killed is None and time.monotonic() < deadline and process.poll() is None:
-            if list((out / "records").glob("*.json")):  # the run is under way
-                busy = [address for address, keys in client.processing().items() if keys]
-                if busy:
-                    killed = client.run(os.getpid, workers=busy[:1])[busy[0]]
-                    os.kill(killed, signal.SIGKILL)
-            time.sleep(0.005)
+        try:
+            wait_until_stopped(pid)  # mid-chunk: one record of its chunk written
+        finally:
+            os.kill(pid, signal.SIGKILL)
         _, err = process.communicate(timeout=300)
-    assert killed is not None, "the run ended before a worker could be killed"
     assert process.returncode == 0, err
     lines = results(out)
     names = sorted(Path(r["file"]).name for r in lines)
@@ -99,7 +121,7 @@ def test_a_worker_killed_mid_run_costs_nothing(tmp_path, weights):
     for name in ("img000.png", "img012.png", "img023.png"):
         written = tifffile.imread(out / f"{name[:-4]}_cam.tif")
         np.testing.assert_allclose(
-            written, _engine_cam(weights, images[name]), atol=2e-3
+            written, _engine_cam(tiny_model, images[name]), atol=2e-3
         )  # batched vs single forward: 1e-4 apart
 
 
@@ -118,14 +140,9 @@ def test_no_worker_left_exits_1_keeping_what_is_done(tmp_path, weights, monkeypa
     assert main(["predict", *first_two, *common]) == 0
     monkeypatch.setattr(scale_out, "REPORT", 0.0)  # a progress line at every look
     with (
-        LocalCluster(n_workers=1, processes=False, threads_per_worker=1, dashboard_address=None)
-        as cluster,
+        LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster,
         Client(cluster) as client,
-    ):  # fmt: skip
-        cluster.scale(0)
-        deadline = time.monotonic() + 30
-        while client.nthreads() and time.monotonic() < deadline:
-            time.sleep(0.05)
+    ):  # a cluster whose workers are gone: it has none
         assert not client.nthreads()
         every = ["predict", str(tmp_path / "in"), *common, "--scheduler",
                  cluster.scheduler_address, "--worker-timeout", "1"]  # fmt: skip

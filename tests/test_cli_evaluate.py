@@ -56,6 +56,7 @@ def test_csv_json_and_coco_give_the_same_boxes(tmp_path):
     [
         ("name,y0\na.png,1\n", "needs the header file,y0,x0,y1,x1"),
         ("file,y0,x0,y1,x1\na.png,1,2,1,5\n", "line 2: an empty box"),
+        ("file,y0,x0,y1,x1\na.png,1,2,3,5\n\nb.png,1,2,1,5\n", "line 4: an empty box"),
         ("file,y0,x0,y1,x1,class\na.png,0,0,4,4,disk\na.png,0,0,4,4,star\n", "one class per"),
     ],
 )

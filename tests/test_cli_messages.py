@@ -12,13 +12,11 @@ import numpy as np
 import pytest
 import tifffile
 
+from _cli import image, predictor, results
 from napari_gapcam.cli import build_parser, main
-from test_cli_safety import SIZE, image, predict, results, tiny_weights
 
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_weights(tmp_path_factory)
+SIZE = "32"
+predict = predictor(SIZE)
 
 
 def run(tmp_path: Path, weights: Path, *extra: object) -> int:
@@ -116,10 +114,8 @@ def test_the_demo_model_runs_from_its_short_name(tmp_path, capsys):
     assert record["results"][0]["class"]["name"] in CLASS_NAMES
 
 
-def test_square_is_passed_to_the_engine_and_recorded(tmp_path, weights, capsys):
+def test_square_is_passed_to_the_engine_and_recorded(tmp_path, weights, tiny_model, capsys):
     """Issue 15 (b): --square squashes to N×N; the skip check tells the two apart."""
-    from napari_gapcam import load_model
-
     folder = tmp_path / "in"
     folder.mkdir()
     picture = image(4, (40, 96, 3))
@@ -130,8 +126,7 @@ def test_square_is_passed_to_the_engine_and_recorded(tmp_path, weights, capsys):
     assert "1 done, 0 already done" in capsys.readouterr().err
     (record,) = results(out)
     assert record["settings"]["square"] is True
-    engine = load_model("resnet18", weights=weights, device="cpu")
-    expected = engine.run(picture, input_size=int(SIZE), square=True)
+    expected = tiny_model.run(picture, input_size=int(SIZE), square=True)
     np.testing.assert_allclose(
         tifffile.imread(out / "wide_cam.tif"), expected.cam(expected.topk(1)[0][0]), atol=2e-3
     )

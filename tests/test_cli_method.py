@@ -8,21 +8,12 @@ import numpy as np
 import pytest
 import tifffile
 
+from _cli import make_images, predictor, results
 from napari_gapcam import load_model
 from napari_gapcam.models.spec import ModelSpec
-from test_cli import SIZE, make_images, predict, results
 
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random-init 3-class resnet18 state dict."""
-    import torch
-    import torchvision
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), path)
-    return path
+SIZE = "64"
+predict = predictor(SIZE)
 
 
 def test_method_gradcam_is_used_recorded_and_part_of_the_settings(tmp_path, weights, capsys):
@@ -55,7 +46,7 @@ def test_the_spec_is_hashable_seeded_and_checks_its_method():
         raise AssertionError("an unknown method was accepted")
 
 
-def test_every_region_is_recorded_with_its_share(tmp_path, weights):
+def test_every_region_is_recorded_with_its_share(tmp_path, weights, tiny_model):
     """As the widget's *all regions*: every region above τ of at least --min-area pixels."""
     from napari_gapcam.engine.localize import regions_with_shares
 
@@ -64,8 +55,7 @@ def test_every_region_is_recorded_with_its_share(tmp_path, weights):
     assert predict(tmp_path / "in", out, weights, "--threshold", "0.3", "--min-area", "4") == 0
     [record] = results(out)
     page = record["results"][0]
-    engine = load_model("resnet18", weights, "cpu")
-    cam = engine.run(images["img000.png"], input_size=int(SIZE)).cam(page["class"]["index"])
+    cam = tiny_model.run(images["img000.png"], input_size=int(SIZE)).cam(page["class"]["index"])
     expected = regions_with_shares(cam, 0.3, 4)
     assert [r["box"] for r in page["regions"]] == [list(b) for b, _ in expected]
     assert [r["share"] for r in page["regions"]] == pytest.approx([s for _, s in expected])

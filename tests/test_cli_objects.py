@@ -9,21 +9,12 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pandas as pd
-import pytest
 import tifffile
 
 from napari_gapcam.cli import main
 from napari_gapcam.synthetic import make_sample
 
 SIZE = 96
-
-
-@pytest.fixture(scope="module")
-def demo():
-    import napari_gapcam
-    from napari_gapcam.models import DEMO_WEIGHTS
-
-    return napari_gapcam.load_model("resnet18", weights=DEMO_WEIGHTS, device="cpu")
 
 
 def predict(inputs: object, out: Path, *extra: object) -> int:

@@ -14,41 +14,13 @@ import numpy as np
 import pytest
 import tifffile
 
+from _cli import image, predictor, results
 from napari_gapcam.cli import main
 
 SIZE = "32"
 
 
-def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random-init 3-class resnet18 state dict."""
-    import torch
-    import torchvision
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_weights(tmp_path_factory)
-
-
-def image(seed: int, shape: tuple[int, ...] = (40, 48, 3)) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, shape, np.uint8)
-
-
-def predict(inputs: object, out: Path, weights: object, *extra: object) -> int:
-    listed = inputs if isinstance(inputs, list) else [inputs]
-    return main(
-        ["predict", *map(str, listed), "--model", "resnet18", "--weights", str(weights),
-         "--input-size", SIZE, "--device", "cpu", "--out", str(out), *map(str, extra)]
-    )  # fmt: skip
-
-
-def results(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+predict = predictor(SIZE)
 
 
 def digest(path: Path) -> str:
@@ -109,7 +81,7 @@ def test_a_second_run_on_a_busy_folder_exits_2_and_deletes_nothing(
 
 def test_a_held_lock_refuses_another_process_and_a_dead_ones_is_taken_over(tmp_path, weights):
     """Item 2: across processes; a lock file left by a dead run (no OS lock) is stale."""
-    from napari_gapcam.cli.folder_lock import LOCK_NAME, FolderLock
+    from napari_gapcam.cli.folder_lock import HOLDER_NAME, FolderLock
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -127,12 +99,12 @@ def test_a_held_lock_refuses_another_process_and_a_dead_ones_is_taken_over(tmp_p
     assert f"pid {os.getpid()}" in busy.stderr and "test holder" in busy.stderr
     assert other.exists() and not (out / "records").exists()
     dead = {"pid": 999999, "host": "gone", "started": 0, "command": "gapcam predict old"}
-    (out / LOCK_NAME).write_text(json.dumps(dead))
+    (out / HOLDER_NAME).write_text(json.dumps(dead))  # the OS lock itself is free
     free = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert free.returncode == 0, free.stderr
     assert "took over the lock of a run that ended: pid 999999 on gone" in free.stderr
     assert not other.exists()  # a dead run's temporary is cleaned up
-    assert (out / LOCK_NAME).read_text() == ""  # released
+    assert not (out / HOLDER_NAME).exists()  # released
 
 
 def test_a_record_for_incomplete_outputs_is_not_done(tmp_path, weights, capsys):

@@ -15,18 +15,12 @@ import numpy as np
 import pytest
 import tifffile
 
+from _cli import ome_zarr_levels, record_task_keys, wait_until_stopped
 from napari_gapcam.cli import main
 from napari_gapcam.synthetic import make_sample
 
 zarr = pytest.importorskip("zarr")
-
-
-@pytest.fixture(scope="module")
-def demo():
-    import napari_gapcam
-    from napari_gapcam.models import DEMO_WEIGHTS
-
-    return napari_gapcam.load_model("resnet18", weights=DEMO_WEIGHTS, device="cpu")
+pytest.importorskip("ome_zarr")
 
 
 def mosaic(side: int = 2, seed: int = 1) -> np.ndarray:
@@ -76,7 +70,7 @@ def test_ome_zarr_csv_and_geojson_equal_the_engine_at_a_level(tmp_path, demo):
         assert scale == [64.0 * 2**k] * 2 and translation == [32.0 * 2**k - 0.5] * 2
         shapes.append(zarr.open(str(group / dataset["path"]), mode="r").shape)
     assert shapes == [(16, 16), (8, 8), (4, 4)]
-    written = zarr.open(str(group / "0"), mode="r")[:]
+    written = ome_zarr_levels(group)[0]
     np.testing.assert_allclose(written, expected.cam(c, (16, 16)), atol=2e-3)
     # the tiles: one row each, level-0 pixels, top-5
     with open(out / record["outputs"]["tiles"]) as handle:
@@ -156,7 +150,7 @@ def test_an_ome_zarr_pyramid_is_an_input(tmp_path, demo):
     c = expected.topk(1)[0][0]
     assert record["level_shape"] == [256, 256] and record["results"][0]["class"]["index"] == c
     assert record["outputs"]["cam"] == "plate_cam.ome.zarr"  # the stem without .ome
-    written = zarr.open(str(out / "plate_cam.ome.zarr" / "0"), mode="r")[:]
+    written = ome_zarr_levels(out / "plate_cam.ome.zarr")[0]
     np.testing.assert_allclose(written, expected.cam(c, (8, 8)), atol=2e-3)
 
 
@@ -171,7 +165,7 @@ def test_background_tiles_are_skipped_and_nan(tmp_path, capsys):
     assert record["tiles"]["run"] + record["tiles"]["skipped"] == 16
     with open(out / "slide_tiles.csv") as handle:
         assert len(list(csv.DictReader(handle))) == record["tiles"]["run"]
-    grid = zarr.open(str(out / "slide_cam.ome.zarr" / "0"), mode="r")[:]
+    grid = ome_zarr_levels(out / "slide_cam.ome.zarr")[0]
     assert np.isnan(grid[-6:, -6:]).all() and np.isfinite(grid[:6, :6]).all()
     capsys.readouterr()
     assert tiled(tmp_path / "slide.tif", out, "--background", "auto", "--overlap", "0") == 0
@@ -193,7 +187,7 @@ def test_class_all_writes_every_class_and_all_probabilities(tmp_path, demo):
     assert [ch["label"] for ch in attrs["omero"]["channels"]] == demo.class_names
     scale = attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"]
     assert scale == [1.0, 32.0, 32.0]
-    maps = zarr.open(str(out / "mosaic_cam.ome.zarr" / "0"), mode="r")[:]
+    maps = ome_zarr_levels(out / "mosaic_cam.ome.zarr")[0]
     expected = demo.run_tiled(image, overlap=0)
     assert maps.shape == (6, 16, 16)
     for c in range(6):
@@ -222,12 +216,15 @@ def test_usage_errors_of_tiles_exit_2_creating_nothing(tmp_path, capsys):
 
 def _map_and_tiles(out: Path) -> tuple[np.ndarray, str]:
     return (
-        zarr.open(str(out / "slide_cam.ome.zarr" / "0"), mode="r")[:],
+        ome_zarr_levels(out / "slide_cam.ome.zarr")[0],
         (out / "slide_tiles.csv").read_text(),
     )
 
 
-def test_blocks_on_a_local_cluster_equal_one_process(tmp_path):
+def test_blocks_on_a_local_cluster_equal_one_process(tmp_path, monkeypatch):
+    """The same map and tiles; every read of the slide (the plan and the map in this process,
+    where the cluster's client is the default, and the blocks on the workers) is done where
+    it is asked for, on dask's synchronous scheduler: the cluster sees the run's tasks only."""
     pytest.importorskip("dask.distributed")
     from dask.distributed import LocalCluster
 
@@ -237,9 +234,11 @@ def test_blocks_on_a_local_cluster_equal_one_process(tmp_path):
     with LocalCluster(
         n_workers=2, processes=False, threads_per_worker=1, dashboard_address=None
     ) as cluster:
+        keys = record_task_keys(monkeypatch)
         code = tiled(tmp_path / "slide.tif", tmp_path / "two", *common,
                      "--scheduler", cluster.scheduler_address)  # fmt: skip
     assert code == 0
+    assert keys and all(k.startswith(("check_tiled-", "read_locally-")) for k in keys), keys
     one, two = _map_and_tiles(tmp_path / "one"), _map_and_tiles(tmp_path / "two")
     np.testing.assert_allclose(one[0], two[0], atol=1e-6)
     assert one[1] == two[1]
@@ -263,8 +262,6 @@ sys.exit(main(sys.argv[1:]))
 
 
 def test_a_slide_killed_mid_run_resumes_with_only_the_blocks_left(tmp_path, demo):
-    from test_cli import wait_until_stopped
-
     pyramid = write_pyramid(tmp_path / "slide.tif", mosaic(3))  # 768²: 6×6 tiles, 9 blocks
     out = tmp_path / "out"
     args = ["predict", str(tmp_path / "slide.tif"), "--tiles", "--weights", "demo", "--device",
@@ -301,5 +298,5 @@ def test_a_slide_killed_mid_run_resumes_with_only_the_blocks_left(tmp_path, demo
         assert (row["probability_1"] == "0.125") == was_marked
     expected = demo.run_tiled(pyramid)
     c = record_of(out)["results"][0]["class"]["index"]  # the mark may change the top class
-    written = zarr.open(str(out / "slide_cam.ome.zarr" / "0"), mode="r")[:]
+    written = ome_zarr_levels(out / "slide_cam.ome.zarr")[0]
     np.testing.assert_allclose(written, expected.cam(c, written.shape), atol=2e-3)

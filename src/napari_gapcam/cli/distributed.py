@@ -16,10 +16,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from .infer import Options, check_options, process_chunk
-from .inputs import Item
+from .inputs import Item, read_locally
 
-POLL = 0.5  # seconds between looks at the cluster while nothing finishes
-REPORT = 10.0  # seconds between progress lines while waiting
+REPORT = 10.0  # seconds between progress lines while nothing finishes
 
 
 class ClusterError(RuntimeError):
@@ -64,6 +63,25 @@ def workers_of(connection: Any) -> int:
     return len(connection.nthreads())
 
 
+def await_workers(
+    connection: Any, timeout: float, on_wait: Callable[[int], None] | None = None
+) -> bool:
+    """Wait (``Client.wait_for_workers``) until the cluster has a worker; False when none came
+    within ``timeout`` seconds. ``on_wait(0)`` is called every ``REPORT`` seconds meanwhile."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return workers_of(connection) > 0
+        if on_wait is not None:
+            on_wait(0)
+        try:  # a timeout of 0 would mean "forever" to distributed
+            connection.wait_for_workers(1, timeout=max(0.01, min(left, REPORT or left)))
+            return True
+        except TimeoutError:
+            continue
+
+
 def check_on_cluster(
     connection: Any,
     options: Options,
@@ -75,17 +93,16 @@ def check_on_cluster(
     from dask.distributed import wait
 
     future = connection.submit(function, options, pure=False)
-    start = time.monotonic()
     while True:
+        if not await_workers(connection, timeout):
+            future.cancel()
+            raise NoWorkersError(
+                f"no dask worker came within {timeout:.0f} s (the scheduler has none): "
+                "start workers, or wait longer with --worker-timeout; nothing was run"
+            )
         try:
-            wait([future], timeout=POLL)
+            wait([future], timeout=max(REPORT, 0.1))  # loading the model; workers may leave
         except TimeoutError:
-            if workers_of(connection) == 0 and time.monotonic() - start > timeout:
-                future.cancel()
-                raise NoWorkersError(
-                    f"no dask worker came within {timeout:.0f} s (the scheduler has none): "
-                    "start workers, or wait longer with --worker-timeout; nothing was run"
-                ) from None
             continue
         return future.result()
 
@@ -102,26 +119,26 @@ def run_chunks(
     """Submit every chunk; yield each chunk's outcomes as it finishes (in completion order).
 
     ``function(chunk, options, root)`` runs a chunk: :func:`process_chunk` (inputs), or
-    :func:`~napari_gapcam.cli.tile_blocks.process_blocks` (blocks of a slide's tiles).
+    :func:`~napari_gapcam.cli.tile_blocks.process_blocks` (blocks of a slide's tiles), with its
+    reads of lazy inputs on the worker itself (:func:`~napari_gapcam.cli.inputs.read_locally`).
 
-    A chunk whose workers kept dying (dask gives up after ``allowed-failures`` deaths) comes
-    back as failed outcomes, so a later run finishes it. While nothing finishes,
-    ``on_wait(workers)`` is called every ``REPORT`` seconds; when the cluster has had no
-    worker for ``timeout`` seconds, the chunks left are cancelled and :class:`NoWorkersError`
-    says how many (the chunks done are written and kept).
+    Results come as they finish (``wait(…, return_when="FIRST_COMPLETED")``). A chunk whose
+    workers kept dying (dask gives up after ``allowed-failures`` deaths) comes back as failed
+    outcomes, so a later run finishes it. While nothing finishes, ``on_wait(workers)`` is called
+    every ``REPORT`` seconds; when the cluster has no worker and none comes within ``timeout``
+    seconds (``Client.wait_for_workers``), the chunks left are cancelled and
+    :class:`NoWorkersError` says how many (the chunks done are written and kept).
     """
     from dask.distributed import wait
 
     futures = {
-        connection.submit(function, list(chunk), options, root, pure=False): chunk
+        connection.submit(read_locally, function, list(chunk), options, root, pure=False): chunk
         for chunk in chunks
     }
     pending = set(futures)
-    alone_since: float | None = None
-    reported = time.monotonic()
     while pending:
         try:
-            done, pending = wait(pending, timeout=POLL, return_when="FIRST_COMPLETED")
+            done, pending = wait(pending, timeout=REPORT, return_when="FIRST_COMPLETED")
         except TimeoutError:
             done = set()
         for future in done:
@@ -136,9 +153,11 @@ def run_chunks(
                 future.release()
         if done or not pending:
             continue
-        now, workers = time.monotonic(), workers_of(connection)
-        alone_since = (alone_since or now) if workers == 0 else None
-        if alone_since is not None and now - alone_since >= timeout:
+        workers = workers_of(connection)
+        if workers:
+            if on_wait is not None:
+                on_wait(workers)
+        elif not await_workers(connection, timeout, on_wait):
             connection.cancel(list(pending))
             left = sum(len(futures[f]) for f in pending)
             raise NoWorkersError(
@@ -146,6 +165,3 @@ def run_chunks(
                 "chunk(s) were not run. The inputs done are written and kept; start workers "
                 "(or check why they died) and run the same command again to finish."
             )
-        if on_wait is not None and now - reported >= REPORT:
-            on_wait(workers)
-            reported = now

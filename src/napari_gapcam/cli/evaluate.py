@@ -13,18 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-from .inputs import InputError, expand, open_pages
-from .messages import EXIT_FAILED, EXIT_OK, error
+from .inputs import InputError, expand, local_reads, open_pages
+from .messages import EXIT_FAILED, EXIT_OK, error, say
 from .preflight import DEVICE, UsageError, read_class_names, weights_argument
 from .true_boxes import BoxFileError, match, read_true_boxes
-
-
-def say(message: str) -> None:
-    print(f"gapcam: {message}", file=sys.stderr)
 
 
 def _inputs(args: argparse.Namespace) -> tuple[dict[Path, Any], dict[Path, Path] | None]:
@@ -138,7 +133,8 @@ def _run(
                 raise InputError(f"holds {pages.count} pages: evaluate takes single images")
             image = pages.read(0)
             mask = read_labels(masks[path], 1, pages.shape) > 0 if masks else None
-            result = model.run(image, input_size=args.input_size, square=args.square or None)
+            with local_reads():  # a big page (dask) is read here, band by band
+                result = model.run(image, input_size=args.input_size, square=args.square or None)
         except Exception as problem:
             say(f"skipped {path}: {problem}")
             failed += 1

@@ -1,9 +1,11 @@
 """One run at a time per output folder: an OS lock on ``<out>/.gapcam-lock``.
 
-The lock is ``flock`` (``msvcrt.locking`` on Windows) on an open file, so the operating system
-drops it when the holding process ends in any way, SIGKILL included: a lock file left by a dead
-run is stale by construction and the next run takes it over. The file holds who has it (pid,
-host, start time, command), which a second run prints when it finds the folder busy.
+The lock is the ``filelock`` package's native lock (``flock`` on POSIX, ``msvcrt.locking`` on
+Windows) on an open file, so the operating system drops it when the holding process ends in
+any way, SIGKILL included. Who holds it (pid, host, start time, command) is kept beside it in
+``<out>/.gapcam-lock.json`` (filelock owns the lock file itself), which a second run prints
+when it finds the folder busy. A holder file found by a run that got the lock was left by a
+run that ended without releasing it: the new run takes over and says so.
 """
 
 from __future__ import annotations
@@ -11,36 +13,18 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sys
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+from .outputs import TEMP_PREFIX
 
 LOCK_NAME = ".gapcam-lock"
+HOLDER_NAME = ".gapcam-lock.json"
 
 
 class FolderBusyError(RuntimeError):
     """Another live run holds the output folder; the message names it."""
-
-
-def _try_lock(handle: IO[str]) -> bool:
-    """Take the lock without waiting; False when another open file holds it."""
-    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
-        import msvcrt
-
-        handle.seek(0)  # every process locks the same first byte
-        try:
-            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-    import fcntl
-
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
 
 
 def describe_holder(holder: dict[str, Any]) -> str:
@@ -51,57 +35,69 @@ def describe_holder(holder: dict[str, Any]) -> str:
     return f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}, started {when}{command}"
 
 
+def _os_lock(path: Path) -> Any:
+    """filelock's native lock on ``path``: never its soft (marker-file) fallback, which a
+    killed run would leave behind."""
+    from filelock import FileLock
+
+    try:
+        return FileLock(path, fallback_to_soft=False)  # filelock >= 4
+    except TypeError:  # filelock 3: a native lock or an OSError, never a soft one
+        return FileLock(path)
+
+
 class FolderLock:
     """``with FolderLock(root):`` holds ``root`` for this process, or raises FolderBusyError.
 
-    ``previous`` is the holder a stale lock file named (a run that ended without releasing
-    it), or None.
+    ``previous`` is the holder a stale holder file named (a run that ended without releasing
+    the lock), or None.
     """
 
     def __init__(self, root: Path, command: str = "") -> None:
         self.path = Path(root) / LOCK_NAME
+        self.holder_path = Path(root) / HOLDER_NAME
         self.command = command
         self.previous: dict[str, Any] | None = None
-        self._handle: IO[str] | None = None
+        self._lock: Any = None
 
-    def _read(self, handle: IO[str]) -> dict[str, Any] | None:
-        handle.seek(0)
+    def _holder(self) -> dict[str, Any] | None:
         try:
-            holder = json.loads(handle.read() or "null")
-        except ValueError:
+            holder = json.loads(self.holder_path.read_text(encoding="utf-8") or "null")
+        except (OSError, ValueError):
             return None
         return holder if isinstance(holder, dict) else None
 
     def acquire(self) -> None:
-        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
-        if not _try_lock(handle):
-            holder = self._read(handle)
-            handle.close()
+        from filelock import Timeout
+
+        lock = _os_lock(self.path)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            holder = self._holder()
             who = describe_holder(holder) if holder else "a run whose details are not readable"
             raise FolderBusyError(
                 f"the output folder {self.path.parent} is in use by another gapcam run: {who}. "
                 "Wait for it to finish, or use another --out. (If that process is gone, run "
                 "again: its lock goes with it.)"
-            )
-        self.previous = self._read(handle)
-        handle.seek(0)
-        handle.truncate()
+            ) from None
+        self._lock = lock
+        self.previous = self._holder()
         holder = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "started": time.time(),
             "command": self.command,
         }
-        handle.write(json.dumps(holder))
-        handle.flush()
-        self._handle = handle
+        temp = self.holder_path.with_name(f"{TEMP_PREFIX}{os.getpid()}-{HOLDER_NAME}")
+        temp.write_text(json.dumps(holder), encoding="utf-8")
+        os.replace(temp, self.holder_path)  # a reader sees the old holder or the new one
 
     def release(self) -> None:
-        if self._handle is not None:
-            self._handle.seek(0)
-            self._handle.truncate()  # an empty file: nobody holds it
-            self._handle.close()  # closing drops the OS lock
-            self._handle = None
+        if self._lock is not None:
+            self.holder_path.unlink(missing_ok=True)  # nobody holds it
+            self._lock.release()  # drops the OS lock
+            self._lock = None
 
     def __enter__(self) -> FolderLock:
         self.acquire()

@@ -15,14 +15,14 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..engine.grid import bounded_grid, grid_placement
 from ..models.spec import ModelSpec
-from .inputs import InputError, Item, LazyPlane, Pages, fingerprint, open_pages
+from .inputs import Item, Pages, fingerprint, open_pages
+from .messages import reason
 from .outputs import OutputFolder, ZarrMaps, complete, write_png, write_tiff
 from .overlay_png import overlay
 from .page_objects import PageObjects
@@ -100,7 +100,7 @@ def infer(
     import torch
 
     def batchable(image: Any) -> bool:
-        return not isinstance(image, LazyPlane)
+        return isinstance(image, np.ndarray)  # lazy planes (dask) are read in bands
 
     results: list[Any] = []
     start = 0
@@ -305,10 +305,6 @@ def _infer_each(model: Any, images: list[Any], options: Options) -> list[Any]:
     return results
 
 
-def _reason(error: BaseException) -> str:
-    return str(error) if isinstance(error, InputError) else f"{type(error).__name__}: {error}"
-
-
 def process_chunk(items: Sequence[Item], options: Options, root: str) -> list[dict[str, Any]]:
     """Run a chunk of inputs and write their outputs under ``root``; one outcome per input.
 
@@ -333,7 +329,7 @@ def process_chunk(items: Sequence[Item], options: Options, root: str) -> list[di
                     raise result
                 outcome = job.add(index, image, result)
             except Exception as error:
-                outcome = job.fail(_reason(error))
+                outcome = job.fail(reason(error))
             if outcome is not None:
                 outcomes.append(outcome)
         pending.clear()
@@ -347,13 +343,13 @@ def process_chunk(items: Sequence[Item], options: Options, root: str) -> list[di
             source = fingerprint(item.path)  # before reading: a later change shows next run
             job = _Job(item, open_pages(item.path), out, options, threshold, source)
         except Exception as error:
-            outcomes.append({"file": item.path, "status": "failed", "error": _reason(error)})
+            outcomes.append({"file": item.path, "status": "failed", "error": reason(error)})
             continue
         for index in range(job.pages.count):
             try:
                 pending.append((job, index, job.pages.read(index)))
             except Exception as error:
-                outcomes.append(job.fail(_reason(error)))
+                outcomes.append(job.fail(reason(error)))
                 break
             if len(pending) >= options.batch_size:
                 flush()
@@ -363,11 +359,3 @@ def process_chunk(items: Sequence[Item], options: Options, root: str) -> list[di
 
 def chunked(items: Sequence[Item], size: int) -> list[list[Item]]:
     return [list(items[i : i + size]) for i in range(0, len(items), max(1, size))]
-
-
-def weights_argument(weights: str | None) -> str | None:
-    """``--weights``: ``none`` → random init; an existing file → its absolute path."""
-    if weights is None or weights.lower() == "none":
-        return None
-    path = Path(weights).expanduser()
-    return str(path.resolve()) if path.exists() else weights

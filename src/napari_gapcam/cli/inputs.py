@@ -2,17 +2,22 @@
 
 PNG and JPEG are read with imageio, TIFF with tifffile (16-bit grey, RGB, multi-page), and a
 zarr array N×H×W[×3] is one input whose pages are read one at a time. A TIFF page of more
-than ``LAZY_BYTES`` is not loaded: it is memory-mapped (uncompressed) or read through
-tifffile's zarr store, band by band, by the engine. No torch here.
+than ``LAZY_BYTES`` is not loaded: it is a ``dask.array`` over its memory map (uncompressed) or
+tifffile's zarr store, which the engine reads band by band; so are zarr inputs. Every read of
+such an array runs on dask's synchronous scheduler, in the process and thread that asks for it
+(:func:`local_reads`), never on a dask.distributed cluster. No torch here.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import glob
 import hashlib
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -186,17 +191,83 @@ def unchanged(recorded: Mapping[str, Any] | None, path: str | Path) -> bool:
     return digest is not None and fingerprint(path).get("sha256") == digest
 
 
+_LOCAL = threading.Lock()
+_local_depth = 0
+_local_config: Any = None
+
+
+@contextmanager
+def local_reads() -> Iterator[None]:
+    """While inside, dask arrays compute on the synchronous scheduler, in the calling thread.
+
+    The lazy inputs are dask arrays, which the engine reads with ``np.asarray(image[r0:r1])``;
+    without this, a ``dask.distributed.Client`` (the default scheduler in the ``gapcam`` process
+    with ``--workers``, and a worker's own client inside a task) would ship those reads to the
+    cluster. dask's configuration is process-wide, so the setting is counted: it is restored when
+    the last of the threads inside (a worker may run several tasks) leaves.
+    """
+    import dask
+
+    global _local_depth, _local_config
+    with _LOCAL:
+        if _local_depth == 0:
+            _local_config = dask.config.set(scheduler="synchronous")
+        _local_depth += 1
+    try:
+        yield
+    finally:
+        with _LOCAL:
+            _local_depth -= 1
+            if _local_depth == 0:
+                _local_config.__exit__(None, None, None)
+                _local_config = None
+
+
+def read_locally(function: Callable[..., Any], *arguments: Any) -> Any:
+    """``function(*arguments)`` with :func:`local_reads`: how chunks and blocks of inputs run,
+    in the ``gapcam`` process or as a task on a dask worker."""
+    with local_reads():
+        return function(*arguments)
+
+
+def lazy_view(source: Any, lead: int = 0) -> Any:
+    """``source`` (a zarr array, or a memory map) as a dask array, read only where sliced.
+
+    Axis ``lead`` holds the rows (the axes before it are pages). A memory map is chunked in
+    bands of whole rows of one page of about ``LAZY_BYTES`` / 4; a zarr array keeps its own
+    chunks (a TIFF's tiles), or a band of its chunks when they are whole rows (a TIFF's
+    strips)."""
+    import dask.array as da
+
+    shape = tuple(int(s) for s in source.shape)
+    row_bytes = int(np.prod(shape[lead + 1 :])) * np.dtype(source.dtype).itemsize
+    rows = max(1, min(shape[lead], LAZY_BYTES // 4 // max(1, row_bytes)))
+    if hasattr(source, "chunks") and not isinstance(source, np.ndarray):  # zarr
+        chunks = [int(c) for c in source.chunks]
+        if tuple(chunks[lead + 1 :]) == shape[lead + 1 :]:  # strips: a band of them
+            chunks[lead] = max(1, rows // chunks[lead]) * chunks[lead]
+        return da.from_array(source, chunks=tuple(chunks), name=False)  # no hash of the data
+    return da.from_array(source, chunks=(1,) * lead + (rows, *shape[lead + 1 :]), name=False)
+
+
+def samples_last(page: Any) -> Any:
+    """A planar page (S×Y×X, as tifffile gives planar RGB TIFFs) as Y×X×S."""
+    import dask.array as da
+
+    return da.moveaxis(page, 0, -1)
+
+
 @dataclass
 class Pages:
     """The planes of one input; ``read(i)`` gives plane ``i`` as H×W or H×W×3/4.
 
-    A plane is a numpy array, or for a big TIFF page a :class:`LazyPlane` (read in bands).
+    A plane is a numpy array, or for a big page a dask array (read in bands by the engine).
     """
 
     kind: str  # "image", "tiff" or "zarr"
     count: int
     shape: tuple[int, int]
-    array: Any  # numpy for image/tiff, a zarr array for zarr
+    array: Any  # pages by index: numpy (image, TIFF), the zarr array, or a dask view
     chunk: int = 1  # zarr chunking over the pages
     plane: Callable[[int], Any] | None = None  # lazy planes: index → plane
 
@@ -207,34 +278,6 @@ class Pages:
 
     def __iter__(self) -> Iterator[Any]:
         return (self.read(i) for i in range(self.count))
-
-
-class LazyPlane:
-    """One page of a big image, read only where sliced: ``plane[r0:r1]`` reads those rows.
-
-    ``array`` is a memory map or a zarr array holding the page at ``index`` (its leading
-    axes); ``planar`` when the samples (RGB) come before the rows, as tifffile gives planar
-    TIFFs. The engine reads such a plane band by band, never whole.
-    """
-
-    def __init__(self, array: Any, index: tuple[int, ...], planar: bool = False) -> None:
-        self.array, self.index, self.planar = array, index, planar
-        shape = tuple(int(s) for s in array.shape[len(index) :])
-        self.shape = (*shape[1:], shape[0]) if planar else shape
-        self.dtype = np.dtype(array.dtype)
-        self.ndim = len(self.shape)
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        key = key if isinstance(key, tuple) else (key,)
-        if not self.planar:
-            return np.asarray(self.array[(*self.index, *key)])
-        band = np.asarray(self.array[(*self.index, slice(None), *key[:2])])
-        band = np.moveaxis(band, 0, -1)
-        return band[(..., *key[2:])] if len(key) > 2 else band
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        whole = self[:]
-        return whole if dtype is None else whole.astype(dtype)
 
 
 def _check_layout(shape: tuple[int, ...], dtype: np.dtype) -> None:
@@ -334,20 +377,21 @@ def _tiff_pages(path: Path) -> Pages:
         planar = axes.endswith("SYX")
         plane_axes = 3 if (axes.endswith("YXS") or planar) else 2
         plane_bytes = int(np.prod(shape[-plane_axes:])) * np.dtype(series.dtype).itemsize
-        lazy = None
+        source = None
         if plane_bytes > LAZY_BYTES and axes.endswith(("YX", "YXS")):
-            lazy = _lazy_source(path, series)
+            source = _lazy_source(path, series)
         lead = shape[:-plane_axes]
-        first = LazyPlane(lazy, (0,) * len(lead), planar) if lazy is not None else None
-        if first is not None and (plane_axes == 2 or first.shape[-1] in (3, 4)):
-            _check_layout(first.shape, first.dtype)
-            return Pages(
-                "tiff",
-                int(np.prod(lead)),
-                first.shape[:2],
-                lazy,
-                plane=lambda i: LazyPlane(lazy, np.unravel_index(i, lead), planar),
-            )
+        if source is not None:
+            view = lazy_view(source, len(lead))
+
+            def page(i: int) -> Any:
+                plane = view[tuple(int(n) for n in np.unravel_index(i, lead))]
+                return samples_last(plane) if planar else plane
+
+            first = page(0)
+            if plane_axes == 2 or first.shape[-1] in (3, 4):
+                _check_layout(first.shape, first.dtype)
+                return Pages("tiff", int(np.prod(lead)), first.shape[:2], view, plane=page)
         array = series.asarray()
     if "S" in axes:  # samples (RGB) last
         array = np.moveaxis(array, axes.index("S"), -1)
@@ -360,6 +404,9 @@ def _tiff_pages(path: Path) -> Pages:
 
 
 def _zarr_pages(path: Path) -> Pages:
+    """A zarr array N×H×W[×3] (or one H×W image): a small page is read whole from zarr when its
+    turn comes; a big one is a dask array (made on first use, so that opening stays cheap for
+    any number of pages)."""
     try:
         import zarr
     except ImportError:
@@ -371,21 +418,12 @@ def _zarr_pages(path: Path) -> Pages:
     big = int(np.prod(shape[-3:] if len(shape) == 4 else shape[-2:])) * array.dtype.itemsize
     big = big > LAZY_BYTES  # such pages are read band by band
     if len(shape) == 2:
-        plane = (lambda i: LazyPlane(array, ())) if big else None
-        return Pages("zarr", 1, shape, _Single(array), 1, plane)
+        view = lazy_view(array)
+        return Pages("zarr", 1, shape, view[None], 1, (lambda i: view) if big else None)
     if len(shape) == 3 or (len(shape) == 4 and shape[-1] in (3, 4)):
         if shape[0] == 0:
             raise InputError(f"a zarr array of shape {shape} holds no pages: nothing to compute")
-        plane = (lambda i: LazyPlane(array, (int(i),))) if big else None
+        views = functools.cache(lambda: lazy_view(array, 1))
+        plane = (lambda i: views()[int(i)]) if big else None
         return Pages("zarr", shape[0], shape[1:3], array, int(array.chunks[0]), plane)
     raise InputError(f"unsupported zarr array shape {shape} (expected N×H×W or N×H×W×3)")
-
-
-class _Single:
-    """A 2D array seen as a one-page stack."""
-
-    def __init__(self, array: Any) -> None:
-        self.array = array
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        return np.asarray(self.array[:])

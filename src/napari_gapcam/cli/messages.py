@@ -8,6 +8,19 @@ import sys
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
+def say(message: str) -> None:
+    """A line for the user on stderr: progress, notes, inputs skipped."""
+    print(f"gapcam: {message}", file=sys.stderr)
+
+
+def reason(error: BaseException) -> str:
+    """Why an input failed, in one line: an :class:`~napari_gapcam.cli.inputs.InputError`'s own
+    words (they name the problem), else the error's type and words."""
+    from .inputs import InputError
+
+    return str(error) if isinstance(error, InputError) else f"{type(error).__name__}: {error}"
+
+
 def error(message: str) -> int:
     """Print a usage or set-up error; returns exit code 2."""
     print(f"gapcam: error: {cli_words(message)}", file=sys.stderr)

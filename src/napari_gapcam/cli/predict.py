@@ -20,7 +20,7 @@ from typing import Any
 
 from .folder_lock import FolderBusyError, FolderLock, describe_holder
 from .inputs import Item, items, unchanged
-from .messages import EXIT_FAILED, EXIT_OK, cli_words, error
+from .messages import EXIT_FAILED, EXIT_OK, cli_words, error, say
 from .outputs import OutputFolder, changed_labels, is_current
 from .preflight import Plan, UsageError, check
 
@@ -28,10 +28,6 @@ from .preflight import Plan, UsageError, check
 # (process_chunk by default) → each chunk's outcomes as it finishes
 Runner = Callable[..., Iterator[list[dict[str, Any]]]]
 SETUP_ERRORS = (ValueError, KeyError, IndexError, OSError, RuntimeError, MemoryError)
-
-
-def say(message: str) -> None:
-    print(f"gapcam: {message}", file=sys.stderr)
 
 
 def options_of(args: argparse.Namespace, plan: Plan) -> Any:
@@ -170,6 +166,7 @@ def _engine(
     """A function running chunks: in this process, or on a dask cluster (checked first); and
     what the check returned (the class names; with --tiles, the tiles' geometry)."""
     from .infer import check_options, process_chunk
+    from .inputs import read_locally
     from .tile_blocks import check_tiled
 
     check = check_tiled if options.tiles else check_options
@@ -182,7 +179,7 @@ def _engine(
         yield (
             (
                 lambda chunks, _, function=process_chunk: (
-                    function(chunk, options, str(out.root)) for chunk in chunks
+                    read_locally(function, chunk, options, str(out.root)) for chunk in chunks
                 )
             ),
             checked,

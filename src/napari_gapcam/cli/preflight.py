@@ -10,11 +10,9 @@ that names no device, a missing optional package, and zarr inputs whose maps wou
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import re
 import shutil
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,45 +88,21 @@ def weights_argument(weights: str) -> str | None:
 
 
 def read_class_names(argument: str) -> list[str]:
-    """``--class-names FILE``: a JSON list or UTF-8 text, one name per line, no duplicates."""
-    path = Path(argument).expanduser()
-    way_out = "Give a UTF-8 .txt file with one name per line, or a .json list of names."
-    if not path.is_file():
-        raise UsageError(f"--class-names {argument}: no such file. {way_out}")
+    """``--class-names FILE``: the models' reader (a JSON list or UTF-8 text, one name per line,
+    no duplicates); its errors are usage errors that name the option."""
+    from ..models.class_names import read_names
+    from ..models.errors import WeightsError
+
     try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise UsageError(
-            f"--class-names {argument} is not UTF-8 text (byte {error.object[error.start]:#04x} "
-            f"at offset {error.start}): is it the right file? {way_out}"
-        ) from None
-    if path.suffix.lower() == ".json":
-        try:
-            names = json.loads(text)
-        except ValueError as error:
-            message = f"--class-names {argument} is not valid JSON ({error}). {way_out}"
-            raise UsageError(message) from None
-        if not isinstance(names, list) or not all(isinstance(n, (str, int)) for n in names):
-            raise UsageError(f"--class-names {argument} must hold a JSON list of names.")
-        names = [str(n) for n in names]
-    else:
-        names = [line.strip() for line in text.splitlines() if line.strip()]
-    if not names:
-        raise UsageError(f"--class-names {argument} holds no names. {way_out}")
-    twice = [name for name, count in Counter(names).items() if count > 1]
-    if twice:
-        shown = ", ".join(map(repr, twice[:5])) + (" …" if len(twice) > 5 else "")
-        raise UsageError(
-            f"--class-names {argument} names {len(twice)} class(es) more than once ({shown}): "
-            "each class needs its own name, or --class NAME could not tell them apart."
-        )
-    return names
+        return read_names(Path(argument).expanduser())
+    except WeightsError as problem:
+        raise UsageError(f"--class-names {problem}") from None
 
 
-def _need(module: str, option: str, extra: str) -> None:
+def _need(module: str, option: str, extra: str, package: str | None = None) -> None:
     if importlib.util.find_spec(module) is None:
         raise UsageError(
-            f"{option} needs the {module} package: pip install 'napari-gapcam[{extra}]'"
+            f"{option} needs the {package or module} package: pip install 'napari-gapcam[{extra}]'"
         )
 
 
@@ -261,8 +235,9 @@ def check(args: Any) -> Plan:
     if table is not None:
         _match_labels(plan, table, args.labels)
     if getattr(args, "tiles", False):
-        if any(p.suffix.lower() in (".tif", ".tiff") for p in found.paths):
-            _need("zarr", "--tiles on a TIFF", "zarr")
+        # the map is an OME-Zarr; TIFF and zarr inputs are read through zarr and ome-zarr
+        _need("zarr", "--tiles", "zarr")
+        _need("ome_zarr", "--tiles (its OME-Zarr map)", "zarr", "ome-zarr")
         _tiled_inputs(plan, args.level)
         return plan
     needed = _zarr_inputs(plan, args.max_map_pixels)

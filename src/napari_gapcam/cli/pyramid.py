@@ -1,22 +1,24 @@
 """The levels of one image for ``gapcam predict --tiles``: a pyramid read lazily, level by level.
 
 A TIFF (OME-TIFF, SVS-like: a series and its sub-resolution levels) is read through tifffile's
-zarr store (``tifffile.imread(path, aszarr=True)``), an OME-Zarr through its ``multiscales``
-metadata (NGFF 0.4 or 0.5), a plain zarr array as one level; PNG and JPEG are one level in
-memory. Every level is an H×W or H×W×3/4 array-like sliced only where tiles are read (a
-:class:`~napari_gapcam.cli.inputs.LazyPlane`: leading axes of size 1 dropped, planar RGB seen as
-samples last). No torch here.
+zarr store (``tifffile.imread(path, aszarr=True)``: level ``k`` of the series is its array
+``k``), an OME-Zarr through ``ome-zarr``'s reader (NGFF 0.4 or 0.5: its ``multiscales`` node's
+levels, as dask arrays), a plain zarr array as one level; PNG and JPEG are one level in memory.
+Every level is an H×W or H×W×3/4 ``dask.array`` sliced only where tiles are read (leading axes
+of size 1 dropped, planar RGB moved to samples last). No torch here.
 """
 
 from __future__ import annotations
 
+import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .inputs import TIFF_SUFFIXES, InputError, LazyPlane, is_zarr, open_pages
+from .inputs import TIFF_SUFFIXES, InputError, is_zarr, lazy_view, open_pages, samples_last
 
 
 @dataclass
@@ -35,9 +37,9 @@ class Levels:
         return h0 / h, w0 / w
 
 
-def as_plane(array: Any, axes: str | None = None) -> LazyPlane:
-    """An array of one image as a lazy H×W[×S] plane: axes of size 1 dropped, then Y×X, Y×X×S
-    or S×Y×X (S: 3 or 4 samples or channels). ``axes`` (tifffile's letters, or OME-Zarr's
+def as_plane(array: Any, axes: str | None = None) -> Any:
+    """An array of one image as a lazy H×W[×S] dask array: axes of size 1 dropped, then Y×X,
+    Y×X×S or S×Y×X (S: 3 or 4 samples or channels). ``axes`` (tifffile's letters, or OME-Zarr's
     axis names) says which is which; without it a leading 3 or 4 counts as samples.
     :class:`InputError` for anything else (a stack)."""
     shape = tuple(int(s) for s in array.shape)
@@ -63,23 +65,50 @@ def as_plane(array: Any, axes: str | None = None) -> LazyPlane:
             f"--tiles needs one image (Y×X or Y×X×3), not an array of shape {shape}: "
             "pass one image of a stack"
         )
-    return LazyPlane(array, (0,) * lead, planar)
+    import dask.array as da
+
+    view = array if isinstance(array, da.Array) else lazy_view(array)
+    view = view[(0,) * lead]
+    return samples_last(view) if planar else view
 
 
-def _from_zarr(node: Any) -> tuple[list[Any], str | None]:
-    """The levels (biggest first) of a zarr array or multiscales group, and their axes."""
-    if hasattr(node, "shape"):
+def _ome_zarr(path: Path) -> tuple[list[Any], str | None]:
+    """The levels (dask arrays, biggest first) of an OME-Zarr image and its axes' letters,
+    through ome-zarr's reader; a plain zarr array is one level."""
+    import zarr
+
+    with warnings.catch_warnings():  # ome-zarr's own deprecations at import
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from ome_zarr.io import parse_url
+        from ome_zarr.reader import Multiscales, Reader
+
+    node = zarr.open(str(path), mode="r")
+    if hasattr(node, "shape"):  # an array, not an image group
         return [node], None
-    attrs = dict(node.attrs)
-    found = attrs.get("multiscales") or (attrs.get("ome") or {}).get("multiscales")
-    if not found:
+    # ome-zarr warns when the data's NGFF version is not the newest: reading both is the point
+    logging.getLogger("ome_zarr").setLevel(logging.ERROR)
+    location = parse_url(str(path), mode="r")
+    images = [n for n in (Reader(location)() if location else []) if n.load(Multiscales)]
+    if not images:
         raise InputError(
             "a zarr group without multiscales metadata: pass the array inside it (e.g. path/0)"
         )
-    names = [a["name"] if isinstance(a, dict) else str(a) for a in found[0].get("axes", [])]
-    axes = "".join(n[:1].upper() for n in names) or None
-    levels = [node[str(d["path"])] for d in found[0].get("datasets", [])]
-    return sorted(levels, key=lambda a: -int(np.prod(a.shape))), axes
+    image = images[0]
+    names = [a["name"] if isinstance(a, dict) else str(a) for a in image.metadata.get("axes", [])]
+    levels = sorted(image.data, key=lambda a: -int(np.prod(a.shape)))
+    return levels, "".join(n[:1].upper() for n in names) or None
+
+
+def _tiff(path: Path) -> tuple[list[Any], str]:
+    """A TIFF's first series and its sub-resolution levels, as zarr arrays of tifffile's store."""
+    import tifffile
+    import zarr
+
+    with tifffile.TiffFile(path) as tiff:
+        series = tiff.series[0]
+        axes, count = series.axes, len(series.levels)
+    store = zarr.open(tifffile.imread(path, aszarr=True), mode="r")
+    return ([store] if hasattr(store, "shape") else [store[str(k)] for k in range(count)]), axes
 
 
 def open_levels(path: str | Path) -> Levels:
@@ -87,16 +116,7 @@ def open_levels(path: str | Path) -> Levels:
     path = Path(path)
     try:
         if is_zarr(path) or path.suffix.lower() in TIFF_SUFFIXES:
-            import zarr
-
-            if is_zarr(path):
-                arrays, axes = _from_zarr(zarr.open(str(path), mode="r"))
-            else:
-                import tifffile
-
-                with tifffile.TiffFile(path) as tiff:
-                    axes = tiff.series[0].axes
-                arrays, _ = _from_zarr(zarr.open(tifffile.imread(path, aszarr=True), mode="r"))
+            arrays, axes = _ome_zarr(path) if is_zarr(path) else _tiff(path)
             levels = [as_plane(level, axes) for level in arrays]
         else:
             pages = open_pages(path)
@@ -105,8 +125,11 @@ def open_levels(path: str | Path) -> Levels:
             levels = [pages.read(0)]
     except InputError:
         raise
-    except ImportError:
-        raise InputError("--tiles on TIFF and zarr inputs needs zarr: pip install zarr") from None
+    except ImportError as missing:
+        raise InputError(
+            f"--tiles on TIFF and zarr inputs needs {missing.name or 'zarr'}: "
+            "pip install 'napari-gapcam[zarr]'"
+        ) from None
     except Exception as error:
         detail = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
         raise InputError(f"not a readable image: {detail}") from error

@@ -12,14 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from .inputs import InputError, Item
+from .inputs import Item, local_reads
+from .messages import reason
 from .outputs import OutputFolder
 from .tile_blocks import TiledPlan, plan_input, process_blocks
 from .tiled_record import finish_tiled
-
-
-def _reason(error: BaseException) -> str:
-    return str(error) if isinstance(error, InputError) else f"{type(error).__name__}: {error}"
 
 
 def run_tiled_inputs(
@@ -40,7 +37,7 @@ def run_tiled_inputs(
         try:
             return finish_tiled(plan, options, out, names, threshold)
         except Exception as error:
-            return {"file": plan.item.path, "status": "failed", "error": _reason(error)}
+            return {"file": plan.item.path, "status": "failed", "error": reason(error)}
 
     plans: dict[str, TiledPlan] = {}
     outstanding: dict[str, int] = {}
@@ -48,9 +45,10 @@ def run_tiled_inputs(
     tasks = []
     for item in todo:
         try:
-            plan = plan_input(item, options, geometry, out)
+            with local_reads():  # the contrast and the background read the image here
+                plan = plan_input(item, options, geometry, out)
         except Exception as error:
-            yield [{"file": item.path, "status": "failed", "error": _reason(error)}]
+            yield [{"file": item.path, "status": "failed", "error": reason(error)}]
             continue
         total = len(plan.tiling.tiles())
         if plan.skipped:

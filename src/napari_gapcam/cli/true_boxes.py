@@ -61,6 +61,8 @@ def _add(table: dict[str, Truth], name: str, box: Box, class_ref: Any, where: st
 
 
 def _read_csv(path: Path) -> dict[str, Truth]:
+    """The stdlib reader, not pandas.read_csv: an error names the file's own line (pandas skips
+    blank lines and joins quoted line breaks, so a row no longer knows its line)."""
     table: dict[str, Truth] = {}
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
@@ -70,9 +72,9 @@ def _read_csv(path: Path) -> dict[str, Truth]:
                 f"{path.name}: a CSV of true boxes needs the header file,y0,x0,y1,x1[,class]; "
                 f"got {reader.fieldnames}"
             )
-        for n, row in enumerate(reader, start=2):
+        for row in reader:
             row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
-            where = f"{path.name} line {n}"
+            where = f"{path.name} line {reader.line_num}"  # the file's line, blank ones counted
             box = _box([row["y0"], row["x0"], row["y1"], row["x1"]], where)
             _add(table, row["file"], box, row.get("class"), where)
     return table

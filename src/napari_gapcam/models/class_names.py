@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -50,20 +51,46 @@ def _hugging_face_names(config: Path) -> list[str] | None:
     return None
 
 
-def read_names(path: Path) -> list[str]:
-    """A ``.json`` list, or a text file with one name per line."""
+NAMES_WAY_OUT = "Give a UTF-8 .txt file with one name per line, or a .json list of names."
+
+
+def read_names(path: str | os.PathLike) -> list[str]:
+    """A ``.json`` list of names, or UTF-8 text with one name per line (blank lines skipped).
+
+    :class:`WeightsError`, naming the file and the way out, for a missing file, bytes that are
+    not UTF-8 (the byte and its offset), invalid JSON or JSON that is not a list of names, a
+    file without names, and names given twice (a class could not be found by its name).
+    """
+    path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"Class-names file not found: {path}")
+        raise WeightsError(f"{path}: no such file. {NAMES_WAY_OUT}")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise WeightsError(
+            f"{path} is not UTF-8 text (byte {error.object[error.start]:#04x} at offset "
+            f"{error.start}): is it the right file? {NAMES_WAY_OUT}"
+        ) from None
     if path.suffix.lower() == ".json":
         try:
-            names = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise WeightsError(f"{path} is not valid JSON: {error}") from error
-        if not isinstance(names, list):
-            raise WeightsError(f"{path} must hold a JSON list of class names.")
-        return [str(name) for name in names]
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [line.strip() for line in lines if line.strip()]
+            names = json.loads(text)
+        except ValueError as error:
+            raise WeightsError(f"{path} is not valid JSON ({error}). {NAMES_WAY_OUT}") from None
+        if not isinstance(names, list) or not all(isinstance(n, (str, int)) for n in names):
+            raise WeightsError(f"{path} must hold a JSON list of names. {NAMES_WAY_OUT}")
+        names = [str(name) for name in names]
+    else:
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not names:
+        raise WeightsError(f"{path} holds no names. {NAMES_WAY_OUT}")
+    twice = [name for name, count in Counter(names).items() if count > 1]
+    if twice:
+        shown = ", ".join(map(repr, twice[:5])) + (" …" if len(twice) > 5 else "")
+        raise WeightsError(
+            f"{path} names {len(twice)} class(es) more than once ({shown}): each class needs "
+            "its own name, or a class asked for by name could not be told apart."
+        )
+    return names
 
 
 def resolve_class_names(
