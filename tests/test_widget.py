@@ -50,7 +50,7 @@ def test_rgb_layer(viewer, qtbot):
     assert layer.opacity == pytest.approx(0.5)
     assert tuple(layer.contrast_limits) == (0.0, 1.0)
 
-    result = widget._result
+    result = widget.session.result
     top = result.topk(5)
     assert widget.class_select.value == top[0][0]
     meta = layer.metadata["gapcam"]
@@ -86,7 +86,7 @@ def test_grey_layer_with_transform(viewer, qtbot):
     from napari_gapcam import load_model
 
     expected = load_model("resnet50", "IMAGENET1K_V1", "cpu").run(grey, (0, 20000))
-    np.testing.assert_allclose(widget._result.logits, expected.logits, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(widget.session.result.logits, expected.logits, rtol=1e-4, atol=1e-4)
 
 
 def test_class_change_updates_in_place_without_forward_pass(viewer, qtbot):
@@ -97,18 +97,18 @@ def test_class_change_updates_in_place_without_forward_pass(viewer, qtbot):
     before = layer.data.copy()
     layer.opacity, layer.colormap, layer.visible = 0.8, "magma", False  # the user's choices
 
-    widget._model.features = None  # a forward pass would now fail
+    widget.session.model.features = None  # a forward pass would now fail
     other = widget.class_select.choices[3]
     widget.class_select.value = other
 
     assert cam_layer(viewer, "coffee") is layer
     assert len([lyr for lyr in viewer.layers if lyr.name.endswith("CAM")]) == 1
     assert not np.array_equal(layer.data, before)
-    np.testing.assert_allclose(layer.data, widget._result.cam(other))
+    np.testing.assert_allclose(layer.data, widget.session.result.cam(other))
     assert layer.metadata["gapcam"]["class_index"] == other
     assert layer.opacity == pytest.approx(0.8) and layer.colormap.name == "magma"
     assert not layer.visible
-    assert widget._result.class_names[other] in widget.showing.value
+    assert widget.session.result.class_names[other] in widget.showing.value
 
 
 def test_result_lands_on_the_layer_chosen_at_start(viewer, qtbot):
@@ -142,7 +142,7 @@ def test_stack_uses_the_current_plane(viewer, qtbot):
     from napari_gapcam import load_model
 
     expected = load_model("resnet50", "IMAGENET1K_V1", "cpu").run(stack[2], (0, 255))
-    np.testing.assert_allclose(widget._result.logits, expected.logits, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(widget.session.result.logits, expected.logits, rtol=1e-4, atol=1e-4)
 
 
 def test_rgb_stack(viewer, qtbot):
@@ -187,7 +187,7 @@ def test_box_and_mask_layers(viewer, qtbot):
     for layer in (box_layer, mask_layer):
         np.testing.assert_allclose(layer.scale, source.scale)
         np.testing.assert_allclose(layer.translate, source.translate)
-    result, c = widget._result, widget.class_select.value
+    result, c = widget.session.result, widget.class_select.value
     y0, x0, y1, x1 = result.box(c, 0.2)
     vertices = box_layer.data[0]
     np.testing.assert_allclose(vertices.min(0), [y0 - 0.5, x0 - 0.5])
@@ -197,7 +197,7 @@ def test_box_and_mask_layers(viewer, qtbot):
     np.testing.assert_array_equal(np.asarray(mask_layer.data) == 1, result.mask(c, 0.2))
 
     # threshold change: same layers, new geometry, no forward pass
-    widget._model.features = None
+    widget.session.model.features = None
     widget.threshold.value = 0.7
     assert viewer.layers["cat CAM box"] is box_layer
     assert viewer.layers["cat CAM mask"] is mask_layer
@@ -245,7 +245,7 @@ def test_typing_in_the_class_box_finds_a_class(viewer, qtbot):
     completer.setCompletionPrefix("tabby")
     completer.activated[str].emit(completer.currentCompletion())  # the user picks it
     assert widget.class_select.value == 281
-    assert widget._result.class_names[281] in widget.showing.value
+    assert widget.session.result.class_names[281] in widget.showing.value
     # typing part of a name and pressing Enter jumps to the first match
     combo.lineEdit().setText("goldfis")
     qtbot.keyClick(combo.lineEdit(), Qt.Key.Key_Return)
@@ -266,7 +266,7 @@ def test_bundled_demo_model_on_the_shapes_sample(viewer, qtbot):
     widget.weights.value = DEMO
     widget.show_box.value = True
     run_and_wait(widget, qtbot)
-    assert widget._result.class_names == list(CLASS_NAMES)
+    assert widget.session.result.class_names == list(CLASS_NAMES)
     assert widget.threshold.value == pytest.approx(0.55)  # the checkpoint's suggestion
     assert viewer.layers["synthetic shapes CAM box"].metadata["gapcam"]["threshold"] == 0.55
     assert len(widget.class_select.choices) == len(CLASS_NAMES)
@@ -282,7 +282,7 @@ def test_model_picker_lists_families_and_weights_follow(viewer):
     assert "resnet50  (resnet, CAM)" in labels
     assert "convnext_tiny  (convnext, Grad-CAM)" in labels
     assert any(label.startswith("swin_t  (swin, CAM)") for label in labels)
-    widget._pick_arch("efficientnet_v2_s")  # typed text: the first match is selected
+    widget.models.pick_arch("efficientnet_v2_s")  # typed text: the first match is selected
     assert widget.arch.value == "efficientnet_v2_s"
     assert list(widget.weights.choices)[0] == "IMAGENET1K_V1"
     combo = widget.arch.native
@@ -298,7 +298,7 @@ def test_typed_timm_model_runs(viewer, qtbot):
     pytest.importorskip("timm")
     viewer.add_image(data.coffee()[::4, ::4], name="coffee")
     widget = make_widget(viewer)
-    widget._pick_arch("timm:test_resnet")
+    widget.models.pick_arch("timm:test_resnet")
     widget.weights.value = "none (random init)"
     run_and_wait(widget, qtbot)
     assert "timm:test_resnet (CAM)" in widget.status.value
@@ -314,10 +314,10 @@ def test_grad_cam_model_in_memory_class_change_in_a_worker(viewer, qtbot):
     widget.use_model(model)
     assert widget.arch.value == "in memory" and list(widget.weights.choices) == ["in memory"]
     run_and_wait(widget, qtbot)
-    assert widget._model is model
+    assert widget.session.model is model
     assert "(Grad-CAM)" in widget.status.value
     layer = cam_layer(viewer, "cat")
-    result = widget._result
+    result = widget.session.result
     np.testing.assert_allclose(layer.data, result.cam(widget.class_select.value))
 
     model.features = None  # a class change needs a backward pass through the head only
@@ -340,7 +340,7 @@ def dock_width(viewer, qtbot) -> int:
 def test_offline_first_run_offers_the_ways_on_and_keeps_the_dock_width(
     make_napari_viewer, empty_torch_home, qtbot, monkeypatch
 ):
-    from napari_gapcam._napari import lifecycle
+    from napari_gapcam._napari import session as lifecycle
     from napari_gapcam._napari.widget import DEMO_MODEL, RANDOM
 
     notified = []
@@ -392,15 +392,16 @@ def test_square_input_option(viewer, qtbot):
     viewer.add_image(data.chelsea()[::2, ::2], name="cat")  # 150×226
     widget = make_widget(viewer)
     run_and_wait(widget, qtbot)
-    assert tuple(widget._result.input_shape) == (224, 337)  # the model's own: keeps the aspect
+    result = widget.session.result
+    assert tuple(result.input_shape) == (224, 337)  # the model's own: keeps the aspect
     widget.square.value = True
     run_and_wait(widget, qtbot)
-    assert tuple(widget._result.input_shape) == (224, 224)
+    assert tuple(widget.session.result.input_shape) == (224, 224)
     assert "input 224×224, 7×7 map cells" in widget.status.value
 
 
 def test_all_nan_image_warns_it_holds_no_finite_value(viewer, qtbot, monkeypatch):
-    from napari_gapcam._napari import lifecycle
+    from napari_gapcam._napari import session as lifecycle
 
     warned = []
     monkeypatch.setattr(lifecycle, "show_warning", warned.append)

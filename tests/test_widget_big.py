@@ -18,15 +18,15 @@ def viewer(make_napari_viewer, torch_home):
 
 def put_peak(widget, cell: tuple[int, int], cells=(7, 9)) -> tuple[float, float]:
     """Replace the result by one whose map peaks at feature ``cell``; its image position."""
-    height, width = widget._result.image_shape
+    height, width = widget.session.result.image_shape
     features = torch.zeros(1, *cells)
     features[0, cell[0], cell[1]] = 1.0
-    widget._shown.result = CamResult(
+    widget.session.shown.result = CamResult(
         features, torch.tensor([0.0]), torch.ones(1, 1), ["peak"], (height, width)
     )
     widget.class_select.reset_choices()
     widget.class_select.value = 0
-    widget._refresh_overlays()
+    widget.classes.refresh()
     # bilinear, align_corners=False: cell i's centre is at pixel (i + 0.5)·H/h − 0.5
     return (cell[0] + 0.5) * height / cells[0] - 0.5, (cell[1] + 0.5) * width / cells[1] - 0.5
 
@@ -126,9 +126,9 @@ def test_multiscale_runs_on_the_smallest_sufficient_level(viewer, qtbot):
     run_and_wait(widget, qtbot)
     assert level0.reads == 0
     assert "level 2 of 4 (300×451)" in widget.status.value  # short side 300 ≥ 224 > 150
-    assert widget._result.image_shape == (300, 451)
-    expected = widget._model.run(photo)
-    np.testing.assert_allclose(widget._result.logits, expected.logits, rtol=1e-4, atol=1e-4)
+    assert widget.session.result.image_shape == (300, 451)
+    expected = widget.session.model.run(photo)
+    np.testing.assert_allclose(widget.session.result.logits, expected.logits, rtol=1e-4, atol=1e-4)
 
     # a peak at a known position of level 2 lands where napari draws that position
     peak = put_peak(widget, (1, 6))
@@ -142,7 +142,7 @@ def test_multiscale_runs_on_the_smallest_sufficient_level(viewer, qtbot):
     widget.set_input_size_text("448")
     run_and_wait(widget, qtbot)
     assert "level 1 of 4 (600×902)" in widget.status.value
-    assert tuple(widget._result.features.shape[-2:]) == (14, 22)
+    assert tuple(widget.session.result.features.shape[-2:]) == (14, 22)
 
 
 def test_lazy_stack_reads_only_the_current_plane(viewer, qtbot, chunk_reads):
@@ -187,7 +187,7 @@ def test_typed_input_size_and_the_memory_guard(viewer, qtbot):
     widget.set_input_size_text("320")
     assert widget.input_size.value == 320
     run_and_wait(widget, qtbot)
-    assert tuple(widget._result.features.shape[-2:]) == (10, 10)
+    assert tuple(widget.session.result.features.shape[-2:]) == (10, 10)
     assert "input 320×320, 10×10 map cells" in widget.status.value
     widget.set_input_size_text("abc")
     assert "not a number" in widget.status.value and widget.input_size.value == 320
@@ -198,4 +198,4 @@ def test_typed_input_size_and_the_memory_guard(viewer, qtbot):
     assert widget.run_button.enabled and widget.run_button.text == "Run"  # it keeps working
     widget.input_size.value = 0
     run_and_wait(widget, qtbot)
-    assert tuple(widget._result.features.shape[-2:]) == (7, 7)
+    assert tuple(widget.session.result.features.shape[-2:]) == (7, 7)

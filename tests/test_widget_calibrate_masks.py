@@ -25,9 +25,9 @@ def test_calibrate_on_true_masks_gives_pxap_too(make_napari_viewer, qtbot):
     assert "true masks" in [combo.itemText(i) for i in range(combo.count())]
     widget.truth.value = truth
     widget.calibrate.clicked.emit()
-    qtbot.waitUntil(lambda: widget.calibration_metrics is not None, timeout=30_000)
-    expected = localization_metrics([widget._result.cam(label)], [[box]], [mask])
-    metrics = widget.calibration_metrics
+    qtbot.waitUntil(lambda: widget.calibrator.metrics is not None, timeout=30_000)
+    expected = localization_metrics([widget.session.result.cam(label)], [[box]], [mask])
+    metrics = widget.calibrator.metrics
     assert metrics["max_box_acc_v2"] == pytest.approx(expected["max_box_acc_v2"])
     assert metrics["pxap"] == pytest.approx(expected["pxap"], abs=1e-6)
     assert f"PxAP {expected['pxap']:.3f}" in widget.calibration.value

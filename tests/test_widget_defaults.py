@@ -20,10 +20,12 @@ def test_default_input_size_without_building_a_network():
 
 def test_the_widget_picks_a_pyramid_level_for_the_model_s_input_size(make_napari_viewer):
     viewer = make_napari_viewer()
+    from napari_gapcam._napari.session import RunRequest
+
     widget = make_widget(viewer, arch="inception_v3")
-    assert widget._input_size_for(widget.models.spec()) == 299
+    assert widget.session.input_size_for(RunRequest(None, widget.models.spec())) == 299
     widget.arch.value = "resnet18"
-    assert widget._input_size_for(widget.models.spec()) == 224
+    assert widget.session.input_size_for(RunRequest(None, widget.models.spec())) == 224
 
 
 def test_cancel_checks_only_the_model_s_modules_and_leaves_no_hook(resnet50):

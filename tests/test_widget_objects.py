@@ -42,7 +42,7 @@ def test_objects_get_cam_columns_on_hover_and_colours_by_cam_class(viewer, qtbot
     assert table.loc[7, "cam_class"] == CLASS_NAMES[label]  # CAM pooling names the object
     assert table.loc[7, "cam_share"] > table.loc[3, "cam_share"]
     assert table.loc[7, "area"] == (y1 - y0) * (x1 - x0)
-    expected = widget._result.object_scores(objects, [CLASS_NAMES[label]])
+    expected = widget.session.result.object_scores(objects, [CLASS_NAMES[label]])
     assert table.loc[7, CLASS_NAMES[label]] == pytest.approx(
         expected.set_index("label").loc[7, CLASS_NAMES[label]]
     )
@@ -89,7 +89,7 @@ def test_decomposition_adds_the_top_channels_as_an_aligned_stack(viewer, qtbot):
     c = widget.class_select.value
     widget.decompose.clicked.emit()
     layer = viewer.layers[f"scene CAM parts: {CLASS_NAMES[c]}"]
-    parts = widget._result.contributions(c, 8)
+    parts = widget.session.result.contributions(c, 8)
     h, w = parts[0][2].shape
     assert layer.data.shape == (8, h, w)
     np.testing.assert_allclose(layer.data, np.stack([m for _, _, m in parts]), rtol=1e-6)
@@ -99,14 +99,14 @@ def test_decomposition_adds_the_top_channels_as_an_aligned_stack(viewer, qtbot):
     assert meta["planes"][0].startswith(f"k={parts[0][0]} w=")
     # the 8 largest terms: together most of the class's raw map where it is hot
     summed = np.stack([m for _, _, m in parts]).sum(0)
-    raw = widget._result.raw_cam(c)
+    raw = widget.session.result.raw_cam(c)
     assert np.corrcoef(summed.ravel(), raw.ravel())[0, 1] > 0.5
     # aligned: feature cell (i, j) sits where the CAM puts it, (i + 0.5)·H/h − 0.5
     for cell in [(0, 0), (h - 1, w - 1), (2, 3)]:
         pixel = (np.array(cell) + 0.5) * np.array(image.shape[:2]) / (h, w) - 0.5
         expected = np.asarray(source.data_to_world(pixel))
         np.testing.assert_allclose(layer.data_to_world((0, *cell))[-2:], expected, atol=1e-6)
-    assert widget._overlays.get(source, "parts") is layer
+    assert widget.session.overlays.get(source, "parts") is layer
 
 
 def test_decomposition_is_disabled_and_explained_for_grad_cam(viewer, qtbot):
@@ -131,7 +131,7 @@ def test_all_regions_boxes_every_region_with_its_share(viewer, qtbot):
     run_and_wait(widget, qtbot)
     features = torch.zeros(1, 7, 9)
     features[0, 1, 1], features[0, 5, 7], features[0, 5, 6] = 1.0, 0.9, 0.9  # two objects
-    widget._shown.result = CamResult(
+    widget.session.shown.result = CamResult(
         features, torch.tensor([0.0]), torch.ones(1, 1), ["cell"], (224, 288)
     )
     widget.class_select.reset_choices()
@@ -143,7 +143,7 @@ def test_all_regions_boxes_every_region_with_its_share(viewer, qtbot):
     assert len(box.data) == 2
     meta = box.metadata["gapcam"]
     shares = meta["shares"]
-    heat = widget._result.cam(0)
+    heat = widget.session.result.cam(0)
     for (y0, x0, y1, x1), share in zip(meta["boxes"], shares, strict=True):
         inside = heat >= 0.5
         assert share == pytest.approx(
@@ -183,9 +183,9 @@ def test_calibrate_on_drawn_boxes_sets_the_threshold_and_saves_it(viewer, qtbot,
     widget.truth.value = truth
     widget.save_tau.value = True
     widget.calibrate.clicked.emit()
-    qtbot.waitUntil(lambda: widget.calibration_metrics is not None, timeout=30_000)
-    expected = localization_metrics([widget._result.cam(label)], [[(y0, x0, y1, x1)]])
-    metrics = widget.calibration_metrics
+    qtbot.waitUntil(lambda: widget.calibrator.metrics is not None, timeout=30_000)
+    expected = localization_metrics([widget.session.result.cam(label)], [[(y0, x0, y1, x1)]])
+    metrics = widget.calibrator.metrics
     assert metrics["max_box_acc_v2"] == pytest.approx(expected["max_box_acc_v2"])
     tau = expected["best_threshold"][0.5]
     assert metrics["best_threshold"][0.5] == pytest.approx(tau)
@@ -219,20 +219,20 @@ def test_calibrate_over_planes_of_a_stack_and_a_2d_shapes_layer(viewer, qtbot):
     widget.class_select.value = c
     widget.truth.value = truth
     widget.calibrate.clicked.emit()
-    qtbot.waitUntil(lambda: widget.calibration_metrics is not None, timeout=30_000)
-    result = widget._result
+    qtbot.waitUntil(lambda: widget.calibrator.metrics is not None, timeout=30_000)
+    result = widget.session.result
     boxes = [[box] for _, _, box in samples]
     expected = localization_metrics([result[0].cam(c), result[1].cam(c)], boxes)
-    assert widget.calibration_metrics["max_box_acc_v2"] == pytest.approx(expected["max_box_acc_v2"])
+    assert widget.calibrator.metrics["max_box_acc_v2"] == pytest.approx(expected["max_box_acc_v2"])
     assert "over 2 image(s), 2 box(es)" in widget.calibration.value
     # a 2D Shapes layer over the stack: its boxes lie on the displayed plane
     flat = viewer.add_shapes([rects[1][:, 1:]], shape_type="rectangle", name="flat")
     viewer.layers.selection.active = source
     viewer.dims.set_current_step(0, 1)
-    widget.calibration_metrics = None
+    widget.calibrator.metrics = None
     widget.truth.value = flat
     widget.calibrate.clicked.emit()
-    qtbot.waitUntil(lambda: widget.calibration_metrics is not None, timeout=30_000)
+    qtbot.waitUntil(lambda: widget.calibrator.metrics is not None, timeout=30_000)
     expected = localization_metrics([result[1].cam(c)], boxes[1:])
-    assert widget.calibration_metrics["max_box_acc_v2"] == pytest.approx(expected["max_box_acc_v2"])
+    assert widget.calibrator.metrics["max_box_acc_v2"] == pytest.approx(expected["max_box_acc_v2"])
     assert "over 1 image(s), 1 box(es)" in widget.calibration.value

@@ -30,8 +30,8 @@ def test_all_planes_fills_every_plane_and_ranks_classes_by_mean(viewer, qtbot):
     widget = make_widget(viewer, arch="resnet18", planes=ALL)
     widget.show_mask.value = True
     run_and_wait(widget, qtbot)
-    result = widget._result
-    assert len(result) == 11 and widget._shown.done == 11
+    result = widget.session.result
+    assert len(result) == 11 and widget.session.shown.done == 11
     assert "all 11 planes" in widget.status.value and "11 of 11 planes" in widget.status.value
     cam = viewer.layers["movie CAM"]
     assert cam.data.shape == stack.shape and not isinstance(cam.data, np.ndarray)  # lazy
@@ -42,14 +42,14 @@ def test_all_planes_fills_every_plane_and_ranks_classes_by_mean(viewer, qtbot):
     assert widget.class_select.choices[0] == int(np.argmax(mean))
     assert "mean" in widget.predictions.value
     # a class change updates every plane with no forward pass
-    features, widget._model.features = widget._model.features, None
+    features, widget.session.model.features = widget.session.model.features, None
     other = widget.class_select.choices[2]
     widget.class_select.value = other
     planes = np.asarray(viewer.layers["movie CAM"].data)
     np.testing.assert_allclose(planes, result.cams(other, shape=(64, 64)), atol=1e-6)
     assert np.asarray(viewer.layers["movie CAM mask"].data)[5].any()
-    widget._shown.model.features = features
-    single = widget._shown.model.run(stack[6], (0, 255))
+    widget.session.shown.model.features = features
+    single = widget.session.shown.model.run(stack[6], (0, 255))
     np.testing.assert_allclose(result[6].logits, single.logits, rtol=1e-3, atol=1e-3)
 
 
@@ -59,16 +59,17 @@ def test_cancel_keeps_finished_planes_and_run_works_again(viewer, qtbot):
     widget = make_widget(viewer, arch="resnet18", planes=ALL)
     widget.run_button.clicked.emit()
     assert widget.run_button.text == "Cancel"
+    session = widget.session
     qtbot.waitUntil(
-        lambda: widget._shown is not None and widget._shown.done >= 8, timeout=TIMEOUT_MS
+        lambda: session.shown is not None and session.shown.done >= 8, timeout=TIMEOUT_MS
     )
     widget.run_button.clicked.emit()  # Cancel
     assert not widget.busy and widget.run_button.text == "Run"
-    done = widget._shown.done
+    done = widget.session.shown.done
     assert 8 <= done < 40 and f"after {done} of 40 planes" in widget.status.value
-    qtbot.waitUntil(lambda: not widget._draining, timeout=TIMEOUT_MS)  # its last batch ends
+    qtbot.waitUntil(lambda: not widget.session.draining, timeout=TIMEOUT_MS)  # its last batch ends
     qtbot.wait(200)
-    assert widget._shown.done == done  # and is dropped
+    assert widget.session.shown.done == done  # and is dropped
     planes = np.asarray(viewer.layers["long CAM"].data)
     assert all(planes[i].max() > 0 for i in range(done))
     assert np.isnan(planes[done:]).all()  # never computed: NaN, drawn transparent (not a 0 map)
@@ -78,7 +79,7 @@ def test_cancel_keeps_finished_planes_and_run_works_again(viewer, qtbot):
     widget.run_button.clicked.emit()
     assert widget.status.value.startswith("Running")  # a fresh status for each run
     qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT_MS)
-    assert widget._shown.planes.indices == ((39,),)
+    assert widget.session.shown.planes.indices == ((39,),)
     assert "plane (39,)" in widget.status.value and "Cancelled" not in widget.status.value
     assert "(mean over the planes)" not in widget.predictions.value
 
@@ -91,10 +92,11 @@ def test_transposed_view_runs_the_displayed_plane(viewer, qtbot):
     viewer.dims.set_current_step(1, 17)
     widget = make_widget(viewer, arch="resnet18")
     run_and_wait(widget, qtbot)
-    result = widget._result
+    result = widget.session.result
     assert result.image_shape == (16, 48)  # Z×X
-    assert widget._shown.planes.axes == (0, 2) and widget._shown.planes.indices == ((17,),)
-    expected = widget._shown.model.run(np.ascontiguousarray(volume[:, 17, :]), (0, 255))
+    planes = widget.session.shown.planes
+    assert planes.axes == (0, 2) and planes.indices == ((17,),)
+    expected = widget.session.shown.model.run(np.ascontiguousarray(volume[:, 17, :]), (0, 255))
     np.testing.assert_allclose(result.logits, expected.logits, rtol=1e-3, atol=1e-3)
     cam = viewer.layers["vol CAM"]
     assert cam.data.shape == volume.shape
@@ -110,8 +112,8 @@ def test_4d_all_planes_runs_every_non_displayed_index(viewer, qtbot):
     widget = make_widget(viewer, arch="resnet18", planes=ALL)
     widget.show_box.value = True
     run_and_wait(widget, qtbot)
-    assert len(widget._result) == 6
-    assert widget._shown.planes.indices == tuple(np.ndindex(2, 3))
+    assert len(widget.session.result) == 6
+    assert widget.session.shown.planes.indices == tuple(np.ndindex(2, 3))
     planes = np.asarray(viewer.layers["tz CAM"].data)
     assert planes.shape == stack.shape
     assert all(planes[t, z].max() == pytest.approx(1.0) for t in range(2) for z in range(3))
@@ -140,9 +142,9 @@ def test_lazy_stack_reads_only_what_a_run_needs(viewer, qtbot, chunk_reads):
     widget.planes.value = ALL
     reads.clear()
     widget.run_button.clicked.emit()
-    qtbot.waitUntil(lambda: widget._shown.done >= 8, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: widget.session.shown.done >= 8, timeout=TIMEOUT_MS)
     widget.cancel()
-    qtbot.waitUntil(lambda: not widget._draining, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: not widget.session.draining, timeout=TIMEOUT_MS)
     # streamed: the planes read are those of the batches started, not the whole stack
     assert set(reads) <= set(range(24)) and {0, 7} <= set(reads)
 
@@ -155,12 +157,12 @@ def test_rgb_stack_all_planes(viewer, qtbot):
     viewer.add_image(stack, name="rgb movie", rgb=True)
     widget = make_widget(viewer, arch="resnet18", planes=ALL)
     run_and_wait(widget, qtbot)
-    assert len(widget._result) == 5 and widget._result.image_shape == (64, 64)
+    assert len(widget.session.result) == 5 and widget.session.result.image_shape == (64, 64)
     planes = np.asarray(viewer.layers["rgb movie CAM"].data)
     assert planes.shape == stack.shape[:3]
     assert all(planes[i].max() == pytest.approx(1.0) for i in range(5))
-    single = widget._shown.model.run(stack[3])
-    np.testing.assert_allclose(widget._result[3].logits, single.logits, rtol=1e-3, atol=1e-3)
+    single = widget.session.shown.model.run(stack[3])
+    np.testing.assert_allclose(widget.session.result[3].logits, single.logits, rtol=1e-3, atol=1e-3)
 
 
 def test_grad_cam_model_on_all_planes(viewer, qtbot):
@@ -168,12 +170,12 @@ def test_grad_cam_model_on_all_planes(viewer, qtbot):
     viewer.add_image(stack, name="gc", contrast_limits=(0, 255))
     widget = make_widget(viewer, arch="mobilenet_v3_small", planes=ALL)
     run_and_wait(widget, qtbot)
-    assert "Grad-CAM" in widget.status.value and len(widget._result) == 3
+    assert "Grad-CAM" in widget.status.value and len(widget.session.result) == 3
     first = np.asarray(viewer.layers["gc CAM"].data[1]).copy()
     widget.class_select.value = widget.class_select.choices[1]  # lazily, per displayed plane
     assert not widget.busy
     second = np.asarray(viewer.layers["gc CAM"].data[1])
-    expected = widget._result[1].cam(widget.class_select.value)
+    expected = widget.session.result[1].cam(widget.class_select.value)
     np.testing.assert_allclose(second, expected, atol=1e-6)
     assert first.shape == second.shape == (64, 64)
 
@@ -189,7 +191,7 @@ def test_a_3d_view_reads_every_plane_at_once_from_a_bounded_volume(viewer, qtbot
     cam = viewer.layers["vol CAM"]
     assert cam.data.shape == (40, 32, 32)  # in 2D too (napari slices a 3D view before we hear)
     np.testing.assert_allclose(cam.scale[-2:], [2.0, 2.0])  # still over the whole 64² plane
-    shown, reads = widget._shown, []
+    shown, reads = widget.session.shown, []
     grid_maps = shown.grid_maps
     monkeypatch.setattr(
         shown,
@@ -202,7 +204,7 @@ def test_a_3d_view_reads_every_plane_at_once_from_a_bounded_volume(viewer, qtbot
     widget.class_select.value = other
     assert reads == [40, 40]
     np.testing.assert_allclose(
-        np.asarray(cam.data), widget._result.cams(other, shape=(32, 32)), atol=1e-6
+        np.asarray(cam.data), widget.session.result.cams(other, shape=(32, 32)), atol=1e-6
     )
     widget.show_mask.value = True  # every plane's mask
     expected = [mask_from_map(m, widget.threshold.value) for m in np.asarray(cam.data)]
@@ -229,7 +231,7 @@ def test_class_list_shows_the_stack_s_best_classes_first(viewer, qtbot):
     viewer.add_image(stack, name="movie", contrast_limits=(0, 255))
     widget = make_widget(viewer, arch="resnet18", planes=ALL)
     run_and_wait(widget, qtbot)
-    top = widget._shown.top(5)
+    top = widget.session.shown.top(5)
     expected = [f"{name}  (mean {100 * p:.1f} %)" for _, name, p in top]
     assert combo_items(widget.class_select, 5) == expected  # the order the user sees
     assert widget.class_select.native.currentText() == expected[0]
@@ -238,7 +240,7 @@ def test_class_list_shows_the_stack_s_best_classes_first(viewer, qtbot):
     viewer.add_image(np.ascontiguousarray(stack[3, ::-1].T), name="other")
     widget.planes.value = "current plane"
     run_and_wait(widget, qtbot)
-    top = widget._shown.top(5)
+    top = widget.session.shown.top(5)
     assert combo_items(widget.class_select, 5) == [f"{n}  ({100 * p:.1f} %)" for _, n, p in top]
     assert widget.class_select.value == top[0][0]
 
@@ -259,7 +261,7 @@ def test_cancel_stops_the_worker_inside_its_batch(viewer, qtbot):
         if threading.get_ident() == main:
             return
         calls[0] += 1
-        shown = widget._shown
+        shown = widget.session.shown
         if not inside.is_set() and shown is not None and shown.done >= 8:
             inside.set()  # inside a later batch's forward pass: hold it until Cancel
             release.wait(30)
@@ -269,21 +271,22 @@ def test_cancel_stops_the_worker_inside_its_batch(viewer, qtbot):
         widget.run_button.clicked.emit()
         qtbot.waitUntil(inside.is_set, timeout=TIMEOUT_MS)
         widget.run_button.clicked.emit()  # Cancel
-        at_cancel, done = calls[0], widget._shown.done
+        at_cancel, done = calls[0], widget.session.shown.done
         release.set()
-        qtbot.waitUntil(lambda: not widget._draining, timeout=TIMEOUT_MS)
+        qtbot.waitUntil(lambda: not widget.session.draining, timeout=TIMEOUT_MS)
     finally:
         release.set()
         handle.remove()
     assert calls[0] == at_cancel  # not one more layer of the batch it was in
-    assert 8 <= done <= 16 and widget._shown.done == done
+    assert 8 <= done <= 16 and widget.session.shown.done == done
     assert f"after {done} of 40 planes" in widget.status.value
 
 
 def test_batches_shrink_at_big_inputs_on_a_cpu():
     from napari_gapcam import load_model
     from napari_gapcam._napari.input_planes import choose_planes
-    from napari_gapcam._napari.run import batch_size_for
+    from napari_gapcam.engine.pipeline import auto_batch_size
+    from napari_gapcam.engine.preprocess import target_size
 
     class Layer:  # what choose_planes reads of an image layer
         ndim, multiscale, rgb = 3, False, False
@@ -294,7 +297,8 @@ def test_batches_shrink_at_big_inputs_on_a_cpu():
 
     planes = choose_planes(Layer(), (0, 0, 0), (0, 1, 2), 224, all_planes=True)
     model = load_model("resnet18", weights=None, device="cpu")
-    assert [batch_size_for(model, planes, size, None) for size in (None, 448, 896)] == [8, 2, 1]
+    sizes = [target_size(*planes.shape, size) for size in (224, 448, 896)]
+    assert [auto_batch_size(model, size) for size in sizes] == [8, 2, 1]
 
 
 def test_scale_shared_across_the_stack_lets_planes_compare(viewer, qtbot):
@@ -311,7 +315,7 @@ def test_scale_shared_across_the_stack_lets_planes_compare(viewer, qtbot):
     assert viewer.layers["planes CAM"] is cam and cam.metadata["gapcam"]["scale"] == "shared"
     planes = np.asarray(cam.data)
     np.testing.assert_allclose(
-        planes, widget._result.cams(c, shape=(64, 64), scale="shared"), atol=1e-6
+        planes, widget.session.result.cams(c, shape=(64, 64), scale="shared"), atol=1e-6
     )
     maxima = planes.reshape(4, -1).max(1)
     assert maxima.max() > 0.95 and maxima[2] < 0.5, maxima  # one range: the blank plane is cool

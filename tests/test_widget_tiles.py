@@ -66,7 +66,7 @@ def test_tiles_over_a_scaled_translated_pyramid_find_the_objects_aligned(
     level0.reads = 0  # napari may have drawn it
     run_and_wait(widget, qtbot)
     assert level0.reads == 0  # only the level displayed is read
-    shown, result = widget._shown, widget._result
+    shown, result = widget.session.shown, widget.session.result
     assert shown.planes.level == 1 and result.image_shape == (512, 512)
     assert "level 1 of 3 (512×512)" in widget.status.value
     assert f"{shown.total} of {shown.total} tiles" in widget.status.value
@@ -106,16 +106,16 @@ def test_tiles_in_view_first_progress_cancel_and_nan_where_not_run(viewer, qtbot
     widget = make_widget(viewer, arch="resnet18", mode=TILES)
     widget.run_button.clicked.emit()
     assert widget.run_button.text == "Cancel" and widget.status.value.startswith("Running tiles")
-    started = lambda: widget._shown is not None and widget._shown.done >= 8  # noqa: E731
+    started = lambda: widget.session.shown is not None and widget.session.shown.done >= 8  # noqa: E731
     qtbot.waitUntil(started, timeout=TIMEOUT_MS)
-    first = widget._result.tile_boxes[0]
+    first = widget.session.result.tile_boxes[0]
     assert first[0] >= 700 and first[1] >= 700  # the tile under the canvas centre came first
     widget.run_button.clicked.emit()  # Cancel
     assert not widget.busy and widget.run_button.text == "Run"
-    shown = widget._shown
+    shown = widget.session.shown
     assert f"after {shown.done} of {shown.total} tiles" in widget.status.value
     assert shown.done < shown.total
-    qtbot.waitUntil(lambda: not widget._draining, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: not widget.session.draining, timeout=TIMEOUT_MS)
     grid = np.asarray(viewer.layers["big CAM"].data)
     assert np.isnan(grid[:4, :4]).all()  # the top left was never run: transparent
     assert np.isfinite(grid[26:31, 26:31]).all()  # the interior of the first tile run
@@ -133,7 +133,7 @@ def test_tiles_on_the_displayed_plane_of_a_stack_with_box_mask_class_and_tile_la
     widget = make_widget(viewer, arch=DEMO_MODEL, weights=DEMO, mode=TILES)
     widget.show_box.value = widget.show_mask.value = widget.show_tiles.value = True
     run_and_wait(widget, qtbot)
-    result = widget._result
+    result = widget.session.result
     cam, stride = viewer.layers["stack CAM"], result.stride
     h, w = result.grids.shape[1:]
     assert cam.data.shape == (3, h, w)

@@ -1,12 +1,14 @@
-"""The napari side: the dock widget, its controls, the overlay layers and the planes it reads.
+"""The napari side: a Qt-free session (the view model) and the dock widget, its thin view.
 
-- :mod:`.widget`: :class:`GapCamWidget`, wiring only; :mod:`.model_controls` turn into a model
-  spec, :mod:`.run` the run lifecycle in a worker (with cancel), :mod:`.input_planes` which
-  planes and pyramid level a run reads, :mod:`.tiles_view` tiled runs.
-- :mod:`.shown` the display policy (what the overlays show, where they sit),
-  :mod:`.class_view` the selected class's overlays, :mod:`.overlay_layers` the layers
-  themselves, :mod:`.lazy_overlay` an nD overlay computed plane by plane, :mod:`.status` the
-  widget's words.
-- Features: :mod:`.objects`, :mod:`.regions`, :mod:`.decompose`, :mod:`.calibrate`, with their
-  controls in :mod:`.feature_controls`; :mod:`.searchable` combo boxes; :mod:`.sample_data`.
+- :mod:`.session`: the state of a run and its operations (no Qt); :mod:`.jobs` how it runs
+  work off the UI thread (:mod:`.qt_jobs`: napari's workers), :mod:`.run` the job bodies and
+  their cancel, :mod:`.input_planes` which planes and pyramid level a run reads,
+  :mod:`.shown` what the overlays show of a result, :mod:`.status` the session's words.
+- On the session, each with its own state: :mod:`.class_view` (the chosen class's overlays,
+  box, regions, mask, tiles), :mod:`.objects`, :mod:`.decompose`, :mod:`.calibrate`.
+- Layers: :mod:`.overlay_layers` (created once per source, updated in place),
+  :mod:`.lazy_overlay` (an nD overlay computed plane by plane).
+- The view: :mod:`.widget` (wiring), :mod:`.controls` and :mod:`.model_controls` (the
+  controls), :mod:`.searchable` combo boxes; :mod:`.names` the model choices' words;
+  :mod:`.sample_data`.
 """

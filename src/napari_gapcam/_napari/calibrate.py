@@ -2,12 +2,12 @@
 
 The user draws rectangles in a Shapes layer over the image (or over several planes of a stack
 after *all planes*); *calibrate* computes :func:`napari_gapcam.localization_metrics` of the
-selected class's maps against them in a worker (the maps of the bounded grid the box uses, the
+selected class's maps against them in a job (the maps of the bounded grid the box uses, the
 drawn boxes mapped into its cells through the layers' transforms), shows MaxBoxAccV2 and the
 best τ at IoU 0.5, and sets the box threshold to it. Optionally τ is saved beside a checkpoint
 file as ``<weights>.gapcam.json`` (``{"box_threshold": τ}``), which the loader reads.
 
-:class:`Calibration` is a mixin of :class:`~napari_gapcam._napari.widget.GapCamWidget`.
+:class:`Calibration` sits on the :class:`~napari_gapcam._napari.session.Session` (Qt-free).
 """
 
 from __future__ import annotations
@@ -15,17 +15,20 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from napari.layers import Labels, Shapes
-from napari.qt.threading import create_worker
 
 from .overlay_layers import is_overlay
+
+if TYPE_CHECKING:
+    from .session import Session
 
 DELTA = 0.5  # the IoU whose best threshold becomes the box threshold
 SIDECAR = ".gapcam.json"
 LOCALIZE_PIXELS = 250_000  # as the box: maps of at most this many cells
+THRESHOLDS = (0.05, 0.95)  # the box threshold's range (the dock's slider)
 
 
 def shapes_choices(viewer: Any) -> list[tuple[str, Any]]:
@@ -105,50 +108,57 @@ def readout(metrics: dict[str, Any], images: int, boxes: int) -> str:
 
 
 class Calibration:
-    """The *calibrate* button (see the module docstring)."""
+    """On top of the session: the *calibrate* button (see the module docstring); the dock sets
+    ``truth`` (the Shapes or Labels layer) and ``save``."""
 
-    def _calibrate(self, _value: Any = None) -> None:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.truth: Shapes | Labels | None = None
+        self.save = False  # save τ beside the weights file
+        self.metrics: dict[str, Any] | None = None
+        self._job: Any = None
+
+    def _say(self, text: str) -> None:
+        self.session.say(text, "calibration")
+
+    def calibrate(self) -> None:
         from ..engine.metrics import localization_metrics
 
-        shapes, shown = self.truth.value, self._shown
-        if shapes is None or not self._can_show():
-            self.calibration.value = "Draw rectangles in a Shapes layer, pick it, then calibrate."
+        session, shapes, shown = self.session, self.truth, self.session.shown
+        if shapes is None or not session.can_show():
+            self._say("Draw rectangles in a Shapes layer, pick it, then calibrate.")
             return
-        c = int(self.class_select.value)
-        placement = shown.placement(min(self._budget(), LOCALIZE_PIXELS))
+        c = int(session.choices.class_index)
+        grid = shown.placement(min(session.budget(), LOCALIZE_PIXELS)).grid
         if isinstance(shapes, Labels):
-            self._calibrate_on_masks(shapes, c, placement.grid)
+            self._on_masks(shapes, c, grid)
             return
-        by_plane = drawn_boxes(shapes, shown, placement.grid, self._viewer.dims.point)
-        planes = [i for i in by_plane if shown.grid_map(c, placement.grid, i) is not None]
+        by_plane = drawn_boxes(shapes, shown, grid, session.viewer.dims.point)
+        planes = [i for i in by_plane if shown.grid_map(c, grid, i) is not None]
         if not planes:
-            self.calibration.value = (
+            self._say(
                 f"No rectangle of {shapes.name!r} lies on a plane with a map: draw boxes over "
                 "the image (rectangle tool) after a run."
             )
             return
-        maps = [np.nan_to_num(shown.grid_map(c, placement.grid, i)) for i in planes]
+        maps = [np.nan_to_num(shown.grid_map(c, grid, i)) for i in planes]
         truth = [by_plane[i] for i in planes]
         count = sum(len(b) for b in truth)
-        self.calibration.value = f"Calibrating on {len(planes)} image(s), {count} box(es)…"
-        worker = create_worker(localization_metrics, maps, truth, _ignore_errors=True)
-        worker.returned.connect(lambda metrics: self._calibrated(metrics, len(planes), count))
-        worker.errored.connect(lambda error: setattr(self.calibration, "value", str(error)))
-        self._calibration_worker = worker
-        worker.start()
+        self._say(f"Calibrating on {len(planes)} image(s), {count} box(es)…")
+        self._start(localization_metrics, (maps, truth), len(planes), count)
 
-    def _calibrate_on_masks(self, labels: Labels, c: int, grid: tuple[int, int]) -> None:
+    def _on_masks(self, labels: Labels, c: int, grid: tuple[int, int]) -> None:
         """True masks: each object's box for the box metrics, the masks for PxAP."""
         from ..engine.metrics import localization_metrics
 
-        shown = self._shown
+        shown = self.session.shown
         planes, maps, boxes, masks = [], [], [], []
         for index in shown.planes.indices:
             heat = shown.grid_map(c, grid, index)
             try:
                 found = None if heat is None else true_masks(labels, shown, grid, index)
             except ValueError as error:
-                self.calibration.value = str(error)
+                self._say(str(error))
                 return
             if found is not None:
                 planes.append(index)
@@ -156,30 +166,35 @@ class Calibration:
                 boxes.append(found[0])
                 masks.append(found[1])
         if not planes:
-            self.calibration.value = f"{labels.name!r} holds no object on a plane with a map."
+            self._say(f"{labels.name!r} holds no object on a plane with a map.")
             return
         count = sum(len(b) for b in boxes)
-        self.calibration.value = f"Calibrating on {len(planes)} image(s), {count} mask(s)…"
-        worker = create_worker(localization_metrics, maps, boxes, masks, _ignore_errors=True)
-        worker.returned.connect(lambda metrics: self._calibrated(metrics, len(planes), count))
-        worker.errored.connect(lambda error: setattr(self.calibration, "value", str(error)))
-        self._calibration_worker = worker
-        worker.start()
+        self._say(f"Calibrating on {len(planes)} image(s), {count} mask(s)…")
+        self._start(localization_metrics, (maps, boxes, masks), len(planes), count)
 
-    def _calibrated(self, metrics: dict[str, Any], images: int, boxes: int) -> None:
-        self._calibration_worker = None
-        self.calibration_metrics = metrics
+    def _start(self, function: Any, args: tuple, images: int, count: int) -> None:
+        self._job = self.session.jobs.start(
+            function,
+            *args,
+            on_return=lambda metrics: self._done(metrics, images, count),
+            on_error=lambda error: self._say(str(error)),
+        )
+
+    def _done(self, metrics: dict[str, Any], images: int, boxes: int) -> None:
+        self._job = None
+        self.metrics = metrics
         tau = metrics["best_threshold"][DELTA]
         text = readout(metrics, images, boxes)
-        low, high = self.threshold.min, self.threshold.max
-        self.threshold.value = min(max(tau, low), high)
-        text += f"; box threshold set to {self.threshold.value:.2f}."
-        if self.save_tau.value:
+        low, high = THRESHOLDS
+        threshold = min(max(tau, low), high)
+        self.session.choose("threshold", threshold)
+        text += f"; box threshold set to {threshold:.2f}."
+        if self.save:
             text += " " + self._save_tau(tau)
-        self.calibration.value = text
+        self._say(text)
 
     def _save_tau(self, tau: float) -> str:
-        model = self._shown.model if self._shown is not None else None
+        model = self.session.shown.model if self.session.shown is not None else None
         weights = getattr(model, "weights", None)
         if not weights or not Path(str(weights)).is_file():
             return "τ not saved: these weights have no checkpoint file to put it beside."

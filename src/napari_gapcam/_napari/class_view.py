@@ -1,9 +1,9 @@
 """The chosen class's overlays: the CAM, box (or every region) and mask of the shown result.
 
-A part of the :class:`~napari_gapcam._napari.session.Session` (Qt-free): a class, threshold or
-plane change reuses the cached maps; a Grad-CAM class of a single plane costs one backward
-pass, run as a job. Adding a layer moves napari's dims, whose event comes back here: it is
-answered once the update ends, not inside it.
+On top of the :class:`~napari_gapcam._napari.session.Session` (Qt-free; it shows each result
+the session announces): a class, threshold or plane change reuses the cached maps; a Grad-CAM
+class of a single plane costs one backward pass, run as a job. Adding a layer moves napari's
+dims, whose event comes back here: it is answered once the update ends, not inside it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .names import RANDOM
-from .overlay_layers import spatial_shape
 from .status import TOP, predictions_text
 
 if TYPE_CHECKING:
@@ -28,6 +27,9 @@ class ClassView:
     def __init__(self, session: Session) -> None:
         self.session = session
         self._localizing = self._relocalize = False  # re-entry through the dims event
+        session.events.result.connect(self.show_result)
+        session.events.choice.connect(self.on_choice)
+        session.viewer.dims.events.current_step.connect(self.on_dims_step)
 
     # ------------------------------------------------------------------ a result arrives
     def show_result(self, first: bool) -> None:
@@ -76,11 +78,19 @@ class ClassView:
         self.session.events.classes.emit(value)
 
     # ------------------------------------------------------------------ user choices
-    def pick(self, c: int) -> None:
-        """The user picked class ``c``: it stays while more planes arrive."""
-        self.session.choices.class_index = c
-        self.session.follow_top = False
-        self.refresh()
+    def on_choice(self, name: str, _value: Any) -> None:
+        """A choice changed: redraw what depends on it."""
+        if name == "class_index":  # the user's class stays while more planes arrive
+            self.session.follow_top = False
+            self.refresh()
+        elif name in ("scale", "megapixels"):
+            self.refresh()
+        elif name in ("threshold", "all_regions", "min_area"):
+            self.refresh_localization()
+        elif name in ("show_box", "show_mask"):
+            self.on_toggle()
+        elif name == "show_tiles":
+            self.show_tile_layer()
 
     def on_toggle(self) -> None:
         """*show box* / *show mask* changed: hide what is off, show what is on."""
@@ -106,10 +116,6 @@ class ClassView:
             self.refresh_localization()
 
     # ------------------------------------------------------------------ what is shown
-    def budget(self) -> int:
-        """Overlay cells per plane (see :meth:`.shown.Shown.cells_per_plane`)."""
-        return self.session.shown.cells_per_plane(self.session.choices.megapixels)
-
     def class_meta(self) -> dict[str, Any]:
         shown, index = self.session.shown, int(self.session.choices.class_index)
         return {
@@ -123,26 +129,9 @@ class ClassView:
             **shown.meta(),
         }
 
-    def _is_stale(self) -> bool:
-        """The source's data changed shape since the run: say so instead of failing."""
-        shown = self.session.shown
-        if spatial_shape(shown.source) == shown.source_shape:
-            return False
-        self.session.say(
-            f"Layer {shown.source.name!r} changed shape since the run "
-            f"({shown.source_shape} → {spatial_shape(shown.source)}): press Run for a new map."
-        )
-        return True
-
-    def can_show(self) -> bool:
-        session = self.session
-        if session.shown is None or session.choices.class_index is None:
-            return False
-        return session.shown.source in session.viewer.layers and not self._is_stale()
-
     def refresh(self) -> None:
         """Show the chosen class's maps (and box/mask): cached maps, no forward pass."""
-        if not self.can_show():
+        if not self.session.can_show():
             return
         c = self.session.choices.class_index
         if not self.session.shown.is_ready(c):
@@ -166,7 +155,6 @@ class ClassView:
             finished.append(True)
             self._on_class_finished(result, index, status)
 
-        session.events.busy.emit(True)
         job = session.jobs.start(
             result.raw_cam,
             index,
@@ -176,6 +164,7 @@ class ClassView:
         )
         if not finished:
             session.class_worker = job
+            session.events.busy.emit(True)
 
     def _on_class_finished(self, result: Any, index: int, status: str) -> None:
         session = self.session
@@ -189,19 +178,19 @@ class ClassView:
 
     def _show_class(self) -> None:
         session = self.session
+        session.shown.scale = session.choices.scale
         shown, meta = session.shown, self.class_meta()
-        shown.scale = session.choices.scale
-        placement = shown.placement(self.budget())
+        placement = shown.placement(self.session.budget())
         fill = shown.cam_fill(meta["class_index"], placement.grid)
         session.overlays.show_cam(shown.source, placement, meta, fill)
         p = "mean p" if shown.result.averaged_over else "p"
         session.say(f"{meta['class_name']}  ({p} = {meta['probability']:.3f})", "showing")
-        session.decomposition.update()
+        session.events.shown_class.emit()
         self.show_localization()
 
     # ------------------------------------------------------------------ box and mask
     def refresh_localization(self) -> None:
-        if not self.can_show():
+        if not self.session.can_show():
             return
         if not self.session.shown.is_ready(self.session.choices.class_index):
             return  # a Grad-CAM job runs; it refreshes everything when done
@@ -234,8 +223,8 @@ class ClassView:
         shown = session.shown
         meta = {**self.class_meta(), "threshold": float(choices.threshold)}
         c, threshold = meta["class_index"], meta["threshold"]
-        placement = shown.placement(min(self.budget(), LOCALIZE_PIXELS))
-        index = self.displayed_index()
+        placement = shown.placement(min(self.session.budget(), LOCALIZE_PIXELS))
+        index = self.session.displayed_index()
         if choices.show_box and choices.all_regions:
             self._show_regions(meta, placement.grid, index)
         elif choices.show_box:
@@ -273,17 +262,6 @@ class ClassView:
             self.session.say(line)
         elif self.session.status in (NO_BOX, NO_REGION.format(self.session.choices.min_area)):
             self.session.say(self.session.run_line)
-
-    def displayed_index(self) -> tuple[int, ...]:
-        """The plane napari displays now (for a stack), else the plane that was run."""
-        shown = self.session.shown
-        if not shown.is_stack:
-            return shown.planes.indices[0]
-        coords = shown.source.world_to_data(self.session.viewer.dims.point)
-        shape = spatial_shape(shown.source)
-        return tuple(
-            int(min(max(round(coords[a]), 0), shape[a] - 1)) for a in shown.planes.lead_axes
-        )
 
     # ------------------------------------------------------------------ tiles
     def show_tile_layer(self) -> None:

@@ -7,18 +7,22 @@ each plane's ``k`` and weight), placed over the image like the CAM: the feature 
 centres composed with the source's transform, one leading axis for the channels. The exact CAM
 only: Grad-CAM's ReLU makes its map no such sum (the button says so).
 
-:class:`Decomposition` is a mixin of :class:`~napari_gapcam._napari.widget.GapCamWidget`.
+:class:`Decomposition` sits on the :class:`~napari_gapcam._napari.session.Session` (Qt-free).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from napari.utils.transforms import CompositeAffine
+from psygnal import Signal
 
 from ..engine.grid import grid_placement
 from .overlay_layers import META_KEY, Placement
+
+if TYPE_CHECKING:
+    from .session import Session
 
 PARTS = 8
 LABEL = "add decomposition (top 8 channels)"
@@ -49,14 +53,24 @@ def world_affine(source: Any, placement: Placement, index: tuple[int, ...], lead
 
 
 class Decomposition:
-    """Adds the selected class's decomposition as a layer (see the module docstring)."""
+    """On top of the session: whether the shown result decomposes, and its layer on demand
+    (see the module docstring). ``changed`` fires when ``enabled``, ``text`` or ``tooltip``
+    change (the dock's button shows them)."""
 
-    def _update_decompose(self) -> None:
-        result = self._shown.result if self._shown is not None else None
+    changed = Signal()
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.enabled, self.text, self.tooltip = False, LABEL, ""
+        session.events.shown_class.connect(self.update)
+
+    def update(self) -> None:
+        """The button says what it can do with the shown result."""
+        result = self.session.result
         summed = result is None or result.method_info.decomposition  # a sum of channels
-        self.decompose.enabled = result is not None and result.decomposable
-        self.decompose.text = LABEL if summed else CAM_ONLY
-        self.decompose.tooltip = (
+        self.enabled = result is not None and result.decomposable
+        self.text = LABEL if summed else CAM_ONLY
+        self.tooltip = (
             f"{result.method}'s map is no weighted sum of channels (a ReLU, or weights that "
             "vary by pixel): pick a CAM model (method auto or cam) for the decomposition."
             if not summed
@@ -64,20 +78,23 @@ class Decomposition:
             if result is not None and not result.decomposable
             else "The CAM is Σ w[c, k]·A_k: adds the 8 largest terms as a stack layer."
         )
+        self.changed.emit()
 
-    def _add_decomposition(self, _value: Any = None) -> None:
-        if not self._can_show():
+    def add(self) -> None:
+        """Add (or replace) the chosen class's decomposition layer for the displayed plane."""
+        session = self.session
+        if not session.can_show():
             return
-        shown, c = self._shown, int(self.class_select.value)
-        index = self._displayed_index()
+        shown, c = session.shown, int(session.choices.class_index)
+        index = session.displayed_index()
         if shown.is_stack and shown.position.get(index, shown.done) >= shown.done:
-            self.status.value = "This plane has no map yet: the decomposition needs its run."
+            session.say("This plane has no map yet: the decomposition needs its run.")
             return
         result = shown.result[shown.position[index] if shown.is_stack else 0]
         try:
             parts = result.contributions(c, PARTS)
         except ValueError as error:
-            self._fail(error, notify=False)
+            session.fail(error, notify=False)
             return
         maps = np.stack([m for _, _, m in parts]).astype(np.float32)  # n×h×w
         h, w = maps.shape[1:]
@@ -94,7 +111,7 @@ class Decomposition:
                 for a in range(shown.source.ndim)
             ],
         )
-        name = self._class_meta()["class_name"]
+        name = shown.result.class_names[c]
         meta = {
             "role": "parts",
             "source": shown.source.name,
@@ -106,11 +123,11 @@ class Decomposition:
             "plane": list(index),
         }
         low, high = float(maps.min()), float(maps.max())
-        layer = self._overlays.get(shown.source, "parts")
+        layer = session.overlays.get(shown.source, "parts")
         affine = world_affine(shown.source, placement, index, lead)
         if layer is not None:
-            self._viewer.layers.remove(layer)
-        layer = self._viewer.add_image(
+            session.viewer.layers.remove(layer)
+        layer = session.viewer.add_image(
             data,
             name=f"{shown.source.name} CAM parts: {name}",
             affine=affine,
@@ -121,8 +138,8 @@ class Decomposition:
             contrast_limits=(low, high if high > low else low + 1),
             metadata={META_KEY: meta},
         )
-        self._overlays.track(shown.source, "parts", layer)
-        self.status.value = (
+        session.overlays.track(shown.source, "parts", layer)
+        session.say(
             f"Decomposition of {name!r}: planes k = "
             + ", ".join(f"{k} ({w:+.3f})" for k, w, _ in parts)
             + " (the slider picks one)."

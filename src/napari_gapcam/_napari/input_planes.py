@@ -2,8 +2,8 @@
 
 napari displays two axes (the last two of ``viewer.dims.order``); a run reads the plane those
 axes span at the other axes' current indices, or every such plane ("all planes"). Nothing here
-reads pixels: planes are lazy slices (numpy views, dask or zarr), so a run reads only the planes
-and the level it needs.
+reads pixels: planes are numpy views or dask arrays over the layer's data (zarr, dask, …), so a
+run reads only the planes, the level and, for tiles, the blocks it needs.
 """
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ class Planes:
     level: int  # pyramid level read (0 when not multiscale)
     levels: int
     level_scale: tuple[float, float]  # level pixel → level-0 data coordinate on ``axes``
-    images: Any  # N×h×w(×C) array-like of the planes (lazy; ``images[i]`` reads plane i)
+    images: list[Any]  # each plane, lazy (``images[i]`` reads nothing until sliced)
+    in_memory: bool = False  # numpy data: reading a plane costs nothing
 
     @property
     def shape(self) -> tuple[int, int]:
         """The h×w of each image read."""
-        return tuple(int(s) for s in self.images.shape[1:3])  # type: ignore[return-value]
+        return tuple(int(s) for s in self.images[0].shape[:2])  # type: ignore[return-value]
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -46,34 +47,27 @@ class Planes:
         return where
 
 
-class PlaneSequence:
-    """Planes of an nD array as an N×h×w(×C) array-like: ``[i]`` slices plane i lazily."""
+def plane_views(
+    data: Any,
+    axes: tuple[int, int],
+    lead_axes: tuple[int, ...],
+    indices: tuple[tuple[int, ...], ...],
+) -> list[Any]:
+    """Each plane of ``indices`` as an h×w(×C) array, rows and columns as displayed (a
+    transposed view too): a numpy view of numpy data, else a slice of a dask array over it
+    (zarr, dask, TIFF stores: only the rows and columns read are read)."""
+    if isinstance(data, np.ndarray):
+        array, move = data, np.moveaxis
+    else:
+        import dask.array as da
 
-    def __init__(
-        self,
-        data: Any,
-        axes: tuple[int, int],
-        lead_axes: tuple[int, ...],
-        indices: tuple[tuple[int, ...], ...],
-        rgb: bool,
-    ) -> None:
-        self.data, self.axes, self.lead_axes, self.indices = data, axes, lead_axes, indices
-        plane = tuple(int(data.shape[a]) for a in axes) + ((int(data.shape[-1]),) if rgb else ())
-        self.shape = (len(indices), *plane)
-        self.dtype = data.dtype
-        self.ndim = len(self.shape)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> Any:
-        key: list[Any] = [slice(None)] * len(self.data.shape)
-        for axis, value in zip(self.lead_axes, self.indices[i], strict=True):
-            key[axis] = value
-        plane = self.data[tuple(key)]
-        if self.axes[0] > self.axes[1]:  # displayed transposed: rows are the later data axis
-            plane = np.swapaxes(plane, 0, 1)  # lazy for dask (__array_function__)
-        return plane
+        array, move = data, da.moveaxis
+        if not isinstance(data, da.Array):
+            chunks = getattr(data, "chunks", "auto")
+            array = da.from_array(data, chunks=chunks if chunks else "auto", name=False)
+    order = [*lead_axes, *axes]  # the channels of RGB(A) data stay last
+    moved = move(array, order, list(range(len(order))))
+    return [moved[index] for index in indices]
 
 
 def displayed_axes(layer: Image, dims_order: tuple[int, ...]) -> tuple[int, int]:
@@ -129,6 +123,17 @@ def choose_planes(
         )
         for index in indices
     )
-    images = PlaneSequence(levels[level], axes, lead_axes, level_indices, layer.rgb)
+    images = plane_views(levels[level], axes, lead_axes, level_indices)
     scale = (float(factors[axes[0]]), float(factors[axes[1]]))
-    return Planes(axes, lead_axes, indices, level, len(levels), scale, images)
+    in_memory = isinstance(levels[level], np.ndarray)
+    return Planes(axes, lead_axes, indices, level, len(levels), scale, images, in_memory)
+
+
+def canvas_centre(viewer: Any, source: Image, planes: Planes) -> tuple[float, float]:
+    """The canvas centre in pixels of the level read (where the first tiles go)."""
+    point = np.array(viewer.dims.point, float)
+    displayed = list(viewer.dims.order[-2:])
+    point[displayed] = np.asarray(viewer.camera.center, float)[-2:]
+    data = np.asarray(source.world_to_data(point), float)
+    fy, fx = planes.level_scale
+    return float(data[planes.axes[0]] / fy), float(data[planes.axes[1]] / fx)

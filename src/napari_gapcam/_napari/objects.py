@@ -4,11 +4,11 @@ After a run (whole image, a stack's plane, or tiles: their stitched map), each o
 chosen Labels layer (cellpose, stardist, painted) gets its mean map of the top classes,
 ``cam_class`` and ``cam_share`` (:func:`napari_gapcam.engine.objects.object_scores`) in the layer's
 ``features`` table, which napari shows on hover; an option colours the objects by their CAM
-class. The scores are computed in a worker (one upsampled map per class at the image's size
+class. The scores are computed in a job (one upsampled map per class at the image's size
 read). The objects of the run's plane (a stack's: the displayed plane) are scored; a label
 image at level-0 size is sampled (nearest) at the level the model read.
 
-:class:`ObjectsView` is a mixin of :class:`~napari_gapcam._napari.widget.GapCamWidget`.
+:class:`ObjectScores` sits on the :class:`~napari_gapcam._napari.session.Session` (Qt-free).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from napari.layers import Labels
-from napari.qt.threading import create_worker
 
 from .overlay_layers import is_overlay
 
 if TYPE_CHECKING:
+    from .session import Session
     from .shown import Shown
 
 COLOURS = (  # one per class, in the order of the classes scored (the top classes first)
@@ -84,56 +84,74 @@ def scores(result: Any, plane: Any, classes: list[int]) -> Any:
     return result.object_scores(np.asarray(plane).astype(np.int64, copy=False), classes)
 
 
-class ObjectsView:
-    """Scores the chosen Labels layer's objects after a run (see the module docstring)."""
+class ObjectScores:
+    """On top of the session: scores the chosen Labels layer's objects after a run (see the
+    module docstring); the dock sets ``labels`` and ``colour``."""
 
-    def _score_objects(self, _value: Any = None) -> None:
-        labels, shown = self.objects.value, self._shown
-        if shown is not None and shown.source not in self._viewer.layers:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.labels: Labels | None = None  # the Labels layer chosen
+        self.colour = False  # colour the objects by their CAM class
+        self.info = "—"
+        self._saved: dict[Labels, Any] = {}  # the layers' own colormaps, while coloured
+        self._job: Any = None
+        session.events.ended.connect(self.score)  # the run's last batch is shown
+
+    def _say(self, text: str) -> None:
+        self.info = text
+        self.session.say(text, "objects")
+
+    def score(self) -> None:
+        """Score the objects of the run's plane (a stack's: the displayed plane), in a job."""
+        session, labels, shown = self.session, self.labels, self.session.shown
+        if shown is not None and shown.source not in session.viewer.layers:
             return
-        if labels is None or shown is None or self.busy or labels not in self._viewer.layers:
-            self._colour_objects()
+        if labels is None or shown is None or session.busy or labels not in session.viewer.layers:
+            self.recolour()
             return
         try:
-            index = self._displayed_index()
+            index = session.displayed_index()
             plane = labels_plane(labels, shown, index)
         except ValueError as error:
-            self.objects_info.value = str(error)
+            self._say(str(error))
             return
         result = shown.result[shown.position[index] if shown.is_stack else 0]
         classes = [i for i, _, _ in shown.top(TOP)]
-        if self.class_select.value is not None and self.class_select.value not in classes:
-            classes.append(int(self.class_select.value))
-        self.objects_info.value = f"Scoring the objects of {labels.name!r}…"
-        worker = create_worker(scores, result, plane, classes, _ignore_errors=True)
-        worker.returned.connect(lambda table: self._took_scores(labels, table))
-        worker.errored.connect(lambda error: setattr(self.objects_info, "value", str(error)))
-        worker.start()
-        self._objects_worker = worker
+        chosen = session.choices.class_index
+        if chosen is not None and chosen not in classes:
+            classes.append(int(chosen))
+        self._say(f"Scoring the objects of {labels.name!r}…")
+        self._job = session.jobs.start(
+            scores,
+            result,
+            plane,
+            classes,
+            on_return=lambda table: self._took(labels, table),
+            on_error=lambda error: self._say(str(error)),
+        )
 
-    def _took_scores(self, labels: Labels, table: Any) -> None:
-        self._objects_worker = None
-        if labels not in self._viewer.layers:
+    def _took(self, labels: Labels, table: Any) -> None:
+        self._job = None
+        if labels not in self.session.viewer.layers:
             return
         features = table.rename(columns={"label": "index"})
         labels.features = features
         counts = features["cam_class"].value_counts()
         summary = ", ".join(f"{name} {n}" for name, n in counts.items())
-        self.objects_info.value = f"{len(features)} objects in {labels.name!r}: {summary}."
-        self._colour_objects()
+        self._say(f"{len(features)} objects in {labels.name!r}: {summary}.")
+        self.recolour()
 
-    def _colour_objects(self, _value: Any = None) -> None:
+    def recolour(self) -> None:
         """Objects coloured by their CAM class (or back to the layer's own colours)."""
         from napari.utils.colormaps import DirectLabelColormap
 
-        labels = self.objects.value
-        saved = self._saved_colormaps
-        for layer, colormap in list(saved.items()):  # another layer chosen, or unticked
-            if layer is not labels or not self.colour_objects.value:
-                if layer in self._viewer.layers:
+        labels, layers = self.labels, self.session.viewer.layers
+        for layer, colormap in list(self._saved.items()):  # another layer chosen, or unticked
+            if layer is not labels or not self.colour:
+                if layer in layers:
                     layer.colormap = colormap
-                del saved[layer]
-        if labels is None or not self.colour_objects.value:
+                del self._saved[layer]
+        if labels is None or not self.colour:
             return
         features = labels.features
         if "cam_class" not in features:
@@ -144,8 +162,8 @@ class ObjectsView:
         mapping: dict[Any, Any] = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0)}
         for label, name in zip(features["index"], features["cam_class"], strict=True):
             mapping[int(label)] = colour[name]
-        saved.setdefault(labels, labels.colormap)
+        self._saved.setdefault(labels, labels.colormap)
         labels.colormap = DirectLabelColormap(color_dict=mapping)
         legend = ", ".join(f"{name} {said[name]}" for name in features["cam_class"].unique())
-        summary = self.objects_info.value.split(" Colours:")[0]
-        self.objects_info.value = f"{summary} Colours: {legend}."
+        summary = self.info.split(" Colours:")[0]
+        self._say(f"{summary} Colours: {legend}.")

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 from napari.layers import Image, Labels, Layer, Shapes
 from napari.utils.transforms import CompositeAffine
-from napari.viewer import Viewer
 
 from .lazy_overlay import Fill, LazyPlanes
 
@@ -96,7 +95,7 @@ def _same(current: Any, new: Any) -> bool:
 class Overlays:
     """Finds, creates and updates the overlays of each source layer in one viewer."""
 
-    def __init__(self, viewer: Viewer) -> None:
+    def __init__(self, viewer: Any) -> None:
         self.viewer = viewer
         # (id(source), role) → (weak ref to the source, overlay): a reused id is not a match
         self._layers: dict[tuple[int, str], tuple[weakref.ref, Layer]] = {}

@@ -1,10 +1,10 @@
-"""A run off the UI thread: the worker body and its cancel.
+"""A run off the UI thread: the job bodies (whole images or planes, tiles) and their cancel.
 
 napari's generator workers stop only at a ``yield``, and a forward pass at a big input size
-takes seconds. So Cancel also sets a :class:`CancelToken` that the worker's own thread checks
+takes seconds. So Cancel also sets a :class:`CancelToken` that the job's own thread checks
 before every module of the model's forward pass (pre-hooks on the model's own modules, for the
-run's thread only: other models and threads are untouched) and before every plane it reads: a
-cancelled run stops within one layer, not one batch.
+run's thread only: other models and threads are untouched) and before every batch the engine
+reads (its ``check``): a cancelled run stops within one layer, not one batch.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from ..models import GapCamModel
     from ..models.spec import ModelSpec
 
-BATCH_PIXELS = 8 * 224 * 224  # input pixels of one CPU batch: at 896² one image a batch
 BAND_ELEMENTS = 1 << 22  # a finiteness check reads a float plane in bands this small
 
 
@@ -67,21 +66,6 @@ class CancelToken:
                 handle.remove()
 
 
-class CheckedImages:
-    """``images`` (N×h×w(×C), lazy) whose every read checks ``token`` first."""
-
-    def __init__(self, images: Any, token: CancelToken) -> None:
-        self._images, self._token = images, token
-        self.shape, self.dtype, self.ndim = images.shape, images.dtype, len(images.shape)
-
-    def __len__(self) -> int:
-        return len(self._images)
-
-    def __getitem__(self, i: int) -> Any:
-        self._token.check()
-        return self._images[i]
-
-
 def has_finite(plane: Any) -> bool:
     """True if the plane holds at least one finite value (always, for integer data)."""
     if np.dtype(plane.dtype).kind not in "fc":
@@ -93,18 +77,6 @@ def has_finite(plane: Any) -> bool:
     )
 
 
-def batch_size_for(model: GapCamModel, planes: Planes, input_size: int | None, square: Any) -> Any:
-    """On a CPU, batches of at most ``BATCH_PIXELS`` input pixels (progress and Cancel stay
-    prompt at big inputs); on a GPU the engine's default."""
-    from ..engine.preprocess import target_size
-
-    if model.device.type != "cpu":
-        return None
-    square = model.config.square if square is None else bool(square)
-    height, width = target_size(*planes.shape, input_size or model.input_size, square)
-    return max(1, min(8, BATCH_PIXELS // (height * width)))
-
-
 def compute(
     model: GapCamModel | None,
     spec: ModelSpec,
@@ -114,12 +86,13 @@ def compute(
     square: bool | None,
     token: CancelToken,
 ) -> Iterator[tuple[str, Any]]:
-    """Worker body (off the UI thread): load the model if needed, then the forward passes.
+    """Job body (off the UI thread): load the model if needed, then the forward passes.
 
     Yields ``("model", model)``, ``("no finite", planes without a finite value)`` when there
     are any, then ``("result", (CamResult, seconds))`` for one plane or ``("batch",
-    (StackResult of the batch, seconds))`` per batch of planes; an error is yielded as
-    ``("error", exception)`` (a generator worker would swallow a RuntimeError). Planes are
+    (Result of the batch, seconds))`` per batch of planes (the engine's batch size: small
+    batches at big inputs on a CPU, so progress and Cancel stay prompt); an error is yielded
+    as ``("error", exception)`` (a generator job would swallow a RuntimeError). Planes are
     lazy: the engine reads each one (band by band) only when its batch runs.
     """
     from ..engine.batch import iter_batches
@@ -130,28 +103,68 @@ def compute(
             model = spec.load()
         yield "model", model
         size = input_size or None
-        images = CheckedImages(planes.images, token)
         if len(planes) == 1:
             with token.watching(model):
-                finite = has_finite(images[0])
-                result = model.run(images[0], contrast_limits, input_size=size, square=square)
+                finite = has_finite(planes.images[0])
+                result = model.run(planes.images[0], contrast_limits, size, square)
                 result.raw_cam(result.topk(1)[0][0])  # Grad-CAM: the top class's backward too
             if not finite:
                 yield "no finite", 1
             yield "result", (result, time.perf_counter() - start)
             return
-        if isinstance(planes.images.data, np.ndarray):  # in memory: a check costs no read
-            empty = sum(not has_finite(planes.images[i]) for i in range(len(planes)))
+        if planes.in_memory:  # a check costs no read
+            empty = sum(not has_finite(image) for image in planes.images)
             if empty:
                 yield "no finite", empty
-        batch = batch_size_for(model, planes, size, square)
-        batches = iter_batches(model, images, batch, contrast_limits, size, square)
+        batches = iter_batches(
+            model, planes.images, None, contrast_limits, size, square, check=token.check
+        )
         while True:
             with token.watching(model):  # not while yielding: the pool's thread runs other work
                 part = next(batches, None)
             if part is None:
                 return
             yield "batch", (part[1], time.perf_counter() - start)
+    except Cancelled:
+        return
+    except Exception as error:
+        yield "error", error
+
+
+def compute_tiled(
+    model: GapCamModel | None,
+    spec: ModelSpec,
+    image: Any,
+    contrast_limits: Any,
+    tile_size: int | None,
+    first: tuple[float, float],
+    token: CancelToken,
+) -> Iterator[tuple[str, Any]]:
+    """Job body of a tiled run: ``("model", model)``, then ``("tiles", (done, total,
+    TiledResult, seconds))`` per batch (the same result, filled in place); errors as
+    ``("error", e)``."""
+    from ..engine.tiles import check_tiles, iter_tiled
+
+    start = time.perf_counter()
+    try:
+        if model is None:
+            model = spec.load()
+        yield "model", model
+        check_tiles(model)
+        batches = iter_tiled(
+            model,
+            image,
+            tile_size=tile_size,
+            contrast_limits=contrast_limits,
+            first=first,
+            check=token.check,
+        )
+        while True:
+            with token.watching(model):
+                part = next(batches, None)
+            if part is None:
+                return
+            yield "tiles", (*part, time.perf_counter() - start)
     except Cancelled:
         return
     except Exception as error:

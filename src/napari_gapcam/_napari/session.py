@@ -2,11 +2,13 @@
 
 No Qt and no magicgui: a :class:`Session` works on a napari viewer (a ``ViewerModel`` will do)
 with a :class:`~napari_gapcam._napari.jobs.Jobs` to run work off the UI thread, so it can be
-driven from a script or a test. The dock (:mod:`.widget`) is a thin view over it: its controls
-write the user's :class:`Choices` and call the operations; the session's ``events`` say what
-to show (the lines of text, the class list, a suggested threshold, busy or not). The features
-are parts of the session, each with its own state: the chosen class's overlays
-(:class:`~.class_view.ClassView`), object scores, the decomposition and the calibration.
+driven from a script or a test. It holds the state of a run (the model, the shown result, the
+run's id and cancel token, the lines of text) and the user's :class:`Choices`; its ``events``
+say what changed. The features sit on top of it, each with its own state, and listen to its
+events: the chosen class's overlays (:class:`~.class_view.ClassView`), object scores
+(:class:`~.objects.ObjectScores`), the decomposition and the calibration. The dock
+(:mod:`.widget`) is a thin view over them all: its controls write the choices and call the
+operations, and it shows what the events say.
 
 A run has an id: a cancelled run's late yields are ignored, and its job drains on its own.
 """
@@ -21,21 +23,17 @@ from napari.utils import progress
 from napari.utils.notifications import show_error, show_warning
 from psygnal import Signal, SignalGroup
 
-from .calibrate import Calibration
-from .class_view import ClassView
-from .decompose import Decomposition
 from .input_planes import Planes, canvas_centre, choose_planes
 from .jobs import InlineJobs, Jobs
-from .objects import ObjectScores
 from .overlay_layers import Overlays, spatial_shape
 from .run import CancelToken, compute, compute_tiled
 from .shown import Shown
 from .status import class_items, error_line, no_finite_line
 
 if TYPE_CHECKING:
+    from ..engine.protocol import CamMaps
     from ..models import GapCamModel
     from ..models.spec import ModelSpec
-    from ..engine.protocol import CamMaps
 
 READY = "Pick an image layer and press Run."
 
@@ -71,9 +69,12 @@ class RunRequest:
 class SessionEvents(SignalGroup):
     text = Signal(str, str)  # (name, value): "status", "predictions", "showing", …
     classes = Signal(object)  # the class list changed; the class to select (or None)
-    threshold = Signal(float)  # a threshold to show (the model's or the calibration's)
+    choice = Signal(str, object)  # one of the Choices changed (by the user or a suggestion)
     running = Signal(bool)  # a run started or ended
     busy = Signal(bool)  # any job (a run, a class's backward pass) started or ended
+    result = Signal(bool)  # a run's result arrived (True) or grew (False): show it
+    ended = Signal()  # a run ended (done, cancelled or failed)
+    shown_class = Signal()  # the chosen class's overlays were drawn
 
 
 class Session:
@@ -97,12 +98,7 @@ class Session:
         self.token = CancelToken()
         self.follow_top = True  # the class follows the top class until the user picks one
         self.run_line = self.warning = ""  # the last run's status line and its warning
-        self.view = ClassView(self)
-        self.objects = ObjectScores(self)
-        self.decomposition = Decomposition(self)
-        self.calibration = Calibration(self)
         viewer.layers.events.removed.connect(self._on_layer_removed)
-        viewer.dims.events.current_step.connect(self.view.on_dims_step)
 
     # ------------------------------------------------------------------ state
     @property
@@ -119,6 +115,14 @@ class Session:
         """Show ``value`` as the line ``name`` ("status", "predictions", "showing", …)."""
         self.texts[name] = value
         self.events.text.emit(name, value)
+
+    def choose(self, name: str, value: Any) -> None:
+        """Set one of the :class:`Choices` and say so (the dock's controls call this, and so
+        do the session's own suggestions: a model's threshold, a calibrated one)."""
+        if not hasattr(self.choices, name):
+            raise AttributeError(f"No choice {name!r}: one of {list(vars(self.choices))}.")
+        setattr(self.choices, name, value)
+        self.events.choice.emit(name, value)
 
     @property
     def status(self) -> str:
@@ -148,7 +152,7 @@ class Session:
                 level = source.data_level if source.multiscale else 0
                 planes = choose_planes(source, dims.point, tuple(dims.order), 0, level=level)
             else:
-                size = request.input_size or self._input_size(request)
+                size = request.input_size or self.input_size_for(request)
                 all_planes = request.all_planes
                 planes = choose_planes(source, dims.point, tuple(dims.order), size, all_planes)
         except ValueError as error:
@@ -195,7 +199,7 @@ class Session:
         if not finished:  # a job in a thread: it runs on
             self.worker = job
 
-    def _input_size(self, request: RunRequest) -> int:
+    def input_size_for(self, request: RunRequest) -> int:
         """The input size a run will use (the model's default is known once it is loaded)."""
         if request.model is not None:
             return request.model.input_size
@@ -239,7 +243,7 @@ class Session:
             self.progress = None
         self.events.running.emit(False)
         self.events.busy.emit(self.busy)
-        self.objects.score()  # the run's last batch is shown: its objects' scores
+        self.events.ended.emit()
 
     def _take(
         self,
@@ -258,10 +262,10 @@ class Session:
             self.fail(payload, spec=spec)
             return
         if kind == "model":
-            if payload is not self.model:  # a new model: its suggested box threshold
-                self.choices.threshold = payload.box_threshold
-                self.events.threshold.emit(payload.box_threshold)
+            new = payload is not self.model
             self.model, self.spec = payload, spec
+            if new:  # its suggested box threshold
+                self.choose("threshold", payload.box_threshold)
             return
         if source not in self.viewer.layers:
             self.say(f"Layer {source.name!r} was removed during the run.")
@@ -287,7 +291,38 @@ class Session:
         if self.progress is not None and kind in ("batch", "tiles"):
             self.progress.total = total if kind == "tiles" else self.progress.total
             self.progress.update(self.shown.done - self.progress.n)
-        self.view.show_result(first)
+        self.events.result.emit(first)
+
+    def budget(self) -> int:
+        """Overlay cells per plane (see :meth:`.shown.Shown.cells_per_plane`)."""
+        return self.shown.cells_per_plane(self.choices.megapixels)
+
+    def can_show(self) -> bool:
+        """A result and a class to show, its layer still there and of the run's shape (a
+        changed shape is said, instead of failing)."""
+        shown = self.shown
+        if shown is None or self.choices.class_index is None:
+            return False
+        if shown.source not in self.viewer.layers:
+            return False
+        if spatial_shape(shown.source) == shown.source_shape:
+            return True
+        self.say(
+            f"Layer {shown.source.name!r} changed shape since the run "
+            f"({shown.source_shape} → {spatial_shape(shown.source)}): press Run for a new map."
+        )
+        return False
+
+    def displayed_index(self) -> tuple[int, ...]:
+        """The plane napari displays now (for a stack), else the plane that was run."""
+        shown = self.shown
+        if not shown.is_stack:
+            return shown.planes.indices[0]
+        coords = shown.source.world_to_data(self.viewer.dims.point)
+        shape = spatial_shape(shown.source)
+        return tuple(
+            int(min(max(round(coords[a]), 0), shape[a] - 1)) for a in shown.planes.lead_axes
+        )
 
     # ------------------------------------------------------------------ layers
     def _on_layer_removed(self, event: Any) -> None:
@@ -298,6 +333,7 @@ class Session:
         if self.worker is not None:
             self.cancel()
         self.shown = None
+        self.choices.class_index = None
         self.events.classes.emit(None)
         self.say("—", "predictions")
         self.say("—", "showing")

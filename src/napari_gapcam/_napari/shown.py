@@ -124,6 +124,12 @@ class Shown:
         fy, fx = self.planes.level_scale  # level pixel → level-0 data (napari's convention)
         return Placement(placed.grid, (sy * fy, sx * fx), (ty * fy, tx * fx), self.planes.axes)
 
+    def pixels(self) -> Placement:
+        """The image read's own pixels, in the source's data coordinates (boxes given in
+        pixels, such as a result's regions, are drawn on this)."""
+        fy, fx = self.planes.level_scale
+        return Placement(tuple(self.image_shape), (fy, fx), (0.0, 0.0), self.planes.axes)
+
     def _cached(self, key: tuple, compute: Callable[[], Any]) -> Any:
         """A small cache: the CAM overlay, the mask and the box read the same maps and regions."""
         key = (id(self.result), self.done, self.scale, *key)

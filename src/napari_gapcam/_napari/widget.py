@@ -1,50 +1,46 @@
 """The dock widget: pick an image layer and a model, Run, then pick a class.
 
-Runs happen in a worker (``create_worker``): the current plane, or every plane of a stack in
-batches that fill the overlay as they finish; Run turns into Cancel meanwhile. A class or
-threshold change reuses the cached maps (no forward pass; a Grad-CAM class of a single plane
-costs one backward pass, also in a worker). torch is imported when the widget is created, not
-with napari.
+A thin view over the Qt-free :class:`~napari_gapcam._napari.session.Session` and the features
+on it: the controls write the session's choices and call its operations; its events set the
+lines of text, the class list and the buttons. Runs and backward passes are jobs in napari's
+workers (:class:`~napari_gapcam._napari.qt_jobs.QtJobs`). torch is imported when the widget is
+created, not with napari.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import (
-    CheckBox,
-    ComboBox,
-    Container,
-    FloatSlider,
-    FloatSpinBox,
-    Label,
-    PushButton,
-)
+from magicgui.widgets import ComboBox, Container
 from napari.layers import Image
-from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QComboBox
 
 from .calibrate import Calibration
 from .class_view import ClassView
+from .controls import (
+    ALL,
+    CURRENT,
+    TILES,
+    WHOLE,
+    feature_controls,
+    line,
+    narrow,
+    run_controls,
+    show_controls,
+)
 from .decompose import Decomposition
-from .feature_controls import add_feature_controls, add_run_controls, reset_feature_choices
-from .lifecycle import ALL, CURRENT, RunLifecycle
-from .model_controls import DEMO, DEMO_MODEL, FILE, IN_MEMORY, RANDOM, ModelControls
-from .objects import ObjectsView
-from .overlay_layers import Overlays, is_overlay
-from .regions import Regions
-from .run import CancelToken
-from .searchable import make_searchable
-from .status import fit_label
-from .tiles_view import TILES, WHOLE, TilesRun
+from .model_controls import ModelControls
+from .names import DEMO, DEMO_MODEL, FILE, IN_MEMORY, RANDOM
+from .objects import ObjectScores
+from .overlay_layers import is_overlay
+from .qt_jobs import QtJobs
+from .searchable import make_searchable, select_text, show_start
+from .session import RunRequest, Session
 
 if TYPE_CHECKING:
     import napari
-    from napari.utils import progress
 
     from ..models import GapCamModel
-    from ..models.spec import ModelSpec
-    from .shown import Shown
 
 __all__ = [
     "ALL",
@@ -58,129 +54,174 @@ __all__ = [
     "WHOLE",
     "GapCamWidget",
 ]
+CHOICES = ("threshold", "show_box", "show_mask", "show_tiles", "all_regions", "min_area")
 
-OVERLAY_MEGAPIXELS = 1.0  # default per-plane budget of the overlays
 
-
-class GapCamWidget(
-    RunLifecycle, TilesRun, ObjectsView, Decomposition, Regions, Calibration, ClassView, Container
-):
+class GapCamWidget(Container):
     """Class activation maps (CAM, or Grad-CAM) of a CNN (ResNet-50 by default) on the active
-    image layer. Wiring only: the controls and their signals; each job is a mixin of its own
-    module (the run's lifecycle, the class view, tiles, objects, regions, decomposition,
-    calibration)."""
+    image layer. The view of a :class:`Session` (``self.session``) and its features:
+    ``classes`` (the chosen class's overlays), ``scores`` (objects), ``decomposition`` and
+    ``calibrator``."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__(labels=True)
         self._viewer = viewer
-        self._overlays = Overlays(viewer)
-        self._model: GapCamModel | None = None
-        self._model_spec: ModelSpec | None = None
-        self._shown: Shown | None = None
-        self._worker = None
-        self._run_id = 0  # a cancelled run's late batches are ignored
-        self._progress: progress | None = None
-        self._class_worker = None  # a Grad-CAM backward pass for a class change
-        self._draining: list[Any] = []  # cancelled workers finishing their last batch
-        self._token = CancelToken()
-        self._follow_top = True  # the class follows the top class until the user picks one
-        self._run_line, self._warning = "", ""  # the last run's status line and its warning
-        self._localizing = self._relocalize = False  # adding a layer moves the dims: no re-entry
+        self.session = session = Session(viewer, QtJobs())
+        self.classes = ClassView(session)
+        self.scores = ObjectScores(session)
+        self.decomposition = Decomposition(session)
+        self.calibrator = Calibration(session)
 
         self.image = ComboBox(label="image", choices=self._image_choices)
-        self.models = ModelControls(say=self._say)
-        m = self.models
+        self.models = m = ModelControls(say=session.say)
         self.arch, self.weights, self.method, self.device = m.arch, m.weights, m.method, m.device
-        self.weights_file, self.names_file, self.input_size, self.square = (
-            m.weights_file,
-            m.names_file,
-            m.input_size,
-            m.square,
-        )
-        add_run_controls(self)  # mode (whole image or tiles), scale, tile probabilities
-        self.planes = ComboBox(label="planes", choices=[CURRENT, ALL], value=CURRENT)
-        self.overlay_mp = FloatSpinBox(
-            label="overlay MP",
-            min=0.01,
-            max=64.0,
-            step=0.25,
-            value=OVERLAY_MEGAPIXELS,
-            tooltip="Overlay resolution per plane, in megapixels (the map is smooth: 1 is plenty). "
-            "A stack's planes share 8 MP along their longest axis, so a 3D view stays light.",
-        )
-        self.run_button = PushButton(text="Run")
-        self.status = Label(label="status", value="Pick an image layer and press Run.")
-        self.predictions = Label(label="top-5", value="—")
-        self.class_select = ComboBox(label="class", choices=self._class_choices)
-        self.showing = Label(label="showing", value="—")
-        self.threshold = FloatSlider(
-            label="box threshold", min=0.05, max=0.95, step=0.05, value=0.2
-        )
-        self.show_box = CheckBox(text="show box", value=False)
-        self.show_mask = CheckBox(text="show mask", value=False)
+        self.weights_file, self.names_file = m.weights_file, m.names_file
+        self.input_size, self.square = m.input_size, m.square
+        run = run_controls()
+        self.mode, self.planes, self.scale, self.overlay_mp, self.run_button = run
+        self.status, self.predictions = line("status", session.status), line("top-5")
+        self.class_select = ComboBox(label="class", choices=lambda _w=None: session.class_items())
+        self.showing = line("showing")
+        show = show_controls()
+        self.threshold, self.show_box, self.show_mask, self.show_tiles = show[:4]
+        self.all_regions, self.min_area = show[4:]
+        features = feature_controls(viewer)
+        self.objects, self.colour_objects, self.objects_info, self.decompose = features[:4]
+        self.truth, self.calibrate, self.save_tau, self.calibration = features[4:]
         self.extend(
             [
                 self.image,
                 *m.widgets,
-                self.mode,
-                self.planes,
-                self.scale,
-                self.overlay_mp,
+                *run[:4],
                 self.run_button,
                 self.status,
                 self.predictions,
                 self.class_select,
                 self.showing,
-                self.threshold,
-                self.show_box,
-                self.show_mask,
-                self.show_tiles,
-                *add_feature_controls(self),
+                *show,
+                *features,
             ]
         )
         placeholder = "run first; then type to search the classes"
         make_searchable(self.class_select.native, placeholder, self._pick_class_by_text)
-        for widget in self:  # long item labels must not widen the dock (and narrow the canvas)
+        for widget in self:
             if isinstance(widget.native, QComboBox):
-                widget.native.setSizeAdjustPolicy(
-                    QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
-                )
-                widget.native.setMinimumContentsLength(14)
-        for label in (self.status, self.predictions, self.showing):
-            fit_label(label.native)
+                narrow(widget.native)
+        self._connect()
+        self._follow_active()
 
+    # ----------------------------------------------------------------- wiring
+    def _connect(self) -> None:
+        session, viewer = self.session, self._viewer
         self.run_button.changed.connect(self._on_run_button)
-        self.class_select.changed.connect(self._on_class_picked)
-        self.threshold.changed.connect(self._refresh_localization)
-        self.show_box.changed.connect(self._on_toggle)
-        self.show_mask.changed.connect(self._on_toggle)
-        self.overlay_mp.changed.connect(self._refresh_overlays)
+        self.class_select.changed.connect(lambda c: session.choose("class_index", c))
+        self.scale.changed.connect(lambda value: session.choose("scale", value))
+        self.overlay_mp.changed.connect(lambda value: session.choose("megapixels", value))
+        for name in CHOICES:
+            control = getattr(self, name)
+            control.changed.connect(lambda value, name=name: session.choose(name, value))
+        self.objects.changed.connect(self._on_objects)
+        self.colour_objects.changed.connect(self._on_colour)
+        self.decompose.changed.connect(self.decomposition.add)
+        self.truth.changed.connect(lambda layer: setattr(self.calibrator, "truth", layer))
+        self.save_tau.changed.connect(lambda save: setattr(self.calibrator, "save", save))
+        self.calibrate.changed.connect(self.calibrator.calibrate)
+        session.events.text.connect(self._show_text)
+        session.events.classes.connect(self._rebuild_classes)
+        session.events.choice.connect(self._show_choice)
+        session.events.running.connect(self._on_running)
+        session.events.busy.connect(self._on_busy)
+        self.decomposition.changed.connect(self._show_decompose)
         for event in ("inserted", "removed", "reordered"):
             getattr(viewer.layers.events, event).connect(self._on_layers_changed)
-        viewer.layers.events.removed.connect(self._on_layer_removed)
         viewer.layers.selection.events.active.connect(self._follow_active)
-        viewer.dims.events.current_step.connect(self._on_dims_step)
-        self._follow_active()
+
+    def _show_text(self, name: str, value: str) -> None:
+        control = {"objects": self.objects_info}.get(name) or getattr(self, name, None)
+        if control is not None:
+            control.value = value
+
+    def _show_choice(self, name: str, value: Any) -> None:
+        """A choice the session made (a model's threshold, a calibrated one) on its control."""
+        control = getattr(self, {"megapixels": "overlay_mp"}.get(name, name), None)
+        if control is not None and name != "class_index" and control.value != value:
+            with control.changed.blocked():
+                control.value = value
+
+    def _rebuild_classes(self, value: int | None) -> None:
+        """New class items in their order (magicgui's ``reset_choices`` keeps the items it
+        has where they are, and moves an item whose label changed to the end)."""
+        with self.class_select.changed.blocked():
+            self.class_select.native.clear()
+            self.class_select.reset_choices()
+            if value in self.class_select.choices:
+                self.class_select.value = value
+        show_start(self.class_select.native)
+
+    def _on_running(self, running: bool) -> None:
+        self.run_button.text = "Cancel" if running else "Run"
+
+    def _on_busy(self, _busy: bool) -> None:
+        self.run_button.enabled = self.session.class_worker is None
+
+    def _show_decompose(self) -> None:
+        part = self.decomposition
+        self.decompose.enabled, self.decompose.text = part.enabled, part.text
+        self.decompose.tooltip = part.tooltip
+
+    def _on_objects(self, labels: Any) -> None:
+        self.scores.labels = labels
+        self.scores.score()
+
+    def _on_colour(self, colour: bool) -> None:
+        self.scores.colour = colour
+        self.scores.recolour()
+
+    def _on_run_button(self, _value: Any = None) -> None:
+        if self.session.worker is not None:
+            self.cancel()
+        else:
+            self.run()
 
     # ----------------------------------------------------------------- public
     @property
-    def _result(self) -> Any:
-        """The shown result (a ``Result`` of one plane, or of all planes)."""
-        return self._shown.result if self._shown is not None else None
+    def busy(self) -> bool:
+        """True while a run (or a Grad-CAM backward pass) is in progress."""
+        return self.session.busy
+
+    def run(self, _value: Any = None) -> None:
+        """Start a run on the chosen layer: its displayed plane, all planes, or tiles."""
+        try:
+            spec = self.models.spec()
+        except ValueError as error:
+            self.session.fail(error)
+            return
+        self.session.run(
+            RunRequest(
+                self.image.value,
+                spec,
+                tiles=self.mode.value == TILES,
+                all_planes=self.planes.value == ALL,
+                input_size=self.input_size.value or None,
+                square=True if self.square.value else None,  # unticked: the model's own
+                model=self.models.memory_model if self.arch.value == IN_MEMORY else None,
+            )
+        )
+
+    def cancel(self) -> None:
+        """Stop the run: planes done stay in the overlay; Run works again at once."""
+        self.session.cancel()
 
     def use_model(self, model: GapCamModel) -> None:
         """Use a model built in Python (``load_model``, ``from_module``) from now on."""
         self.models.use_model(model)
-        self.status.value = f"Using {model.arch} ({model.method_label}), in memory: press Run."
+        self.session.say(f"Using {model.arch} ({model.method_label}), in memory: press Run.")
 
     def set_input_size_text(self, text: str) -> None:
         """Select the input size typed as ``text`` ("640", "640 px" or a listed choice)."""
         self.models.set_input_size_text(text)
 
-    def _pick_arch(self, text: str) -> None:
-        self.models.pick_arch(text)
-
-    # ----------------------------------------------------------------- choices
+    # ----------------------------------------------------------------- layers
     def _image_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
         return [
             (layer.name, layer)
@@ -188,26 +229,15 @@ class GapCamWidget(
             if isinstance(layer, Image) and not is_overlay(layer)
         ]
 
-    def _say(self, message: str) -> None:
-        self.status.value = message
+    def _pick_class_by_text(self, text: str) -> None:
+        """Select the first class whose label contains ``text`` (any case)."""
+        if not select_text(self.class_select.native, text):
+            self.session.say(f"No class matches {text!r}.")
 
-    # ----------------------------------------------------------------- events
     def _on_layers_changed(self, _event: Any = None) -> None:
         self.image.reset_choices()
-        reset_feature_choices(self)
-
-    def _on_layer_removed(self, event: Any) -> None:
-        """The shown result's source was removed: its overlays go too, and the widget says so."""
-        shown = self._shown
-        if shown is None or event.value is not shown.source:
-            return
-        if self._worker is not None:
-            self.cancel()
-        self._shown = None
-        self._rebuild_classes(-1)
-        self.predictions.value = self.showing.value = "—"
-        self.status.value = f"Layer {shown.source.name!r} was removed, its CAM overlays with it."
-        QTimer.singleShot(0, lambda: self._overlays.remove(shown.source))  # not inside an event
+        self.objects.reset_choices()
+        self.truth.reset_choices()
 
     def _follow_active(self, _event: Any = None) -> None:
         active = self._viewer.layers.selection.active

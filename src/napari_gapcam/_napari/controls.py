@@ -1,0 +1,155 @@
+"""The dock's controls, built and returned (the widget holds them): magicgui widgets only.
+
+Each function returns the controls of one part of the dock, in the order they appear; the
+widget (:mod:`.widget`) connects them to the session. Labels wrap at the dock's width (no long
+word, a path say, can widen the dock and narrow the canvas).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    FloatSlider,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    SpinBox,
+)
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QComboBox, QLabel, QSizePolicy
+
+from .calibrate import THRESHOLDS, shapes_choices
+from .decompose import LABEL
+from .objects import labels_choices
+
+WHOLE, TILES = "whole image → input size", "native pixels (tiles)"
+CURRENT, ALL = "current plane", "all planes"
+OVERLAY_MEGAPIXELS = 1.0  # default per-plane budget of the overlays
+
+
+def fit_label(label: QLabel) -> None:
+    """Wrap ``label``'s text at the dock's width: a long word (a path) never widens the dock."""
+    label.setWordWrap(True)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    policy = label.sizePolicy()
+    policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
+    label.setSizePolicy(policy)
+    label.setMinimumWidth(1)
+
+
+def narrow(combo: QComboBox) -> None:
+    """Long item labels must not widen the dock (and narrow the canvas)."""
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(14)
+
+
+def line(label: str, value: str = "—") -> Label:
+    """A line of text that wraps at the dock's width."""
+    widget = Label(label=label, value=value)
+    fit_label(widget.native)
+    return widget
+
+
+class RunControls(NamedTuple):
+    mode: ComboBox
+    planes: ComboBox
+    scale: ComboBox
+    overlay_mp: FloatSpinBox
+    run_button: PushButton
+
+
+def run_controls() -> RunControls:
+    """Resolution (whole image or tiles), planes, a stack's scale, the overlays' budget, Run."""
+    return RunControls(
+        ComboBox(
+            label="resolution",
+            choices=[WHOLE, TILES],
+            value=WHOLE,
+            tooltip="Whole image shrunk to the input size, or tiles at native pixels (the "
+            "pyramid level displayed, the displayed plane; CAM models only).",
+        ),
+        ComboBox(label="planes", choices=[CURRENT, ALL], value=CURRENT),
+        ComboBox(
+            label="scale",
+            choices=[("per plane", "each"), ("shared across the stack", "shared")],
+            value="each",
+            tooltip="A stack's maps: each plane min-max normalised on its own, or one min and "
+            "max over every plane (so planes compare).",
+        ),
+        FloatSpinBox(
+            label="overlay MP",
+            min=0.01,
+            max=64.0,
+            step=0.25,
+            value=OVERLAY_MEGAPIXELS,
+            tooltip="Overlay resolution per plane, in megapixels (the map is smooth: 1 is "
+            "plenty). A stack's planes share 8 MP along their longest axis, so a 3D view stays "
+            "light.",
+        ),
+        PushButton(text="Run"),
+    )
+
+
+class ShowControls(NamedTuple):
+    threshold: FloatSlider
+    show_box: CheckBox
+    show_mask: CheckBox
+    show_tiles: CheckBox
+    all_regions: CheckBox
+    min_area: SpinBox
+
+
+def show_controls() -> ShowControls:
+    """What is drawn besides the CAM: box or every region, mask, the tiles' probabilities."""
+    low, high = THRESHOLDS
+    return ShowControls(
+        FloatSlider(label="box threshold", min=low, max=high, step=0.05, value=0.2),
+        CheckBox(text="show box", value=False),
+        CheckBox(text="show mask", value=False),
+        CheckBox(text="tile probabilities", value=False),
+        CheckBox(
+            text="all regions",
+            value=False,
+            tooltip="Box every region above the threshold (not only the largest), each "
+            "labelled with its share of the map.",
+        ),
+        SpinBox(label="min area (px)", min=1, max=10**8, value=64),
+    )
+
+
+class FeatureControls(NamedTuple):
+    objects: ComboBox
+    colour_objects: CheckBox
+    objects_info: Label
+    decompose: PushButton
+    truth: ComboBox
+    calibrate: PushButton
+    save_tau: CheckBox
+    calibration: Label
+
+
+def feature_controls(viewer: Any) -> FeatureControls:
+    """Objects (a Labels layer's scores), the decomposition, the calibration."""
+    return FeatureControls(
+        ComboBox(
+            label="objects",
+            choices=lambda _w=None: labels_choices(viewer),
+            tooltip="A Labels layer (e.g. cellpose): after a run its features table gets each "
+            "object's mean map of the top classes, cam_class and cam_share (shown on hover).",
+        ),
+        CheckBox(text="colour objects by CAM class", value=False),
+        line("objects"),
+        PushButton(text=LABEL, enabled=False),
+        ComboBox(
+            label="true boxes",
+            choices=lambda _w=None: shapes_choices(viewer),
+            tooltip="A Shapes layer of rectangles drawn around the true objects, or a Labels "
+            "layer of their true masks (then PxAP too).",
+        ),
+        PushButton(text="calibrate threshold"),
+        CheckBox(text="save τ beside the weights file", value=False),
+        line("calibration"),
+    )
