@@ -131,3 +131,17 @@ def test_square_is_passed_to_the_engine_and_recorded(tmp_path, weights, tiny_mod
         tifffile.imread(out / "wide_cam.tif"), expected.cam(expected.topk(1)[0][0]), atol=2e-3
     )
     assert json.loads((out / "records" / "wide.json").read_text())["settings"]["square"] is True
+
+
+def test_engine_errors_name_their_parameters_as_the_cli_options_that_set_them():
+    """An engine error keeps its terms apart from its text: Python reads ``square=True``, the
+    command line ``--square``; nothing is rewritten with patterns."""
+    from napari_gapcam.cli.messages import option
+    from napari_gapcam.engine.config import ModelConfig
+    from napari_gapcam.engine.words import said
+
+    with pytest.raises(ValueError) as caught:
+        ModelConfig(input_size=256, fixed_size=True).geometry(224, None)
+    assert "use input_size=256 with square=True" in str(caught.value)
+    assert "use --input-size 256 with --square" in said(caught.value, option)
+    assert caught.value.terms == ["input_size", "square"]

@@ -16,8 +16,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .inputs import InputError, expand, local_reads, open_pages
+from .inputs import InputError, expand
 from .messages import EXIT_FAILED, EXIT_OK, error, say
+from .pages import local_reads, open_pages
 from .preflight import DEVICE, UsageError, read_class_names, weights_argument
 from .true_boxes import BoxFileError, match, read_true_boxes
 
@@ -102,8 +103,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
             reference = class_ref(reference, model.class_names)
             classes[path] = None if reference is None else _index(model.class_names, reference)
     except (ValueError, KeyError, IndexError, OSError, RuntimeError) as problem:
-        message = problem.args[0] if isinstance(problem, KeyError) and problem.args else problem
-        return error(str(message))
+        return error(problem)
     return _run(args, model, truths, masks, classes, out)
 
 

@@ -1,9 +1,10 @@
-"""The command line's exit codes and error lines, in command-line words."""
+"""The command line's exit codes and error lines, in command-line words (an engine error's
+parameters said as the options that set them, :mod:`napari_gapcam.engine.words`)."""
 
 from __future__ import annotations
 
-import re
 import sys
+from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -21,27 +22,21 @@ def reason(error: BaseException) -> str:
     return str(error) if isinstance(error, InputError) else f"{type(error).__name__}: {error}"
 
 
-def error(message: str) -> int:
-    """Print a usage or set-up error; returns exit code 2."""
-    print(f"gapcam: error: {cli_words(message)}", file=sys.stderr)
+def error(problem: str | BaseException) -> int:
+    """Print a usage or set-up error (an engine error's terms said as options); returns 2."""
+    from ..engine.words import said
+
+    message = problem if isinstance(problem, str) else said(problem, option)
+    print(f"gapcam: error: {message}", file=sys.stderr)
     return EXIT_USAGE
 
 
-_API_WORDS = [  # the engine speaks Python; on the command line the same advice reads so
-    (re.compile(r"\bsquare=True\b"), "--square"),
-    (re.compile(r"\b(weights|device|input_size|class_names)=(['\"]?)([^'\"\s,)]+)\2"), None),
-    (re.compile(r"See result\.class_names for all\."), "--class takes a class name or index."),
-    (re.compile(r"\bor None\b"), "or none (--weights none)"),
-]
-
-
-def cli_words(message: str) -> str:
-    """An engine message in command-line words: ``device='auto'`` → ``--device auto``."""
-    for pattern, replacement in _API_WORDS:
-        if replacement is None:
-            message = pattern.sub(
-                lambda m: f"--{m.group(1).replace('_', '-')} {m.group(3)}", message
-            )
-        else:
-            message = pattern.sub(replacement, message)
-    return message.replace("--weights None", "--weights none")
+def option(term: Any) -> str:
+    """An engine error's parameter as the option that sets it: ``weights='x'`` → ``--weights
+    x``, ``square=True`` → ``--square``, ``weights=None`` → ``--weights none``."""
+    if term.name == "class":
+        return "--class takes a class name or index."
+    flag = f"--{term.name.replace('_', '-')}"
+    if not term.has_value or term.value is True:
+        return flag
+    return f"{flag} {'none' if term.value is None else term.value}"

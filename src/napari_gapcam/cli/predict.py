@@ -20,7 +20,7 @@ from typing import Any
 
 from .folder_lock import FolderBusyError, FolderLock, describe_holder
 from .inputs import Item, items, unchanged
-from .messages import EXIT_FAILED, EXIT_OK, cli_words, error, say
+from .messages import EXIT_FAILED, EXIT_OK, error, option, say
 from .outputs import OutputFolder, changed_labels, is_current
 from .preflight import Plan, UsageError, check
 
@@ -152,9 +152,10 @@ def _setup(
     except keep:
         raise
     except SETUP_ERRORS as problem:
-        message = problem.args[0] if isinstance(problem, KeyError) and problem.args else problem
-        message = str(message)
-        if "weights" in message.lower() and "--weights" not in cli_words(message):
+        from ..engine.words import said
+
+        message = said(problem, option)
+        if "weights" in message.lower() and "weights" not in getattr(problem, "terms", ()):
             message += "\nOn the command line: --weights path/to/file.pth (or --weights none)."
         raise _SetupError(error(message)) from None
 
@@ -166,7 +167,7 @@ def _engine(
     """A function running chunks: in this process, or on a dask cluster (checked first); and
     what the check returned (the class names; with --tiles, the tiles' geometry)."""
     from .infer import check_options, process_chunk
-    from .inputs import read_locally
+    from .pages import read_locally
     from .tile_blocks import check_tiled
 
     check = check_tiled if options.tiles else check_options

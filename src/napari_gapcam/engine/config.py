@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from .words import ParameterError, Term
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -37,9 +39,12 @@ class ModelConfig:
         size = int(input_size or self.input_size)
         square = self.square if square is None else bool(square)
         if self.fixed_size and (size != self.input_size or not square):
-            raise ValueError(
-                f"This network takes only {self.input_size}×{self.input_size} inputs: use input "
-                f"size {self.input_size} with square=True (its defaults: leave both unset)."
+            raise ParameterError(
+                f"This network takes only {self.input_size}×{self.input_size} inputs: use ",
+                Term("input_size", self.input_size),
+                " with ",
+                Term("square", True),
+                " (its defaults: leave both unset).",
             )
         return size, square
 

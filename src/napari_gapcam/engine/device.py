@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._torch import torch
+from .words import ParameterError, Term
 
 
 def available_devices() -> list[str]:
@@ -29,9 +30,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if chosen.type == "cuda":
         count = torch.cuda.device_count()
         if count == 0 or (chosen.index or 0) >= count:
-            raise ValueError(
-                f"Device {device!r} is not available here ({count} CUDA device(s) found). "
-                f"Use device='auto' or one of {available_devices()}."
+            raise ParameterError(
+                f"Device {device!r} is not available here ({count} CUDA device(s) found). Use ",
+                Term("device", "auto"),
+                f" or one of {available_devices()}.",
             )
     elif chosen.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"Device 'mps' is not available here. Use one of {available_devices()}.")

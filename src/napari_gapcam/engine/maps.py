@@ -13,8 +13,15 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._torch import F, torch
+from .words import Term, Worded
 
 ClassRef = int | str
+
+
+class UnknownClassError(Worded, KeyError):
+    """A class name the model does not have (the message lists the closest names)."""
+
+
 SCALES = ("each", "shared")  # one min-max per map, or one per class over all images
 
 
@@ -71,7 +78,10 @@ def class_index(class_names: Sequence[str], c: ClassRef) -> int:
             return lowered.index(c.lower())
         close = difflib.get_close_matches(c, class_names, n=3)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise KeyError(f"Unknown class name {c!r}.{hint} See result.class_names for all.")
+        raise UnknownClassError(
+            f"Unknown class name {c!r}.{hint} ",
+            Term("class", note="See result.class_names for all."),
+        )
     raise TypeError(f"A class is an index (int) or a name (str), got {type(c).__name__}.")
 
 

@@ -1,11 +1,9 @@
 """The result of a run, batch first: N ≥ 1 images' logits and last maps, and their method.
 
-:class:`Result` holds every image's maps (on the host; half precision for stacks: 2048×7×7 ×
-2 bytes = 200 KB a ResNet-50 image); ``result[i]`` is a light :class:`CamResult` view of image
-i. Both answer the result protocol (:mod:`~napari_gapcam.engine.protocol`). Maps come from the
-method (:class:`~napari_gapcam.engine.methods.base.Method`), so a class change costs no forward
-pass; a costly method's maps (Grad-CAM: a backward pass) are cached per (image, class) and made
-in batches.
+:class:`Result` holds every image's maps (on the host; half precision for stacks: 200 KB a
+ResNet-50 image at 224²); ``result[i]`` is a light :class:`CamResult` view of image i; both
+answer the result protocol (:mod:`.protocol`). Maps come from the method, so a class change costs
+no forward pass; a costly method's maps (Grad-CAM's backward pass) are cached and made in batches.
 """
 
 from __future__ import annotations
@@ -28,17 +26,13 @@ from .maps import (
 from .methods.base import Method
 from .methods.cam import Cam
 from .protocol import ManyImages, OneImage
+from .words import ParameterError, Term
 
 GPU_MAPS_MIN = 2**20  # output pixels from which a GPU result's maps are made on the GPU
 METHOD_BATCH = 16  # images per backward pass of a costly method
 # images per step of a class's range over a stack (a shared-scale class change, on the UI
 # thread): their float32 maps stay in the CPU's cache (256 at a time: 3 MB → 100 MB, 10× slower)
 RANGE_CHUNK = 8
-
-
-def _method(method: torch.Tensor | Method) -> Method:
-    """A method; a tensor is a dense layer's weights (the CAM). Kept where maps are made."""
-    return (Cam(method) if isinstance(method, torch.Tensor) else method).on_host()
 
 
 class Result(ManyImages, Sequence["CamResult"]):
@@ -71,7 +65,8 @@ class Result(ManyImages, Sequence["CamResult"]):
         self.image_shape = tuple(int(s) for s in image_shape)
         # the network input's h×w (the image resized): known when a model made the result
         self.input_shape = tuple(int(s) for s in input_shape) if input_shape else None
-        self._method = _method(method)
+        # a tensor is a dense layer's weights (the CAM); the method is kept where maps are made
+        self._method = (Cam(method) if isinstance(method, torch.Tensor) else method).on_host()
         self._device = device
         self._cache: dict[tuple[int, int], torch.Tensor] = {}  # (image, class) → raw map
         self._ranges: dict[tuple[int, int], tuple[float, float]] = {}  # (class, images) → range
@@ -385,9 +380,11 @@ class CamResult(OneImage):
         """
         method = self._batch._method
         if not self.decomposable:
-            raise ValueError(
+            raise ParameterError(
                 f"contributions decompose the exact CAM into channels; {method.label}'s ReLU "
-                "makes its map no such sum. Load the model with method='cam' (a GAP + dense head)."
+                "makes its map no such sum. Load the model with ",
+                Term("method", "cam"),
+                " (a GAP + dense head).",
             )
         features = self.features
         index = self.class_index(c)

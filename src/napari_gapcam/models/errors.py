@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from ..engine.words import Worded
 
-class WeightsError(RuntimeError):
+
+class WeightsError(Worded, RuntimeError):
     """Weights that cannot be found, read or fitted to the architecture."""
 
 
-class UnsupportedModelError(ValueError):
+class UnsupportedModelError(Worded, ValueError):
     """A network this plugin cannot explain: no spatial maps before its head, or unknown."""

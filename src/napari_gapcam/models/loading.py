@@ -12,6 +12,7 @@ from ..engine._torch import nn, torch
 from ..engine.config import ModelConfig
 from ..engine.device import resolve_device
 from ..engine.model import GapCamModel
+from ..engine.words import ParameterError, Term
 from .class_names import NamesArg, resolve_class_names, sidecar_names
 from .errors import UnsupportedModelError
 from .families import (
@@ -150,9 +151,11 @@ def _load_timm(
     if weights is not None:
         path = Path(weights).expanduser()
         if not path.suffix and not path.exists():
-            raise ValueError(
-                f"timm weights are a checkpoint file or None, got {weights!r} (named timm "
-                "weights come from the Hugging Face hub: download the file, pass its path)."
+            raise ParameterError(
+                "timm weights are a checkpoint file or ",
+                Term("weights", None, note="None"),
+                f", got {weights!r} (named timm weights come from the Hugging Face hub: "
+                "download the file, pass its path).",
             )
     network, loaded = build_timm(name, path)
     weight_names, settings, label = None, {}, RANDOM

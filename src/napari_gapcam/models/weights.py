@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ..engine._torch import torch
+from ..engine.words import ParameterError, Term
 from .checkpoints import StateDict, read_checkpoint
 from .errors import WeightsError
 from .fitting import Found, find_state_dict
@@ -65,9 +66,11 @@ def is_named(arch: str, weights: Any) -> bool:
         return True
     looks_like_file = os.sep in weights or "." in weights or Path(weights).exists()
     if not looks_like_file:
-        raise ValueError(
+        raise ParameterError(
             f"Unknown weights {weights!r} for {arch}: use one of {names}, a path to a "
-            "weights file, or None for a random init."
+            "weights file, or ",
+            Term("weights", None, note="None"),
+            " for a random init.",
         )
     return False
 
@@ -100,7 +103,9 @@ def check_hash(path: Path) -> None:
             f"{digest[: len(prefix)]}, but torchvision publishes {prefix} for {path.name}, so it "
             "is not the file torchvision ships (replaced, corrupt or another model's). Way "
             "out: delete it to download the real one; a file you made yourself goes in as a "
-            f"weights file (weights='{path}'), or set {SKIP_HASH_ENV}=1 to skip this check."
+            "weights file (",
+            Term("weights", str(path)),
+            f"), or set {SKIP_HASH_ENV}=1 to skip this check.",
         )
 
 
@@ -119,7 +124,9 @@ def load_named(arch: str, weights: str) -> tuple[StateDict, Any]:
     except WeightsError as error:
         raise WeightsError(
             f"The cached weights file {cached} could not be read: {error} Delete it to "
-            "download it again, or pass weights='path/to/file.pth'."
+            "download it again, or pass ",
+            Term("weights", "path/to/file.pth"),
+            ".",
         ) from error
     return checkpoint.candidates()[0][1], entry
 
@@ -133,8 +140,9 @@ def _download(arch: str, entry: Any, cached: Path) -> None:
             f"The {arch} weights {entry.name} are not in the cache and could not be downloaded "
             f"({error}).\n  expected file: {cached.name}\n  cache folder:  {cached.parent}\n"
             f"Way out: copy {cached.name} (from {entry.url}) into that folder (or set TORCH_HOME "
-            "to a folder whose hub/checkpoints holds it), or pass weights='path/to/file.pth'.\n"
-            f"{WAYS_ON}"
+            "to a folder whose hub/checkpoints holds it), or pass ",
+            Term("weights", "path/to/file.pth"),
+            f".\n{WAYS_ON}",
         ) from error
     except RuntimeError as error:  # the hash check of the download
         message = f"The download of {entry.url} was corrupt ({error}): try again."

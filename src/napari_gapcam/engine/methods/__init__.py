@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import import_module
 
+from ..words import ParameterError, Term
+
 AUTO = "auto"  # the exact method where the head allows it, else the first general one
 
 
@@ -76,9 +78,12 @@ def resolve(name: str, dense: bool, head: str = "the head") -> MethodInfo:
         return next((row for row in allowed if row.exact), allowed[0])
     row = method_info(name)
     if row.needs_dense and not dense:
-        general = ", ".join(repr(r.name) for r in METHODS.values() if not r.needs_dense)
-        raise ValueError(
-            f"method={name!r} needs a head that is a global average pooling and one dense "
-            f"layer; {head} is not. Use method={general} (or 'auto', which picks it)."
+        general = next(r.name for r in METHODS.values() if not r.needs_dense)
+        raise ParameterError(
+            Term("method", name),
+            f" needs a head that is a global average pooling and one dense layer; {head} is "
+            "not. Use ",
+            Term("method", general),
+            " (or 'auto', which picks it).",
         )
     return row
