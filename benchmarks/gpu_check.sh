@@ -20,7 +20,7 @@ export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD/src
 nvidia-smi -L
 python3 -c "import sys, torch, torchvision, numpy; print(sys.version.split()[0], torch.__version__, \
 torchvision.__version__, numpy.__version__, torch.cuda.get_device_name(), torch.cuda.is_available())"
-viewerless="--ignore-glob=tests/test_widget*.py --ignore=tests/test_packaging.py"
+viewerless="--ignore-glob=tests/test_widget*.py --ignore=tests/test_packaging.py --ignore=tests/test_session.py"
 timeout "${GPU_TESTS_S:-120}" python3 -m pytest -q -p no:cacheprovider -rfs --tb=short tests/test_gpu.py \
   tests/test_cam.py::test_gap_identity_on_gpu 2>&1 | tee "$OUT/gpu_tests.log"
 timeout "${PROFILE_S:-60}" python3 benchmarks/gpu_profile.py --out "$OUT" 2>&1 | tee "$OUT/profile.log"

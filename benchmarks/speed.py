@@ -25,6 +25,12 @@ import time
 import numpy as np
 
 
+def _shown(widget):
+    """The widget's shown result (``session.shown``; ``_shown`` before the session existed,
+    so the same script measures the code before a change too)."""
+    return widget.session.shown if hasattr(widget, "session") else widget._shown
+
+
 def _status(field: str) -> int:
     with open("/proc/self/status") as status:
         for line in status:
@@ -308,7 +314,7 @@ def widget_rows(sides: list[int], planes: int, repeat: int) -> list[dict]:
         widget.show_box.value = widget.show_mask.value = False
         _run(widget)
         rows += _change_rows(widget, viewer, label, image.shape, repeat)
-        if widget._shown.is_stack:
+        if _shown(widget).is_stack:
             rows += _view3d_rows(widget, viewer, label, image.shape, repeat)
     viewer.close()
     return rows
@@ -319,7 +325,7 @@ def _view3d_rows(widget, viewer, label: str, shape: tuple, repeat: int) -> list[
     from qtpy.QtWidgets import QApplication
 
     widget.show_box.value = widget.show_mask.value = False
-    classes = [i for i, _, _ in widget._shown.top(10)][1:]
+    classes = [i for i, _, _ in _shown(widget).top(10)][1:]
     cam = viewer.layers["big CAM"]
     volume = int(np.prod(cam.data.shape)) * 4  # what napari holds in 3D
     full = int(np.prod(shape)) * 4
@@ -373,7 +379,7 @@ def _timed(set_value, values: list, repeat: int) -> float:
 def _change_rows(widget, viewer, label: str, shape: tuple, repeat: int) -> list[dict]:
     from qtpy.QtWidgets import QApplication
 
-    classes = [i for i, _, _ in widget._shown.top(10)][1:]
+    classes = [i for i, _, _ in _shown(widget).top(10)][1:]
     cam = viewer.layers["big CAM"]
     held = cam.data.nbytes if isinstance(cam.data, np.ndarray) else 0  # lazy: nothing held
     full = int(np.prod(shape[:3] if len(shape) == 3 and shape[-1] != 3 else shape[:2])) * 4

@@ -24,6 +24,12 @@ import time
 import numpy as np
 
 
+def _shown(widget):
+    """The widget's shown result (``session.shown``; ``_shown`` before the session existed,
+    so the same script measures the code before a change too)."""
+    return widget.session.shown if hasattr(widget, "session") else widget._shown
+
+
 def _spin(until, timeout: float = 600.0) -> None:
     from qtpy.QtWidgets import QApplication
 
@@ -60,7 +66,7 @@ class Frames:
 
 
 def class_change_rows(viewer, widget, frames: Frames, label: str, repeat: int) -> list[dict]:
-    classes = [i for i, _, _ in widget._shown.top(12)][1:]
+    classes = [i for i, _, _ in _shown(widget).top(12)][1:]
     rows = []
     for extras in (False, True):
         widget.show_box.value = widget.show_mask.value = extras

@@ -97,6 +97,23 @@ def chunk_reads() -> ChunkReads:
 
 
 @pytest.fixture(scope="session")
+def resnet18():
+    """A random-init ResNet-18 (1000 classes) on the CPU."""
+    import torch
+
+    from napari_gapcam import load_model
+
+    torch.manual_seed(3)
+    return load_model("resnet18", weights=None, device="cpu")
+
+
+@pytest.fixture
+def viewer(make_napari_viewer, torch_home):
+    """A napari viewer (under Xvfb) with the random ResNet-50 as its cached ImageNet weights."""
+    return make_napari_viewer()
+
+
+@pytest.fixture(scope="session")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-init 3-class resnet18 state dict saved as ``tiny.pt``: the CLI tests' model."""
     import torch
@@ -106,6 +123,14 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "tiny.pt"
     torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_state(weights: Path) -> dict:
+    """The state dict in :func:`weights` (a 3-class resnet18)."""
+    import torch
+
+    return torch.load(weights, weights_only=True)
 
 
 @pytest.fixture(scope="session")

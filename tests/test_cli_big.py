@@ -11,7 +11,7 @@ import pytest
 import tifffile
 
 from _cli import image, predictor, results
-from napari_gapcam.cli import inputs
+from napari_gapcam.cli import pages as inputs
 from napari_gapcam.engine.grid import bounded_grid, grid_placement
 
 SIZE = "32"
@@ -29,14 +29,12 @@ def test_a_big_tiff_page_is_read_lazily_with_the_same_map(
     import dask.array as da
     from dask.callbacks import Callback
 
-    from napari_gapcam.cli import overlay_png
     from napari_gapcam.engine import preprocess
 
     if compression:
         pytest.importorskip("zarr")
     monkeypatch.setattr(inputs, "LAZY_BYTES", 1000)  # memory map: chunks of 3 rows
     monkeypatch.setattr(preprocess, "BAND_VALUES", 16 * 70)  # bands of 16 rows
-    monkeypatch.setattr(overlay_png, "BAND_VALUES", 16 * 70)
     picture = image(7, (3, 60, 70))
     tifffile.imwrite(tmp_path / "big.tif", picture, photometric="minisblack",
                      compression=compression, rowsperstrip=8)  # fmt: skip
@@ -132,7 +130,7 @@ def test_turbo_table_is_napari_s(tmp_path):
     pytest.importorskip("napari")
     from napari.utils.colormaps import ensure_colormap
 
-    from napari_gapcam.cli.overlay_png import turbo_lut
+    from napari_gapcam.engine.overlay import turbo_lut
 
     napari_turbo = ensure_colormap("turbo").map(np.linspace(0, 1, 256))[:, :3]
     np.testing.assert_allclose(turbo_lut(), napari_turbo, atol=1 / 255)
@@ -160,7 +158,7 @@ OLD_TURBO_HEX = (
 
 
 def test_turbo_is_the_table_the_cli_carried():
-    from napari_gapcam.cli.overlay_png import turbo_lut
+    from napari_gapcam.engine.overlay import turbo_lut
 
     old = np.frombuffer(bytes.fromhex("".join(OLD_TURBO_HEX)), np.uint8).reshape(256, 3) / 255
     lut = turbo_lut()

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from skimage import measure
 
+from _references import reference_average_precision, reference_box_acc
 from napari_gapcam import localization_metrics
 
 A = np.array(  # the object (true box rows 1–2, columns 1–2) and a weaker blob on the right
@@ -33,39 +33,6 @@ def test_a_hand_worked_example():
     assert metrics["best_threshold"] == pytest.approx({0.3: 0.01, 0.5: 0.01, 0.7: 0.26})
     assert metrics["max_box_acc_v2"] == pytest.approx(2 / 3)
     assert metrics["pxap"] is None
-
-
-def reference_box_acc(maps, boxes, taus, delta):
-    """BoxAcc(τ, δ) by scikit-image's 8-connected labelling and plain loops."""
-
-    def iou(a, b):
-        ih = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-        iw = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ih * iw
-        return ih * iw / union
-
-    accs = []
-    for tau in taus:
-        correct = 0
-        for heat, truth in zip(maps, boxes, strict=True):
-            unit = (heat - heat.min()) / (heat.max() - heat.min())
-            regions = measure.regionprops(measure.label(unit >= tau, connectivity=2))
-            if any(iou(r.bbox, t) >= delta for r in regions for t in truth):
-                correct += 1
-        accs.append(correct / len(maps))
-    return np.array(accs)
-
-
-def reference_average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
-    """AP over every distinct score, highest first: Σ (R_i − R_{i−1}) · P_i."""
-    ap, last_recall = 0.0, 0.0
-    for score in sorted(set(scores.tolist()), reverse=True):
-        chosen = scores >= score
-        tp = np.sum(chosen & positive)
-        recall = tp / positive.sum()
-        ap += (recall - last_recall) * tp / chosen.sum()
-        last_recall = recall
-    return ap
 
 
 def test_against_an_independent_implementation():

@@ -71,26 +71,20 @@ def test_unknown_architecture():
 
 
 # ------------------------------------------------------------------- checkpoints
-@pytest.fixture(scope="module")
-def resnet18_state() -> dict:
-    torch.manual_seed(1)
-    return torchvision.models.resnet18(num_classes=3).state_dict()
-
-
-def test_plain_state_dict_file(tmp_path, resnet18_state):
+def test_plain_state_dict_file(tmp_path, tiny_state):
     path = tmp_path / "cells.pth"
-    torch.save(resnet18_state, path)
+    torch.save(tiny_state, path)
     model = load_model("resnet18", weights=path, device="cpu")
     assert model.class_names == ["class 0", "class 1", "class 2"]
     assert model.input_size == 224 and model.box_threshold == 0.2
-    assert torch.equal(model.fc.weight.detach(), resnet18_state["fc.weight"])
+    assert torch.equal(model.fc.weight.detach(), tiny_state["fc.weight"])
     result = model.run(np.zeros((64, 80, 3), np.uint8))
     assert result.probabilities.shape == (3,)
 
 
-def test_checkpoint_dict_with_names_arch_and_input_size(tmp_path, resnet18_state):
+def test_checkpoint_dict_with_names_arch_and_input_size(tmp_path, tiny_state):
     path = tmp_path / "cells.pt"
-    half = {k: v.half() if v.is_floating_point() else v for k, v in resnet18_state.items()}
+    half = {k: v.half() if v.is_floating_point() else v for k, v in tiny_state.items()}
     names = ["mitotic", "interphase", "apoptotic"]
     checkpoint = {"state_dict": half, "class_names": names, "arch": "resnet18", "input_size": 96}
     torch.save({**checkpoint, "box_threshold": 0.45}, path)
@@ -102,25 +96,25 @@ def test_checkpoint_dict_with_names_arch_and_input_size(tmp_path, resnet18_state
     assert result.topk(1)[0][1] in names
 
 
-def test_data_parallel_prefix_is_stripped(tmp_path, resnet18_state):
+def test_data_parallel_prefix_is_stripped(tmp_path, tiny_state):
     path = tmp_path / "dp.pt"
-    torch.save({f"module.{k}": v for k, v in resnet18_state.items()}, path)
+    torch.save({f"module.{k}": v for k, v in tiny_state.items()}, path)
     assert len(load_model("resnet18", weights=path, device="cpu").class_names) == 3
 
 
 @pytest.mark.parametrize("suffix", [".json", ".txt"])
-def test_sidecar_class_names(tmp_path, resnet18_state, suffix):
+def test_sidecar_class_names(tmp_path, tiny_state, suffix):
     path = tmp_path / "cells.pt"
-    torch.save(resnet18_state, path)
+    torch.save(tiny_state, path)
     names = ["a", "b", "c"]
     sidecar = path.with_suffix(suffix)
     sidecar.write_text(json.dumps(names) if suffix == ".json" else "a\nb\nc\n")
     assert load_model("resnet18", weights=path, device="cpu").class_names == names
 
 
-def test_class_names_argument_file_and_list(tmp_path, resnet18_state):
+def test_class_names_argument_file_and_list(tmp_path, tiny_state):
     path = tmp_path / "cells.pt"
-    torch.save(resnet18_state, path)
+    torch.save(tiny_state, path)
     names_file = tmp_path / "names.txt"
     names_file.write_text("x\ny\nz\n")
     assert load_model("resnet18", path, "cpu", class_names=names_file).class_names == list("xyz")
@@ -129,33 +123,33 @@ def test_class_names_argument_file_and_list(tmp_path, resnet18_state):
     )
 
 
-def test_class_name_count_mismatch(tmp_path, resnet18_state):
+def test_class_name_count_mismatch(tmp_path, tiny_state):
     path = tmp_path / "cells.pt"
-    torch.save({"state_dict": resnet18_state, "class_names": ["a", "b"]}, path)
+    torch.save({"state_dict": tiny_state, "class_names": ["a", "b"]}, path)
     with pytest.raises(WeightsError, match="gives 2 names.*has 3 classes"):
         load_model("resnet18", weights=path, device="cpu")
 
 
-def test_architecture_mismatch_names_both_sides(tmp_path, resnet18_state):
+def test_architecture_mismatch_names_both_sides(tmp_path, tiny_state):
     path = tmp_path / "cells.pt"
-    torch.save({"state_dict": resnet18_state, "arch": "resnet18"}, path)
+    torch.save({"state_dict": tiny_state, "arch": "resnet18"}, path)
     with pytest.raises(WeightsError, match="saved from 'resnet18'.*asked for is 'resnet50'"):
         load_model("resnet50", weights=path, device="cpu")
-    torch.save(resnet18_state, path)  # no arch recorded: the shapes tell
+    torch.save(tiny_state, path)  # no arch recorded: the shapes tell
     with pytest.raises(WeightsError, match="do not fit resnet34.*looks like a resnet18"):
         load_model("resnet34", weights=path, device="cpu")
 
 
-def test_missing_keys(tmp_path, resnet18_state):
+def test_missing_keys(tmp_path, tiny_state):
     path = tmp_path / "partial.pt"
-    torch.save({k: v for k, v in resnet18_state.items() if "layer4" not in k}, path)
+    torch.save({k: v for k, v in tiny_state.items() if "layer4" not in k}, path)
     with pytest.raises(WeightsError, match=r"missing keys \(e\.g\. layer4"):
         load_model("resnet18", weights=path, device="cpu")
 
 
-def test_no_dense_layer(tmp_path, resnet18_state):
+def test_no_dense_layer(tmp_path, tiny_state):
     path = tmp_path / "headless.pt"
-    torch.save({k: v for k, v in resnet18_state.items() if not k.startswith("fc.")}, path)
+    torch.save({k: v for k, v in tiny_state.items() if not k.startswith("fc.")}, path)
     with pytest.raises(WeightsError, match="no dense layer 'fc.weight'"):
         load_model("resnet18", weights=path, device="cpu")
 

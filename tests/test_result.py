@@ -13,12 +13,6 @@ RNG = np.random.default_rng(21)
 STACK = RNG.integers(0, 256, (4, 64, 96, 3), dtype=np.uint8)
 
 
-@pytest.fixture(scope="module")
-def resnet18():
-    torch.manual_seed(3)
-    return load_model("resnet18", weights=None, device="cpu")
-
-
 def test_contributions_sum_to_the_cam_and_are_w_times_a(resnet18):
     result = resnet18.run(STACK[0], input_size=64)
     c = result.topk(1)[0][0]

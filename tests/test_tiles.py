@@ -16,11 +16,6 @@ SIDE = 256  # one scene; a 4×4 mosaic is 1024²
 
 
 @pytest.fixture(scope="module")
-def demo():
-    return napari_gapcam.load_model("resnet18", weights=DEMO_WEIGHTS, device="cpu")
-
-
-@pytest.fixture(scope="module")
 def mosaic():
     rng = np.random.default_rng(1)
     scenes = [make_sample(rng, size=(SIDE, SIDE)) for _ in range(16)]

@@ -13,11 +13,6 @@ from napari_gapcam._napari.widget import FILE, GapCamWidget
 TIMEOUT_MS = 120_000
 
 
-@pytest.fixture
-def viewer(make_napari_viewer, torch_home):
-    return make_napari_viewer()
-
-
 def make_widget(viewer) -> GapCamWidget:
     widget = GapCamWidget(viewer)
     viewer.window.add_dock_widget(widget, name="GAP-CAM")

@@ -11,11 +11,6 @@ from _widgets import make_widget, run_and_wait
 from napari_gapcam.engine.result import CamResult
 
 
-@pytest.fixture
-def viewer(make_napari_viewer, torch_home):
-    return make_napari_viewer()
-
-
 def put_peak(widget, cell: tuple[int, int], cells=(7, 9)) -> tuple[float, float]:
     """Replace the result by one whose map peaks at feature ``cell``; its image position."""
     height, width = widget.session.result.image_shape

@@ -11,11 +11,6 @@ from napari_gapcam import mask_from_map
 from napari_gapcam._napari.widget import ALL, DEMO, DEMO_MODEL
 
 
-@pytest.fixture
-def viewer(make_napari_viewer, torch_home):
-    return make_napari_viewer()
-
-
 def photo_stack(n: int, size: int = 64) -> np.ndarray:
     """``n`` different crops of the astronaut (grey uint8), ``size`` × ``size``."""
     photo = data.astronaut().mean(-1).astype(np.uint8)

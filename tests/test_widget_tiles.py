@@ -10,11 +10,6 @@ from napari_gapcam._napari.widget import DEMO, DEMO_MODEL, TILES
 from napari_gapcam.synthetic import make_sample
 
 
-@pytest.fixture
-def viewer(make_napari_viewer, torch_home):
-    return make_napari_viewer()
-
-
 def mosaic(n: int = 2, side: int = 256, seed: int = 0):
     """``n``×``n`` synthetic scenes (RGB uint8) and each one's (class, box) in mosaic pixels."""
     rng = np.random.default_rng(seed)

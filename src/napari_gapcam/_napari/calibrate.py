@@ -117,6 +117,7 @@ class Calibration:
         self.save = False  # save τ beside the weights file
         self.metrics: dict[str, Any] | None = None
         self._job: Any = None
+        session.parts.append(self)  # its events hold it weakly
 
     def _say(self, text: str) -> None:
         self.session.say(text, "calibration")

@@ -27,6 +27,7 @@ class ClassView:
     def __init__(self, session: Session) -> None:
         self.session = session
         self._localizing = self._relocalize = False  # re-entry through the dims event
+        session.parts.append(self)  # its events hold it weakly
         session.events.result.connect(self.show_result)
         session.events.choice.connect(self.on_choice)
         session.viewer.dims.events.current_step.connect(self.on_dims_step)

@@ -62,6 +62,7 @@ class Decomposition:
     def __init__(self, session: Session) -> None:
         self.session = session
         self.enabled, self.text, self.tooltip = False, LABEL, ""
+        session.parts.append(self)  # its events hold it weakly
         session.events.shown_class.connect(self.update)
 
     def update(self) -> None:

@@ -95,6 +95,7 @@ class ObjectScores:
         self.info = "—"
         self._saved: dict[Labels, Any] = {}  # the layers' own colormaps, while coloured
         self._job: Any = None
+        session.parts.append(self)  # its events hold it weakly
         session.events.ended.connect(self.score)  # the run's last batch is shown
 
     def _say(self, text: str) -> None:

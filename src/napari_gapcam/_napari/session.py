@@ -98,6 +98,7 @@ class Session:
         self.token = CancelToken()
         self.follow_top = True  # the class follows the top class until the user picks one
         self.run_line = self.warning = ""  # the last run's status line and its warning
+        self.parts: list[Any] = []  # the features on it: they live as long as the session
         viewer.layers.events.removed.connect(self._on_layer_removed)
 
     # ------------------------------------------------------------------ state

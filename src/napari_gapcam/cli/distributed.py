@@ -16,7 +16,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from .infer import Options, check_options, process_chunk
-from .inputs import Item, read_locally
+from .inputs import Item
+from .pages import read_locally
 
 REPORT = 10.0  # seconds between progress lines while nothing finishes
 
@@ -120,7 +121,7 @@ def run_chunks(
 
     ``function(chunk, options, root)`` runs a chunk: :func:`process_chunk` (inputs), or
     :func:`~napari_gapcam.cli.tile_blocks.process_blocks` (blocks of a slide's tiles), with its
-    reads of lazy inputs on the worker itself (:func:`~napari_gapcam.cli.inputs.read_locally`).
+    reads of lazy inputs on the worker itself (:func:`~napari_gapcam.cli.pages.read_locally`).
 
     Results come as they finish (``wait(…, return_when="FIRST_COMPLETED")``). A chunk whose
     workers kept dying (dask gives up after ``allowed-failures`` deaths) comes back as failed

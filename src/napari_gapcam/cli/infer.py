@@ -2,7 +2,7 @@
 
 The same function, :func:`process_chunk`, runs in the ``gapcam`` process or on a dask worker;
 each process loads a model once (:func:`get_model`; a random init is seeded, so every process
-makes the same model). Pages of the chunk's inputs go through :func:`infer` in groups of
+makes the same model). Pages of the chunk's inputs go through ``model.run_each`` in groups of
 ``batch_size``, and each input is written as soon as its last page is done. A map is written at
 the image's size, or at a grid of at most ``max_map_pixels`` cells over a bigger image (its
 placement is recorded). Writes are atomic and the record comes last (see
@@ -21,11 +21,11 @@ import numpy as np
 
 from ..engine.grid import bounded_grid, grid_placement
 from ..models.spec import ModelSpec
-from .inputs import Item, Pages, fingerprint, open_pages
+from .inputs import Item, fingerprint
 from .messages import reason
 from .outputs import OutputFolder, ZarrMaps, complete, write_png, write_tiff
-from .overlay_png import overlay
 from .page_objects import PageObjects
+from .pages import Pages, open_pages
 
 _MODELS: dict[ModelSpec, Any] = {}
 MAX_MAP_PIXELS = 2**22  # a map is written at most at 2048² cells (~4 M) over a bigger image
@@ -42,7 +42,7 @@ class Options:
     input_size: int | None = None
     square: bool | None = None  # True: squash to a square; None: the model's own config
     max_map_pixels: int = MAX_MAP_PIXELS
-    batch_size: int = 8  # pages per call of :func:`infer`
+    batch_size: int = 8  # pages per call of model.run_each
     overwrite: bool = False
     # whole slides (--tiles): native pixels, in blocks of tiles (napari_gapcam.cli.tile_blocks)
     tiles: bool = False
@@ -86,46 +86,6 @@ def get_model(spec: ModelSpec) -> Any:
     if spec not in _MODELS:
         _MODELS[spec] = spec.load()
     return _MODELS[spec]
-
-
-def infer(
-    model: Any, images: Sequence[Any], input_size: int | None, square: bool | None = None
-) -> list[Any]:
-    """One :class:`~napari_gapcam.engine.result.CamResult` per image: all inference goes here.
-
-    Runs of consecutive images of one size go through ``model.run_batch`` (one batched forward
-    pass; full-precision maps, since they are written out), the rest one by one, and so do
-    lazy planes (read band by band, never stacked).
-    """
-    import torch
-
-    def batchable(image: Any) -> bool:
-        return isinstance(image, np.ndarray)  # lazy planes (dask) are read in bands
-
-    results: list[Any] = []
-    start = 0
-    while start < len(images):
-        stop = start + 1
-        while (
-            stop < len(images)
-            and batchable(images[start])
-            and batchable(images[stop])
-            and images[stop].shape == images[start].shape
-        ):
-            stop += 1
-        if stop - start == 1:
-            results.append(model.run(images[start], input_size=input_size, square=square))
-        else:
-            stack = model.run_batch(
-                images[start:stop],
-                batch_size=stop - start,
-                input_size=input_size,
-                square=square,
-                features_dtype=torch.float32,
-            )
-            results.extend(stack[i] for i in range(len(stack)))
-        start = stop
-    return results
 
 
 def class_ref(reference: str | None, class_names: Sequence[str]) -> str | int | None:
@@ -250,6 +210,8 @@ class _Job:
         else:
             self.maps.append(cam)
         if index == 0:
+            from ..engine.overlay import overlay
+
             write_png(self.out.overlay_path(self.item.stem), overlay(image, cam))
         return self.finish() if len(self.results) == self.pages.count else None
 
@@ -290,16 +252,16 @@ class _Job:
 
 
 def _infer_each(model: Any, images: list[Any], options: Options) -> list[Any]:
-    """:func:`infer` on all; if that fails, one by one so that one bad page costs only itself."""
+    """``model.run_each`` on all; if that fails, one by one: one bad page costs only itself."""
     try:
-        return infer(model, images, options.input_size, options.square)
+        return model.run_each(images, options.input_size, options.square)
     except Exception:
         if len(images) == 1:
             raise
     results: list[Any] = []
     for image in images:
         try:
-            results.extend(infer(model, [image], options.input_size, options.square))
+            results.extend(model.run_each([image], options.input_size, options.square))
         except Exception as error:
             results.append(error)
     return results

@@ -13,8 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .inputs import Item, Pages, fingerprint
+from .inputs import Item, fingerprint
 from .outputs import OutputFolder, write_text_atomic
+from .pages import Pages
 
 ALL_CLASSES = 64
 _TABLES: dict[str, dict[str, Path]] = {}  # --labels argument → its files (once per process)

@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from .inputs import InputError, expand, is_zarr, open_pages
+from .inputs import InputError, expand, is_zarr
 from .outputs import OutputFolder
+from .pages import open_pages
 
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".tar")

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .inputs import TIFF_SUFFIXES, InputError, is_zarr, lazy_view, open_pages, samples_last
+from .inputs import TIFF_SUFFIXES, InputError, is_zarr
+from .pages import lazy_view, open_pages, samples_last
 
 
 @dataclass

@@ -176,52 +176,19 @@ def process_blocks(tasks: Sequence[BlockTask], options: Any, root: str) -> list[
     return outcomes
 
 
-def _block_cells(tiling: Any, tiles: Sequence[tuple[int, int]]) -> tuple[int, int, int, int]:
-    """The grid cells ``(a, b, c, d)`` (rows a:b, columns c:d) a block's tiles give."""
-    rows = [tiling.kept(0, i) for i, _ in tiles]
-    cols = [tiling.kept(1, j) for _, j in tiles]
-    return (
-        min(r[0] for r in rows),
-        max(r[1] for r in rows),
-        min(c[0] for c in cols),
-        max(c[1] for c in cols),
-    )
-
-
 def _save_block(target: Path, result: Any, task: BlockTask) -> None:
-    a, b, c, d = _block_cells(result.tiling, task.tiles)
-    stride = result.tiling.stride
-    run = [(int(y0 // stride), int(x0 // stride)) for y0, x0, *_ in result.tile_boxes]
-    starts = result.tiling.starts
-    index = {(starts[0][i], starts[1][j]): (i, j) for i, j in task.tiles}
-    tiles = np.asarray([index[cell] for cell in run], np.int64).reshape(-1, 2)
     with atomic_path(target) as temp, open(temp, "wb") as handle:
-        np.savez(
-            handle,
-            cells=np.asarray([a, b, c, d], np.int64),
-            grids=result.grids[:, a:b, c:d],
-            tiles=tiles,
-            probabilities=np.asarray(result.tile_probabilities, np.float32),
-        )
+        np.savez(handle, **result.part(task.tiles))
 
 
-def load_blocks(plan: TiledPlan, classes: int) -> tuple[np.ndarray, list, np.ndarray]:
-    """Every saved block of ``plan`` merged: the C×h×w grids (NaN where no tile ran), the
-    tiles run ``(row, column)`` and their probabilities (tiles × C), in plan order."""
-    grids = np.full((classes, *plan.tiling.grid), np.nan, np.float16)
-    tiles: list[tuple[int, int]] = []
-    probabilities = []
+def load_blocks(plan: TiledPlan) -> list[dict[str, np.ndarray]]:
+    """Every saved block of ``plan`` (its :meth:`~napari_gapcam.engine.tiled_result.
+    TiledResult.part`), to be merged."""
+    parts = []
     for path in sorted(plan.parts.glob("block-*.npz")):
         with np.load(path) as part:
-            a, b, c, d = (int(v) for v in part["cells"])
-            block = part["grids"]
-            seen = ~np.isnan(block)
-            grids[:, a:b, c:d][seen] = block[seen]
-            tiles.extend((int(i), int(j)) for i, j in part["tiles"])
-            probabilities.append(part["probabilities"])
-    order = sorted(range(len(tiles)), key=lambda n: tiles[n])
-    stacked = np.concatenate(probabilities) if probabilities else np.zeros((0, classes))
-    return grids, [tiles[n] for n in order], stacked[order] if len(order) else stacked
+            parts.append({key: part[key] for key in part.files})
+    return parts
 
 
 def check_tiled(options: Any) -> dict[str, Any]:

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from .inputs import local_reads
 from .outputs import TEMP_PREFIX, atomic_path, write_text_atomic
+from .pages import local_reads
 
 GRID_LEVELS = 3  # pyramid levels of the map written (fewer when the grid gets tiny)
 CHUNK = 512  # cells per chunk side
@@ -55,7 +55,7 @@ def _halve(grid: np.ndarray) -> np.ndarray:
 
 def _turbo_hex(count: int) -> list[str]:
     """``count`` colours spread over turbo, as the hex codes of OMERO's ``color``."""
-    from .overlay_png import turbo_lut
+    from ..engine.overlay import turbo_lut
 
     lut = np.rint(turbo_lut() * 255).astype(np.uint8)
     picks = np.linspace(0, 255, count + 2)[1:-1] if count > 1 else [255 * 0.75]

@@ -41,10 +41,15 @@ def finish_tiled(
     from ..engine.maps import class_index
     from ..engine.tiled_result import TiledResult
 
-    grids, tiles, probabilities = load_blocks(plan, len(class_names))
     tiling, stride = plan.tiling, plan.tiling.stride
-    boxes = [tiling.pixels(tile) for tile in tiles]
-    result = TiledResult(grids, probabilities, boxes, class_names, tiling, plan.level, plan.skipped)
+    parts = load_blocks(plan)
+    result = TiledResult.merged(parts, tiling, class_names, plan.level, plan.skipped)
+    grids, tiles, probabilities, boxes = (
+        result.grids,
+        result.tiles,
+        result.tile_probabilities,
+        result.tile_boxes,
+    )
     dy, dx = plan.levels.downsample(plan.level)
     cell = (stride * dy, stride * dx)  # level-0 pixels per grid cell
     top = result.topk(options.topk)

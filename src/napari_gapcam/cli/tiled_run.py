@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from .inputs import Item, local_reads
+from .inputs import Item
 from .messages import reason
 from .outputs import OutputFolder
+from .pages import local_reads
 from .tile_blocks import TiledPlan, plan_input, process_blocks
 from .tiled_record import finish_tiled
 

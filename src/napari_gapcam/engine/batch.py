@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ._torch import torch
 from .pipeline import FEATURES_DTYPE, Batch, check_precision, run_batches
 from .preprocess import Reduced, as_image, image_layout, reduce_image_for_input, target_size
@@ -110,3 +112,33 @@ def _result(model: Network, method: Any, batch: Batch, image_shape: tuple[int, .
         batch.input_shape,
         model.device,
     )
+
+
+def run_each(
+    model: Network,
+    images: Sequence[Any],
+    input_size: int | None = None,
+    square: bool | None = None,
+    features_dtype: torch.dtype = torch.float32,
+) -> list[Any]:
+    """One one-image result per image, of any sizes: runs of consecutive numpy images of one
+    shape and dtype share batches; any other image (lazy, read band by band; another size)
+    runs on its own. Maps in ``features_dtype`` (full precision by default: they are kept)."""
+
+    def key(image: Any) -> Any:
+        if not isinstance(image, np.ndarray):
+            return None  # lazy: alone
+        return image.shape, image.dtype
+
+    results: list[Any] = []
+    start = 0
+    while start < len(images):
+        stop = start + 1
+        first = key(images[start])
+        while stop < len(images) and first is not None and key(images[stop]) == first:
+            stop += 1
+        args = (None, input_size, square, "fp32", features_dtype)
+        for _, part in iter_batches(model, list(images[start:stop]), stop - start, *args):
+            results.extend(part)
+        start = stop
+    return results

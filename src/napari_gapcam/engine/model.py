@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._torch import torch
-from .batch import iter_batches
+from .batch import iter_batches, run_each
 from .network import Network
 from .preprocess import as_image
 from .result import CamResult, Result
@@ -69,6 +69,14 @@ class GapCamModel(Network):
         args = (contrast_limits, input_size, square, precision, features_dtype)
         parts = [part for _, part in iter_batches(self, images, batch_size, *args)]
         return Result.concatenate(parts)
+
+    def run_each(
+        self, images: Any, input_size: int | None = None, square: bool | None = None
+    ) -> list[CamResult]:
+        """:meth:`run` of each image (of any sizes), consecutive images of one size in batches
+        (:func:`~napari_gapcam.engine.batch.run_each`): ``model.run_each(pages)[i]`` equals
+        ``model.run(pages[i])``, in far fewer forward passes."""
+        return run_each(self, images, input_size, square)
 
     def run_tiled(
         self,

@@ -28,7 +28,9 @@ class TiledResult(OneImage):
 
     ``grids``: C×h×w raw class maps (half precision; NaN where a tile was skipped), one cell per
     ``stride`` pixels; ``tile_probabilities`` (tiles × classes) with ``tile_boxes`` (each tile's
-    pixels ``(y0, x0, y1, x1)`` in the level read) and ``skipped`` (tiles not run).
+    pixels ``(y0, x0, y1, x1)`` in the level read), ``tiles`` (each tile's ``(row, column)`` in
+    the tiling) and ``skipped`` (tiles not run). A run split into blocks (workers, a resumed
+    run) saves each block's :meth:`part` and stitches them back with :meth:`merged`.
     """
 
     averaged_over = "tiles"
@@ -46,6 +48,7 @@ class TiledResult(OneImage):
     ) -> None:
         self.grids = grids
         self.tile_probabilities = tile_probabilities
+        self.tiles: list[tuple[int, int]] = []
         self.tile_boxes = tile_boxes
         self.class_names = list(class_names)
         self.tiling = tiling
@@ -142,17 +145,59 @@ class TiledResult(OneImage):
             "decompose a whole-image run (model.run)."
         )
 
+    def part(self, tiles: Sequence[tuple[int, int]]) -> dict[str, np.ndarray]:
+        """What ``tiles`` (a block) gave, as arrays to save: ``cells`` (rows a:b, columns c:d
+        of the grid), ``grids`` (those cells), ``tiles`` (those of them that ran) and their
+        ``probabilities``."""
+        rows = [self.tiling.kept(0, i) for i, _ in tiles]
+        cols = [self.tiling.kept(1, j) for _, j in tiles]
+        a, b = min(r[0] for r in rows), max(r[1] for r in rows)
+        c, d = min(k[0] for k in cols), max(k[1] for k in cols)
+        wanted = {tuple(t) for t in tiles}
+        ran = [n for n, tile in enumerate(self.tiles) if tile in wanted]
+        return {
+            "cells": np.asarray([a, b, c, d], np.int64),
+            "grids": np.asarray(self.grids[:, a:b, c:d]),
+            "tiles": np.asarray([self.tiles[n] for n in ran], np.int64).reshape(-1, 2),
+            "probabilities": np.asarray(self.tile_probabilities[ran], np.float32),
+        }
+
+    @classmethod
+    def merged(
+        cls,
+        parts: Sequence[Any],
+        tiling: Tiling,
+        class_names: Sequence[str],
+        level: int,
+        skipped: int,
+    ) -> TiledResult:
+        """One result from the :meth:`part` s of one tiling (tiles in the tiling's order)."""
+        classes = len(class_names)
+        grids = np.full((classes, *tiling.grid), np.nan, np.float16)
+        tiles: list[tuple[int, int]] = []
+        probabilities = [np.zeros((0, classes), np.float32)]
+        for part in parts:
+            a, b, c, d = (int(v) for v in part["cells"])
+            block = part["grids"]
+            seen = ~np.isnan(block)
+            grids[:, a:b, c:d][seen] = block[seen]
+            tiles.extend((int(i), int(j)) for i, j in part["tiles"])
+            probabilities.append(part["probabilities"])
+        order = sorted(range(len(tiles)), key=lambda n: tiles[n])
+        stacked = np.concatenate(probabilities)[order]
+        boxes = [tiling.pixels(tiles[n]) for n in order]
+        result = cls(grids, stacked, boxes, class_names, tiling, level, skipped)
+        result.tiles = [tiles[n] for n in order]
+        return result
+
     def tile_top_grid(self) -> np.ndarray:
         """Each tile's top class probability over the grid cells that tile gave (its
         interior), so the blocks lie where the map's cells do; NaN: no tile yet."""
-        tiling = self.tiling
-        rows = {start * tiling.stride: i for i, start in enumerate(tiling.starts[0])}
-        cols = {start * tiling.stride: j for j, start in enumerate(tiling.starts[1])}
         out = np.full(self.map_shape, np.nan, np.float32)
-        done = min(len(self.tile_boxes), len(self.tile_probabilities))
+        done = min(len(self.tiles), len(self.tile_probabilities))
         tops = self.tile_probabilities[:done].max(axis=1) if done else []
-        for (y0, x0, _, _), top in zip(self.tile_boxes[:done], tops, strict=True):
-            (a, b), (c, d) = tiling.kept(0, rows[y0]), tiling.kept(1, cols[x0])
+        for (i, j), top in zip(self.tiles[:done], tops, strict=True):
+            (a, b), (c, d) = self.tiling.kept(0, i), self.tiling.kept(1, j)
             out[a:b, c:d] = top
         return out
 

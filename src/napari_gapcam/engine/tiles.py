@@ -105,6 +105,7 @@ def run_tiles(
             (a, b), (c, d) = tiling.kept(0, i), tiling.kept(1, j)
             y, x = tiling.starts[0][i], tiling.starts[1][j]
             grids[:, a:b, c:d] = tile_raw[:, a - y : b - y, c - x : d - x]
+            result.tiles.append((i, j))
             result.tile_boxes.append(tiling.pixels((i, j)))
         probabilities.append(torch.softmax(batch.logits, 1).numpy())
         result.tile_probabilities = np.concatenate(probabilities)
