@@ -217,3 +217,20 @@ def test_the_engine_reads_a_sidecar_with_the_same_reader(tmp_path, weights):
     (tmp_path / "tiny.txt").write_text("cat\ncat\nbird\n")
     with pytest.raises(WeightsError, match="more than once"):
         load_model("resnet18", weights=checkpoint, device="cpu")
+
+
+def test_the_map_opens_in_napari_with_its_ome_zarr_reader(tmp_path):
+    """napari-ome-zarr (napari's reader of OME-Zarr) opens the map as a multiscale image over
+    the slide: one layer, the 3 levels, each cell ``cell_pixels`` level-0 pixels. (Its 0.10
+    reads the scale, not the translation: the map sits half a cell up and left of the slide.)"""
+    reader = pytest.importorskip("napari_ome_zarr._reader")
+    maps = np.random.default_rng(0).random((37, 21)).astype(np.float32)
+    final = tmp_path / "m_cam.ome.zarr"
+    write_ome_zarr(final, maps, (64.0, 48.0), None, {"class": "disk"})
+    read = reader.napari_get_reader(str(final))
+    assert read is not None  # napari's File ▸ Open takes it
+    [(levels, kwargs, kind)] = read(str(final))
+    assert kind == "image" and len(levels) == 3
+    assert [tuple(level.shape) for level in levels] == [(37, 21), (19, 11), (10, 6)]
+    assert list(kwargs["scale"]) == [64.0, 48.0]
+    np.testing.assert_array_equal(np.asarray(levels[0]), maps)
