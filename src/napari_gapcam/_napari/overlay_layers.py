@@ -23,13 +23,13 @@ import numpy as np
 from napari.layers import Image, Labels, Layer, Shapes
 from napari.utils.transforms import CompositeAffine
 
+from . import box_layer
+from .box_layer import BOX_COLOR, LABEL_PIXELS
 from .lazy_overlay import Fill, LazyPlanes
 
 META_KEY = "gapcam"  # layer.metadata[META_KEY] marks (and describes) our overlays
-BOX_COLOR = "yellow"
-BOX_PIXELS = 2.0  # the box's edge width on screen, whatever the zoom
-LABEL_PIXELS = 11  # the box label's font size; the label sits inside the box, under its top
 ROLES = ("box", "mask", "cam", "tiles", "parts")  # overlays of a source, removed with it
+STACK = ("tiles", "cam", "parts", "mask", "box")  # directly above the source, bottom to top
 
 
 def is_overlay(layer: Layer) -> bool:
@@ -99,7 +99,15 @@ class Overlays:
         self.viewer = viewer
         # (id(source), role) → (weak ref to the source, overlay): a reused id is not a match
         self._layers: dict[tuple[int, str], tuple[weakref.ref, Layer]] = {}
+        self._arranging = False
+        self._moved: list[Layer] = []  # sources moved by the user, arranged once it is over
         viewer.camera.events.zoom.connect(self._fit_box_edges)
+        viewer.camera.events.center.connect(self._fit_box_edges)
+        canvas = getattr(viewer, "canvas", None)
+        if canvas is not None and hasattr(canvas.events, "size"):
+            canvas.events.size.connect(self._fit_box_edges)
+        viewer.layers.events.moved.connect(self._on_moved)
+        viewer.layers.events.reordered.connect(self._on_reordered)
 
     @contextmanager
     def _keeping_active(self) -> Iterator[None]:
@@ -118,36 +126,50 @@ class Overlays:
                 self.viewer.layers.remove(layer)
             self._layers.pop((id(source), role), None)
 
-    def _data_per_pixel(self, layer: Layer) -> float:
-        """One screen pixel in the box layer's data units at the current zoom."""
-        world_per_data = float(np.sqrt(np.prod(np.abs(layer.scale[-2:]))))
-        return 1.0 / max(self.viewer.camera.zoom * world_per_data, 1e-9)
-
-    def _fit_box(self, layer: Shapes) -> None:
-        """Edge width and label offset in screen pixels (napari's are in data units): a thin
-        edge at any zoom, and the label inside the box (never cut at the canvas edge)."""
-        pixel = self._data_per_pixel(layer)
-        width = BOX_PIXELS * pixel
-        if len(layer.data) and not np.allclose(layer.edge_width, width, rtol=0.02):
-            layer.edge_width = [width] * len(layer.data)
-            layer.refresh()  # napari's setter updates the mesh but not what is drawn
-        rows, cols = layer.metadata[META_KEY]["axes"]
-        offset = np.zeros(layer.ndim)
-        offset[rows] = (2 * LABEL_PIXELS + 2 * BOX_PIXELS) * pixel  # one line down
-        offset[cols] = (-4 if str(layer.text.anchor) == "upper_right" else 4) * pixel
-        if np.shape(layer.text.translation) != offset.shape or not np.allclose(
-            layer.text.translation, offset, rtol=0.02
-        ):
-            layer.text.translation = offset
-
     def _fit_box_edges(self, _event: Any = None) -> None:
         for (_, role), (_, layer) in list(self._layers.items()):
             if role == "box" and layer in self.viewer.layers:
-                self._fit_box(layer)
+                box_layer.fit(layer, self.viewer)
 
     def track(self, source: Layer, role: str, layer: Layer) -> None:
-        """Count ``layer`` (added elsewhere) as the ``role`` overlay of ``source``."""
+        """Count ``layer`` (added elsewhere) as the ``role`` overlay of ``source``, placed with
+        the source's other overlays directly above it."""
         self._layers[(id(source), role)] = (weakref.ref(source), layer)
+        self.arrange(source)
+
+    def arrange(self, source: Layer) -> None:
+        """The overlays of ``source`` directly above it in the layer list (the CAM just above
+        the source, the mask and the box above the CAM), wherever they were put."""
+        layers = self.viewer.layers
+        if self._arranging or source not in layers:
+            return
+        own = [layer for role in STACK if (layer := self.get(source, role)) is not None]
+        above = layers.index(source) + 1
+        if list(layers)[above : above + len(own)] == own:
+            return
+        self._arranging = True
+        try:
+            layers.move_multiple([layers.index(layer) for layer in own], above)
+        finally:
+            self._arranging = False
+
+    def _on_moved(self, event: Any) -> None:
+        """A layer moved: if it is a source, its overlays follow once the move is over."""
+        moved = getattr(event, "value", None)
+        if not self._arranging and any(ref() is moved for ref, _ in self._layers.values()):
+            self._moved.append(moved)
+
+    def _on_reordered(self, _event: Any = None) -> None:
+        """The user's move is over (one layer, or a drag of several): each source moved takes
+        its overlays along (an overlay the user moved alone stays where it was put)."""
+        moved, self._moved = self._moved, []
+        for source in dict.fromkeys(moved):
+            self.arrange(source)
+
+    def tracked(self, source: Layer, role: str) -> Layer | None:
+        """The ``role`` overlay of ``source`` as tracked, even once removed from the viewer."""
+        ref, layer = self._layers.get((id(source), role), (None, None))
+        return layer if ref is not None and ref() is source else None
 
     def get(self, source: Layer, role: str) -> Layer | None:
         """The live overlay of ``source`` for ``role`` ("cam", "box", "mask"), if any."""
@@ -183,7 +205,7 @@ class Overlays:
         if layer is None:
             with self._keeping_active():
                 layer = add(data, metadata={META_KEY: meta}, **transform_of(source, placement))
-            self._layers[(id(source), role)] = (weakref.ref(source), layer)
+            self.track(source, role, layer)
         else:
             layer.data = data
             self._update_common(layer, source, placement, meta)
@@ -260,22 +282,11 @@ class Overlays:
         """Draw ``boxes`` (half-open, in grid cells) of plane ``index``, each with its label,
         as ``"<source> CAM box"``."""
         ndim = len(spatial_shape(source))
-        rows, cols = (a % ndim for a in placement.axes)
+        axes = tuple(a % ndim for a in placement.axes)
         meta = {"role": "box", "source": source.name, **meta, "plane": list(index)}
-        meta["axes"] = [rows, cols]
-        lead = [a for a in range(ndim) if a not in (rows, cols)]
-        rectangles, anchor = [], "upper_left"
-        for y0, x0, y1, x1 in boxes:
-            # cell i covers [i - 0.5, i + 0.5]: the rectangle hugs the boxed cells
-            top, left, bottom, right = y0 - 0.5, x0 - 0.5, y1 - 0.5, x1 - 0.5
-            vertices = np.zeros((4, ndim))
-            vertices[:, lead] = index
-            vertices[:, rows] = [top, top, bottom, bottom]
-            vertices[:, cols] = [left, right, right, left]
-            rectangles.append(vertices)
-        if boxes and sum(boxes[0][1::2]) > placement.grid[1]:  # right half: label at the right
-            anchor = "upper_right"
-        features = {"label": list(labels)}
+        meta["axes"] = list(axes)
+        rectangles = box_layer.rectangles(boxes, index, axes, ndim)
+        features = {"label": list(labels), "shown": list(labels)}
         layer = self.get(source, "box")
         if layer is None:
             with self._keeping_active():
@@ -286,21 +297,15 @@ class Overlays:
                     edge_color=BOX_COLOR,
                     face_color="transparent",
                     features=features,
-                    text={
-                        "string": "{label}",
-                        "color": BOX_COLOR,
-                        "anchor": anchor,
-                        "size": LABEL_PIXELS,
-                    },
+                    text={"string": "{shown}", "color": BOX_COLOR, "size": LABEL_PIXELS},
                     name=f"{source.name} CAM box",
                     metadata={META_KEY: meta},
                     **transform_of(source, placement),
                 )
-            self._layers[(id(source), "box")] = (weakref.ref(source), layer)
-            self._fit_box(layer)
+            self.track(source, "box", layer)
+            box_layer.fit(layer, self.viewer)
             return layer
         self._update_common(layer, source, placement, meta)  # the scale first: the width uses it
-        width = BOX_PIXELS * self._data_per_pixel(layer)
         layer.selected_data = set()
         if not rectangles:
             if len(layer.data):
@@ -309,12 +314,8 @@ class Overlays:
             layer.data = rectangles
         else:
             layer.data = []
-            layer.add_rectangles(
-                rectangles, edge_width=width, edge_color=BOX_COLOR, face_color="transparent"
-            )
-        if str(layer.text.anchor) != anchor:
-            layer.text.anchor = anchor
-        self._fit_box(layer)
+            layer.add_rectangles(rectangles, edge_color=BOX_COLOR, face_color="transparent")
         layer.features = features
+        box_layer.fit(layer, self.viewer)
         layer.refresh_text()
         return layer

@@ -327,9 +327,16 @@ class Session:
 
     # ------------------------------------------------------------------ layers
     def _on_layer_removed(self, event: Any) -> None:
-        """The shown result's source was removed: its overlays go too, and the session says so."""
+        """The shown result's source was removed: its overlays go too, and the session says so.
+        The user removed its box or mask: the choice to show it goes off (no box comes back
+        at the next threshold move)."""
         shown = self.shown
-        if shown is None or event.value is not shown.source:
+        if shown is None:
+            return
+        for role, choice in (("box", "show_box"), ("mask", "show_mask")):
+            if event.value is self.overlays.tracked(shown.source, role):
+                self.choose(choice, False)
+        if event.value is not shown.source:
             return
         if self.worker is not None:
             self.cancel()

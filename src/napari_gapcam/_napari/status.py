@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 SHORT = 160  # characters of an error shown in the status line
 WAYS_ON = (
-    f"Go on with weights '{RANDOM}', model '{DEMO_MODEL}' (on File ▸ Open Sample ▸ "
+    f"Go on with weights '{RANDOM}', model '{DEMO_MODEL}' (on File ▸ Open Sample ▸ GAP-CAM ▸ "
     f"Synthetic shapes) or weights '{FILE}'."
 )
 RANDOM_NOTE = "Random weights: these class names carry no meaning."
