@@ -1,8 +1,9 @@
 """The dock's controls, built and returned (the widget holds them): magicgui widgets only.
 
 Each function returns the controls of one part of the dock, in the order they appear; the
-widget (:mod:`.widget`) connects them to the session. Labels wrap at the dock's width (no long
-word, a path say, can widen the dock and narrow the canvas).
+widget (:mod:`.widget`) puts them in :class:`Section` s that fold, in a scroll area, and
+connects them to the session. Labels wrap at the dock's width (no long word, a path say, can
+widen the dock and narrow the canvas).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any, NamedTuple
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
+    Container,
     FloatSlider,
     FloatSpinBox,
     Label,
@@ -19,7 +21,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QComboBox, QLabel, QSizePolicy
+from qtpy.QtWidgets import QComboBox, QFrame, QLabel, QScrollArea, QSizePolicy
 
 from .calibrate import THRESHOLDS, shapes_choices
 from .decompose import LABEL
@@ -141,7 +143,7 @@ def feature_controls(viewer: Any) -> FeatureControls:
             "object's mean map of the top classes, cam_class and cam_share (shown on hover).",
         ),
         CheckBox(text="colour objects by CAM class", value=False),
-        line("objects"),
+        line("scores"),
         PushButton(text=LABEL, enabled=False),
         ComboBox(
             label="true boxes",
@@ -153,3 +155,91 @@ def feature_controls(viewer: Any) -> FeatureControls:
         CheckBox(text="save τ beside the weights file", value=False),
         line("calibration"),
     )
+
+
+class Section(Container):
+    """A titled part of the dock that folds: a header button (▾ open, ▸ folded) over its
+    controls."""
+
+    def __init__(self, title: str, widgets: list[Any], folded: bool = False) -> None:
+        self.title = title
+        self.header = PushButton(text=title)
+        self.body = Container(widgets=widgets, labels=True)
+        self.body.margins = (0, 0, 0, 0)
+        super().__init__(widgets=[self.header, self.body], labels=False)
+        self.margins = (0, 0, 0, 0)
+        self.header.native.setFlat(True)
+        self.header.native.setStyleSheet("text-align: left; font-weight: bold; padding: 2px")
+        self.header.changed.connect(lambda _value=None: self.fold(not self.folded))
+        self.fold(folded)
+
+    @property
+    def folded(self) -> bool:
+        return self.body.native.isHidden()  # (``visible`` is False too before the dock shows)
+
+    def fold(self, folded: bool) -> None:
+        self.body.visible = not folded
+        self.header.text = f"{'▸' if folded else '▾'} {self.title}"
+
+
+def dock_sections(widget: Any) -> dict[str, Section]:
+    """The widget's controls in their sections, in the dock's order; the rarely used ones
+    (objects, ground truth) folded."""
+    return {
+        "model": Section("Model", widget.models.widgets),
+        "run": Section("Run", [widget.mode, widget.planes, widget.scale, widget.overlay_mp]),
+        "display": Section(
+            "Display",
+            [widget.class_select, widget.showing, widget.threshold, widget.show_box]
+            + [widget.show_mask, widget.all_regions, widget.min_area, widget.show_tiles],
+        ),
+        "objects": Section(
+            "Objects",
+            [widget.objects, widget.colour_objects, widget.objects_info, widget.decompose],
+            folded=True,
+        ),
+        "truth": Section(
+            "Ground truth",
+            [widget.truth, widget.calibrate, widget.save_tau, widget.calibration],
+            folded=True,
+        ),
+    }
+
+
+def show_applicable(widget: Any) -> None:
+    """Only the controls that apply to the chosen layer and mode: a stack's planes and scale
+    for a stack, the tile layer in tiles mode, the minimum area with all regions."""
+    layer = widget.image.value
+    stack = layer is not None and layer.ndim > 2
+    for control, shown in (
+        (widget.planes, stack),
+        (widget.scale, stack),
+        (widget.show_tiles, widget.mode.value == TILES),
+        (widget.min_area, bool(widget.all_regions.value)),
+    ):
+        if control.native.isHidden() == shown:  # (``visible`` is False before the dock shows)
+            control.visible = shown
+
+
+def scrolled(content: Container) -> QScrollArea:
+    """``content`` in a vertical scroll area: the dock asks for little height on any screen.
+    (napari docks a magicgui widget's ``native``, which for magicgui's own ``scrollable``
+    container is the widget inside the scroll area: so the scroll area is made here.)"""
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    content.native.layout().addStretch(1)  # extra height below the controls, not between
+    for container in (content, *(w for w in content if isinstance(w, Container))):
+        container.margins = (4, 2, 4, 2)
+    scroll.setWidget(content.native)
+    return scroll
+
+
+def narrow_all(container: Any) -> None:
+    """Every combo box of ``container`` (sections too): long items never widen the dock."""
+    for widget in container:
+        if isinstance(widget.native, QComboBox):
+            narrow(widget.native)
+        elif isinstance(widget, Container):
+            narrow_all(widget)

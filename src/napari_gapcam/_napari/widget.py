@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from magicgui.widgets import ComboBox, Container
 from napari.layers import Image
-from qtpy.QtWidgets import QComboBox
 
 from .calibrate import Calibration
 from .class_view import ClassView
@@ -22,10 +21,13 @@ from .controls import (
     CURRENT,
     TILES,
     WHOLE,
+    dock_sections,
     feature_controls,
     line,
-    narrow,
+    narrow_all,
     run_controls,
+    scrolled,
+    show_applicable,
     show_controls,
 )
 from .decompose import Decomposition
@@ -64,7 +66,8 @@ class GapCamWidget(Container):
     ``calibrator``."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        super().__init__(labels=True)
+        super().__init__(labels=False)
+        self.content = Container(labels=False)  # in a scroll area: the dock fits any screen
         self._viewer = viewer
         self.session = session = Session(viewer, QtJobs())
         self.classes = ClassView(session)
@@ -88,27 +91,18 @@ class GapCamWidget(Container):
         features = feature_controls(viewer)
         self.objects, self.colour_objects, self.objects_info, self.decompose = features[:4]
         self.truth, self.calibrate, self.save_tau, self.calibration = features[4:]
-        self.extend(
-            [
-                self.image,
-                *m.widgets,
-                *run[:4],
-                self.run_button,
-                self.status,
-                self.predictions,
-                self.class_select,
-                self.showing,
-                *show,
-                *features,
-            ]
-        )
+        self.sections = parts = dock_sections(self)
+        lines = Container(widgets=[self.status, self.predictions], labels=True)
+        top = [Container(widgets=[self.image], labels=True), parts["model"], parts["run"]]
+        rest = [self.run_button, lines, parts["display"], parts["objects"], parts["truth"]]
+        self.content.extend([*top, *rest])
+        self.native.layout().addWidget(scrolled(self.content))
         placeholder = "run first; then type to search the classes"
         make_searchable(self.class_select.native, placeholder, self._pick_class_by_text)
-        for widget in self:
-            if isinstance(widget.native, QComboBox):
-                narrow(widget.native)
+        narrow_all(self.content)
         self._connect()
         self._follow_active()
+        show_applicable(self)
 
     # ----------------------------------------------------------------- wiring
     def _connect(self) -> None:
@@ -120,6 +114,8 @@ class GapCamWidget(Container):
         for name in CHOICES:
             control = getattr(self, name)
             control.changed.connect(lambda value, name=name: session.choose(name, value))
+        for control in (self.image, self.mode, self.all_regions):
+            control.changed.connect(lambda _value=None: show_applicable(self))
         self.objects.changed.connect(self._on_objects)
         self.colour_objects.changed.connect(self._on_colour)
         self.decompose.changed.connect(self.decomposition.add)
@@ -238,6 +234,7 @@ class GapCamWidget(Container):
         self.image.reset_choices()
         self.objects.reset_choices()
         self.truth.reset_choices()
+        show_applicable(self)
 
     def _follow_active(self, _event: Any = None) -> None:
         active = self._viewer.layers.selection.active
