@@ -63,3 +63,14 @@ def reference_calibration(maps: list, truths: list, delta: float = 0.5) -> tuple
 def reference_object_means(heat: np.ndarray, labels: np.ndarray) -> dict[int, float]:
     """Each object's mean map value, by a plain loop over the labels."""
     return {int(k): float(heat[labels == k].mean()) for k in np.unique(labels) if k != 0}
+
+
+def reference_raw_heat(result, c) -> np.ndarray:
+    """A one-image result's raw map of ``c`` upsampled to the image by torch's own bilinear
+    (``align_corners=False``): the scale objects are compared on."""
+    import torch
+    import torch.nn.functional as F
+
+    raw = torch.from_numpy(np.asarray(result.raw_cam(c), np.float32))[None, None]
+    size = tuple(result.image_shape)
+    return F.interpolate(raw, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()

@@ -53,6 +53,24 @@ def test_one_scale_across_images(resnet18):
         result.cams(c, scale="global")
 
 
+def test_relative_scale_keeps_an_absent_class_cool(resnet18):
+    result = resnet18.run_batch(STACK, input_size=64)
+    p = torch.softmax(torch.from_numpy(result.image_logits).double(), 1).numpy()  # by hand
+    top, last = int(p[0].argmax()), int(p[0].argmin())
+    for c in (top, last):
+        raw = torch.from_numpy(result[0].raw_cam(c))[None, None]
+        up = F.interpolate(raw, size=(64, 96), mode="bilinear", align_corners=False)[0, 0]
+        expected = ((up - up.min()) / (up.max() - up.min())).numpy() * p[0, c] / p[0].max()
+        np.testing.assert_allclose(result[0].cam(c, scale="relative"), expected, atol=1e-5)
+        batch = result.cams(c, images=[0], scale="relative")[0]
+        np.testing.assert_allclose(batch, expected, atol=1e-5)
+    assert result[0].cam(top, scale="relative").max() == pytest.approx(1.0)  # the top: full heat
+    cool = result[0].cam(last, scale="relative").max()
+    assert cool == pytest.approx(p[0, last] / p[0].max(), rel=1e-4) and cool < 1.0
+    per_image = result.cams([int(row.argmax()) for row in p], scale="relative")
+    assert np.allclose(per_image.max(axis=(1, 2)), 1.0)  # each image's own top class
+
+
 def test_images_picked_across_batches_in_any_order_get_their_own_maps(resnet18):
     """Images are read as slices of their batches: out of order, repeated, across batches."""
     stack = RNG.integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
@@ -73,8 +91,8 @@ def test_images_picked_across_batches_in_any_order_get_their_own_maps(resnet18):
     assert result.raw_range(c) == pytest.approx((every.min(), every.max()), rel=1e-5)
 
 
-def test_object_scores_are_each_objects_mean_map(resnet18):
-    """Against a hand loop over objects with plain numpy means."""
+def test_object_scores_are_each_objects_mean_raw_map(resnet18):
+    """Against a hand loop over objects with plain numpy means of the raw map."""
     result = resnet18.run(STACK[1], input_size=64)
     labels = np.zeros((64, 96), np.int32)
     labels[5:20, 10:30] = 3
@@ -91,13 +109,20 @@ def test_object_scores_are_each_objects_mean_map(resnet18):
     assert table["label"].tolist() == [3, 7, 12] and table["area"].tolist() == [300, 1200, 16]
     for row, label in enumerate((3, 7, 12)):
         inside = labels == label
-        means = [result.cam(c)[inside].mean() for c in (0, 5, 9)]
+        raws = [torch.from_numpy(result.raw_cam(c))[None, None] for c in (0, 5, 9)]
+        ups = [F.interpolate(r, size=(64, 96), mode="bilinear", align_corners=False) for r in raws]
+        means = [up[0, 0].numpy()[inside].mean() for up in ups]  # the raw map: one scale
         np.testing.assert_allclose(table.iloc[row, 2:5].to_numpy(float), means, rtol=1e-5)
         assert table["cam_class"][row] == result.class_names[(0, 5, 9)[int(np.argmax(means))]]
         top = result.cam(result.topk(1)[0][0])
         assert table["cam_share"][row] == pytest.approx(top[inside].sum() / top.sum(), rel=1e-5)
     every = result.object_scores(labels)  # all 1000 classes
     assert every.shape == (3, 2 + 1000 + 2)
+    # the GAP identity: one object over the whole image scores each class's logit less its bias
+    whole = result.object_scores(np.ones((64, 96), np.int32), classes=[0, 5, 9])
+    bias = resnet18.fc.bias.detach().numpy()[[0, 5, 9]]
+    expected = result.logits[[0, 5, 9]] - bias
+    np.testing.assert_allclose(whole.iloc[0, 2:5].to_numpy(float), expected, rtol=1e-3, atol=1e-4)
     with pytest.raises(ValueError, match="the image's size"):
         result.object_scores(labels[:10])
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from skimage import data
 
+from _references import reference_raw_heat
 from napari_gapcam._napari.class_view import ClassView
 from napari_gapcam._napari.decompose import Decomposition
 from napari_gapcam._napari.jobs import InlineJobs
@@ -59,7 +60,7 @@ def test_a_run_shows_its_result_and_says_so(viewer):
     other = session.class_items()[2][1]
     session.choose("class_index", other)
     assert cam.metadata["gapcam"]["class_index"] == other and not session.follow_top
-    np.testing.assert_allclose(cam.data, result.cam(other), atol=1e-6)
+    np.testing.assert_allclose(cam.data, result.cam(other, scale="relative"), atol=1e-6)
     session.choose("show_box", True)
     box = viewer.layers["scene CAM box"]
     y0, x0, y1, x1 = result.box(other, session.choices.threshold)
@@ -83,7 +84,8 @@ def test_all_planes_each_plane_its_map_and_a_shared_scale(viewer):
     )
     c = session.choices.class_index
     cam = viewer.layers["planes CAM"]
-    np.testing.assert_allclose(np.asarray(cam.data), session.result.cams(c), atol=1e-6)
+    expected = session.result.cams(c, scale="relative")  # the default: p_c / p_top
+    np.testing.assert_allclose(np.asarray(cam.data), expected, atol=1e-6)
     session.choose("scale", "shared")
     planes = np.asarray(cam.data)
     np.testing.assert_allclose(planes, session.result.cams(c, scale="shared"), atol=1e-6)
@@ -107,7 +109,7 @@ def test_features_sit_on_the_session(viewer):
     scores.labels = cells
     session.run(RunRequest(source, DEMO))
     assert "cam_class" in cells.features  # scored when the run ended
-    heat = session.result.cam(session.result.class_names[label])
+    heat = reference_raw_heat(session.result, label)  # objects compare on the raw map
     column = cells.features.set_index("index").loc[7, session.result.class_names[label]]
     assert column == pytest.approx(float(heat[objects == 7].mean()), rel=1e-5)
     assert parts.enabled and "Σ w[c, k]" in parts.tooltip

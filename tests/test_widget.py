@@ -99,7 +99,7 @@ def test_class_change_updates_in_place_without_forward_pass(viewer, qtbot):
     assert cam_layer(viewer, "coffee") is layer
     assert len([lyr for lyr in viewer.layers if lyr.name.endswith("CAM")]) == 1
     assert not np.array_equal(layer.data, before)
-    np.testing.assert_allclose(layer.data, widget.session.result.cam(other))
+    np.testing.assert_allclose(layer.data, widget.session.result.cam(other, scale="relative"))
     assert layer.metadata["gapcam"]["class_index"] == other
     assert layer.opacity == pytest.approx(0.8) and layer.colormap.name == "magma"
     assert not layer.visible

@@ -38,3 +38,15 @@ def test_calibrate_on_true_masks_gives_pxap_too(make_napari_viewer, qtbot):
     assert metrics["pxap"] == pytest.approx(pxap, abs=1e-6)
     assert f"PxAP {pxap:.3f}" in widget.calibration.value
     assert widget.threshold.value == pytest.approx(min(max(tau, 0.05), 0.95), abs=0.026)
+
+
+def test_a_box_s_class_comes_from_the_shapes_features_or_text():
+    from napari.layers import Shapes
+
+    from napari_gapcam._napari.calibrate import box_classes
+
+    r = np.array([[0, 0], [0, 5], [5, 5], [5, 0]])
+    assert box_classes(Shapes([r, r], features={"class": ["ring", ""]})) == ["ring", None]
+    assert box_classes(Shapes([r, r], features={"k": ["a", "b"]}, text="{k}")) == ["a", "b"]
+    assert box_classes(Shapes([r, r], text={"string": {"constant": "star"}})) == ["star"] * 2
+    assert box_classes(Shapes([r, r])) == [None, None]  # unnamed: the plane's top class

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from qtpy.QtWidgets import QApplication, QScrollArea
 
-from _widgets import make_widget, run_and_wait
+from _widgets import combo_items, make_widget, run_and_wait
 from napari_gapcam._napari.widget import DEMO, DEMO_MODEL, TILES
 
 
@@ -71,11 +71,12 @@ def shown(control) -> bool:
 def test_only_the_controls_that_apply_are_shown(viewer, qtbot):
     flat = viewer.add_image(np.zeros((64, 64), np.uint8), name="flat")
     widget = make_widget(viewer)
-    assert not shown(widget.planes) and not shown(widget.scale)  # one plane: no planes
+    assert not shown(widget.planes) and shown(widget.scale)  # one plane: no planes
+    assert combo_items(widget.scale) == ["relative to the top class", "stretched (min-max)"]
     assert not shown(widget.show_tiles) and not shown(widget.min_area)
     stack = viewer.add_image(np.zeros((3, 64, 64), np.uint8), name="stack")
     widget.image.value = stack
-    assert shown(widget.planes) and shown(widget.scale)
+    assert shown(widget.planes) and combo_items(widget.scale)[-1] == "shared across the stack"
     widget.mode.value = TILES
     assert shown(widget.show_tiles)  # the tiles' own layer, in tiles mode only
     widget.all_regions.value = True

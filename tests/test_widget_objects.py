@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _references import reference_calibration, reference_object_means
+from _references import reference_calibration, reference_object_means, reference_raw_heat
 from _widgets import make_widget, run_and_wait
 from napari_gapcam._napari.objects import COLOURS
 from napari_gapcam._napari.widget import DEMO, DEMO_MODEL
@@ -39,7 +39,7 @@ def test_objects_get_cam_columns_on_hover_and_colours_by_cam_class(viewer, qtbot
     assert table.loc[7, "cam_share"] > table.loc[3, "cam_share"]
     assert table.loc[7, "area"] == (y1 - y0) * (x1 - x0)
     # the score is the object's mean map, checked by a plain loop over the labels
-    heat = widget.session.result.cam(CLASS_NAMES[label])
+    heat = reference_raw_heat(widget.session.result, label)  # one scale for every class
     means = reference_object_means(heat, objects)
     assert table.loc[7, CLASS_NAMES[label]] == pytest.approx(means[7], rel=1e-5)
     assert table.loc[3, CLASS_NAMES[label]] == pytest.approx(means[3], rel=1e-5)
@@ -104,6 +104,28 @@ def test_decomposition_adds_the_top_channels_as_an_aligned_stack(viewer, qtbot):
         expected = np.asarray(source.data_to_world(pixel))
         np.testing.assert_allclose(layer.data_to_world((0, *cell))[-2:], expected, atol=1e-6)
     assert widget.session.overlays.get(source, "parts") is layer
+    # the channel axis's slider names the displayed channel
+    (k0, w0, _), (k3, w3, _) = parts[0], parts[3]
+    assert viewer.dims.axis_labels[0] == f"k = {k0}, w = {w0:+.4f}"
+    viewer.dims.set_current_step(0, 3)
+    assert viewer.dims.axis_labels[0] == f"k = {k3}, w = {w3:+.4f}"
+    # a class change: the new class's channels, named so; the status names the new class
+    other = widget.class_select.choices[1]
+    widget.class_select.value = other
+    qtbot.wait(50)
+    names = [lyr.name for lyr in viewer.layers]
+    assert f"scene CAM parts: {CLASS_NAMES[other]}" in names
+    assert f"scene CAM parts: {CLASS_NAMES[c]}" not in names
+    new = viewer.layers[f"scene CAM parts: {CLASS_NAMES[other]}"]
+    assert new.metadata["gapcam"]["class_index"] == other
+    assert f"Decomposition of {CLASS_NAMES[other]!r}" in widget.status.value
+    k, w, _ = widget.session.result.contributions(other, 8)[int(viewer.dims.current_step[0])]
+    assert viewer.dims.axis_labels[0] == f"k = {k}, w = {w:+.4f}"
+    # a new run: the decomposition goes, and the axis names no channel
+    run_and_wait(widget, qtbot)
+    qtbot.wait(50)
+    assert [lyr.name for lyr in viewer.layers] == ["scene", "scene CAM"]
+    assert not any(label.startswith("k = ") for label in viewer.dims.axis_labels)
 
 
 def test_decomposition_is_disabled_and_explained_for_grad_cam(viewer, qtbot):
@@ -217,9 +239,11 @@ def test_calibrate_over_planes_of_a_stack_and_a_2d_shapes_layer(viewer, qtbot):
     qtbot.waitUntil(lambda: widget.calibrator.metrics is not None, timeout=30_000)
     result = widget.session.result
     boxes = [[box] for _, _, box in samples]
-    v2, _ = reference_calibration([result[0].cam(c), result[1].cam(c)], boxes)
+    tops = [int(np.argmax(p)) for p in result.image_probabilities]  # unnamed: each plane's own
+    assert [CLASS_NAMES[t] for t in tops] == ["cross", "triangle"]  # a mixed stack
+    v2, _ = reference_calibration([result[0].cam(tops[0]), result[1].cam(tops[1])], boxes)
     assert widget.calibrator.metrics["max_box_acc_v2"] == pytest.approx(v2)
-    assert "over 2 image(s), 2 box(es)" in widget.calibration.value
+    assert "over 2 image(s), 2 box(es) of cross (1), triangle (1)" in widget.calibration.value
     # a 2D Shapes layer over the stack: its boxes lie on the displayed plane
     flat = viewer.add_shapes([rects[1][:, 1:]], shape_type="rectangle", name="flat")
     viewer.layers.selection.active = source
@@ -228,6 +252,65 @@ def test_calibrate_over_planes_of_a_stack_and_a_2d_shapes_layer(viewer, qtbot):
     widget.truth.value = flat
     widget.calibrate.clicked.emit()
     qtbot.waitUntil(lambda: widget.calibrator.metrics is not None, timeout=30_000)
-    v2, _ = reference_calibration([result[1].cam(c)], boxes[1:])
+    v2, _ = reference_calibration([result[1].cam(tops[1])], boxes[1:])
     assert widget.calibrator.metrics["max_box_acc_v2"] == pytest.approx(v2)
-    assert "over 1 image(s), 1 box(es)" in widget.calibration.value
+    assert "over 1 image(s), 1 box(es) of triangle (1)" in widget.calibration.value
+    # boxes named in the layer's features: each on its named class's map
+    truth.features = {"class": ["cross", "star"]}
+    widget.truth.value = flat
+    widget.truth.value = truth
+    widget.calibrator.metrics = None
+    widget.calibrate.clicked.emit()
+    qtbot.waitUntil(lambda: widget.calibrator.metrics is not None, timeout=30_000)
+    star = CLASS_NAMES.index("star")
+    v2, _ = reference_calibration([result[0].cam(tops[0]), result[1].cam(star)], boxes)
+    assert widget.calibrator.metrics["max_box_acc_v2"] == pytest.approx(v2)
+    assert "2 box(es) of cross (1), star (1)" in widget.calibration.value
+    # a class the model lacks: refused, named
+    truth.features = {"class": ["cross", "blob"]}
+    widget.calibrator.metrics = None
+    widget.calibrate.clicked.emit()
+    assert widget.calibrator.metrics is None
+    assert "names class 'blob', which the model lacks" in widget.calibration.value
+
+
+def sixteen_objects(side: int = 256):
+    """A 4×4 mosaic of synthetic scenes: three of each class but the disk, and one disk (so the
+    disk is not among the image's top 5), with a label image of the 16 objects' boxes."""
+    rng = np.random.default_rng(7)
+    wanted = [c for c in range(len(CLASS_NAMES)) if CLASS_NAMES[c] != "disk"] * 3
+    wanted.insert(9, CLASS_NAMES.index("disk"))
+    canvas = np.zeros((4 * side, 4 * side, 3), np.uint8)
+    objects, truths = np.zeros(canvas.shape[:2], np.int32), []
+    for n, want in enumerate(wanted):
+        image, label, (y0, x0, y1, x1) = make_sample(rng, size=(side, side))
+        while label != want:
+            image, label, (y0, x0, y1, x1) = make_sample(rng, size=(side, side))
+        oy, ox = (n // 4) * side, (n % 4) * side
+        canvas[oy : oy + side, ox : ox + side] = image
+        objects[oy + y0 : oy + y1, ox + x0 : ox + x1] = n + 1
+        truths.append(CLASS_NAMES[label])
+    return canvas, objects, truths
+
+
+def test_sixteen_objects_all_right_though_one_class_is_not_in_the_top_5(viewer, qtbot):
+    from napari_gapcam._napari.widget import TILES
+
+    canvas, objects, truths = sixteen_objects()
+    source = viewer.add_labels(objects, name="cells")  # under the image: the CAM would hide it
+    viewer.add_image(canvas, name="mosaic")
+    viewer.layers.move(viewer.layers.index(source), 0)
+    viewer.layers.selection.active = viewer.layers["mosaic"]
+    widget = demo_widget(viewer, mode=TILES)
+    widget.objects.value = source
+    run_and_wait(widget, qtbot)
+    qtbot.waitUntil(lambda: "cam_class" in source.features, timeout=60_000)
+    top5 = [name for _, name, _ in widget.session.shown.top(5)]
+    assert "disk" not in top5  # scored all the same
+    table = source.features.set_index("index")
+    called = [table.loc[n + 1, "cam_class"] for n in range(16)]
+    assert called == truths
+    assert "disk" in table.columns and len(table.columns) <= 2 + 6 + 2
+    widget.colour_objects.value = True  # coloured, and lifted above the CAM to be seen
+    rows = [layer.name for layer in viewer.layers]
+    assert rows.index("cells") > rows.index("mosaic CAM")

@@ -8,6 +8,7 @@ from skimage import data
 
 from _widgets import TIMEOUT_MS, combo_items, layer_rows, make_widget, run_and_wait
 from napari_gapcam import mask_from_map
+from napari_gapcam._napari.names import EACH_TOP, EACH_TOP_NAME
 from napari_gapcam._napari.widget import ALL, DEMO, DEMO_MODEL
 
 
@@ -31,17 +32,20 @@ def test_all_planes_fills_every_plane_and_ranks_classes_by_mean(viewer, qtbot):
     cam = viewer.layers["movie CAM"]
     assert cam.data.shape == stack.shape and not isinstance(cam.data, np.ndarray)  # lazy
     planes = np.asarray(cam.data)
-    assert all(planes[i].max() == pytest.approx(1.0) for i in range(11))
+    c = widget.class_select.value  # every plane: its own map times its own p_c / p_top
+    np.testing.assert_allclose(planes, result.cams(c, shape=(64, 64), scale="relative"), atol=1e-6)
+    assert all(planes[i].max() > 0 for i in range(11))
     # the class list is led by the highest mean probability over the stack
     mean = result.image_probabilities.mean(axis=0)
-    assert widget.class_select.choices[0] == int(np.argmax(mean))
+    assert widget.class_select.choices[:2] == (EACH_TOP, int(np.argmax(mean)))
     assert "mean" in widget.predictions.value
     # a class change updates every plane with no forward pass
     features, widget.session.model.features = widget.session.model.features, None
     other = widget.class_select.choices[2]
     widget.class_select.value = other
     planes = np.asarray(viewer.layers["movie CAM"].data)
-    np.testing.assert_allclose(planes, result.cams(other, shape=(64, 64)), atol=1e-6)
+    expected = result.cams(other, shape=(64, 64), scale="relative")
+    np.testing.assert_allclose(planes, expected, atol=1e-6)
     assert np.asarray(viewer.layers["movie CAM mask"].data)[5].any()
     widget.session.shown.model.features = features
     single = widget.session.shown.model.run(stack[6], (0, 255))
@@ -111,7 +115,7 @@ def test_4d_all_planes_runs_every_non_displayed_index(viewer, qtbot):
     assert widget.session.shown.planes.indices == tuple(np.ndindex(2, 3))
     planes = np.asarray(viewer.layers["tz CAM"].data)
     assert planes.shape == stack.shape
-    assert all(planes[t, z].max() == pytest.approx(1.0) for t in range(2) for z in range(3))
+    assert all(planes[t, z].max() > 0 for t in range(2) for z in range(3))  # each plane's own
     # the box follows the displayed plane
     box = viewer.layers["tz CAM box"]
     viewer.dims.set_current_step(0, 1)
@@ -155,7 +159,8 @@ def test_rgb_stack_all_planes(viewer, qtbot):
     assert len(widget.session.result) == 5 and widget.session.result.image_shape == (64, 64)
     planes = np.asarray(viewer.layers["rgb movie CAM"].data)
     assert planes.shape == stack.shape[:3]
-    assert all(planes[i].max() == pytest.approx(1.0) for i in range(5))
+    c = widget.class_select.value  # each plane's map times p_c / p_top on that plane
+    np.testing.assert_allclose(planes, widget.session.result.cams(c, scale="relative"), atol=1e-6)
     single = widget.session.shown.model.run(stack[3])
     np.testing.assert_allclose(widget.session.result[3].logits, single.logits, rtol=1e-3, atol=1e-3)
 
@@ -199,7 +204,9 @@ def test_a_3d_view_reads_every_plane_at_once_from_a_bounded_volume(viewer, qtbot
     widget.class_select.value = other
     assert reads == [40, 40]
     np.testing.assert_allclose(
-        np.asarray(cam.data), widget.session.result.cams(other, shape=(32, 32)), atol=1e-6
+        np.asarray(cam.data),
+        widget.session.result.cams(other, shape=(32, 32), scale="relative"),
+        atol=1e-6,
     )
     widget.show_mask.value = True  # every plane's mask
     expected = [mask_from_map(m, widget.threshold.value) for m in np.asarray(cam.data)]
@@ -228,9 +235,10 @@ def test_class_list_shows_the_stack_s_best_classes_first(viewer, qtbot):
     run_and_wait(widget, qtbot)
     top = widget.session.shown.top(5)
     expected = [f"{name}  (mean {100 * p:.1f} %)" for _, name, p in top]
-    assert combo_items(widget.class_select, 5) == expected  # the order the user sees
-    assert widget.class_select.native.currentText() == expected[0]
-    assert widget.class_select.native.count() == 1000
+    expected = [EACH_TOP_NAME, *expected]
+    assert combo_items(widget.class_select, 6) == expected  # the order the user sees
+    assert widget.class_select.native.currentText() == expected[1]
+    assert widget.class_select.native.count() == 1001
     # a second run on another image: its own best classes lead
     viewer.add_image(np.ascontiguousarray(stack[3, ::-1].T), name="other")
     widget.planes.value = "current plane"
@@ -303,8 +311,12 @@ def test_scale_shared_across_the_stack_lets_planes_compare(viewer, qtbot):
     widget = make_widget(viewer, arch=DEMO_MODEL, weights=DEMO, planes=ALL)  # fixed weights
     run_and_wait(widget, qtbot)
     cam = viewer.layers["planes CAM"]
-    assert cam.metadata["gapcam"]["scale"] == "each"
-    assert [combo_items(widget.scale)] == [["per plane", "shared across the stack"]]
+    assert cam.metadata["gapcam"]["scale"] == "relative"
+    assert combo_items(widget.scale) == [
+        "relative to the top class",
+        "stretched (min-max)",
+        "shared across the stack",
+    ]
     c = widget.class_select.value
     widget.scale.value = "shared"
     assert viewer.layers["planes CAM"] is cam and cam.metadata["gapcam"]["scale"] == "shared"

@@ -1,10 +1,13 @@
 """Calibrate the box threshold on boxes the user drew (Choe et al., CVPR 2020).
 
 The user draws rectangles in a Shapes layer over the image (or over several planes of a stack
-after *all planes*); *calibrate* computes :func:`napari_gapcam.localization_metrics` of the
-selected class's maps against them in a job (the maps of the bounded grid the box uses, the
-drawn boxes mapped into its cells through the layers' transforms), shows MaxBoxAccV2 and the
-best τ at IoU 0.5, and sets the box threshold to it. Optionally τ is saved beside a checkpoint
+after *all planes*); *calibrate* computes :func:`napari_gapcam.localization_metrics` of each
+box's own class's map against it in a job (the maps of the bounded grid the box uses, the drawn
+boxes mapped into its cells through the layers' transforms), shows MaxBoxAccV2, the classes and
+the best τ at IoU 0.5, and sets the box threshold to it. A box's class is the Shapes layer's
+``class`` (or ``label``, ``name``) feature, else its text, else the plane's own top class (a
+mixed stack calibrates each plane on its own class; true masks take the plane's top class); a
+class name the model does not have is refused, naming it. Optionally τ is saved beside a checkpoint
 file as ``<weights>.gapcam.json`` (``{"box_threshold": τ}``), which the loader reads.
 
 :class:`Calibration` sits on the :class:`~napari_gapcam._napari.session.Session` (Qt-free).
@@ -20,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.layers import Labels, Shapes
 
+from .names import EACH_TOP
 from .overlay_layers import is_overlay
 
 if TYPE_CHECKING:
@@ -66,15 +70,36 @@ def sidecar_path(weights: str) -> Path:
     return path.with_name(path.name + SIDECAR)
 
 
+CLASS_KEYS = ("class", "label", "name")  # a Shapes feature naming each box's class
+
+
+def box_classes(shapes: Shapes) -> list[str | None]:
+    """Each shape's class name: a ``class``/``label``/``name`` feature, else its text, else None."""
+    count = len(shapes.data)
+    for key in CLASS_KEYS:
+        if key in shapes.features.columns:
+            return [
+                None if v is None or v != v or str(v) == "" else str(v)
+                for v in shapes.features[key]
+            ]
+    texts = np.atleast_1d(np.asarray(getattr(shapes.text, "values", []), dtype=object))
+    texts = np.repeat(texts, count) if texts.size == 1 else texts  # one text for every shape
+    if len(texts) == count and any(str(t) for t in texts):
+        return [str(t) or None for t in texts]
+    return [None] * count
+
+
 def drawn_boxes(shapes: Shapes, shown: Any, grid: tuple[int, int], point: Any) -> dict[tuple, list]:
-    """The drawn rectangles as half-open boxes in cells of ``grid``, by plane index (a 2D
-    Shapes layer over a stack: the plane at the viewer's world ``point``)."""
+    """The drawn rectangles as ``(box, class name or None)``, boxes half-open in cells of
+    ``grid``, by plane index (a 2D Shapes layer over a stack: the plane at the viewer's world
+    ``point``)."""
     source, planes = shown.source, shown.planes
     (h, w), (height, width) = grid, shown.image_shape
     fy, fx = planes.level_scale
     rows, cols = (a % source.ndim for a in planes.axes)
     found: dict[tuple, list] = {}
-    for vertices, kind in zip(shapes.data, shapes.shape_type, strict=True):
+    named = box_classes(shapes)
+    for vertices, kind, name in zip(shapes.data, shapes.shape_type, named, strict=True):
         if kind != "rectangle":
             continue
         world = np.asarray(shapes._data_to_world(np.asarray(vertices, float)))
@@ -94,17 +119,24 @@ def drawn_boxes(shapes: Shapes, shown: Any, grid: tuple[int, int], point: Any) -
             min(w, math.floor(x.max() + 0.5)),
         )
         if box[2] > box[0] and box[3] > box[1]:
-            found.setdefault(index, []).append(box)
+            found.setdefault(index, []).append((box, name))
     return found
 
 
-def readout(metrics: dict[str, Any], images: int, boxes: int) -> str:
+def readout(metrics: dict[str, Any], images: int, boxes: int, classes: str = "") -> str:
     tau, acc = metrics["best_threshold"][DELTA], metrics["max_box_acc"][DELTA]
     pxap = f", PxAP {metrics['pxap']:.3f}" if metrics.get("pxap") is not None else ""
     return (
         f"MaxBoxAccV2 {metrics['max_box_acc_v2']:.3f}{pxap} over {images} image(s), {boxes} "
-        f"box(es); best τ {tau:.2f} at IoU {DELTA} (BoxAcc {acc:.2f})"
+        f"box(es){classes}; best τ {tau:.2f} at IoU {DELTA} (BoxAcc {acc:.2f})"
     )
+
+
+def class_counts(names: list[str]) -> str:
+    """`` of cross (2), star (1)``: the classes calibrated on, and how many boxes of each."""
+    from collections import Counter
+
+    return " of " + ", ".join(f"{name} ({n})" for name, n in Counter(names).items())
 
 
 class Calibration:
@@ -129,32 +161,52 @@ class Calibration:
         if shapes is None or not session.can_show():
             self._say("Draw rectangles in a Shapes layer, pick it, then calibrate.")
             return
-        c = int(session.choices.class_index)
         grid = shown.placement(min(session.budget(), LOCALIZE_PIXELS)).grid
         if isinstance(shapes, Labels):
-            self._on_masks(shapes, c, grid)
+            self._on_masks(shapes, grid)
             return
-        by_plane = drawn_boxes(shapes, shown, grid, session.viewer.dims.point)
-        planes = [i for i in by_plane if shown.grid_map(c, grid, i) is not None]
-        if not planes:
+        groups: dict[tuple, list] = {}  # (plane, class) → its boxes: each on its class's map
+        names = shown.result.class_names
+        for index, found in drawn_boxes(shapes, shown, grid, session.viewer.dims.point).items():
+            for box, name in found:
+                if name is None:  # the plane's own top class
+                    c = shown.plane_class(EACH_TOP, index)[0]
+                elif (c := self._named(names, name, shapes.name)) is None:
+                    return
+                groups.setdefault((index, c), []).append(box)
+        keys = [key for key in groups if shown.grid_map(key[1], grid, key[0]) is not None]
+        if not keys:
             self._say(
                 f"No rectangle of {shapes.name!r} lies on a plane with a map: draw boxes over "
                 "the image (rectangle tool) after a run."
             )
             return
-        maps = [np.nan_to_num(shown.grid_map(c, grid, i)) for i in planes]
-        truth = [by_plane[i] for i in planes]
-        count = sum(len(b) for b in truth)
-        self._say(f"Calibrating on {len(planes)} image(s), {count} box(es)…")
-        self._start(localization_metrics, (maps, truth), len(planes), count)
+        maps = [np.nan_to_num(shown.grid_map(c, grid, i)) for i, c in keys]
+        truth = [groups[key] for key in keys]
+        count, images = sum(len(b) for b in truth), len({i for i, _ in keys})
+        classes = class_counts([names[c] for key in keys for c in [key[1]] * len(groups[key])])
+        self._say(f"Calibrating on {images} image(s), {count} box(es){classes}…")
+        self._start(localization_metrics, (maps, truth), images, count, classes)
 
-    def _on_masks(self, labels: Labels, c: int, grid: tuple[int, int]) -> None:
-        """True masks: each object's box for the box metrics, the masks for PxAP."""
+    def _named(self, names: Any, name: str, layer: str) -> int | None:
+        """The class a box names, or None, saying why (a name the model does not have)."""
+        from ..engine.maps import class_index
+
+        try:
+            return class_index(names, name)
+        except (KeyError, IndexError) as error:
+            self._say(f"A box of {layer!r} names class {name!r}, which the model lacks: {error}")
+            return None
+
+    def _on_masks(self, labels: Labels, grid: tuple[int, int]) -> None:
+        """True masks: each object's box for the box metrics, the masks for PxAP; each plane
+        on its own top class's map."""
         from ..engine.metrics import localization_metrics
 
         shown = self.session.shown
-        planes, maps, boxes, masks = [], [], [], []
+        planes, maps, boxes, masks, named = [], [], [], [], []
         for index in shown.planes.indices:
+            c = shown.plane_class(EACH_TOP, index)[0]
             heat = shown.grid_map(c, grid, index)
             try:
                 found = None if heat is None else true_masks(labels, shown, grid, index)
@@ -162,6 +214,7 @@ class Calibration:
                 self._say(str(error))
                 return
             if found is not None:
+                named += [shown.result.class_names[c]] * len(found[0])
                 planes.append(index)
                 maps.append(np.nan_to_num(heat))
                 boxes.append(found[0])
@@ -169,23 +222,23 @@ class Calibration:
         if not planes:
             self._say(f"{labels.name!r} holds no object on a plane with a map.")
             return
-        count = sum(len(b) for b in boxes)
-        self._say(f"Calibrating on {len(planes)} image(s), {count} mask(s)…")
-        self._start(localization_metrics, (maps, boxes, masks), len(planes), count)
+        count, classes = sum(len(b) for b in boxes), class_counts(named)
+        self._say(f"Calibrating on {len(planes)} image(s), {count} mask(s){classes}…")
+        self._start(localization_metrics, (maps, boxes, masks), len(planes), count, classes)
 
-    def _start(self, function: Any, args: tuple, images: int, count: int) -> None:
+    def _start(self, function: Any, args: tuple, images: int, count: int, classes: str) -> None:
         self._job = self.session.jobs.start(
             function,
             *args,
-            on_return=lambda metrics: self._done(metrics, images, count),
+            on_return=lambda metrics: self._done(metrics, images, count, classes),
             on_error=lambda error: self._say(str(error)),
         )
 
-    def _done(self, metrics: dict[str, Any], images: int, boxes: int) -> None:
+    def _done(self, metrics: dict[str, Any], images: int, boxes: int, classes: str) -> None:
         self._job = None
         self.metrics = metrics
         tau = metrics["best_threshold"][DELTA]
-        text = readout(metrics, images, boxes)
+        text = readout(metrics, images, boxes, classes)
         low, high = THRESHOLDS
         threshold = min(max(tau, low), high)
         self.session.choose("threshold", threshold)

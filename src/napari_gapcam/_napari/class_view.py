@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .names import RANDOM
+from .names import EACH_TOP, EACH_TOP_NAME, RANDOM
+from .shown import NEGLIGIBLE
 from .status import TOP, predictions_text
 
 if TYPE_CHECKING:
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 LOCALIZE_PIXELS = 250_000  # box and mask come from a grid of at most this many cells
 NO_BOX = "No region stands out in this class's map: no box."
 NO_REGION = "No region of at least {} px above the threshold."
+ABSENT = "p({}) = {:.3f} on this plane, under {:.0%} of its top class's ({} {:.2f}): no box."
 
 
 class ClassView:
@@ -27,6 +29,7 @@ class ClassView:
     def __init__(self, session: Session) -> None:
         self.session = session
         self._localizing = self._relocalize = False  # re-entry through the dims event
+        self._said = ""  # the status line this view said last (a missing box's reason)
         session.parts.append(self)  # its events hold it weakly
         session.events.result.connect(self.show_result)
         session.events.choice.connect(self.on_choice)
@@ -111,18 +114,23 @@ class ClassView:
                 layer.visible = True
 
     def on_dims_step(self, _event: Any = None) -> None:
-        """A stack's box follows the displayed plane."""
+        """A stack's line and box follow the displayed plane."""
         shown = self.session.shown
-        if shown is not None and shown.is_stack and self.session.choices.show_box:
+        if shown is None or not shown.is_stack or not self.session.can_show():
+            return
+        self.say_showing()
+        if self.session.choices.show_box:
             self.refresh_localization()
 
     # ------------------------------------------------------------------ what is shown
     def class_meta(self) -> dict[str, Any]:
+        """The overlays' metadata: the class chosen and its (mean) probability."""
         shown, index = self.session.shown, int(self.session.choices.class_index)
+        each = index == EACH_TOP
         return {
             "class_index": index,
-            "class_name": shown.result.class_names[index],
-            "probability": float(shown.probabilities()[index]),
+            "class_name": EACH_TOP_NAME if each else shown.result.class_names[index],
+            "probability": None if each else float(shown.probabilities()[index]),
             "model": shown.model.arch,
             "weights": shown.model.weights,
             "plane": "all" if shown.is_stack else list(shown.planes.indices[0]),
@@ -184,10 +192,42 @@ class ClassView:
         placement = shown.placement(self.session.budget())
         fill = shown.cam_fill(meta["class_index"], placement.grid)
         session.overlays.show_cam(shown.source, placement, meta, fill)
-        p = "mean p" if shown.result.averaged_over else "p"
-        session.say(f"{meta['class_name']}  ({p} = {meta['probability']:.3f})", "showing")
+        self.say_showing()
         session.events.shown_class.emit()
         self.show_localization()
+
+    def displayed_class(self) -> tuple[int, str, float | None]:
+        """The class shown on the displayed plane, its name and its probability there."""
+        shown, session = self.session.shown, self.session
+        c, p = shown.plane_class(int(session.choices.class_index), session.displayed_index())
+        return c, shown.result.class_names[c], p
+
+    def absent_line(self) -> str:
+        """Why the displayed plane gets no box: its class's p is negligible next to the plane's
+        top class's (``NEGLIGIBLE`` of it); "" when it is not."""
+        shown, index = self.session.shown, self.session.displayed_index()
+        _, name, p = self.displayed_class()
+        top, top_p = shown.plane_class(EACH_TOP, index)
+        if p is None or top_p is None or p >= NEGLIGIBLE * top_p:
+            return ""
+        return ABSENT.format(name, p, NEGLIGIBLE, shown.result.class_names[top], top_p)
+
+    def say_showing(self) -> None:
+        """The *showing* line: the displayed plane's own class and probability (and a
+        stack's mean, where it is the stack's)."""
+        shown, choice = self.session.shown, int(self.session.choices.class_index)
+        c, name, p = self.displayed_class()
+        if not shown.is_stack:
+            p_name = "mean p" if shown.result.averaged_over else "p"
+            text = f"{name}  ({p_name} = {p:.3f})"
+        else:
+            here = "not run yet" if p is None else f"p = {p:.3f}"
+            text = f"{name}: {here} on this plane"
+            if choice == EACH_TOP:
+                text = f"{EACH_TOP_NAME}: {text}"
+            else:
+                text += f"; mean p = {float(shown.probabilities()[c]):.3f}"
+        self.session.say(text, "showing")
 
     # ------------------------------------------------------------------ box and mask
     def refresh_localization(self) -> None:
@@ -229,12 +269,15 @@ class ClassView:
         if choices.show_box and choices.all_regions:
             self._show_regions(meta, placement.grid, index)
         elif choices.show_box:
-            box = shown.box(c, placement.grid, threshold, index)
+            own, name, p = self.displayed_class()
+            absent = self.absent_line()
+            box = None if absent else shown.box(c, placement.grid, threshold, index)
             pixels = None if box is None else shown.box_pixels(box, placement.grid)
-            label = f"{meta['class_name']} {meta['probability']:.2f}"
-            box_meta = {**meta, "box": pixels, "grid_box": box}
+            label = f"{name} {p:.2f}" if p is not None else name
+            box_meta = {**meta, "box": pixels, "grid_box": box, "box_class": own, "box_p": p}
             session.overlays.show_box(shown.source, box, index, placement, label, box_meta)
-            self._say_if(box is None and index in shown.position, NO_BOX)
+            reason = absent or NO_BOX
+            self._say_if(box is None and index in shown.position, reason)
         if choices.show_mask:
             fill = shown.mask_fill(c, placement.grid, threshold)
             session.overlays.show_mask(shown.source, placement, meta, fill)
@@ -244,24 +287,29 @@ class ClassView:
         boxed and labelled with its share of the class's map (the result's own regions)."""
         shown, choices = self.session.shown, self.session.choices
         position = shown.position.get(index)
+        c, name, p = self.displayed_class()
+        absent = self.absent_line()
         found = []
-        if position is not None and position < len(shown.result):
+        if position is not None and position < len(shown.result) and not absent:
             image = shown.result[position]
-            c, threshold, area = meta["class_index"], meta["threshold"], choices.min_area
+            threshold, area = meta["threshold"], choices.min_area
             found = image.regions(c, threshold, area, grid, shown.scale)
         boxes = [box for box, _ in found]
-        labels = [f"{meta['class_name']} {100 * share:.0f} %" for _, share in found]
+        labels = [f"{name} {100 * share:.0f} %" for _, share in found]
         box_meta = {**meta, "boxes": boxes, "shares": [s for _, s in found]}
         box_meta["min_area"] = int(choices.min_area)
         overlays = self.session.overlays
         overlays.show_boxes(shown.source, boxes, index, shown.pixels(), labels, box_meta)
-        self._say_if(not boxes and index in shown.position, NO_REGION.format(choices.min_area))
+        reason = absent or NO_REGION.format(choices.min_area)
+        self._say_if(not boxes and index in shown.position, reason)
 
     def _say_if(self, missing: bool, line: str) -> None:
         """Say ``line`` while it holds; the run's line again once it no longer does."""
         if missing:
+            self._said = line
             self.session.say(line)
-        elif self.session.status in (NO_BOX, NO_REGION.format(self.session.choices.min_area)):
+        elif self._said and self.session.status == self._said:
+            self._said = ""
             self.session.say(self.session.run_line)
 
     # ------------------------------------------------------------------ tiles

@@ -30,6 +30,11 @@ from .objects import labels_choices
 WHOLE, TILES = "whole image → input size", "native pixels (tiles)"
 CURRENT, ALL = "current plane", "all planes"
 OVERLAY_MEGAPIXELS = 1.0  # default per-plane budget of the overlays
+SCALE_CHOICES = [  # engine.maps.SCALES, as the dock says them ("shared": stacks only)
+    ("relative to the top class", "relative"),
+    ("stretched (min-max)", "each"),
+    ("shared across the stack", "shared"),
+]
 
 
 def fit_label(label: QLabel) -> None:
@@ -76,10 +81,13 @@ def run_controls() -> RunControls:
         ComboBox(label="planes", choices=[CURRENT, ALL], value=CURRENT),
         ComboBox(
             label="scale",
-            choices=[("per plane", "each"), ("shared across the stack", "shared")],
-            value="each",
-            tooltip="A stack's maps: each plane min-max normalised on its own, or one min and "
-            "max over every plane (so planes compare).",
+            choices=SCALE_CHOICES,
+            value="relative",
+            tooltip="How a map becomes heat. Relative: its min-max times p(class) / p(top "
+            "class) on the plane (the top class at full heat, a class the network does not see "
+            "cool). "
+            "Stretched: each map's min-max alone (where the class looks, however unlikely). "
+            "Shared: one min and max over every plane of the stack (planes compare).",
         ),
         FloatSpinBox(
             label="overlay MP",
@@ -207,13 +215,15 @@ def dock_sections(widget: Any) -> dict[str, Section]:
 
 
 def show_applicable(widget: Any) -> None:
-    """Only the controls that apply to the chosen layer and mode: a stack's planes and scale
-    for a stack, the tile layer in tiles mode, the minimum area with all regions."""
+    """Only the controls that apply to the chosen layer and mode: a stack's planes and shared
+    scale for a stack, the tile layer in tiles mode, the minimum area with all regions."""
     layer = widget.image.value
     stack = layer is not None and layer.ndim > 2
+    scales = SCALE_CHOICES if stack else SCALE_CHOICES[:2]
+    if [value for _, value in scales] != list(widget.scale.choices):
+        widget.scale.choices = scales  # "shared" chosen, then a 2D layer: the first one
     for control, shown in (
         (widget.planes, stack),
-        (widget.scale, stack),
         (widget.show_tiles, widget.mode.value == TILES),
         (widget.min_area, bool(widget.all_regions.value)),
     ):

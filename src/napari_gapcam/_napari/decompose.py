@@ -5,7 +5,10 @@
 button adds them as one stack layer (one plane per channel, largest first; the metadata names
 each plane's ``k`` and weight), placed over the image like the CAM: the feature grid's cell
 centres composed with the source's transform, one leading axis for the channels. The exact CAM
-only: Grad-CAM's ReLU makes its map no such sum (the button says so).
+only: Grad-CAM's ReLU makes its map no such sum (the button says so). The slider of the
+channel axis is named by the displayed channel (``k = 1234, w = +0.0123``); the layer follows a
+class change (a new class's channels, the layer renamed) and goes when a new run on its image
+starts.
 
 :class:`Decomposition` sits on the :class:`~napari_gapcam._napari.session.Session` (Qt-free).
 """
@@ -63,7 +66,54 @@ class Decomposition:
         self.session = session
         self.enabled, self.text, self.tooltip = False, LABEL, ""
         session.parts.append(self)  # its events hold it weakly
+        self._axis: tuple[int, str] | None = None  # the viewer axis named, and its own label
         session.events.shown_class.connect(self.update)
+        session.events.running.connect(self._on_running)
+        session.viewer.dims.events.current_step.connect(self._name_axis)
+        session.viewer.layers.events.removed.connect(self._on_removed)
+
+    # ------------------------------------------------------------------ following the session
+    def layer(self) -> Any:
+        """The shown result's decomposition layer, or None."""
+        shown = self.session.shown
+        return None if shown is None else self.session.overlays.get(shown.source, "parts")
+
+    def _on_running(self, running: bool) -> None:
+        """A new run starts: the decomposition of the last one goes."""
+        layer = self.layer()
+        if running and layer is not None:
+            self.session.jobs.later(lambda: self._remove(layer))
+
+    def _remove(self, layer: Any) -> None:
+        if layer in self.session.viewer.layers:
+            self.session.viewer.layers.remove(layer)
+
+    def _on_removed(self, event: Any) -> None:
+        """The layer was removed: the channel axis's own label comes back."""
+        meta = event.value.metadata.get(META_KEY, {})
+        if meta.get("role") == "parts" and self._axis is not None:
+            axis, label = self._axis
+            labels = list(self.session.viewer.dims.axis_labels)
+            if axis < len(labels) and labels[axis].startswith("k = "):
+                labels[axis] = label
+                self.session.viewer.dims.axis_labels = labels
+            self._axis = None
+
+    def _name_axis(self, _event: Any = None) -> None:
+        """The channel axis's slider says which channel is displayed: ``k = …, w = …``."""
+        layer, dims = self.layer(), self.session.viewer.dims
+        if layer is None or layer not in self.session.viewer.layers:
+            return
+        meta = layer.metadata[META_KEY]
+        axis = dims.ndim - layer.ndim  # the layer's first axis: its channels
+        i = int(np.clip(round(dims.point[axis]), 0, len(meta["channels"]) - 1))
+        label = f"k = {meta['channels'][i]}, w = {meta['weights'][i]:+.4f}"
+        labels = list(dims.axis_labels)
+        if self._axis is None or self._axis[0] != axis:
+            self._axis = (axis, labels[axis])
+        if labels[axis] != label:
+            labels[axis] = label
+            dims.axis_labels = labels
 
     def update(self) -> None:
         """The button says what it can do with the shown result."""
@@ -80,13 +130,20 @@ class Decomposition:
             else "The CAM is Σ w[c, k]·A_k: adds the 8 largest terms as a stack layer."
         )
         self.changed.emit()
+        layer = self.layer()  # a class change: the decomposition of the new class
+        if layer is not None and layer.metadata[META_KEY]["class_index"] != self._class():
+            self.session.jobs.later(self.add if self.enabled else lambda: self._remove(layer))
+
+    def _class(self) -> int | None:
+        session = self.session
+        return None if session.choices.class_index is None else session.chosen_class()
 
     def add(self) -> None:
         """Add (or replace) the chosen class's decomposition layer for the displayed plane."""
         session = self.session
         if not session.can_show():
             return
-        shown, c = session.shown, int(session.choices.class_index)
+        shown, c = session.shown, session.chosen_class()
         index = session.displayed_index()
         if shown.is_stack and shown.position.get(index, shown.done) >= shown.done:
             session.say("This plane has no map yet: the decomposition needs its run.")
@@ -140,6 +197,7 @@ class Decomposition:
             metadata={META_KEY: meta},
         )
         session.overlays.track(shown.source, "parts", layer)
+        self._name_axis()
         session.say(
             f"Decomposition of {name!r}: planes k = "
             + ", ".join(f"{k} ({w:+.3f})" for k, w, _ in parts)

@@ -1,4 +1,4 @@
-"""The words of the dock's model choices (Qt-free: the session's messages use them too)."""
+"""The words of the dock's model and class choices (Qt-free: the session's messages use them)."""
 
 FILE = "file…"
 RANDOM = "none (random init)"
@@ -7,3 +7,5 @@ IN_MEMORY = "in memory"  # a model handed over with use_model
 DEMO_MODEL = "shapes demo"  # the model choice: resnet18 with the DEMO weights, in one step
 DEMO_ARCH = "resnet18"
 TIMM = "timm:"
+EACH_TOP = -1  # the class choice of a stack that shows each plane's own top class
+EACH_TOP_NAME = "each plane's top class"

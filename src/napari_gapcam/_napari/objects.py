@@ -1,12 +1,15 @@
 """Per-object scores in the widget: a Labels layer's objects get the run's CAM columns.
 
 After a run (whole image, a stack's plane, or tiles: their stitched map), each object of the
-chosen Labels layer (cellpose, stardist, painted) gets its mean map of the top classes,
-``cam_class`` and ``cam_share`` (:func:`napari_gapcam.engine.objects.object_scores`) in the layer's
-``features`` table, which napari shows on hover; an option colours the objects by their CAM
-class. The scores are computed in a job (one upsampled map per class at the image's size
-read). The objects of the run's plane (a stack's: the displayed plane) are scored; a label
-image at level-0 size is sampled (nearest) at the level the model read.
+chosen Labels layer (cellpose, stardist, painted) is scored for **every** class, on the raw map
+(:func:`napari_gapcam.engine.objects.object_scores` says why); its ``cam_class`` and
+``cam_share`` and the scores of the classes that matter (the top classes, the chosen one, every
+object's ``cam_class``) go to the layer's ``features`` table, which napari shows on hover (a
+class chosen later gets its column from the scores kept, with no new pass). An option colours
+the objects by their CAM class and keeps them above the CAM. The scores are computed in a job
+(one upsampled map per class at the image's size read, in chunks). The objects of the run's
+plane (a stack's: the displayed plane) are scored; a label image at level-0 size is sampled
+(nearest) at the level the model read.
 
 :class:`ObjectScores` sits on the :class:`~napari_gapcam._napari.session.Session` (Qt-free).
 """
@@ -35,7 +38,7 @@ COLOURS = (  # one per class, in the order of the classes scored (the top classe
     "#bfef45",
 )
 COLOUR_NAMES = ("red", "green", "blue", "orange", "purple", "cyan", "magenta", "lime")
-TOP = 5  # classes scored: the top 5 and the selected one
+TOP = 5  # the classes shown in the table: the top 5, the chosen one, every object's cam_class
 
 
 def labels_choices(viewer: Any) -> list[tuple[str, Any]]:
@@ -72,7 +75,7 @@ def labels_plane(labels: Labels, shown: Shown, index: tuple[int, ...]) -> Any:
     return plane
 
 
-def scores(result: Any, plane: Any, classes: list[int]) -> Any:
+def scores(result: Any, plane: Any, classes: list[int] | None) -> Any:
     """Worker body: the label ``plane`` sampled (nearest) at the size the model read, then
     ``result.object_scores``."""
     height, width = (int(s) for s in plane.shape)
@@ -95,8 +98,10 @@ class ObjectScores:
         self.info = "—"
         self._saved: dict[Labels, Any] = {}  # the layers' own colormaps, while coloured
         self._job: Any = None
+        self._table: tuple[Labels, Any] | None = None  # every class's scores of a layer
         session.parts.append(self)  # its events hold it weakly
         session.events.ended.connect(self.score)  # the run's last batch is shown
+        session.events.shown_class.connect(self._on_class)
 
     def _say(self, text: str) -> None:
         self.info = text
@@ -117,16 +122,12 @@ class ObjectScores:
             self._say(str(error))
             return
         result = shown.result[shown.position[index] if shown.is_stack else 0]
-        classes = [i for i, _, _ in shown.top(TOP)]
-        chosen = session.choices.class_index
-        if chosen is not None and chosen not in classes:
-            classes.append(int(chosen))
-        self._say(f"Scoring the objects of {labels.name!r}…")
+        self._say(f"Scoring the objects of {labels.name!r} for every class…")
         self._job = session.jobs.start(
             scores,
             result,
             plane,
-            classes,
+            None,
             on_return=lambda table: self._took(labels, table),
             on_error=lambda error: self._say(str(error)),
         )
@@ -135,12 +136,34 @@ class ObjectScores:
         self._job = None
         if labels not in self.session.viewer.layers:
             return
-        features = table.rename(columns={"label": "index"})
+        self._table = (labels, table.rename(columns={"label": "index"}))
+        features = self._features()
         labels.features = features
         counts = features["cam_class"].value_counts()
         summary = ", ".join(f"{name} {n}" for name, n in counts.items())
         self._say(f"{len(features)} objects in {labels.name!r}: {summary}.")
         self.recolour()
+
+    def _features(self) -> Any:
+        """The kept scores' columns that matter: the top classes, the chosen one, every
+        object's ``cam_class`` (a 1000-column table would flood napari's hover line)."""
+        session, (_, table) = self.session, self._table
+        names = [name for _, name, _ in session.shown.top(TOP)]
+        if session.choices.class_index is not None:
+            names.append(session.shown.result.class_names[session.chosen_class()])
+        names += list(table["cam_class"])
+        columns = ["index", "area", *dict.fromkeys(names), "cam_class", "cam_share"]
+        return table[columns]
+
+    def _on_class(self) -> None:
+        """A class chosen after the scoring: its column comes from the scores kept."""
+        if self._table is None or self.session.shown is None:
+            return
+        labels = self._table[0]
+        if labels is self.labels and labels in self.session.viewer.layers:
+            features = self._features()
+            if list(features.columns) != list(labels.features.columns):
+                labels.features = features
 
     def recolour(self) -> None:
         """Objects coloured by their CAM class (or back to the layer's own colours)."""
@@ -157,7 +180,7 @@ class ObjectScores:
         features = labels.features
         if "cam_class" not in features:
             return
-        names = list(dict.fromkeys(features.columns[2:-2]))  # the classes scored, in order
+        names = list(dict.fromkeys(features.columns[2:-2]))  # the classes shown, in order
         colour = {name: COLOURS[i % len(COLOURS)] for i, name in enumerate(names)}
         said = {name: COLOUR_NAMES[i % len(COLOURS)] for i, name in enumerate(names)}
         mapping: dict[Any, Any] = {None: (0, 0, 0, 0), 0: (0, 0, 0, 0)}
@@ -165,6 +188,8 @@ class ObjectScores:
             mapping[int(label)] = colour[name]
         self._saved.setdefault(labels, labels.colormap)
         labels.colormap = DirectLabelColormap(color_dict=mapping)
+        if self.session.shown is not None:  # above the CAM, which would hide the colours
+            self.session.overlays.lift(labels, self.session.shown.source)
         legend = ", ".join(f"{name} {said[name]}" for name in features["cam_class"].unique())
         summary = self.info.split(" Colours:")[0]
         self._say(f"{summary} Colours: {legend}.")

@@ -153,6 +153,21 @@ class Overlays:
         finally:
             self._arranging = False
 
+    def lift(self, layer: Layer, source: Layer) -> None:
+        """``layer`` (objects coloured by class) just above the overlays of ``source`` when it
+        is under them, so the CAM does not hide it."""
+        layers = self.viewer.layers
+        own = [overlay for role in STACK if (overlay := self.get(source, role)) is not None]
+        if not own or layer not in layers:
+            return
+        top = max(layers.index(overlay) for overlay in own)
+        if layers.index(layer) < top:
+            self._arranging = True
+            try:
+                layers.move(layers.index(layer), top + 1)
+            finally:
+                self._arranging = False
+
     def _on_moved(self, event: Any) -> None:
         """A layer moved: if it is a source, its overlays follow once the move is over."""
         moved = getattr(event, "value", None)

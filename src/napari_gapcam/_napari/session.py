@@ -44,7 +44,7 @@ class Choices:
 
     class_index: int | None = None
     threshold: float = 0.2
-    scale: str = "each"  # a stack's maps: "each" plane's own min-max, or "shared"
+    scale: str = "relative"  # how maps are scaled (engine.maps.SCALES): absent stays cool
     show_box: bool = False
     show_mask: bool = False
     all_regions: bool = False
@@ -324,6 +324,10 @@ class Session:
         return tuple(
             int(min(max(round(coords[a]), 0), shape[a] - 1)) for a in shown.planes.lead_axes
         )
+
+    def chosen_class(self) -> int:
+        """The chosen class; with *each plane's top class*, the displayed plane's own."""
+        return self.shown.plane_class(int(self.choices.class_index), self.displayed_index())[0]
 
     # ------------------------------------------------------------------ layers
     def _on_layer_removed(self, event: Any) -> None:

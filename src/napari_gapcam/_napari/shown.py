@@ -17,11 +17,13 @@ import numpy as np
 from ..engine.grid import bounded_grid
 from .input_planes import Planes
 from .lazy_overlay import Fill, Index
+from .names import EACH_TOP
 from .overlay_layers import Placement
 
 CACHED = 6  # maps and regions kept (a few MB): one class's overlay, mask and box
 AT_ONCE = 64  # planes whose maps are made in one batch (a 3D view reads them all)
 VOLUME_CELLS = 8_000_000  # a 3D view reads every plane: a stack's overlay volume stays this small
+NEGLIGIBLE = 0.01  # a class under this share of a plane's top class's p gets no box there
 
 if TYPE_CHECKING:
     from napari.layers import Image
@@ -42,7 +44,7 @@ class Shown:
     result: CamMaps
     model: Any
     seconds: float = 0.0
-    scale: str = "each"  # a stack's maps: min-max per plane ("each") or over all ("shared")
+    scale: str = "relative"  # how maps are scaled (``engine.maps.SCALES``)
     total: int = 1  # planes or tiles to run
     unit: str = "planes"  # what ``done`` and ``total`` count: "planes" or "tiles"
     position: dict[tuple[int, ...], int] = field(default_factory=dict)
@@ -86,7 +88,7 @@ class Shown:
         """What the overlays' metadata adds about the run."""
         extra = self.result.metadata() if self.unit == "tiles" else {}
         return {
-            "scale": self.scale if self.is_stack else "each",
+            "scale": self.scale,
             **extra,
             "level": self.planes.level,
         }
@@ -101,6 +103,22 @@ class Shown:
 
     def top(self, k: int) -> list[tuple[int, str, float]]:
         return self.result.topk(k)
+
+    def plane_class(self, c: int, index: Index) -> tuple[int, float | None]:
+        """The class shown on plane ``index`` for the choice ``c`` (:data:`EACH_TOP`: the
+        plane's own top class) and its probability on that plane (None: not run yet)."""
+        position = self.position.get(index) if self.is_stack else 0
+        if position is None or position >= len(self.result):
+            return (c if c != EACH_TOP else int(self.top(1)[0][0])), None
+        p = self.plane_probabilities(position)
+        c = int(np.argmax(p)) if c == EACH_TOP else c
+        return c, float(p[c])
+
+    def plane_probabilities(self, position: int) -> np.ndarray:
+        """Every class's probability on the ``position``-th plane run (a slide: over its tiles)."""
+        if self.is_stack:
+            return self.result.image_probabilities[position]
+        return self.probabilities()
 
     def cells_per_plane(self, megapixels: float) -> int:
         """The overlays' cells per plane: the user's megapixels, but over an nD source at most
@@ -146,7 +164,8 @@ class Shown:
             return None
 
         def compute() -> np.ndarray:
-            return self.result[position].cam(c, grid, self.scale)
+            own = self.plane_class(c, index)[0]
+            return self.result[position].cam(own, grid, self.scale)
 
         return self._cached(("map", c, grid, index), compute)
 
@@ -161,7 +180,8 @@ class Shown:
         maps: dict[int, np.ndarray] = {}
         for start in range(0, len(ready), AT_ONCE):
             chosen = ready[start : start + AT_ONCE]
-            made = self.result.cams(c, shape=grid, images=chosen, scale=self.scale)
+            own = [self.plane_class(c, self.planes.indices[p])[0] for p in chosen]
+            made = self.result.cams(own, shape=grid, images=chosen, scale=self.scale)
             maps.update(zip(chosen, made, strict=True))
         return [maps.get(p) for p in positions]
 

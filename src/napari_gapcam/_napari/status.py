@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .names import DEMO_MODEL, FILE, RANDOM
+from .names import DEMO_MODEL, EACH_TOP, EACH_TOP_NAME, FILE, RANDOM
 
 if TYPE_CHECKING:
     from ..models.spec import ModelSpec
@@ -66,12 +66,14 @@ def no_finite_line(empty: int, planes: int) -> str:
 
 
 def class_items(shown: Shown | None) -> list[tuple[str, int]]:
-    """The class list: the top classes first with their probability (the mean over a stack
-    or the tiles), then every class by index."""
+    """The class list: a stack's *each plane's top class*, the top classes with their
+    probability (the mean over a stack or the tiles), then every class by index."""
     if shown is None:
         return []
     top = shown.top(TOP)
     head = [(f"{name}  ({shown.mean_label}{100 * p:.1f} %)", index) for index, name, p in top]
+    if shown.is_stack:
+        head.insert(0, (EACH_TOP_NAME, EACH_TOP))
     first = {index for index, _, _ in top}
     names = shown.result.class_names
     return head + [(f"{i}: {name}", i) for i, name in enumerate(names) if i not in first]

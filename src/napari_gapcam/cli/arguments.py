@@ -22,7 +22,7 @@ outputs, per input <stem> (in --out; <stem>-<hash> when another input has that s
                        (N×H×W for a multi-page TIFF; <stem>_cam.zarr for a zarr input)
   <stem>_overlay.png   the image with the map in turbo at 50 % (first page of a stack)
   <stem>_objects.csv   with --labels: one row per labelled object (label, area, each
-                       class's mean map, cam_class, cam_share; image for a stack)
+                       class's mean raw map, cam_class, cam_share; image for a stack)
   records/<stem>.json  the input's JSON line; it marks the input as done
   results.jsonl        one JSON line per input: file, per-page top-k, chosen class, box
 
@@ -207,7 +207,7 @@ def add_predict_arguments(predict: argparse.ArgumentParser) -> None:
         metavar="DIR_OR_PATTERN",
         help="label images (0 = background; cellpose, stardist, napari Labels) matched to the "
         "inputs by file stem (<stem>.tif, <stem>_labels.*, <stem>_masks.*, <stem>_cp_masks.*): "
-        "writes <stem>_objects.csv, each object's mean map per class, cam_class, cam_share",
+        "writes <stem>_objects.csv, each object's mean raw map per class, cam_class, cam_share",
     )
     predict.add_argument(
         "--min-area",

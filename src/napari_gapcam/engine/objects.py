@@ -1,10 +1,15 @@
 """Per-object CAM scores: each labelled object's mean map per class ("CAM pooling").
 
 For a label image of the image's size (0 = background; cellpose, stardist, a napari Labels
-layer), object ``o``'s score for class ``c`` is the mean of ``cam(c)`` (the map upsampled to the
-image and min-max normalised, as shown) over the object's pixels; ``cam_class`` is the class of
+layer), object ``o``'s score for class ``c`` is the mean of the **raw** map ``cam(c, scale="raw")``
+(upsampled to the image, not normalised) over the object's pixels; ``cam_class`` is the class of
 the highest score (the single-cell recipe of the Human Protein Atlas challenge winners), and
-``cam_share`` the share of the image's top class's map mass that falls inside the object.
+``cam_share`` the share of the image's top class's (shown) map mass inside the object.
+
+Why raw: classes must compare on one scale. By the GAP identity a CAM's mean over the image is
+the class's logit (less its bias), so its mean over an object is the object's share of that
+logit per pixel, comparable across classes. Min-max maps are not: each class's map is stretched
+to [0, 1] on its own, so the background of a class the network does not see reaches 1 too.
 The means are one sparse product per chunk of classes: no per-object loop.
 """
 
@@ -43,7 +48,7 @@ def object_scores(
     result: Any, labels: Any, classes: Sequence[ClassRef] | None = None
 ) -> pandas.DataFrame:
     """One row per object of ``labels``: ``label``, ``area``, one column per class (named by
-    the class) with the object's mean map, ``cam_class`` and ``cam_share``.
+    the class) with the object's mean raw map, ``cam_class`` and ``cam_share``.
 
     ``result`` is one image's result (:class:`~napari_gapcam.engine.protocol.CamMaps`: a
     ``CamResult``, a tiled slide's stitched map, where NaN cells count as 0); ``labels`` an
@@ -70,7 +75,8 @@ def object_scores(
     step = max(1, CHUNK_VALUES // labels.size)
     for start in range(0, len(indices), step):
         chunk = indices[start : start + step]
-        maps = np.stack([np.nan_to_num(result.cam(c)).ravel() for c in chunk], axis=1)
+        maps = [np.nan_to_num(result.cam(c, scale="raw")).ravel() for c in chunk]
+        maps = np.stack(maps, axis=1)
         scores[:, start : start + len(chunk)] = average @ maps
     table = pd.DataFrame({"label": ids, "area": areas})
     names = [result.class_names[c] for c in indices]

@@ -21,6 +21,8 @@ from .maps import (
     class_index,
     normalise_by,
     normalise_each,
+    relative,
+    upsample,
     upsample_and_normalise,
 )
 from .methods.base import Method
@@ -30,20 +32,16 @@ from .words import ParameterError, Term
 
 GPU_MAPS_MIN = 2**20  # output pixels from which a GPU result's maps are made on the GPU
 METHOD_BATCH = 16  # images per backward pass of a costly method
-# images per step of a class's range over a stack (a shared-scale class change, on the UI
-# thread): their float32 maps stay in the CPU's cache (256 at a time: 3 MB → 100 MB, 10× slower)
-RANGE_CHUNK = 8
+# images per step of a class's range over a stack (on the UI thread): maps in the CPU's cache
+RANGE_CHUNK = 8  # (256 at a time: 3 MB → 100 MB, 10× slower)
 
 
 class Result(ManyImages, Sequence["CamResult"]):
-    """N images of one size: ``result[i]`` is image i's :class:`CamResult`.
-
-    ``features`` N×K×h×w (on the host), logits N×C; ``method`` a
-    :class:`~napari_gapcam.engine.methods.base.Method` or a dense layer's weights (C×K: the
-    CAM); ``device`` is where the model ran (a GPU makes big batches of maps there). The
-    classes' answers (``probabilities``, ``topk``) are the mean over the images; each image's
-    are ``image_probabilities`` (N×C) and ``result[i]``; map answers are batch first.
-    """
+    """N images of one size: ``result[i]`` is image i's :class:`CamResult`. ``features`` N×K×h×w
+    (on the host), logits N×C; ``method`` a :class:`~.methods.base.Method` or a dense layer's
+    weights (C×K: the CAM); ``device`` where the model ran (a GPU makes big batches of maps
+    there). ``probabilities`` and ``topk`` are the mean over the images (each image's:
+    ``image_probabilities``, N×C, and ``result[i]``); map answers are batch first."""
 
     def __init__(
         self,
@@ -118,13 +116,8 @@ class Result(ManyImages, Sequence["CamResult"]):
         """``"CAM"`` or ``"Grad-CAM"``."""
         return self._method.label
 
-    @property
-    def method_info(self) -> Any:
-        return self._method.info
-
-    @property
-    def decomposable(self) -> bool:
-        return self._method.info.decomposition
+    method_info = property(lambda self: self._method.info)
+    decomposable = property(lambda self: self._method.info.decomposition)
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -136,9 +129,8 @@ class Result(ManyImages, Sequence["CamResult"]):
         self._starts.append(len(self))
         self._parts.append(other.features)
         self.image_logits = np.concatenate([self.image_logits, other.image_logits])
-        self.image_probabilities = np.concatenate(
-            [self.image_probabilities, other.image_probabilities]
-        )
+        probabilities = (self.image_probabilities, other.image_probabilities)
+        self.image_probabilities = np.concatenate(probabilities)
 
     @staticmethod
     def concatenate(parts: Sequence[Result]) -> Result:
@@ -174,11 +166,10 @@ class Result(ManyImages, Sequence["CamResult"]):
     ) -> np.ndarray:
         """Normalised maps of ``images`` (default all) at ``shape`` (default the image's): n×h×w.
 
-        ``c`` is one class for every image, or one class per image (e.g. ``result.top1()``).
-        ``scale="each"``: each map min-max normalised on its own, as :meth:`CamResult.cam`
-        does; ``"shared"``: one min and max per class over every image's raw map, so images
-        compare (an image without the object stays cool).
-        """
+        ``c``: one class for every image, or one per image (e.g. ``result.top1()``). ``scale``
+        (see :mod:`.maps`): ``"each"`` as :meth:`CamResult.cam`; ``"shared"`` one min and max
+        per class over every image; ``"relative"`` each map times ``p_c / p_top`` on its image;
+        ``"raw"`` the raw maps upsampled."""
         check_scale(scale)
         indices = list(range(len(self))) if images is None else [int(i) for i in images]
         classes = (
@@ -190,13 +181,19 @@ class Result(ManyImages, Sequence["CamResult"]):
         if not indices:
             return np.zeros((0, *size), np.float32)
         rows = [class_index(self.class_names, k) for k in classes]
+        if scale == "raw":
+            return upsample(self.raw(indices, rows), size).numpy()
         if scale == "shared":
             ranges = torch.tensor([self.raw_range(row) for row in rows], dtype=torch.float32)
             return normalise_by(self.raw(indices, rows), size, ranges).numpy()
         on_gpu = self._device is not None and self._device.type == "cuda"
         if on_gpu and not self._method.cached and len(indices) * size[0] * size[1] >= GPU_MAPS_MIN:
-            return self._cams_on(self._device, indices, rows, size)
-        return normalise_each(self.raw(indices, rows), size).numpy()
+            maps = self._cams_on(self._device, indices, rows, size)
+        else:
+            maps = normalise_each(self.raw(indices, rows), size).numpy()
+        if scale == "relative":
+            maps *= relative(self.image_probabilities[indices], rows)[:, None, None]
+        return maps
 
     def metadata(self) -> dict[str, Any]:
         shapes = {"input_shape": list(self.input_shape or ()), "map_shape": list(self.map_shape)}
@@ -229,9 +226,8 @@ class Result(ManyImages, Sequence["CamResult"]):
         return torch.stack([self._cache[key] for key in keys])
 
     def _maps(self, indices: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """The maps of ``indices`` (n×K×h×w, a new tensor of ``dtype``), without joining the
-        batches: a run of images inside one batch is read as one slice of it (stacking them
-        image by image made a class's range over 300 ResNet-50 planes take 80 ms, now 5)."""
+        """The maps of ``indices`` (n×K×h×w, a new ``dtype`` tensor), consecutive images of a
+        batch read as one slice (a class's range over 300 ResNet-50 planes: 80 ms → 5)."""
         runs: list[list[int]] = []  # [batch, first, end] of each run of consecutive images
         for i in indices:
             part = bisect.bisect_right(self._starts, i) - 1
@@ -362,13 +358,18 @@ class CamResult(OneImage):
 
         ``shape=(h, w)`` gives the map at an h×w grid over the image instead (e.g. a bounded
         overlay of a huge image); :meth:`placement` says where its cells sit in image pixels.
-        ``scale="shared"``: scaled by the class's range over every image of the batch.
+        ``scale="shared"``: scaled by the class's range over every image of the batch;
+        ``"relative"``: times ``p_c / p_top`` (a class the network does not see stays cool);
+        ``"raw"``: not scaled (classes compare: see :mod:`.maps`).
         """
         check_scale(scale)
-        if scale == "shared":
+        if scale in ("shared", "raw"):
             return self._batch.cams(c, shape, [self._index], scale)[0]
         size = self.image_shape if shape is None else tuple(int(s) for s in shape)
-        return upsample_and_normalise(self._raw(c).float(), size).cpu().numpy()
+        heat = upsample_and_normalise(self._raw(c).float(), size).cpu().numpy()
+        if scale == "relative":
+            heat *= relative(self.probabilities[None], [self.class_index(c)])[0]
+        return heat
 
     def contributions(self, c: ClassRef, n: int | None = 8) -> list[tuple[int, float, np.ndarray]]:
         """The CAM as the sum it is: ``(k, w[c, k], w[c, k]·A_k)`` for the ``n`` channels of the

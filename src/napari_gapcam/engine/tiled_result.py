@@ -15,7 +15,7 @@ import numpy as np
 
 from ._torch import F, torch
 from .grid import Box, Placement, placed
-from .maps import ClassRef, check_scale
+from .maps import ClassRef, check_scale, relative
 from .methods import METHODS
 from .protocol import OneImage
 from .tiling import Tiling
@@ -122,7 +122,8 @@ class TiledResult(OneImage):
         """The map with **one** min-max for the whole image (NaN where tiles were skipped or
         have not run yet): at the stitched grid for ``shape=map_shape``, else bilinear at a
         ``shape`` grid over the image (default: the image's own size, up to
-        ``MAX_DEFAULT_PIXELS``). ``scale``: one image, one scale either way."""
+        ``MAX_DEFAULT_PIXELS``). ``scale``: one image, one range either way; ``"relative"``
+        also multiplies by ``p_c / p_top`` of the mean tile probabilities; ``"raw"``: no scaling."""
         check_scale(scale)
         size = self.image_shape if shape is None else tuple(int(s) for s in shape)
         if shape is None and size[0] * size[1] > MAX_DEFAULT_PIXELS:
@@ -137,7 +138,12 @@ class TiledResult(OneImage):
             up = raw
         else:
             up = _resample(torch.from_numpy(raw), self.image_shape, self.stride, size).numpy()
-        return (up - low) / (high - low) if high > low else up * 0
+        if scale == "raw":
+            return up
+        heat = (up - low) / (high - low) if high > low else up * 0
+        if scale == "relative":
+            heat = heat * relative(self.probabilities[None], [self.class_index(c)])[0]
+        return heat
 
     def contributions(self, c: ClassRef, n: int | None = 8) -> list:
         raise ValueError(
