@@ -114,9 +114,9 @@ def test_held_out_classification_and_cam_boxes(shapes_model) -> None:
     assert mean_iou >= MIN_MEAN_IOU_AT_0_2, f"mean IoU@0.2 {mean_iou:.3f} < {MIN_MEAN_IOU_AT_0_2}"
 
 
-def test_the_sample_scene_gives_what_the_readme_says(shapes_model) -> None:
-    """README ("What to expect on the sample"): ring 95 %, box IoU 0.47 at the stored τ 0.55,
-    0.17 at 0.2, 0.61 at 0.7."""
+def test_the_sample_scene_gives_what_the_docs_say(shapes_model) -> None:
+    """The docs (Measurements, "What to expect on the sample"): ring 95 %, box IoU 0.47 at the
+    stored τ 0.55, 0.17 at 0.2, 0.61 at 0.7."""
     image, label, box = make_sample(np.random.default_rng(0))
     assert np.array_equal(image, sample_scene()) and CLASS_NAMES[label] == "ring"
     result = shapes_model.run(image)

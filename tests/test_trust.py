@@ -62,7 +62,7 @@ def assert_same_network(model, network: torch.nn.Module) -> None:
 def test_a_booby_trapped_hub_cache_file_neither_runs_nor_loads(
     empty_torch_home, random_resnet50_state
 ):
-    """The file the README tells offline users to copy: refused before anything is built."""
+    """The file the docs (Install) tell offline users to copy: refused before anything is built."""
     path = cached_weights_path("resnet50", "IMAGENET1K_V1")
     path.parent.mkdir(parents=True)
     marker = booby_trapped(path, random_resnet50_state)
