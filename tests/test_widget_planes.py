@@ -12,12 +12,19 @@ from napari_gapcam._napari.widget import ALL, DEMO, DEMO_MODEL
 from napari_gapcam.synthetic import CLASS_NAMES, make_sample
 
 
-def test_each_plane_says_its_own_probability_and_an_absent_class_gets_no_box(viewer, qtbot):
+def star_and_cross(viewer, qtbot):
+    """A stack of a star (plane 0) and a cross (plane 1), run on all planes by the demo model
+    with *show box* ticked."""
     star, cross = (make_sample(np.random.default_rng(s), size=(224, 224))[0] for s in (0, 3))
     viewer.add_image(np.stack([star, cross]), name="pair", rgb=True)
     widget = make_widget(viewer, arch=DEMO_MODEL, weights=DEMO, planes=ALL)
     widget.show_box.value = True
     run_and_wait(widget, qtbot)
+    return widget
+
+
+def test_each_plane_says_its_own_probability_and_an_absent_class_gets_no_box(viewer, qtbot):
+    widget = star_and_cross(viewer, qtbot)
     result, p = widget.session.result, widget.session.result.image_probabilities
     names = result.class_names
     assert int(p[0].argmax()) == CLASS_NAMES.index("star")  # the demo model sees them
@@ -44,11 +51,7 @@ def test_each_plane_says_its_own_probability_and_an_absent_class_gets_no_box(vie
 
 
 def test_each_plane_s_top_class_shows_on_every_plane_the_class_it_predicts(viewer, qtbot):
-    star, cross = (make_sample(np.random.default_rng(s), size=(224, 224))[0] for s in (0, 3))
-    viewer.add_image(np.stack([star, cross]), name="pair", rgb=True)
-    widget = make_widget(viewer, arch=DEMO_MODEL, weights=DEMO, planes=ALL)
-    widget.show_box.value = True
-    run_and_wait(widget, qtbot)
+    widget = star_and_cross(viewer, qtbot)
     result, p = widget.session.result, widget.session.result.image_probabilities
     assert combo_items(widget.class_select, 1) == [EACH_TOP_NAME]  # first in the list
     widget.class_select.value = EACH_TOP
@@ -77,3 +80,16 @@ def test_one_image_an_absent_class_stays_cool_and_unboxed(viewer, qtbot):
     assert len(viewer.layers["cross CAM box"].data) == 0 and "no box" in widget.status.value
     widget.scale.value = "each"  # stretched: where the class would look, at full heat
     assert viewer.layers["cross CAM"].data.max() == pytest.approx(1.0)
+
+
+def test_each_plane_s_top_class_then_one_image_shows_its_top_class(viewer, qtbot):
+    widget = star_and_cross(viewer, qtbot)
+    widget.class_select.value = EACH_TOP
+    image = make_sample(np.random.default_rng(1), size=(224, 224))[0]  # a triangle
+    viewer.add_image(image, name="one", rgb=True)
+    widget.planes.value = "current plane"
+    run_and_wait(widget, qtbot)
+    top = widget.session.result.topk(1)[0]
+    assert widget.class_select.value == top[0] and widget.session.choices.class_index == top[0]
+    assert EACH_TOP_NAME not in combo_items(widget.class_select)  # a stack's choice only
+    assert widget.showing.value == f"{top[1]}  (p = {top[2]:.3f})"

@@ -49,6 +49,8 @@ class ClassView:
         session.run_line = self._run_line()
         session.say(session.run_line)
         current = session.choices.class_index
+        if current == EACH_TOP and not shown.is_stack:  # one plane: its top class
+            current = None
         self.rebuild_classes(top[0][0] if session.follow_top or current is None else current)
         self.refresh()
         self.show_tile_layer()
