@@ -314,3 +314,29 @@ def test_sixteen_objects_all_right_though_one_class_is_not_in_the_top_5(viewer, 
     widget.colour_objects.value = True  # coloured, and lifted above the CAM to be seen
     rows = [layer.name for layer in viewer.layers]
     assert rows.index("cells") > rows.index("mosaic CAM")
+
+
+def test_too_many_maps_score_the_top_classes_and_a_later_class_anew(viewer, qtbot, monkeypatch):
+    from napari_gapcam._napari import objects as objects_module
+
+    monkeypatch.setattr(objects_module, "ALL_CLASSES_VALUES", 1)  # as for a slide's tiles
+    image, label, (y0, x0, y1, x1) = scene()
+    viewer.add_image(image, name="scene")
+    cells = np.zeros(image.shape[:2], np.int32)
+    cells[y0:y1, x0:x1] = 1
+    layer = viewer.add_labels(cells, name="cells")
+    viewer.layers.selection.active = viewer.layers["scene"]
+    widget = demo_widget(viewer)
+    widget.objects.value = layer
+    run_and_wait(widget, qtbot)
+    qtbot.waitUntil(lambda: "cam_class" in layer.features, timeout=30_000)
+    top5 = [name for _, name, _ in widget.session.shown.top(5)]
+    assert list(layer.features.columns) == ["index", "area", *top5, "cam_class", "cam_share"]
+    last = next(i for i, name in enumerate(CLASS_NAMES) if name not in top5)
+    widget.class_select.value = last  # not scored: scored anew, its column comes
+    qtbot.waitUntil(lambda: CLASS_NAMES[last] in layer.features.columns, timeout=30_000)
+    heat = reference_raw_heat(widget.session.result, last)
+    mean = reference_object_means(heat, cells)[1]
+    assert layer.features.set_index("index").loc[1, CLASS_NAMES[last]] == pytest.approx(
+        mean, rel=1e-5
+    )

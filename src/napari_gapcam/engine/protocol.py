@@ -15,8 +15,8 @@ one-image result is its own ``[0]``). Two kinds of answer:
 
 A map is taken at a grid over the image (``shape``; by default the image's pixels, for a tiled
 slide its own cells) and :meth:`CamMaps.placement` says where that grid's cells lie in the
-image's pixels; boxes and regions come back in the image's pixels. ``scale="each"`` min-max
-scales each map on its own, ``"shared"`` by one range per class over the images of a batch.
+image's pixels; boxes and regions come back in the image's pixels. ``scale`` is one of
+:data:`~.maps.SCALES` (``"each"``, ``"shared"``, ``"relative"``, ``"raw"``: see :mod:`.maps`).
 
 :class:`OneImage` holds the answers a one-image result derives from its own ``cam``;
 :class:`ManyImages` those a batch gives image by image.
