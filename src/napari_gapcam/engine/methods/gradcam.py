@@ -24,7 +24,8 @@ def grad_cam(features: torch.Tensor, head: nn.Module, c: int) -> torch.Tensor:
 
 class GradCam(Method):
     """Grad-CAM: ``α_k = mean_xy ∂y_c/∂A_k``, one backward pass through ``head`` for a batch
-    of images (one class each; the head treats images independently in eval mode); a ReLU."""
+    of images (one class each; the head treats images independently in eval mode); a ReLU.
+    The base of the other gradient methods (:meth:`gradient`)."""
 
     name = "gradcam"
     relu = True
@@ -34,10 +35,13 @@ class GradCam(Method):
         self.head = head
 
     @classmethod
-    def for_network(cls, network: Any) -> GradCam:
+    def for_network(cls, network: Any, **options: Any) -> GradCam:
+        cls.no_options(options)
         return cls(network.head)
 
-    def weights(self, features: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
+    def gradient(self, features: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
+        """``∂y_c/∂A`` of ``classes[i]`` for image i (N×K×h×w float32, on the features'
+        device): one backward pass through the head for the whole batch."""
         parameter = next(self.head.parameters(), None)
         device = parameter.device if parameter is not None else features.device
         with torch.inference_mode(False), torch.enable_grad():
@@ -46,4 +50,7 @@ class GradCam(Method):
             rows = torch.arange(len(classes), device=device)
             score = logits[rows, torch.as_tensor(list(classes), device=device)].sum()
             (gradient,) = torch.autograd.grad(score, maps)
-        return gradient.mean(dim=(2, 3)).to(features.device)
+        return gradient.to(features.device)
+
+    def weights(self, features: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
+        return self.gradient(features, classes).mean(dim=(2, 3))

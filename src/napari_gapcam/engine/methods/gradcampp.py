@@ -1,0 +1,31 @@
+"""Grad-CAM++ (Chattopadhay et al., WACV 2018): Grad-CAM with pixel-wise gradient weights."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .._torch import torch
+from .gradcam import GradCam
+
+EPS = 1e-6  # pytorch-grad-cam's
+
+
+class GradCamPP(GradCam):
+    """Grad-CAM++: ``L_c = ReLU(Σ_k α_k · A_k)`` with
+
+        α_k = Σ_xy a_k(x, y) · ReLU(g_k(x, y)),
+        a_k(x, y) = g² / (2 g² + Σ_ab A_k(a, b) · g³)   (0 where g = 0)
+
+    ``g = ∂y_c/∂A_k(x, y)`` (one backward pass through the head for a batch). The paper's
+    eq. 19: its second and third derivatives of ``exp(y_c)`` become powers of the first, as in
+    pytorch-grad-cam (which adds ``1e-6`` to the denominator; so do we).
+    """
+
+    name = "gradcam++"
+
+    def weights(self, features: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
+        g = self.gradient(features, classes)
+        g2 = g * g
+        total = features.float().sum(dim=(2, 3), keepdim=True)
+        a = torch.where(g != 0, g2 / (2 * g2 + total * g2 * g + EPS), torch.zeros_like(g))
+        return (a * torch.relu(g)).sum(dim=(2, 3))
