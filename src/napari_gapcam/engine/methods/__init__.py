@@ -59,7 +59,7 @@ METHODS: dict[str, MethodInfo] = {row.name: row for row in (
     MethodInfo("cam", "CAM", "cam:Cam", "none (a weighted sum of the kept maps)", exact=True, tiles=True, decomposition=True, needs_dense=True, head_only=True),
     MethodInfo("gradcam", "Grad-CAM", "gradcam:GradCam", "one backward pass through the head", tiles=True, head_only=True),
     MethodInfo("gradcam++", "Grad-CAM++", "gradcampp:GradCamPP", "one backward pass through the head", head_only=True),
-    MethodInfo("xgradcam", "XGrad-CAM", "xgradcam:XGradCam", "one backward pass through the head", head_only=True),
+    MethodInfo("xgradcam", "XGrad-CAM", "xgradcam:XGradCam", "one backward pass through the head", tiles=True, head_only=True),
     MethodInfo("hirescam", "HiResCAM", "hirescam:HiResCam", "one backward pass through the head", tiles=True, head_only=True),
     MethodInfo("layercam", "LayerCAM", "layercam:LayerCam", "one backward pass through the head", tiles=True, head_only=True),
     MethodInfo("ablationcam", "Ablation-CAM", "ablationcam:AblationCam", "head passes only, batched (analytic on a GAP + dense head)", head_only=True),

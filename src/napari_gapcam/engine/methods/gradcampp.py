@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from .._torch import torch
-from .gradcam import GradCam
+from .gradient import GradientMethod
 
 EPS = 1e-6  # pytorch-grad-cam's
 
 
-class GradCamPP(GradCam):
+class GradCamPP(GradientMethod):
     """Grad-CAM++: ``L_c = ReLU(Σ_k α_k · A_k)`` with
 
         α_k = Σ_xy a_k(x, y) · ReLU(g_k(x, y)),
@@ -23,9 +21,8 @@ class GradCamPP(GradCam):
 
     name = "gradcam++"
 
-    def weights(self, features: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
-        g = self.gradient(features, classes)
+    def channel_weights(self, features: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         g2 = g * g
-        total = features.float().sum(dim=(2, 3), keepdim=True)
+        total = features.sum(dim=(-2, -1), keepdim=True)
         a = torch.where(g != 0, g2 / (2 * g2 + total * g2 * g + EPS), torch.zeros_like(g))
-        return (a * torch.relu(g)).sum(dim=(2, 3))
+        return (a * torch.relu(g)).sum(dim=(-2, -1))

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from .._torch import torch
-from .gradcam import GradCam
+from .gradient import GradientMethod
 
 
-class HiResCam(GradCam):
+class HiResCam(GradientMethod):
     """HiResCAM: ``L_c(x, y) = ReLU(Σ_k ∂y_c/∂A_k(x, y) · A_k(x, y))``, element-wise (no
-    channel weights: :meth:`maps` is overridden); one backward pass through the head for a
+    channel weights); one backward pass through the head for a
     batch. On a GAP + dense head the gradient is ``w[c, k] / (h·w)``, so the map is the CAM's
     positive part over ``h·w``. The ReLU: pytorch-grad-cam
     applies one to every method's map, and so do we, to match it (the paper's map is the sum).
@@ -18,6 +16,5 @@ class HiResCam(GradCam):
 
     name = "hirescam"
 
-    def maps(self, features: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
-        g = self.gradient(features, classes)
-        return torch.relu((g * features.float()).sum(dim=1)).to(features.dtype)
+    def from_gradient(self, features: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        return torch.relu((g * features).sum(dim=-3))
