@@ -118,8 +118,7 @@ def load_model(
         split = family.split(network.eval())
     else:
         classifier = network.get_submodule(family.classifier)
-        probe = min(config.input_size, 224)
-        split = split_at(network, layer, name, classifier, stages, probe, nhwc=family.nhwc)
+        split = split_at(network, layer, name, classifier, stages, _probe(config), nhwc=family.nhwc)
     return _assemble(split, names, name, label, torch_device, method, config, layer, stages)
 
 
@@ -177,21 +176,26 @@ def _load_timm(
         settings, label = {**settings, **sidecar_settings(path)}, str(path)
     network = network.to(torch_device)
     config = timm_config(network).updated(settings)
-    split, stages = _split_timm(network, name, min(config.input_size, 224), layer)
+    split, stages = _split_timm(network, name, config, layer)
     names = resolve_class_names(class_names, weight_names, network.num_classes, label)
     arch = f"{TIMM}{name}"
     return _assemble(split, names, arch, label, torch_device, method, config, layer, stages)
 
 
 def _split_timm(
-    network: nn.Module, name: str, probe: int, layer: str | None
+    network: nn.Module, name: str, config: ModelConfig, layer: str | None
 ) -> tuple[Split, tuple[str, ...]]:
     from .timm_models import split_timm, timm_split_at, timm_stages
 
     stages = timm_stages(network)
     if layer is None:
-        return split_timm(network, name, probe), stages
-    return timm_split_at(network, name, layer, stages, probe), stages
+        return split_timm(network, name, min(config.input_size, 224)), stages
+    return timm_split_at(network, name, layer, stages, _probe(config)), stages
+
+
+def _probe(config: ModelConfig) -> int:
+    """The side of the blank input that shows a split's maps (small: it runs on load)."""
+    return config.input_size if config.fixed_size else min(config.input_size, 128)
 
 
 def from_module(
@@ -273,10 +277,10 @@ def _module_at(
         from .timm_models import timm_config
 
         config = config or timm_config(module)
-        split, stages = _split_timm(module, arch, min(config.input_size, 224), layer)
+        split, stages = _split_timm(module, arch, config, layer)
         return split, stages, _timm_arch(module, arch), config
     family = family_of_network(module)
-    probe = min((config or ModelConfig()).input_size, 224)
+    probe = _probe(config or ModelConfig())
     if family is not None:
         stages, nhwc = family.stages_of(module), family.nhwc
         classifier = module.get_submodule(family.classifier)
