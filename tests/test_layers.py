@@ -141,3 +141,18 @@ def test_evaluate_with_an_unknown_layer_exits_2(tmp_path, weights, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "--layer features.denseblock3" in err and "layer4" in err
     assert "Traceback" not in err and not (tmp_path / "e.json").exists()
+
+
+def test_every_family_splits_at_a_middle_stage_on_the_meta_device():
+    """Traced, cut, nothing computed (Swin's stages give N×h×w×K: permuted around the cut)."""
+    from napari_gapcam.models.families import FAMILIES, _skeleton, architectures, family_of
+    from napari_gapcam.models.layers import cut_graphs
+
+    for family in FAMILIES:
+        arch = next(a for a in architectures() if family_of(a) is family)
+        stages = arch_stages(arch)
+        assert len(stages) >= 4, arch
+        features, head = cut_graphs(_skeleton(arch), stages[len(stages) // 2], arch, stages,
+                                    nhwc=family.nhwc)  # fmt: skip
+        assert any(n.op == "call_module" for n in head.graph.nodes), arch
+    assert arch_stages("mnasnet0_5") == tuple(f"layers.{i}" for i in (8, 9, 10, 11, 12, 13, 16))

@@ -119,7 +119,7 @@ FAMILIES = (
     Family("densenet", ("densenet",), "DenseNet", _densenet, "classifier", renames=_DENSENET_KEYS, stages=("features.denseblock*",)),
     Family("efficientnet", ("efficientnet_",), "EfficientNet", _children("features"), "classifier.1", stages=_EACH),
     Family("mobilenet_v2", ("mobilenet_v2",), "MobileNetV2", _children("features"), "classifier.1", stages=_EACH),
-    Family("mnasnet", ("mnasnet",), "MNASNet", _children("layers"), "classifier.1", stages=("layers.*",)),
+    Family("mnasnet", ("mnasnet",), "MNASNet", _children("layers"), "classifier.1", stages=("layers.[89]", "layers.1[0-36]")),
     Family("regnet", ("regnet_",), "RegNet", _children("stem", "trunk_output"), "fc", stages=("trunk_output.block*",)),
     Family("shufflenet_v2", ("shufflenet_v2",), "ShuffleNetV2", _children(*_SHUFFLENET), "fc", stages=_SHUFFLENET[2:]),
     Family("googlenet", ("googlenet",), "GoogLeNet", _children(*_GOOGLENET), "fc", **_INCEPTION_ARGS, stages=("inception*",)),
