@@ -13,6 +13,7 @@ examples:
   gapcam predict 'plates/*.tif' --model resnet18 --weights phenotypes.pt --class mitotic
   gapcam predict screen.zarr --input-size 448 --workers 4 --out screen-cams/
   gapcam predict scene.png --weights demo     # the bundled shapes demo model (resnet18)
+  gapcam predict photos/ --layer layer3 --out cams-layer3/    # Grad-CAM at an earlier stage
   gapcam predict slide.ome.tif --tiles --level 1 --background auto --workers 4
   gapcam predict cells/ --labels masks/ --scale shared
 

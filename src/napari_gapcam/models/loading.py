@@ -313,7 +313,10 @@ def _assemble(
     layer: str | None = None,
     stages: Sequence[str] = (),
 ) -> GapCamModel:
-    features = split.features.to(device, memory_format=torch.channels_last)
+    try:
+        features = split.features.to(device, memory_format=torch.channels_last)
+    except RuntimeError:  # a 5-D tensor a traced graph keeps (timm's Swin): no layout change
+        features = split.features.to(device)
     return GapCamModel(
         features,
         split.head.to(device),
