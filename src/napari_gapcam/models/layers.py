@@ -72,7 +72,7 @@ def _in_place(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     if node.op == "call_method":
         return str(node.target).endswith("_") and not str(node.target).endswith("__")
     name = getattr(node.target, "__name__", "")
-    return bool(node.kwargs.get("inplace")) or name.startswith("i") and name[1:] in _OPERATORS
+    return bool(node.kwargs.get("inplace")) or (name.startswith("i") and name[1:] in _OPERATORS)
 
 
 _OPERATORS = ("add", "sub", "mul", "truediv", "floordiv", "and", "or", "xor", "pow", "matmul")
@@ -161,17 +161,21 @@ def split_at(
     classifier: nn.Module | None,
     stages: Sequence[str] = (),
     probe_size: int = 224,
-    **trace: object,
+    *,
+    leaves: tuple[type, ...] = (),
+    functions: tuple = (),
+    nhwc: bool = False,
 ) -> Split:
-    """``network`` split at ``layer``'s output; ``fc`` is ``classifier`` where the head is a
-    global average pooling and it (probed), else None (the CAM is then refused)."""
-    features, head = cut_graphs(network, layer, arch, stages, **trace)  # type: ignore[arg-type]
+    """``network`` split at ``layer``'s output (:func:`cut_graphs`); ``fc`` is ``classifier``
+    where the head is a global average pooling and it (probed on a blank ``probe_size``²
+    input's maps), else None (the CAM is then refused)."""
+    features, head = cut_graphs(network, layer, arch, stages, leaves, functions, nhwc)
     parameter = next(network.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
     with torch.no_grad():
         probe = features(torch.zeros(1, 3, probe_size, probe_size, device=device))
-    if probe.ndim != 4:
-        shape = "×".join(map(str, probe.shape))
+    if not isinstance(probe, torch.Tensor) or probe.ndim != 4:
+        shape = "×".join(map(str, probe.shape)) if isinstance(probe, torch.Tensor) else "a tuple"
         raise _not_a_cut(layer, arch, f"it gives {shape}, not spatial maps N×K×h×w", stages)
     fc = as_linear(classifier) if classifier is not None else None
     if fc is not None and not is_gap_linear(head, classifier, probe.shape[1]):

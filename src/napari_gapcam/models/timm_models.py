@@ -127,12 +127,15 @@ def timm_split_at(
 ) -> Split:
     """``network`` split at ``layer`` (timm's modules and functions that fx cannot trace are
     kept whole, as timm's own feature extraction does)."""
-    from timm.models import _features_fx
-
     from .layers import split_at
 
-    leaves = tuple(_features_fx.get_notrace_modules())
-    functions = tuple(_features_fx.get_notrace_functions())
+    try:  # a private module of timm (1.0): without it, everything is traced
+        from timm.models import _features_fx
+
+        leaves = tuple(_features_fx.get_notrace_modules())
+        functions = tuple(_features_fx.get_notrace_functions())
+    except (ImportError, AttributeError):
+        leaves, functions = (), ()
     nhwc = getattr(network, "output_fmt", "NCHW") == "NHWC"
     classifier = network.get_classifier()
     return split_at(
