@@ -1,4 +1,4 @@
-"""The widget's model controls: architecture, weights, method, device, input size, square.
+"""The widget's model controls: architecture, weights, method, layer, device, input size, square.
 
 They turn into a :class:`~napari_gapcam.models.spec.ModelSpec` (what the CLI uses too); a model
 handed over with ``use_model`` is used as it is.
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from ..models import GapCamModel
 
 DEFAULT_SIZE = 0  # input size choice: the model's own (224, or the checkpoint's)
+LAST_MAPS = ""  # layer choice: the network's last spatial maps
 SIZE_PRESETS = (448, 896, 1344)
 
 
@@ -45,6 +46,12 @@ class ModelControls:
         )
         self.names_file = FileEdit(label="class names", mode="r", filter="*.json *.txt")
         self.method = ComboBox(label="method", choices=method_names(), value="auto")
+        self.layer = ComboBox(
+            label="layer",
+            choices=self._layer_choices,
+            tooltip="Where the maps are taken: the last spatial maps (the exact CAM where the "
+            "head allows), or an earlier stage (finer, Grad-CAM).",
+        )
         self.device = ComboBox(label="device", choices=available_devices(), value="auto")
         self.input_size = ComboBox(label="input size", choices=self._size_choices)
         self.square = CheckBox(
@@ -70,6 +77,7 @@ class ModelControls:
             self.weights_file,
             self.names_file,
             self.method,
+            self.layer,
             self.device,
             self.input_size,
             self.square,
@@ -104,6 +112,15 @@ class ModelControls:
             return [FILE, RANDOM]
         demo = [DEMO] if arch == "resnet18" and self._demo_weights.is_file() else []
         return [*self._named_weights(arch), *demo, FILE, RANDOM]
+
+    def _layer_choices(self, _widget: Any = None) -> list[tuple[str, str]]:
+        """The last maps, then the chosen architecture's stages (none listed for a timm
+        model before timm is imported: importing it takes seconds)."""
+        arch = self.arch.value if hasattr(self, "arch") else "resnet50"
+        if arch == IN_MEMORY and self.memory_model is not None:
+            layer = self.memory_model.layer
+            return [(f"as handed over ({layer or 'last maps'})", LAST_MAPS)]
+        return [("last maps (default)", LAST_MAPS)] + [(s, s) for s in stages_of(arch)]
 
     def _size_choices(self, _widget: Any = None) -> list[tuple[str, int]]:
         sizes = [*SIZE_PRESETS, *self._custom_sizes]
@@ -160,11 +177,21 @@ class ModelControls:
         self.weights.reset_choices()
         if current in self.weights.choices:
             self.weights.value = current
+        self._rebuild_layers()
         if self.arch.value == DEMO_MODEL:
             self._say(
                 f"{DEMO_MODEL}: a {DEMO_ARCH} trained on synthetic shapes. Open File ▸ Open "
                 "Sample ▸ GAP-CAM ▸ Synthetic shapes, then press Run."
             )
+
+    def _rebuild_layers(self) -> None:
+        """The layer items of the chosen model, in order (``reset_choices`` alone keeps the
+        items it had in their places); the layer chosen stays where the model has it."""
+        layer = self.layer.value
+        with self.layer.changed.blocked():
+            self.layer.native.clear()
+            self.layer.reset_choices()
+            self.layer.value = layer if layer in self.layer.choices else LAST_MAPS
 
     def _on_weights_changed(self, _value: Any = None) -> None:
         from_file = self.weights.value == FILE
@@ -177,6 +204,7 @@ class ModelControls:
         self.memory_model = model
         self.arch.reset_choices()
         self.arch.value = IN_MEMORY
+        self._rebuild_layers()
 
     def spec(self) -> ModelSpec:
         """The model chosen, as the CLI and its workers describe one (an in-memory model: its
@@ -203,4 +231,32 @@ class ModelControls:
             device=self.device.value,
             class_names=names,
             method=self.method.value,
+            layer=self.layer.value or None,
         )
+
+
+def stages_of(arch: str) -> tuple[str, ...]:
+    """The stages an architecture offers (nothing for a model it cannot build here)."""
+    if arch == DEMO_MODEL:
+        arch = DEMO_ARCH
+    try:
+        if arch.startswith(TIMM):
+            return _timm_stages(arch.removeprefix(TIMM))
+        from ..models.families import arch_stages
+
+        return arch_stages(arch)
+    except Exception:  # an unknown name: the model box says so when it is loaded
+        return ()
+
+
+def _timm_stages(name: str) -> tuple[str, ...]:
+    import sys
+
+    if "timm" not in sys.modules:
+        return ()
+    import torch
+
+    from ..models.timm_models import timm_stages
+
+    with torch.device("meta"):
+        return timm_stages(sys.modules["timm"].create_model(name, pretrained=False))

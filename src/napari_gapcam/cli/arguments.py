@@ -13,6 +13,7 @@ examples:
   gapcam predict 'plates/*.tif' --model resnet18 --weights phenotypes.pt --class mitotic
   gapcam predict screen.zarr --input-size 448 --workers 4 --out screen-cams/
   gapcam predict scene.png --weights demo     # the bundled shapes demo model (resnet18)
+  gapcam predict photos/ --layer layer3 --out cams-layer3/    # Grad-CAM at an earlier stage
   gapcam predict slide.ome.tif --tiles --level 1 --background auto --workers 4
   gapcam predict cells/ --labels masks/ --scale shared
 
@@ -134,6 +135,19 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="auto: the exact method where the head is a global average pooling and one dense "
         f"layer (the CAM), else Grad-CAM; or one of {methods} (default: %(default)s)",
+    )
+    add_layer_argument(parser)
+
+
+def add_layer_argument(parser: argparse.ArgumentParser) -> None:
+    """--layer (predict and evaluate)."""
+    parser.add_argument(
+        "--layer",
+        metavar="NAME",
+        help="take the maps at this module of the network instead of its last spatial maps, "
+        "e.g. layer3 (resnet), features.denseblock3 (densenet); an unknown name lists the "
+        "model's stages. The CAM is exact only at the last maps: elsewhere auto gives "
+        "Grad-CAM (default: the last maps)",
     )
 
 

@@ -93,6 +93,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
         device=args.device,
         class_names=class_names,
         method=args.method,
+        layer=args.layer,
         seed=args.seed if weights is None else None,
     )
     try:

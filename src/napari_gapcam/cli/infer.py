@@ -66,6 +66,8 @@ class Options:
         del settings["batch_size"], settings["overwrite"], model["device"]
         if model["method"] == "auto":  # as before --method existed: earlier records match
             del model["method"]
+        if model["layer"] is None:  # as before --layer existed
+            del model["layer"]
         del settings["block_tiles"]  # blocks change how a slide is split, not its outputs
         for name in NEWER_OPTIONS:
             if settings[name] == _DEFAULTS[name]:

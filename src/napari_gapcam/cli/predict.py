@@ -44,6 +44,7 @@ def options_of(args: argparse.Namespace, plan: Plan) -> Any:
             device=args.device,
             class_names=plan.class_names,
             method=args.method,
+            layer=args.layer,
             seed=seed,
         ),
         class_ref=args.class_ref,

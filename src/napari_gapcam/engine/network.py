@@ -51,11 +51,15 @@ class Network:
         method: str = "auto",
         config: ModelConfig | None = None,
         head_description: str = "the head",
+        layer: str | None = None,
+        stages: Sequence[str] = (),
     ) -> None:
         self.features = features.eval()
         self.head = head.eval()
         self.fc = fc.eval() if fc is not None else None
         self.head_description = head_description
+        self.layer = layer  # the module whose output the maps are; None: the last maps
+        self.stages = tuple(stages)  # the layers offered (the network's main stages)
         self.class_names = list(class_names)
         self.arch = arch
         self.weights = weights

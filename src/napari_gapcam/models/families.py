@@ -61,6 +61,8 @@ class Family:
     head: Callable[[nn.Module], nn.Module] | None = None  # maps → logits when not GAP + dense
     build_kwargs: Callable[[dict | None, dict[str, Any]], dict[str, Any]] | None = None
     renames: tuple[str, str] | None = None  # (key pattern, replacement): old key names
+    stages: tuple[str, ...] = ()  # the main stages offered as layers (``features.*``: each child)
+    nhwc: bool = False  # its stages give N×h×w×K (permuted for the maps)
 
     def renamed(self, state_dict: dict) -> dict:
         """The state dict with old key names (as torchvision's own loader renames them)."""
@@ -76,6 +78,12 @@ class Family:
     def exact(self) -> bool:
         """True when the CAM is exact: GAP, then the dense layer ``classifier``."""
         return self.head is None
+
+    def stages_of(self, network: nn.Module) -> tuple[str, ...]:
+        """The module names of ``network`` this row offers as layers, in order."""
+        from .layers import expand_stages
+
+        return expand_stages(network, self.stages)
 
     def split(self, network: nn.Module) -> Split:
         features, fc = self.maps(network), network.get_submodule(self.classifier)
@@ -101,23 +109,25 @@ _DENSENET_KEYS = (
 )
 _SHUFFLENET = ("conv1", "maxpool", "stage2", "stage3", "stage4", "conv5")
 _INCEPTION_ARGS = {"build_kwargs": _inception_kwargs}
+_EACH = ("features.*",)  # every block of ``features``
+_ODD = ("features.[1357]",)  # Swin, ConvNeXt: the stages between the downsamplings
 
 # fmt: off
 FAMILIES = (
     # name, torchvision builders, torchvision class, network → maps, dense layer[, head]
-    Family("resnet", ("resnet", "resnext", "wide_resnet"), "ResNet", _children(*_RESNET), "fc"),
-    Family("densenet", ("densenet",), "DenseNet", _densenet, "classifier", renames=_DENSENET_KEYS),
-    Family("efficientnet", ("efficientnet_",), "EfficientNet", _children("features"), "classifier.1"),
-    Family("mobilenet_v2", ("mobilenet_v2",), "MobileNetV2", _children("features"), "classifier.1"),
-    Family("mnasnet", ("mnasnet",), "MNASNet", _children("layers"), "classifier.1"),
-    Family("regnet", ("regnet_",), "RegNet", _children("stem", "trunk_output"), "fc"),
-    Family("shufflenet_v2", ("shufflenet_v2",), "ShuffleNetV2", _children(*_SHUFFLENET), "fc"),
-    Family("googlenet", ("googlenet",), "GoogLeNet", _children(*_GOOGLENET), "fc", **_INCEPTION_ARGS),
-    Family("inception_v3", ("inception_v3",), "Inception3", _children(*_INCEPTION), "fc", **_INCEPTION_ARGS),
-    Family("swin", ("swin_",), "SwinTransformer", _children("features", "norm", "permute"), "head"),
+    Family("resnet", ("resnet", "resnext", "wide_resnet"), "ResNet", _children(*_RESNET), "fc", stages=_RESNET[4:]),
+    Family("densenet", ("densenet",), "DenseNet", _densenet, "classifier", renames=_DENSENET_KEYS, stages=("features.denseblock*",)),
+    Family("efficientnet", ("efficientnet_",), "EfficientNet", _children("features"), "classifier.1", stages=_EACH),
+    Family("mobilenet_v2", ("mobilenet_v2",), "MobileNetV2", _children("features"), "classifier.1", stages=_EACH),
+    Family("mnasnet", ("mnasnet",), "MNASNet", _children("layers"), "classifier.1", stages=("layers.[89]", "layers.1[0-36]")),
+    Family("regnet", ("regnet_",), "RegNet", _children("stem", "trunk_output"), "fc", stages=("trunk_output.block*",)),
+    Family("shufflenet_v2", ("shufflenet_v2",), "ShuffleNetV2", _children(*_SHUFFLENET), "fc", stages=_SHUFFLENET[2:]),
+    Family("googlenet", ("googlenet",), "GoogLeNet", _children(*_GOOGLENET), "fc", **_INCEPTION_ARGS, stages=("inception*",)),
+    Family("inception_v3", ("inception_v3",), "Inception3", _children(*_INCEPTION), "fc", **_INCEPTION_ARGS, stages=("Mixed_*",)),
+    Family("swin", ("swin_",), "SwinTransformer", _children("features", "norm", "permute"), "head", stages=_ODD, nhwc=True),
     # Grad-CAM: a norm or an MLP after the pooling
-    Family("convnext", ("convnext_",), "ConvNeXt", _children("features"), "classifier.2", _pool_then("avgpool", "classifier")),
-    Family("mobilenet_v3", ("mobilenet_v3",), "MobileNetV3", _children("features"), "classifier.3", _pool_then("avgpool", "", "classifier")),
+    Family("convnext", ("convnext_",), "ConvNeXt", _children("features"), "classifier.2", _pool_then("avgpool", "classifier"), stages=_ODD),
+    Family("mobilenet_v3", ("mobilenet_v3",), "MobileNetV3", _children("features"), "classifier.3", _pool_then("avgpool", "", "classifier"), stages=_EACH),
 )
 # fmt: on
 # torchvision networks with no spatial maps before their head
@@ -193,15 +203,25 @@ def build(arch: str, num_classes: int, state_dict: dict | None, settings: dict[s
     return torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **kwargs)
 
 
-@cache
-def expected_keys(arch: str) -> tuple[str, ...]:
-    """The state-dict keys of ``arch`` in order (built on the meta device where possible)."""
+def _skeleton(arch: str) -> nn.Module:
+    """``arch``'s network built on the meta device where possible (no memory, no init)."""
     try:
         with torch.device("meta"):
-            network = build(arch, 1000, None, {})
+            return build(arch, 1000, None, {})
     except NotImplementedError:  # regnet computes its widths from real tensors
-        network = build(arch, 1000, None, {})
-    return tuple(network.state_dict())
+        return build(arch, 1000, None, {})
+
+
+@cache
+def expected_keys(arch: str) -> tuple[str, ...]:
+    """The state-dict keys of ``arch`` in order."""
+    return tuple(_skeleton(arch).state_dict())
+
+
+@cache
+def arch_stages(arch: str) -> tuple[str, ...]:
+    """The stages a torchvision architecture offers as layers (``Family.stages``)."""
+    return family_of(arch).stages_of(_skeleton(arch))
 
 
 def guess_arch(state_dict: dict, num_classes: int) -> str | None:

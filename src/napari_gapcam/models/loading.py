@@ -25,6 +25,7 @@ from .families import (
 )
 from .fitting import fit, num_classes
 from .heads import Call, GapLinear, Split, as_linear, describe, num_outputs
+from .layers import split_at
 from .weights import cached_weights_path, is_named, load_checkpoint, load_named
 
 RANDOM = "none (random init)"
@@ -47,8 +48,9 @@ def load_model(
     device: str | torch.device = "auto",
     class_names: NamesArg = None,
     method: str = "auto",
+    layer: str | None = None,
 ) -> GapCamModel:
-    """Build a classifier, load its weights, split it at its last spatial maps.
+    """Build a classifier, load its weights, split it at its last spatial maps (or ``layer``).
 
     Args:
         name: a torchvision architecture (``ARCHITECTURES``: the ResNet, DenseNet,
@@ -71,9 +73,13 @@ def load_model(
             file beside the checkpoint), else ImageNet's for 1000 classes, else ``class i``.
         method: ``"auto"`` (the exact CAM where the head is GAP + one dense layer, else
             Grad-CAM), ``"cam"`` (an error for other heads) or ``"gradcam"``.
+        layer: a module name of the network (``model.stages`` lists the main ones, e.g.
+            ``"layer3"``, ``"features.denseblock3"``): the maps are that module's output and the
+            head all that follows (:mod:`~napari_gapcam.models.layers`); the CAM is refused
+            there unless the rest is GAP + dense. Default: the last spatial maps.
     """
     if name.startswith(TIMM):
-        return _load_timm(name.removeprefix(TIMM), weights, device, class_names, method)
+        return _load_timm(name.removeprefix(TIMM), weights, device, class_names, method, layer)
     family = family_of(name)
     torch_device = resolve_device(device)
     settings: dict[str, Any] = {}
@@ -107,8 +113,13 @@ def load_model(
         fit(network, state_dict, name, described, lambda sd: guess_arch(sd, classes))
     config = default_config(entry or _default_weights(name)).updated(settings)
     names = resolve_class_names(class_names, weight_names, classes, label)
-    split = family.split(network.eval())
-    return _assemble(split, names, name, label, torch_device, method, config)
+    stages = family.stages_of(network)
+    if layer is None:
+        split = family.split(network.eval())
+    else:
+        classifier = network.get_submodule(family.classifier)
+        split = split_at(network, layer, name, classifier, stages, _probe(config), nhwc=family.nhwc)
+    return _assemble(split, names, name, label, torch_device, method, config, layer, stages)
 
 
 def default_input_size(name: str, weights: Any = None) -> int:
@@ -143,8 +154,9 @@ def _load_timm(
     device: str | torch.device,
     class_names: NamesArg,
     method: str,
+    layer: str | None = None,
 ) -> GapCamModel:
-    from .timm_models import build_timm, split_timm, timm_config
+    from .timm_models import build_timm, timm_config
 
     torch_device = resolve_device(device)
     path = None
@@ -164,9 +176,26 @@ def _load_timm(
         settings, label = {**settings, **sidecar_settings(path)}, str(path)
     network = network.to(torch_device)
     config = timm_config(network).updated(settings)
-    split = split_timm(network, name, min(config.input_size, 224))
+    split, stages = _split_timm(network, name, config, layer)
     names = resolve_class_names(class_names, weight_names, network.num_classes, label)
-    return _assemble(split, names, f"{TIMM}{name}", label, torch_device, method, config)
+    arch = f"{TIMM}{name}"
+    return _assemble(split, names, arch, label, torch_device, method, config, layer, stages)
+
+
+def _split_timm(
+    network: nn.Module, name: str, config: ModelConfig, layer: str | None
+) -> tuple[Split, tuple[str, ...]]:
+    from .timm_models import split_timm, timm_split_at, timm_stages
+
+    stages = timm_stages(network)
+    if layer is None:
+        return split_timm(network, name, min(config.input_size, 224)), stages
+    return timm_split_at(network, name, layer, stages, _probe(config)), stages
+
+
+def _probe(config: ModelConfig) -> int:
+    """The side of the blank input that shows a split's maps (small: it runs on load)."""
+    return config.input_size if config.fixed_size else min(config.input_size, 128)
 
 
 def from_module(
@@ -177,6 +206,7 @@ def from_module(
     classifier: nn.Module | None = None,
     method: str = "auto",
     config: ModelConfig | None = None,
+    layer: str | None = None,
 ) -> GapCamModel:
     """Use a network built in Python (its own parameters, on its own device; set to eval).
 
@@ -186,12 +216,21 @@ def from_module(
     (what follows the global average pooling, on the pooled N×K vector: a dense layer gives the
     exact CAM, an MLP Grad-CAM). ``config`` (input size, mean, std; default ImageNet's at
     224, or timm's) says how to preprocess images.
+
+    ``layer`` (a module name of ``module``) splits any network ``torch.fx`` can trace there
+    instead: maps before, head after (:mod:`~napari_gapcam.models.layers`; Grad-CAM unless the
+    rest is GAP + dense); not with ``features=``.
     """
     module.eval()
     parameter = next(module.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
     arch = type(module).__name__
-    if features is not None or classifier is not None:
+    stages: tuple[str, ...] = ()
+    if layer is not None and (features is not None or classifier is not None):
+        raise ValueError("Pass layer= or features= and classifier=, not both.")
+    if layer is not None:
+        split, stages, arch, config = _module_at(module, layer, arch, config)
+    elif features is not None or classifier is not None:
         if features is None or classifier is None:
             raise ValueError("Pass both features= (image → maps) and classifier= (after the GAP).")
         if not callable(features) or not callable(classifier):
@@ -202,13 +241,13 @@ def from_module(
         head = GapLinear(classifier)
         split = Split(features.eval(), head.eval(), fc, f"GAP → {describe(classifier)}")
     elif _is_timm(module):
-        from .timm_models import split_timm, timm_config
+        from .timm_models import split_timm, timm_config, timm_stages
 
         config = config or timm_config(module)
         split = split_timm(module, arch, min(config.input_size, 224))
-        arch = f"{TIMM}{getattr(module, 'default_cfg', {}).get('architecture', arch)}"
+        arch, stages = _timm_arch(module, arch), timm_stages(module)
     elif (family := family_of_network(module)) is not None:
-        split = family.split(module)
+        split, stages = family.split(module), family.stages_of(module)
     else:
         where = type(module).__module__
         raise UnsupportedModelError(
@@ -222,7 +261,39 @@ def from_module(
     if classes is None:
         raise UnsupportedModelError(f"No dense layer found in {split.description}.")
     names = resolve_class_names(class_names, None, classes, "the module")
-    return _assemble(split, names, arch, "in memory", device, method, config or ModelConfig())
+    config = config or ModelConfig()
+    return _assemble(split, names, arch, "in memory", device, method, config, layer, stages)
+
+
+def _timm_arch(module: nn.Module, arch: str) -> str:
+    return f"{TIMM}{getattr(module, 'default_cfg', {}).get('architecture', arch)}"
+
+
+def _module_at(
+    module: nn.Module, layer: str, arch: str, config: ModelConfig | None
+) -> tuple[Split, tuple[str, ...], str, ModelConfig | None]:
+    """``from_module(module, layer=...)``: (split, stages, arch, config)."""
+    if _is_timm(module):
+        from .timm_models import timm_config
+
+        config = config or timm_config(module)
+        split, stages = _split_timm(module, arch, config, layer)
+        return split, stages, _timm_arch(module, arch), config
+    family = family_of_network(module)
+    probe = _probe(config or ModelConfig())
+    if family is not None:
+        stages, nhwc = family.stages_of(module), family.nhwc
+        classifier = module.get_submodule(family.classifier)
+    else:
+        stages, nhwc = tuple(n for n, _ in module.named_children()), False
+        classifier = _last_dense(module)
+    return split_at(module, layer, arch, classifier, stages, probe, nhwc=nhwc), stages, arch, config
+
+
+def _last_dense(module: nn.Module) -> nn.Module | None:
+    """The last dense layer of a network of no known family: its classifier, if any."""
+    dense = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    return dense[-1] if dense else None
 
 
 def _is_timm(module: nn.Module) -> bool:
@@ -239,8 +310,13 @@ def _assemble(
     device: torch.device,
     method: str,
     config: ModelConfig,
+    layer: str | None = None,
+    stages: Sequence[str] = (),
 ) -> GapCamModel:
-    features = split.features.to(device, memory_format=torch.channels_last)
+    try:
+        features = split.features.to(device, memory_format=torch.channels_last)
+    except RuntimeError:  # a 5-D tensor a traced graph keeps (timm's Swin): no layout change
+        features = split.features.to(device)
     return GapCamModel(
         features,
         split.head.to(device),
@@ -252,4 +328,6 @@ def _assemble(
         method=method,
         config=config,
         head_description=split.description,
+        layer=layer,
+        stages=stages,
     )

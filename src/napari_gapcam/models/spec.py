@@ -19,7 +19,8 @@ from ..engine.methods import method_names
 @dataclass(frozen=True)
 class ModelSpec:
     """A model by its architecture, weights (a torchvision name, a file, or None: a random
-    init seeded by ``seed``), device, class names (a file) and method."""
+    init seeded by ``seed``), device, class names (a file), method and layer (a module name
+    where the maps are taken; None: the last maps)."""
 
     arch: str = "resnet50"
     weights: str | None = "IMAGENET1K_V1"
@@ -27,6 +28,7 @@ class ModelSpec:
     class_names: str | None = None
     method: str = "auto"
     seed: int | None = None  # the random init's seed (weights None)
+    layer: str | None = None  # load_model(layer=...): None, the last spatial maps
 
     def __post_init__(self) -> None:
         if self.method not in method_names():
@@ -42,4 +44,6 @@ class ModelSpec:
         with torch.random.fork_rng(devices=[]):
             if self.seed is not None:
                 torch.manual_seed(self.seed)
-            return load_model(self.arch, self.weights, self.device, self.class_names, self.method)
+            return load_model(
+                self.arch, self.weights, self.device, self.class_names, self.method, self.layer
+            )

@@ -108,3 +108,37 @@ def split_timm(network: nn.Module, name: str, input_size: int) -> Split:
     layer = network.get_classifier()
     exact = as_linear(layer) is not None and is_gap_linear(head, layer, probe.shape[1])
     return Split(features, head, as_linear(layer) if exact else None, description)
+
+
+def timm_stages(network: nn.Module) -> tuple[str, ...]:
+    """The modules timm's ``feature_info`` names (its stages), else its direct children."""
+    info = getattr(network, "feature_info", None)
+    try:
+        names = [entry["module"] for entry in info] if info is not None else []
+    except (KeyError, TypeError):
+        names = []
+    modules = dict(network.named_modules())
+    found = tuple(name for name in names if name in modules and name)
+    return found or tuple(name for name, _ in network.named_children())
+
+
+def timm_split_at(
+    network: nn.Module, name: str, layer: str, stages: tuple[str, ...], probe: int
+) -> Split:
+    """``network`` split at ``layer`` (timm's modules and functions that fx cannot trace are
+    kept whole, as timm's own feature extraction does)."""
+    from .layers import split_at
+
+    try:  # a private module of timm (1.0): without it, everything is traced
+        from timm.models import _features_fx
+
+        leaves = tuple(_features_fx.get_notrace_modules())
+        functions = tuple(_features_fx.get_notrace_functions())
+    except (ImportError, AttributeError):
+        leaves, functions = (), ()
+    nhwc = getattr(network, "output_fmt", "NCHW") == "NHWC"
+    classifier = network.get_classifier()
+    return split_at(
+        network, layer, f"timm:{name}", classifier, stages, probe,
+        leaves=leaves, functions=functions, nhwc=nhwc,
+    )  # fmt: skip
