@@ -22,13 +22,23 @@ if TYPE_CHECKING:
 
 DEFAULT_SIZE = 0  # input size choice: the model's own (224, or the checkpoint's)
 SIZE_PRESETS = (448, 896, 1344)
+AUTO_COST = "the exact method where the head allows it, else the first general one"
+
+
+def method_choices() -> list[tuple[str, str]]:
+    """The *method* box's items: each method's name and its cost (``"gradcam — one backward
+    pass through the head"``), in the table's order, ``auto`` first; the value is the name."""
+    from ..engine.methods import AUTO, METHODS
+
+    return [(f"{AUTO} — {AUTO_COST}", AUTO)] + [
+        (f"{name} — {row.cost}", name) for name, row in METHODS.items()
+    ]
 
 
 class ModelControls:
     """The model widgets and what they mean; ``say`` shows a message in the status line."""
 
     def __init__(self, say: Callable[[str], None]) -> None:
-        from ..engine.methods import method_names
         from ..models import DEMO_WEIGHTS, available_devices, named_weights
 
         self._say = say
@@ -44,7 +54,7 @@ class ModelControls:
             label="weights file", mode="r", filter="*.pt *.pth *.ckpt *.tar"
         )
         self.names_file = FileEdit(label="class names", mode="r", filter="*.json *.txt")
-        self.method = ComboBox(label="method", choices=method_names(), value="auto")
+        self.method = ComboBox(label="method", choices=method_choices(), value="auto")
         self.device = ComboBox(label="device", choices=available_devices(), value="auto")
         self.input_size = ComboBox(label="input size", choices=self._size_choices)
         self.square = CheckBox(
@@ -57,6 +67,7 @@ class ModelControls:
         make_searchable(self.arch.native, "type to search, or timm:<name>", self.pick_arch)
         show_start(self.arch.native)
         self._make_input_size_typeable()
+        self._explain_methods()
         self._on_weights_changed()
         self.arch.changed.connect(self._on_arch_changed)
         self.weights.changed.connect(self._on_weights_changed)
@@ -120,6 +131,23 @@ class ModelControls:
         combo.lineEdit().editingFinished.connect(
             lambda: self.set_input_size_text(combo.lineEdit().text())
         )
+
+    def _explain_methods(self) -> None:
+        """Each item's tooltip says its method and cost in full (the box is narrow); the box's
+        own tooltip, the chosen one's."""
+        from ..engine.methods import METHODS
+
+        combo: QComboBox = self.method.native
+        for i in range(combo.count()):
+            row = METHODS.get(combo.itemData(i))
+            tip = row.describe() if row is not None else f"auto: {AUTO_COST}"
+            combo.setItemData(i, tip, Qt.ItemDataRole.ToolTipRole)
+
+        def follow(_value: Any = None) -> None:
+            combo.setToolTip(combo.itemData(combo.currentIndex(), Qt.ItemDataRole.ToolTipRole))
+
+        self.method.changed.connect(follow)
+        follow()
 
     def set_input_size_text(self, text: str) -> None:
         """Select the input size typed as ``text`` ("640", "640 px" or a listed choice)."""
