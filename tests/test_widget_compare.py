@@ -9,6 +9,7 @@ computed here, independently, from each method's own map).
 from __future__ import annotations
 
 import copy
+import functools
 import sys
 import threading
 import types
@@ -24,13 +25,18 @@ from napari_gapcam.engine.methods import METHODS
 COLUMNS = ["drop ↓", "incr ↑", "del ↓", "ins ↑", "ROAD ↑"]
 
 
-def own_map(name, image, c, grid, scale="relative"):
-    """Method ``name``'s map of ``image`` straight from the engine (a model loaded with it)."""
+@functools.cache
+def demo_with(method: str):
+    """The bundled demo model loaded with ``method`` (the engine's own, not the widget's)."""
     import napari_gapcam
     from napari_gapcam.models import DEMO_WEIGHTS
 
-    model = napari_gapcam.load_model("resnet18", DEMO_WEIGHTS, "cpu", method=name)
-    return model.run(image).cam(c, grid, scale)
+    return napari_gapcam.load_model("resnet18", DEMO_WEIGHTS, "cpu", method=method)
+
+
+def own_map(name, image, c, grid, scale="relative"):
+    """Method ``name``'s map of ``image`` straight from the engine (a model loaded with it)."""
+    return demo_with(name).run(image).cam(c, grid, scale)
 
 
 def scores_of(model, image, c) -> dict[str, float]:
@@ -135,14 +141,10 @@ def test_compare_two_methods_adds_their_aligned_overlays_and_scores(viewer, qtbo
         )
         assert layer.metadata["gapcam"]["class_index"] == c
     assert viewer.layers["scene · CAM"].visible and not viewer.layers["scene · Grad-CAM"].visible
-    import napari_gapcam
-    from napari_gapcam.models import DEMO_WEIGHTS
-
     shown_rows, columns, cells = shown_cells(widget.compare.table)
     assert shown_rows == ["CAM", "Grad-CAM"] and columns == COLUMNS
     for row, method in zip(cells, ("cam", "gradcam"), strict=True):
-        model = napari_gapcam.load_model("resnet18", DEMO_WEIGHTS, "cpu", method=method)
-        expected = scores_of(model, image, c)
+        expected = scores_of(demo_with(method), image, c)
         assert row == [f"{expected[k]:.3f}" for k in expected]
     assert "2 method(s)" in widget.compare.status.value
     widget.compare.table.native.selectRow(1)  # a row shows its method's map alone
