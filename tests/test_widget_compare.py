@@ -16,6 +16,7 @@ import types
 
 import numpy as np
 import pytest
+from qtpy.QtWidgets import QScrollArea
 
 from _widgets import TIMEOUT_MS, combo_items, layer_rows, make_widget, run_and_wait
 from napari_gapcam._napari.score_table import shown_cells
@@ -116,7 +117,9 @@ def test_the_method_box_shows_each_method_with_its_cost(viewer):
     widget.method.value = "gradcam"  # the value stays the name (the CLI's, the spec's)
     assert widget.models.spec().method == "gradcam"
     assert widget.method.native.toolTip() == METHODS["gradcam"].describe()
-    assert widget.method.native.sizeHint().width() < 300  # the box stays narrow
+    assert widget.method.native.sizeHint().width() < 300  # the box stays narrow, the dock too
+    scroll = widget.native.findChildren(QScrollArea)[0]
+    assert scroll.sizeHint().width() <= 400  # (383 px before the costs and the compare section)
 
 
 def test_compare_two_methods_adds_their_aligned_overlays_and_scores(viewer, qtbot, faith):

@@ -26,7 +26,7 @@ from .controls import Section, line
 from .decompose import world_affine
 from .overlay_layers import META_KEY, Placement
 from .run import CancelToken
-from .score_table import ROW_PX, fill, score_table
+from .score_table import ROW_PX, fill, fit_width, score_table
 
 if TYPE_CHECKING:
     from .session import Session
@@ -59,11 +59,12 @@ class CompareMethods:
         for i, row in enumerate(rows):
             native.item(i).setToolTip(row.describe())
         native.setMaximumHeight(ROW_PX * min(len(rows), 6) + 6)
+        fit_width(native)
         self.button = PushButton(text="Compare")
         self.table = score_table()
         self.status = line("compared", "Run first; then choose methods and press Compare.")
-        parts = [self.methods, self.button, self.table, self.status]
-        self.section = Section("Compare methods", parts, folded=True)
+        wide = (self.table, self.status)  # the table: the dock's full width
+        self.section = Section("Compare methods", [self.methods, self.button], True, wide)
         self.worker: Any = None
         self.outcome: Outcome | None = None
         self._id = 0  # a cancelled comparison's late yields are ignored

@@ -14,6 +14,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox
 
 from ..models.spec import ModelSpec
+from .controls import narrow
 from .names import DEMO, DEMO_ARCH, DEMO_MODEL, FILE, IN_MEMORY, RANDOM, TIMM
 from .searchable import make_searchable, select_text, show_start
 
@@ -138,6 +139,7 @@ class ModelControls:
         from ..engine.methods import METHODS
 
         combo: QComboBox = self.method.native
+        narrow(combo)  # now: the dock's scroll area takes its width from its content once
         for i in range(combo.count()):
             row = METHODS.get(combo.itemData(i))
             tip = row.describe() if row is not None else f"auto: {AUTO_COST}"

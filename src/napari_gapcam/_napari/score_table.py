@@ -7,7 +7,7 @@ and whose header tooltips say what each metric measures; its height follows its 
 from __future__ import annotations
 
 from magicgui.widgets import Table
-from qtpy.QtWidgets import QAbstractItemView
+from qtpy.QtWidgets import QAbstractItemView, QSizePolicy, QStyledItemDelegate, QWidget
 
 # short headers (the dock is narrow) and what each column means, which way is better
 HEADERS = {
@@ -35,8 +35,18 @@ def score_table() -> Table:
     native.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
     native.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
     native.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+    native.setItemDelegate(QStyledItemDelegate(native))  # the cells' text as written
+    fit_width(native)
     table.visible = False
     return table
+
+
+def fit_width(native: QWidget) -> None:
+    """A list or table takes the dock's width and never widens it (it scrolls instead)."""
+    policy = native.sizePolicy()
+    policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
+    native.setSizePolicy(policy)
+    native.setMinimumWidth(1)
 
 
 def fill(table: Table, rows: list[str], scores: list[dict[str, float]]) -> list[str]:
@@ -54,7 +64,12 @@ def fill(table: Table, rows: list[str], scores: list[dict[str, float]]) -> list[
         if item is not None:
             item.setToolTip(HEADERS.get(key, (key, key))[1])
     native.resizeColumnsToContents()
-    native.setFixedHeight(ROW_PX * (len(rows) + 1) + 8)
+    header, side = native.horizontalHeader(), native.verticalHeader()
+    height = header.height() + side.length() + 2 * native.frameWidth()
+    room = native.parentWidget().width() if native.parentWidget() is not None else 0
+    if side.width() + header.length() + 2 * native.frameWidth() > room:  # it scrolls sideways
+        height += native.horizontalScrollBar().sizeHint().height()
+    native.setFixedHeight(height)
     table.visible = bool(rows)
     return columns
 
@@ -65,12 +80,14 @@ def cell(value: float | None) -> str:
 
 
 def shown_cells(table: Table) -> tuple[list[str], list[str], list[list[str]]]:
-    """The row headers, column headers and cells as the user sees them."""
-    native = table.native
+    """The row headers, column headers and cells as the user sees them (through the table's
+    item delegate)."""
+    from qtpy.QtCore import QLocale
+
+    native, locale = table.native, QLocale()
+    delegate = native.itemDelegate()
     rows = [native.verticalHeaderItem(i).text() for i in range(native.rowCount())]
     columns = [native.horizontalHeaderItem(j).text() for j in range(native.columnCount())]
-    cells = [
-        [native.item(i, j).text() for j in range(native.columnCount())]
-        for i in range(native.rowCount())
-    ]
+    shown = [[native.item(i, j).text() for j in range(len(columns))] for i in range(len(rows))]
+    cells = [[delegate.displayText(text, locale) for text in row] for row in shown]
     return rows, columns, cells
