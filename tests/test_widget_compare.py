@@ -213,3 +213,52 @@ def test_compare_before_a_run_says_what_to_do(viewer, faith):
     widget = make_widget(viewer)
     widget.compare.button.clicked.emit()
     assert widget.compare.worker is None and "Run first" in widget.compare.status.value
+
+
+def switch_result(result, model):
+    """A stand-in for ``result.with_method(model)``: the same maps and logits, another method."""
+    from napari_gapcam.engine.result import CamResult, Result
+
+    batch = result._batch if isinstance(result, CamResult) else result
+    out = Result(batch.features, torch_of(batch.image_logits), model.method_object,
+                 batch.class_names, batch.image_shape, batch.input_shape)  # fmt: skip
+    return out[0] if isinstance(result, CamResult) else out
+
+
+def torch_of(array):
+    import torch
+
+    return torch.from_numpy(np.asarray(array))
+
+
+def test_a_method_picked_after_a_run_switches_the_result_without_a_forward_pass(
+    viewer, qtbot, faith, monkeypatch
+):
+    from napari_gapcam._napari import compare_job
+    from napari_gapcam.engine.network import Network
+    from napari_gapcam.engine.result import CamResult, Result
+
+    for kind in (CamResult, Result):
+        if not hasattr(kind, "with_method"):
+            monkeypatch.setattr(kind, "with_method", switch_result, raising=False)
+    if not any(getattr(row, "head_only", False) for row in METHODS.values()):
+        monkeypatch.setattr(compare_job, "head_only", lambda row: row.name == "gradcam")
+        monkeypatch.setattr("napari_gapcam._napari.method_switch.head_only", compare_job.head_only)
+    image = scene(2)
+    viewer.add_image(image, name="scene", rgb=True)
+    widget = make_widget(viewer, arch=DEMO_MODEL, weights=DEMO)
+    run_and_wait(widget, qtbot)
+    layer, c = viewer.layers["scene CAM"], widget.class_select.value
+
+    def no_pass(*_args, **_kwargs):
+        raise AssertionError("a forward pass")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Network, "forward_batch", no_pass)
+        widget.method.value = "gradcam"
+        qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT_MS)
+    assert viewer.layers["scene CAM"] is layer and widget.session.result.method == "Grad-CAM"
+    expected = own_map("gradcam", image, c, layer.data.shape)
+    np.testing.assert_allclose(layer.data, expected, atol=1e-5)
+    assert "no forward pass" in widget.status.value
+    assert widget.session.model.method == "gradcam" and widget.session.spec.method == "gradcam"

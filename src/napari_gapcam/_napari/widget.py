@@ -32,6 +32,7 @@ from .controls import (
     show_controls,
 )
 from .decompose import Decomposition
+from .method_switch import MethodSwitch
 from .model_controls import ModelControls
 from .names import DEMO, DEMO_MODEL, FILE, IN_MEMORY, RANDOM
 from .objects import ObjectScores
@@ -93,6 +94,7 @@ class GapCamWidget(Container):
         self.objects, self.colour_objects, self.objects_info, self.decompose = features[:4]
         self.truth, self.calibrate, self.save_tau, self.calibration = features[4:]
         self.compare = CompareMethods(self)  # the *compare methods* section and its work
+        self.switch = MethodSwitch(self)  # a method picked after a run: no reload
         self.sections = parts = {**dock_sections(self), "compare": self.compare.section}
         lines = Container(widgets=[self.status, self.predictions], labels=True)
         top = [Container(widgets=[self.image], labels=True), parts["model"], parts["run"]]
