@@ -70,7 +70,8 @@ class Faith:
                 raise RuntimeError("cancelled")
             self.gate.wait(0.01)
         row = {"image": 0, "class": classes[0], "class_name": "", "method": method}
-        return pd.DataFrame([{**row, **scores_of(model, images[0], classes[0])}])
+        boxed = {"max_box_acc_v2": 0.5} if boxes is not None else {}
+        return pd.DataFrame([{**row, **scores_of(model, images[0], classes[0]), **boxed}])
 
 
 @pytest.fixture
@@ -185,8 +186,14 @@ def test_cancel_leaves_the_layers_and_table_as_they_were(viewer, qtbot, faith):
     assert shown_cells(widget.compare.table) == table
     assert "Cancelled" in widget.compare.status.value
     faith.gate = None
-    compare_and_wait(widget, qtbot, methods=("gradcam",))  # it works again at once
+    # it works again at once; true boxes picked: the localization column too
+    truth = viewer.add_shapes([[[9.5, 19.5], [49.5, 69.5]]], shape_type="rectangle", name="true")
+    widget.truth.value = truth
+    compare_and_wait(widget, qtbot, methods=("gradcam",))
     assert "scene · Grad-CAM" in viewer.layers
+    assert faith.calls[-1]["boxes"] == [[(10, 20, 50, 70)]]  # image pixels, half-open
+    assert shown_cells(widget.compare.table)[1] == [*COLUMNS, "MaxBoxAccV2 ↑"]
+    assert "1 true box(es) of 'true'" in widget.compare.status.value
 
 
 def test_a_stack_compares_the_displayed_plane(viewer, qtbot, faith):
@@ -206,6 +213,8 @@ def test_a_stack_compares_the_displayed_plane(viewer, qtbot, faith):
     grid = main.data.shape[1:]
     np.testing.assert_allclose(layer.data[0], own_map("gradcam", planes[2], c, grid), atol=1e-5)
     assert faith.calls[-1]["classes"] == [c]
+    viewer.layers.remove(viewer.layers["stack"])  # the source goes: its method overlays too
+    qtbot.waitUntil(lambda: "stack · Grad-CAM" not in viewer.layers, timeout=2000)
 
 
 def test_compare_before_a_run_says_what_to_do(viewer, faith):

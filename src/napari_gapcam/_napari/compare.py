@@ -111,9 +111,10 @@ class CompareMethods:
         if shown is not None and self.layers(shown.source):
             old = list(self.layers(shown.source).values())
             self.session.jobs.later(lambda: self._remove(old))
+        if self.outcome is not None:
+            self.say("A new run: its methods compare once it ends (press Compare).")
         self.outcome = None
         self.table.visible = False
-        self.say("A new run: press Compare again once it ends.")
 
     def _remove(self, layers: list[Any]) -> None:
         for layer in layers:
