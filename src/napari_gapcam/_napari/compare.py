@@ -21,7 +21,7 @@ import numpy as np
 from magicgui.widgets import PushButton, Select
 from napari.utils import progress
 
-from .compare_job import Outcome, Task, compare, method_rows
+from .compare_job import Outcome, Task, compare, head_only, method_rows
 from .controls import Section, line
 from .decompose import world_affine
 from .overlay_layers import META_KEY, Placement
@@ -169,7 +169,10 @@ class CompareMethods:
         self._progress = progress(total=2 * len(task.methods))
         self._progress.set_description("napari-gapcam compare methods")
         names = ", ".join(row.label for row in task.methods)
-        self.say(f"Comparing {names} on {context['where']}…")
+        own = task.result.method_info.name  # the cost of each method that runs the plane again
+        costs = [f"{r.label}: {r.cost}" for r in task.methods if r.name != own and not head_only(r)]
+        costs_said = f" ({'; '.join(costs)})" if costs else ""
+        self.say(f"Comparing {names} on {context['where']}{costs_said}…")
         self.button.text = "Cancel"
 
         def on_finish() -> None:

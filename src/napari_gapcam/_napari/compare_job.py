@@ -159,7 +159,9 @@ def compare(task: Task, token: CancelToken) -> Iterator[tuple[str, Any]]:
     total = 2 * len(task.methods)
     for i, row in enumerate(task.methods):
         try:
-            yield "progress", (2 * i, total, f"{row.label}: its map…")
+            rerun = row.name != task.result.method_info.name and not head_only(row)
+            cost = f" ({row.cost})" if rerun else ""
+            yield "progress", (2 * i, total, f"{row.label}: its map{cost}…")
             model, heat = plane_map(task, row, token)
             yield "progress", (2 * i + 1, total, f"{row.label}: faithfulness…")
             table = faithfulness_scores(
