@@ -7,6 +7,11 @@ Writes ``docs/images/photo.png`` (a photo, a real ImageNet model: timm's
 ``tf_efficientnet_lite0`` with the weights that package ships, converted here), ``stack.png``
 (8 synthetic scenes, the bundled demo model, *all planes*, the box) and ``tiles.png`` (a
 3-level pyramid of a 1024² mosaic of 16 scenes at native pixels in tiles, every region boxed).
+
+    xvfb-run -a -s '-screen 0 1280x1024x24' .venv/bin/python docs/screenshots.py compare
+
+writes ``compare.png`` only: the dock at 1366×768 with *Compare methods* open after comparing
+two methods on a synthetic scene (the demo model), their overlays in the layer list.
 """
 
 from __future__ import annotations
@@ -59,7 +64,56 @@ def shoot(viewer, name: str) -> None:
     print("wrote", OUT / name, image.shape)
 
 
+def compare_shot(path: Path | None = None, methods: tuple[str, ...] = ("cam", "gradcam")) -> Path:
+    """The dock at 1366×768, *Compare methods* open after comparing ``methods`` on a scene."""
+    import time
+
+    import napari
+    from qtpy.QtWidgets import QApplication, QScrollArea
+
+    from napari_gapcam._napari.widget import DEMO, DEMO_MODEL, GapCamWidget
+    from napari_gapcam.synthetic import make_sample
+
+    app = QApplication.instance() or QApplication(sys.argv)
+    viewer = napari.Viewer(show=True)
+    viewer.window.resize(1366, 768)
+    widget = GapCamWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="GAP-CAM")
+    image = make_sample(np.random.default_rng(4), size=(384, 512))[0]
+    viewer.add_image(image, name="scene", rgb=True)
+    widget.arch.value = DEMO_MODEL
+    widget.weights.value, widget.device.value = DEMO, "cpu"
+    wait(widget, app)
+    for name in ("model", "run"):
+        widget.sections[name].fold(True)  # the compare section in view
+    widget.sections["compare"].fold(False)
+    widget.compare.methods.value = list(methods)
+    widget.compare.compare()
+    start = time.monotonic()
+    while widget.compare.worker is not None and time.monotonic() - start < TIMEOUT_S:
+        app.processEvents()
+        time.sleep(0.02)
+    viewer.reset_view()  # the canvas narrowed by the dock: the whole image
+    scroll = widget.native.findChildren(QScrollArea)[0]
+    for _ in range(20):
+        app.processEvents()
+    scroll.ensureWidgetVisible(widget.compare.status.native)  # the table and its line in view
+    for _ in range(20):
+        app.processEvents()
+    path = path or OUT / "compare.png"
+    import imageio.v3 as iio
+
+    path.parent.mkdir(exist_ok=True)
+    iio.imwrite(path, viewer.screenshot(canvas_only=False, flash=False)[..., :3])
+    print("wrote", path)
+    viewer.close()
+    return path
+
+
 def main() -> int:
+    if sys.argv[1:] == ["compare"]:
+        compare_shot()
+        return 0
     import napari
     from qtpy.QtWidgets import QApplication
     from skimage import data

@@ -24,6 +24,7 @@ def controls(widget) -> list:
     names += ["min_area", "show_tiles", "objects", "colour_objects", "objects_info"]
     names += ["decompose", "truth", "calibrate", "save_tau", "calibration"]
     found = [getattr(widget, name) for name in names]
+    found += [widget.compare.methods, widget.compare.button, widget.compare.status]
     assert all(isinstance(c, ValueWidget) or hasattr(c, "native") for c in found)
     return found
 
@@ -88,7 +89,7 @@ def test_only_the_controls_that_apply_are_shown(viewer, qtbot):
 def test_rarely_used_sections_start_folded_and_labels_are_distinct(viewer):
     widget = make_widget(viewer)
     folded = {name for name, section in widget.sections.items() if section.folded}
-    assert folded == {"objects", "truth"}
+    assert folded == {"objects", "truth", "compare"}
     objects = widget.sections["objects"]
     assert objects.header.text == "▸ Objects"
     objects.header.clicked.emit()  # the user opens it

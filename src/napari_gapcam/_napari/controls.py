@@ -167,14 +167,18 @@ def feature_controls(viewer: Any) -> FeatureControls:
 
 class Section(Container):
     """A titled part of the dock that folds: a header button (▾ open, ▸ folded) over its
-    controls."""
+    controls (labelled), then any ``wide`` ones (the dock's full width, no label: a table)."""
 
-    def __init__(self, title: str, widgets: list[Any], folded: bool = False) -> None:
+    def __init__(
+        self, title: str, widgets: list[Any], folded: bool = False, wide: tuple = ()
+    ) -> None:
         self.title = title
         self.header = PushButton(text=title)
         self.body = Container(widgets=widgets, labels=True)
-        self.body.margins = (0, 0, 0, 0)
-        super().__init__(widgets=[self.header, self.body], labels=False)
+        self.wide = Container(widgets=list(wide), labels=False, visible=bool(wide))
+        for part in (self.body, self.wide):
+            part.margins = (0, 0, 0, 0)
+        super().__init__(widgets=[self.header, self.body, self.wide], labels=False)
         self.margins = (0, 0, 0, 0)
         self.header.native.setFlat(True)
         self.header.native.setStyleSheet("text-align: left; font-weight: bold; padding: 2px")
@@ -187,6 +191,7 @@ class Section(Container):
 
     def fold(self, folded: bool) -> None:
         self.body.visible = not folded
+        self.wide.visible = not folded and len(self.wide) > 0
         self.header.text = f"{'▸' if folded else '▾'} {self.title}"
 
 

@@ -14,6 +14,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox
 
 from ..models.spec import ModelSpec
+from .controls import narrow
 from .names import DEMO, DEMO_ARCH, DEMO_MODEL, FILE, IN_MEMORY, RANDOM, TIMM
 from .searchable import make_searchable, select_text, show_start
 
@@ -23,13 +24,23 @@ if TYPE_CHECKING:
 DEFAULT_SIZE = 0  # input size choice: the model's own (224, or the checkpoint's)
 LAST_MAPS = ""  # layer choice: the network's last spatial maps
 SIZE_PRESETS = (448, 896, 1344)
+AUTO_COST = "the exact method where the head allows it, else the first general one"
+
+
+def method_choices() -> list[tuple[str, str]]:
+    """The *method* box's items: each method's name and its cost (``"gradcam — one backward
+    pass through the head"``), in the table's order, ``auto`` first; the value is the name."""
+    from ..engine.methods import AUTO, METHODS
+
+    return [(f"{AUTO} — {AUTO_COST}", AUTO)] + [
+        (f"{name} — {row.cost}", name) for name, row in METHODS.items()
+    ]
 
 
 class ModelControls:
     """The model widgets and what they mean; ``say`` shows a message in the status line."""
 
     def __init__(self, say: Callable[[str], None]) -> None:
-        from ..engine.methods import method_names
         from ..models import DEMO_WEIGHTS, available_devices, named_weights
 
         self._say = say
@@ -45,7 +56,7 @@ class ModelControls:
             label="weights file", mode="r", filter="*.pt *.pth *.ckpt *.tar"
         )
         self.names_file = FileEdit(label="class names", mode="r", filter="*.json *.txt")
-        self.method = ComboBox(label="method", choices=method_names(), value="auto")
+        self.method = ComboBox(label="method", choices=method_choices(), value="auto")
         self.layer = ComboBox(
             label="layer",
             choices=self._layer_choices,
@@ -64,6 +75,7 @@ class ModelControls:
         make_searchable(self.arch.native, "type to search, or timm:<name>", self.pick_arch)
         show_start(self.arch.native)
         self._make_input_size_typeable()
+        self._explain_methods()
         self._on_weights_changed()
         self.arch.changed.connect(self._on_arch_changed)
         self.weights.changed.connect(self._on_weights_changed)
@@ -137,6 +149,24 @@ class ModelControls:
         combo.lineEdit().editingFinished.connect(
             lambda: self.set_input_size_text(combo.lineEdit().text())
         )
+
+    def _explain_methods(self) -> None:
+        """Each item's tooltip says its method and cost in full (the box is narrow); the box's
+        own tooltip, the chosen one's."""
+        from ..engine.methods import METHODS
+
+        combo: QComboBox = self.method.native
+        narrow(combo)  # now: the dock's scroll area takes its width from its content once
+        for i in range(combo.count()):
+            row = METHODS.get(combo.itemData(i))
+            tip = row.describe() if row is not None else f"auto: {AUTO_COST}"
+            combo.setItemData(i, tip, Qt.ItemDataRole.ToolTipRole)
+
+        def follow(_value: Any = None) -> None:
+            combo.setToolTip(combo.itemData(combo.currentIndex(), Qt.ItemDataRole.ToolTipRole))
+
+        self.method.changed.connect(follow)
+        follow()
 
     def set_input_size_text(self, text: str) -> None:
         """Select the input size typed as ``text`` ("640", "640 px" or a listed choice)."""

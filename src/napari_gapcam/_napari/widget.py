@@ -16,6 +16,7 @@ from napari.layers import Image
 
 from .calibrate import Calibration
 from .class_view import ClassView
+from .compare import CompareMethods
 from .controls import (
     ALL,
     CURRENT,
@@ -31,6 +32,7 @@ from .controls import (
     show_controls,
 )
 from .decompose import Decomposition
+from .method_switch import MethodSwitch
 from .model_controls import ModelControls
 from .names import DEMO, DEMO_MODEL, FILE, IN_MEMORY, RANDOM
 from .objects import ObjectScores
@@ -91,10 +93,13 @@ class GapCamWidget(Container):
         features = feature_controls(viewer)
         self.objects, self.colour_objects, self.objects_info, self.decompose = features[:4]
         self.truth, self.calibrate, self.save_tau, self.calibration = features[4:]
-        self.sections = parts = dock_sections(self)
+        self.compare = CompareMethods(self)  # the *compare methods* section and its work
+        self.switch = MethodSwitch(self)  # a method picked after a run: no reload
+        self.sections = parts = {**dock_sections(self), "compare": self.compare.section}
         lines = Container(widgets=[self.status, self.predictions], labels=True)
         top = [Container(widgets=[self.image], labels=True), parts["model"], parts["run"]]
-        rest = [self.run_button, lines, parts["display"], parts["objects"], parts["truth"]]
+        rest = [self.run_button, lines, parts["display"], parts["compare"], parts["objects"]]
+        rest.append(parts["truth"])
         self.content.extend([*top, *rest])
         self.native.layout().addWidget(scrolled(self.content))
         placeholder = "run first; then type to search the classes"

@@ -1,0 +1,75 @@
+"""A method picked after a run: the same network under it, no reload; a finished result switched
+with no forward pass where the method's row says it needs only the head.
+
+When the *method* box changes and the loaded model is otherwise the one chosen (the same
+architecture, weights, device, names), the session's model becomes ``model.with_method(name)``
+(Run then reuses it: no reload). If the method needs only the head (its row's ``head_only``),
+the shown result (one plane or a stack's planes) is switched at once
+(``result.with_method(model)``) and its overlays redrawn; any other method says that Run makes
+its maps. Tiles and runs in progress are left alone (the next Run uses the method).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from .compare_job import head_only, switched, with_method
+from .names import IN_MEMORY
+from .shown import Shown
+
+
+class MethodSwitch:
+    """Follows the widget's *method* box (see the module docstring)."""
+
+    def __init__(self, widget: Any) -> None:
+        self.session = widget.session
+        self._models = widget.models
+        self.session.parts.append(self)  # its events hold it weakly
+        widget.method.changed.connect(self.switch)
+
+    def switch(self, _value: Any = None) -> None:
+        """The method box changed: switch the loaded model (and a finished result) to it."""
+        from ..engine.methods import resolve
+
+        session, model = self.session, self.session.model
+        try:
+            spec = self._models.spec()
+        except ValueError:
+            return
+        if model is None or session.spec is None or session.busy or spec.arch == IN_MEMORY:
+            return
+        if replace(spec, method=session.spec.method) != session.spec:
+            return  # another model chosen: Run loads it
+        try:
+            row = resolve(spec.method, model.fc is not None, model.head_description)
+            switched_model = with_method(model, row.name)
+        except Exception as error:  # a method the head does not allow: say why
+            session.fail(error, notify=False)
+            return
+        session.model, session.spec = switched_model, spec
+        shown = session.shown
+        if shown is None or shown.unit == "tiles" or shown.model is not model:
+            return
+        if not head_only(row):
+            session.say(f"{row.label}: {row.cost}; press Run for its maps (no reload).")
+            return
+        try:
+            result = switched(shown.result, switched_model)
+        except Exception as error:
+            session.fail(error, notify=False)
+            return
+        session.shown = Shown(
+            shown.source,
+            shown.source_shape,
+            shown.planes,
+            result,
+            switched_model,
+            seconds=shown.seconds,
+            scale=shown.scale,
+            total=shown.total,
+            unit=shown.unit,
+        )
+        note = f"Switched to {row.label} on the finished result: no forward pass."
+        session.warning = f"{session.warning} {note}".strip()  # the run's line says so
+        session.events.result.emit(False)  # the lines, the class list, the overlays
