@@ -211,7 +211,8 @@ def test_a_stack_compares_the_displayed_plane(viewer, qtbot, faith):
     world[:, 0] = 2  # the displayed plane only, on the main overlay's place
     np.testing.assert_allclose(layer.extent.world, world, atol=1e-6)
     grid = main.data.shape[1:]
-    np.testing.assert_allclose(layer.data[0], own_map("gradcam", planes[2], c, grid), atol=1e-5)
+    # a stack's maps are kept in half precision: the switched map is within that of its own
+    np.testing.assert_allclose(layer.data[0], own_map("gradcam", planes[2], c, grid), atol=2e-4)
     assert faith.calls[-1]["classes"] == [c]
     viewer.layers.remove(viewer.layers["stack"])  # the source goes: its method overlays too
     qtbot.waitUntil(lambda: "stack · Grad-CAM" not in viewer.layers, timeout=2000)
