@@ -94,12 +94,18 @@ def test_from_module_and_the_spec_carry_the_layer():
         torch.testing.assert_close(model.head(model.features(tensor)), network(tensor))
     assert model.layer == "layer2" and model.method == "gradcam"
     custom = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, stride=2),
+        torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(inplace=True), torch.nn.Conv2d(8, 8, 3, stride=2),
         torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4),
     )  # fmt: skip
     at = from_module(custom.eval(), layer="2")
     assert at.stages[:3] == ("0", "1", "2") and at.method == "cam"  # GAP + dense after "2"
     assert from_module(custom, layer="1").method == "gradcam"
+    first = from_module(custom, layer="0")  # its head starts with an in-place ReLU
+    with torch.no_grad():
+        maps = first.features(tensor)
+        kept = maps.clone()
+        torch.testing.assert_close(first.head(maps), custom(tensor))
+    assert torch.equal(maps, kept) and (kept < 0).any()  # the maps are not overwritten
     spec = ModelSpec("resnet18", None, "cpu", seed=3, layer="layer3")
     assert spec.load().layer == "layer3" and spec != ModelSpec("resnet18", None, "cpu", seed=3)
 
