@@ -10,8 +10,8 @@ image, normalised). pytorch-grad-cam: one batched call on the normalised tensor
 (``target_layers=[model.layer4[-1]]``, ``ClassifierOutputTarget(c)`` per image). TorchCAM: its
 extractor on the model's forward of the batch. Score-CAM and Ablation-CAM rerun the network
 per channel in both anchors, so they are timed per map (one image; Score-CAM on resnet18's 512
-channels, both sides at every channel). Medians of ``--repeat`` after a warm-up call; ratios are baseline / ours
-(> 1: ours faster). Prints one JSON line per row, then the table.
+channels, both sides at every channel). Medians of ``--repeat`` after a warm-up call; ratios
+are baseline / ours (> 1: ours faster). Prints one JSON line per row, then the table.
 """
 
 from __future__ import annotations

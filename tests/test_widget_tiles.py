@@ -167,11 +167,11 @@ def test_tiles_on_the_displayed_plane_of_a_stack_with_box_mask_class_and_tile_la
     assert not tiles.visible
 
 
-def test_tiles_refuse_a_grad_cam_model_and_say_why(viewer, qtbot):
+def test_tiles_refuse_a_method_whose_maps_do_not_stitch_and_say_why(viewer, qtbot):
     viewer.add_image(np.zeros((300, 300), np.uint8), name="img")
-    widget = make_widget(viewer, arch="resnet18", mode=TILES, method="gradcam")
+    widget = make_widget(viewer, arch="resnet18", mode=TILES, method="eigencam")
     run_and_wait(widget, qtbot)
-    assert "Tiles need the exact CAM" in widget.status.value
+    assert "Tiles need a method whose maps stitch" in widget.status.value
     assert "img CAM" not in [layer.name for layer in viewer.layers]
     assert widget.run_button.text == "Run" and widget.run_button.enabled
 

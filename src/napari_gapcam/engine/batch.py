@@ -103,7 +103,7 @@ def iter_batches(
 
 
 def _result(model: Network, method: Any, batch: Batch, image_shape: tuple[int, ...]) -> Result:
-    return Result(
+    result = Result(
         batch.features,
         batch.logits,
         method,
@@ -112,6 +112,8 @@ def _result(model: Network, method: Any, batch: Batch, image_shape: tuple[int, .
         batch.input_shape,
         model.device,
     )
+    result.network = model  # a method switch by name (result.with_method) needs its head
+    return result
 
 
 def run_each(

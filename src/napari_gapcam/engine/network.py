@@ -10,7 +10,9 @@ adds their one-call conveniences on top.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
+from typing import Any
 
 from ._torch import nn, torch
 from .config import ModelConfig
@@ -63,9 +65,7 @@ class Network:
         self.weights = weights
         self.device = device
         self.config = config or ModelConfig()
-        info = resolve(method, fc is not None, head_description)
-        self.method = info.name
-        self._method: Method = info.load().for_network(self)
+        self._use(method, {})
         self._bytes_per_pixel: float | None = None
         self._cells: dict[tuple[int, int], tuple[int, int]] = {}  # input h×w → map h×w
         self._fast: tuple[nn.Module, nn.Module] | None = None  # (features, folded copy)
@@ -77,6 +77,20 @@ class Network:
             f"method={self.method!r}, classes={len(self.class_names)}, "
             f"device={str(self.device)!r})"
         )
+
+    def _use(self, method: str, options: dict[str, Any]) -> None:
+        info = resolve(method, self.fc is not None, self.head_description)
+        self.method = info.name
+        self._method: Method = info.load().for_network(self, **options)
+
+    def with_method(self, method: str, **options: Any) -> Network:
+        """This network with another method (a name of :mod:`.methods`' table; ``options``
+        its parameters, e.g. Ablation-CAM's ``batch_size``): the same modules, weights, config
+        and class names, nothing reloaded or copied. A finished result switches too, with no
+        forward pass: ``result.with_method(name)``."""
+        other = copy.copy(self)
+        other._use(method, options)
+        return other
 
     @property
     def method_info(self) -> MethodInfo:

@@ -28,6 +28,7 @@ from .maps import (
 from .methods.base import Method
 from .methods.cam import Cam
 from .protocol import ManyImages, OneImage
+from .switch import SwitchMethods, SwitchOne
 from .words import ParameterError, Term
 
 GPU_MAPS_MIN = 2**20  # output pixels from which a GPU result's maps are made on the GPU
@@ -36,7 +37,7 @@ METHOD_BATCH = 16  # images per backward pass of a costly method
 RANGE_CHUNK = 8  # (256 at a time: 3 MB → 100 MB, 10× slower)
 
 
-class Result(ManyImages, Sequence["CamResult"]):
+class Result(SwitchMethods, ManyImages, Sequence["CamResult"]):
     """N images of one size: ``result[i]`` is image i's :class:`CamResult`. ``features`` N×K×h×w
     (on the host), logits N×C; ``method`` a :class:`~.methods.base.Method` or a dense layer's
     weights (C×K: the CAM); ``device`` where the model ran (a GPU makes big batches of maps
@@ -260,7 +261,7 @@ class Result(ManyImages, Sequence["CamResult"]):
         return out
 
 
-class CamResult(OneImage):
+class CamResult(SwitchOne, OneImage):
     """One image of a :class:`Result`: its logits, maps and every map of a class.
 
     ``CamResult(features K×h×w, logits C, method, class_names, image_shape)`` makes a

@@ -32,9 +32,9 @@ def check_tiles(network: Network) -> None:
     info = network.method_info
     if not info.tiles:
         raise ValueError(
-            "Tiles need the exact CAM or another method whose maps add up across tiles "
-            f"({', '.join(_tiled_methods())}; a GAP + dense head); this model uses "
-            f"{info.label}: use such a model (method auto or cam), or run the whole image."
+            f"Tiles need a method whose maps stitch across tiles ({', '.join(_tiled_methods())}"
+            f"); this model uses {info.label}. Use one of those methods (model.with_method, "
+            "--method, the method box), or run the whole image."
         )
 
 

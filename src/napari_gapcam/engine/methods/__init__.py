@@ -5,11 +5,14 @@ reads the row, never a method's name:
 
 - ``exact``: the map is the network's own account of the logit (a GAP + dense head: by the GAP
   identity the map's mean plus the bias is the logit);
-- ``tiles``: maps of tiles stitch into one map of a whole slide (the method is linear in the
-  maps and needs nothing beyond them and the dense layer);
+- ``tiles``: maps of tiles stitch into one map of a whole slide (each cell's value depends on
+  that cell's maps and on weights that do not change from tile to tile on a GAP + dense head:
+  no per-tile normalisation, ratio or decomposition);
 - ``decomposition``: the map is a weighted sum of channels (``result.contributions``);
 - ``class_free``: one map for every class;
 - ``needs_dense``: it needs a head that is a global average pooling and one dense layer;
+- ``head_only``: its maps need only the kept maps and the head (no image, no forward pass): a
+  finished result switches to it at no forward pass (``result.with_method``);
 - ``cost``: what one map costs beyond the forward pass, in words.
 
 Adding a method is a file holding its class (the formula in its docstring) and one row here.
@@ -39,6 +42,7 @@ class MethodInfo:
     decomposition: bool = False
     class_free: bool = False
     needs_dense: bool = False
+    head_only: bool = False
 
     def load(self) -> type:
         """The method's class, a :class:`~.base.Method` (imports torch)."""
@@ -52,8 +56,14 @@ class MethodInfo:
 
 # fmt: off
 METHODS: dict[str, MethodInfo] = {row.name: row for row in (
-    MethodInfo("cam", "CAM", "cam:Cam", "none (a weighted sum of the kept maps)", exact=True, tiles=True, decomposition=True, needs_dense=True),
-    MethodInfo("gradcam", "Grad-CAM", "gradcam:GradCam", "one backward pass through the head"),
+    MethodInfo("cam", "CAM", "cam:Cam", "none (a weighted sum of the kept maps)", exact=True, tiles=True, decomposition=True, needs_dense=True, head_only=True),
+    MethodInfo("gradcam", "Grad-CAM", "gradcam:GradCam", "one backward pass through the head", tiles=True, head_only=True),
+    MethodInfo("gradcam++", "Grad-CAM++", "gradcampp:GradCamPP", "one backward pass through the head", head_only=True),
+    MethodInfo("xgradcam", "XGrad-CAM", "xgradcam:XGradCam", "one backward pass through the head", tiles=True, head_only=True),
+    MethodInfo("hirescam", "HiResCAM", "hirescam:HiResCam", "one backward pass through the head", tiles=True, head_only=True),
+    MethodInfo("layercam", "LayerCAM", "layercam:LayerCam", "one backward pass through the head", tiles=True, head_only=True),
+    MethodInfo("ablationcam", "Ablation-CAM", "ablationcam:AblationCam", "head passes only, batched (analytic on a GAP + dense head)", head_only=True),
+    MethodInfo("eigencam", "EigenCAM", "eigencam:EigenCam", "one SVD", class_free=True, head_only=True),
 )}
 # fmt: on
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._torch import torch
+from ..words import ParameterError, Term
 from . import METHODS, MethodInfo
 
 CLASS_CHUNK = 64  # classes per call of ``maps`` when every class's map is asked for
@@ -28,9 +29,17 @@ class Method:
     cached = False  # True when a map costs a network pass: results keep it
 
     @classmethod
-    def for_network(cls, network: Any) -> Method:
-        """This method on ``network`` (its dense layer's weights, its head, …)."""
+    def for_network(cls, network: Any, **options: Any) -> Method:
+        """This method on ``network`` (its dense layer's weights, its head, …); ``options``
+        are the method's parameters (e.g. Ablation-CAM's ``batch_size``)."""
         raise NotImplementedError
+
+    @classmethod
+    def no_options(cls, options: dict[str, Any]) -> None:
+        """Refuse parameters given to a method that takes none, naming them."""
+        if options:
+            names = ", ".join(repr(name) for name in options)
+            raise ParameterError(Term("method", cls.name), f" takes no parameters; got {names}.")
 
     @property
     def info(self) -> MethodInfo:

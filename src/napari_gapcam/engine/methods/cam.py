@@ -36,7 +36,8 @@ class Cam(Method):
         self._devices: dict[torch.device, Cam] = {}  # copies on GPUs
 
     @classmethod
-    def for_network(cls, network: Any) -> Cam:
+    def for_network(cls, network: Any, **options: Any) -> Cam:
+        cls.no_options(options)
         return cls(network.fc.weight)
 
     def weights(self, features: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 from .._torch import nn, torch
-from .base import Method
+from .gradient import GradientMethod
 
 
 def grad_cam(features: torch.Tensor, head: nn.Module, c: int) -> torch.Tensor:
@@ -22,28 +19,11 @@ def grad_cam(features: torch.Tensor, head: nn.Module, c: int) -> torch.Tensor:
     return GradCam(head)(features, c)
 
 
-class GradCam(Method):
+class GradCam(GradientMethod):
     """Grad-CAM: ``α_k = mean_xy ∂y_c/∂A_k``, one backward pass through ``head`` for a batch
     of images (one class each; the head treats images independently in eval mode); a ReLU."""
 
     name = "gradcam"
-    relu = True
-    cached = True
 
-    def __init__(self, head: nn.Module) -> None:
-        self.head = head
-
-    @classmethod
-    def for_network(cls, network: Any) -> GradCam:
-        return cls(network.head)
-
-    def weights(self, features: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
-        parameter = next(self.head.parameters(), None)
-        device = parameter.device if parameter is not None else features.device
-        with torch.inference_mode(False), torch.enable_grad():
-            maps = features.detach().to(device).float().clone().requires_grad_(True)
-            logits = self.head(maps)
-            rows = torch.arange(len(classes), device=device)
-            score = logits[rows, torch.as_tensor(list(classes), device=device)].sum()
-            (gradient,) = torch.autograd.grad(score, maps)
-        return gradient.mean(dim=(2, 3)).to(features.device)
+    def channel_weights(self, features: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        return g.mean(dim=(-2, -1))

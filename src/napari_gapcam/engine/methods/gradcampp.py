@@ -1,0 +1,28 @@
+"""Grad-CAM++ (Chattopadhay et al., WACV 2018): Grad-CAM with pixel-wise gradient weights."""
+
+from __future__ import annotations
+
+from .._torch import torch
+from .gradient import GradientMethod
+
+EPS = 1e-6  # pytorch-grad-cam's
+
+
+class GradCamPP(GradientMethod):
+    """Grad-CAM++: ``L_c = ReLU(Σ_k α_k · A_k)`` with
+
+        α_k = Σ_xy a_k(x, y) · ReLU(g_k(x, y)),
+        a_k(x, y) = g² / (2 g² + Σ_ab A_k(a, b) · g³)   (0 where g = 0)
+
+    ``g = ∂y_c/∂A_k(x, y)`` (one backward pass through the head for a batch). The paper's
+    eq. 19: its second and third derivatives of ``exp(y_c)`` become powers of the first, as in
+    pytorch-grad-cam (which adds ``1e-6`` to the denominator; so do we).
+    """
+
+    name = "gradcam++"
+
+    def channel_weights(self, features: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        g2 = g * g
+        total = features.sum(dim=(-2, -1), keepdim=True)
+        a = torch.where(g != 0, g2 / (2 * g2 + total * g2 * g + EPS), torch.zeros_like(g))
+        return (a * torch.relu(g)).sum(dim=(-2, -1))
