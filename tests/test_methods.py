@@ -39,6 +39,7 @@ CASES = [("resnet18", m) for m in ALL] + [
     ("densenet121", "eigencam"),
     *(("demo", m) for m in SOME),
     *(("timm:resnet18", m) for m in SOME),
+    *(("mlp", m) for m in ("gradcam++", "layercam", "ablationcam")),  # no dense head
 ]
 SIZE = 128  # a 4×4 grid for these networks
 RNG = np.random.default_rng(0)
@@ -51,6 +52,8 @@ def networks(demo):
     loaded = {"demo": demo}
 
     def get(arch: str) -> GapCamModel:
+        if arch == "mlp" and arch not in loaded:
+            loaded[arch] = mlp_model()
         if arch not in loaded:
             loaded[arch] = napari_gapcam.load_model(arch, weights=None, device="cpu")
         return loaded[arch]
@@ -61,6 +64,21 @@ def networks(demo):
 @pytest.fixture(scope="module")
 def resnet18(networks):
     return networks("resnet18")
+
+
+def mlp_model() -> GapCamModel:
+    """A small network whose head is GAP → dense → ReLU → dense: no CAM; Ablation-CAM's head
+    passes instead of its analytic form."""
+    from torch import nn
+
+    features = nn.Sequential(
+        nn.Conv2d(3, 16, 3, stride=4, padding=1), nn.ReLU(), nn.Conv2d(16, 64, 3, 4, 1), nn.ReLU()
+    )
+    mlp = nn.Sequential(nn.Linear(64, 20), nn.ReLU(), nn.Linear(20, 5))
+    network = nn.Sequential(features, nn.AdaptiveAvgPool2d(1), nn.Flatten(), mlp)
+    model = napari_gapcam.from_module(network, features=features, classifier=mlp)
+    assert model.fc is None and model.method == "gradcam"
+    return model
 
 
 def unit(maps) -> np.ndarray:
