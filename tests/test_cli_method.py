@@ -33,6 +33,21 @@ def test_method_gradcam_is_used_recorded_and_part_of_the_settings(tmp_path, weig
     assert "2 done, 0 already done" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("method", ["layercam", "eigencam"])
+def test_a_new_method_runs_through_predict(tmp_path, weights, method):
+    """Every row of the methods table is a --method choice, and its maps are the engine's."""
+    images = make_images(tmp_path / "in", count=1)
+    out = tmp_path / "out"
+    assert predict(tmp_path / "in", out, weights, "--method", method) == 0
+    [record] = results(out)
+    assert record["settings"]["method"] == method
+    engine = load_model("resnet18", weights, "cpu", method=method)
+    expected = engine.run(images["img000.png"], input_size=int(SIZE))
+    c = record["results"][0]["class"]["index"]
+    written = tifffile.imread(out / record["outputs"]["cam"])
+    np.testing.assert_allclose(written, expected.cam(c), atol=2e-3)
+
+
 def test_the_spec_is_hashable_seeded_and_checks_its_method():
     a = ModelSpec("resnet18", None, "cpu", seed=3)
     assert a == ModelSpec("resnet18", None, "cpu", seed=3) and len({a, a}) == 1

@@ -7,7 +7,7 @@ reads the row, never a method's name:
   identity the map's mean plus the bias is the logit);
 - ``tiles``: maps of tiles stitch into one map of a whole slide (each cell's value depends on
   that cell's maps and on weights that do not change from tile to tile on a GAP + dense head:
-  no per-tile normalisation, ratio or decomposition);
+  no per-tile normalisation, score ratio or principal axis);
 - ``decomposition``: the map is a weighted sum of channels (``result.contributions``);
 - ``class_free``: one map for every class;
 - ``needs_dense``: it needs a head that is a global average pooling and one dense layer;

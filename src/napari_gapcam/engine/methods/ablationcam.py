@@ -50,7 +50,8 @@ class AblationCam(Method):
         return (drop / score[:, None]).to(features.device)
 
     def _analytic(self, features: torch.Tensor, classes: Sequence[int]) -> tuple:
-        weight, bias = self.fc.weight, self.fc.bias
+        weight = self.fc.weight.detach()
+        bias = None if self.fc.bias is None else self.fc.bias.detach()
         pooled = features.float().mean(dim=(2, 3)).to(weight.device)  # N×K
         rows = weight[torch.as_tensor(list(classes), device=weight.device)].float()  # N×K
         drop = rows * pooled
