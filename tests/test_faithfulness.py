@@ -181,7 +181,7 @@ def test_progress_reaches_the_total_and_cancels(demo, scenes):
 
 def test_rows_per_class_and_errors(demo, scenes):
     images = scenes[0][:2]
-    table = faithfulness(demo, images, [[0, "circle"], 2], metrics="avg_drop", input_size=64)
+    table = faithfulness(demo, images, [[0, "rectangle"], 2], metrics="avg_drop", input_size=64)
     assert list(table["image"]) == [0, 0, 1] and list(table["class"]) == [0, 1, 2]
     assert list(table.columns[4:]) == ["avg_drop"]
     with pytest.raises(ValueError, match=", ".join(METRICS)):
