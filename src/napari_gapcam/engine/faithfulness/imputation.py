@@ -12,8 +12,9 @@ the CPU. Here every image, mask and channel of a batch is solved at once on the 
 system is symmetric positive definite on the removed pixels (diagonally dominant, strictly next
 to a kept pixel), so conjugate gradients converge to the same solution; each is preconditioned
 by one multigrid V-cycle (damped Jacobi smoothing, coarse grids where a cell is removed when any
-of its pixels is, the same stencil), so about a dozen iterations reach it (≤ 1e-3 of the
-image's range, well under the noise).
+of its pixels is, the same stencil), so ``ITERATIONS`` (14) reach it: within 1e-3 of the
+sparse solve at 64², about 1e-2 at most (typically far less) at 224², against the noise of 0.01
+added next.
 """
 
 from __future__ import annotations
