@@ -26,8 +26,13 @@ def kept_pixels(maps: torch.Tensor, percentiles: tuple[float, ...], most: bool) 
     """The pixels kept at each percentile (R×Q×h×w bool) as pytorch-grad-cam keeps them:
     ``map < percentile(map, q)`` (most relevant removed), or the same on ``1 − map``."""
     values = (maps if most else 1.0 - maps).double()
-    q = torch.tensor(percentiles, dtype=torch.float64, device=maps.device) / 100
-    thresholds = torch.quantile(values.flatten(1), q, dim=1).T  # R×Q, numpy's "linear"
+    ordered = values.flatten(1).sort(dim=1).values  # numpy's "linear" percentile, any size
+    position = torch.tensor(percentiles, dtype=torch.float64) / 100 * (ordered.shape[1] - 1)
+    low = position.floor().long()
+    high = torch.clamp(low + 1, max=ordered.shape[1] - 1)
+    share = (position - low).to(ordered.device)
+    lows, highs = ordered[:, low.to(ordered.device)], ordered[:, high.to(ordered.device)]
+    thresholds = lows + share * (highs - lows)  # R×Q
     return values[:, None] < thresholds[:, :, None, None]
 
 
