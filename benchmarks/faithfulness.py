@@ -61,9 +61,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=224)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
     args = parser.parse_args()
 
     import torch
+
+    if args.threads:  # on a CPU shared with other jobs, one thread each side is steadier
+        torch.set_num_threads(args.threads)
     from pytorch_grad_cam.metrics.road import ROADCombined
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     from torchcam.metrics import DeletionInsertionMetric
