@@ -43,9 +43,11 @@ class Scorer:
             )
 
     def logits(self, inputs: torch.Tensor) -> torch.Tensor:
-        """The logits of a batch of inputs (N×3×h×w), batch norms folded."""
+        """The logits of a batch of inputs (N×3×h×w), batch norms folded; full batches on a
+        GPU replay one CUDA graph (the logits are copied before the next replay)."""
+        graph = inputs.device.type == "cuda" and len(inputs) == self.batch_size
         with torch.inference_mode():
-            return self.network.forward_batch(inputs)[1].float()
+            return self.network.forward_batch(inputs, None, graph)[1].float().clone()
 
     def scores(
         self,
