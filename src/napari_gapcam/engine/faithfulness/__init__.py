@@ -117,8 +117,10 @@ def faithfulness(
     scorer.batch_size = rows.batch_size
     pixels = shape[0] * shape[1]
     device = rows.inputs.device
+    # the scores before any change, on the host as the scorer's are (float64)
+    chosen_logits = rows.logits.gather(1, rows.classes[:, None])[:, 0].double().cpu()
     probabilities = torch.softmax(rows.logits, 1).gather(1, rows.classes[:, None])[:, 0]
-    logits = rows.logits.gather(1, rows.classes[:, None])[:, 0]
+    probabilities, logits = probabilities.double().cpu(), chosen_logits
     args = (rows.inputs, rows.maps, rows.classes)
     scores: dict[str, Any] = {}
     if "avg_drop" in chosen or "increase" in chosen:
