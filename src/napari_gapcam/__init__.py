@@ -33,6 +33,8 @@ _LAZY = {
     "largest_region": "engine.localize",
     "InputTooLargeError": "engine.memory",
     "localization_metrics": "engine.metrics",
+    "faithfulness": "engine.faithfulness",
+    "FaithfulnessCancelled": "engine.faithfulness",
     "iter_batches": "engine.batch",
     "iter_tiled": "engine.tiles",
     "bounded_grid": "engine.grid",
@@ -43,6 +45,7 @@ __all__ = [
     "METHODS",
     "CamMaps",
     "CamResult",
+    "FaithfulnessCancelled",
     "GapCamModel",
     "InputTooLargeError",
     "MethodInfo",
@@ -56,6 +59,7 @@ __all__ = [
     "bounded_grid",
     "boxes_from_map",
     "class_activation_map",
+    "faithfulness",
     "grid_placement",
     "from_module",
     "iter_batches",
@@ -68,6 +72,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .engine.batch import iter_batches
+    from .engine.faithfulness import FaithfulnessCancelled, faithfulness
     from .engine.grid import bounded_grid, grid_placement
     from .engine.localize import boxes_from_map, largest_region, mask_from_map
     from .engine.memory import InputTooLargeError
