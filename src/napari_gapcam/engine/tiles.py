@@ -31,10 +31,17 @@ def check_tiles(network: Network) -> None:
     """Refuse a method whose maps do not stitch (its row in the methods table says)."""
     info = network.method_info
     if not info.tiles:
+        why = (
+            f" ({info.label} reruns the network once per channel on each input it masks: "
+            "thousands of passes per tile, and a tile's masks see that tile only, so its maps "
+            "do not stitch)"
+            if info.needs_input
+            else ""
+        )
         raise ValueError(
             "Tiles need the exact CAM or another method whose maps add up across tiles "
             f"({', '.join(_tiled_methods())}; a GAP + dense head); this model uses "
-            f"{info.label}: use such a model (method auto or cam), or run the whole image."
+            f"{info.label}{why}: use such a model (method auto or cam), or run the whole image."
         )
 
 

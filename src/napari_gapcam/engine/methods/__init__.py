@@ -10,6 +10,8 @@ reads the row, never a method's name:
 - ``decomposition``: the map is a weighted sum of channels (``result.contributions``);
 - ``class_free``: one map for every class;
 - ``needs_dense``: it needs a head that is a global average pooling and one dense layer;
+- ``needs_input``: it reruns the network on the image's input (Score-CAM), so a result keeps
+  each image's normalised input tensor beside its maps;
 - ``cost``: what one map costs beyond the forward pass, in words.
 
 Adding a method is a file holding its class (the formula in its docstring) and one row here.
@@ -39,6 +41,7 @@ class MethodInfo:
     decomposition: bool = False
     class_free: bool = False
     needs_dense: bool = False
+    needs_input: bool = False
 
     def load(self) -> type:
         """The method's class, a :class:`~.base.Method` (imports torch)."""
@@ -54,6 +57,7 @@ class MethodInfo:
 METHODS: dict[str, MethodInfo] = {row.name: row for row in (
     MethodInfo("cam", "CAM", "cam:Cam", "none (a weighted sum of the kept maps)", exact=True, tiles=True, decomposition=True, needs_dense=True),
     MethodInfo("gradcam", "Grad-CAM", "gradcam:GradCam", "one backward pass through the head"),
+    MethodInfo("scorecam", "Score-CAM", "scorecam:ScoreCam", "one forward pass per channel, batched; max_channels=N keeps the N most active", needs_input=True),
 )}
 # fmt: on
 
