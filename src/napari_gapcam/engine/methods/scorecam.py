@@ -16,7 +16,8 @@ One pass gives every class's logit, so each image's scores (K×C) are kept by th
 (:mod:`..kept_inputs`): another class's map reruns nothing. Channels whose map is flat mask the
 input to zeros; they share one pass. ``max_channels=N`` keeps each image's N channels of the
 highest mean activation (the sum and the softmax run over those only); ``batch_size`` masked
-inputs go through the network at a time (default: the pipeline's batch rule for the input).
+inputs go through the network at a time (default: 16 at 224² on a CPU; on a GPU as many as
+fit, up to 32).
 """
 
 from __future__ import annotations
@@ -182,9 +183,15 @@ def _masks(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def _batch_rule(network: Any, size: tuple[int, int]) -> int:
-    from ..pipeline import auto_batch_size
+    """The pipeline's batch rule (free memory; 32 on a GPU), with twice its pixel budget on a
+    CPU: 16 masked inputs at 224² (a ResNet-50 pass per image took 487 ms at 16 against 685 at
+    8 on two busy cores, calls alternated; pytorch-grad-cam's batch is 16 too)."""
+    from ..pipeline import CPU_BATCH, CPU_BATCH_PIXELS, auto_batch_size
 
-    return auto_batch_size(network, size)
+    batch = auto_batch_size(network, size)
+    if network.device.type == "cuda":
+        return batch
+    return max(batch, min(CPU_BATCH, 2 * CPU_BATCH_PIXELS // max(size[0] * size[1], 1)))
 
 
 def _positive(name: str, value: Any) -> int | None:
