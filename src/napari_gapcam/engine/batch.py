@@ -111,6 +111,7 @@ def _result(model: Network, method: Any, batch: Batch, image_shape: tuple[int, .
         image_shape,
         batch.input_shape,
         model.device,
+        inputs=batch.inputs,
     )
     result.network = model  # a method switch by name (result.with_method) needs its head
     return result

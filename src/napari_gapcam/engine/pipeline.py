@@ -51,6 +51,7 @@ class Batch(NamedTuple):
     features: torch.Tensor  # N×K×h×w, the run's ``features_dtype``
     logits: torch.Tensor  # N×C float32
     input_shape: tuple[int, int]
+    inputs: torch.Tensor | None = None  # N×3×H×W normalised, where the method reruns the network
 
 
 def check_precision(precision: str) -> Any:
@@ -89,12 +90,15 @@ def run_batches(
     ``batch_size``: default :func:`auto_batch_size`; ``precision``: ``"fp32"``, or ``"fp16"`` /
     ``"bf16"`` autocast; the maps come back as ``features_dtype``. ``check`` is called before
     each batch is read (a cancel raises there). Stopping the iteration early stops the reading.
+    Where the method's row ``needs_input`` (Score-CAM), each batch's normalised input tensor
+    comes back too, in ``features_dtype``.
     """
     dtype = check_precision(precision)
     batch_size = batch_size or auto_batch_size(network, size)
     network.check_memory(size, batch_size)
     device, cuda = network.device, network.device.type == "cuda"
     config = network.config
+    keep_inputs = network.method_info.needs_input
 
     def stage(start: int) -> Staged:  # lazy images are read here
         if check is not None:
@@ -126,6 +130,7 @@ def run_batches(
                         maps.to(features_dtype).to("cpu", non_blocking=cuda),
                         logits.float().to("cpu", non_blocking=cuda),
                         tuple(tensor.shape[-2:]),
+                        _host(tensor, features_dtype, cuda) if keep_inputs else None,
                     ),
                     torch.cuda.Event() if cuda else None,
                 )
@@ -142,6 +147,11 @@ def run_batches(
     finally:  # also when the caller stops early (cancel)
         if reader is not None:
             reader.shutdown(wait=False, cancel_futures=True)
+
+
+def _host(tensor: torch.Tensor, dtype: torch.dtype, cuda: bool) -> torch.Tensor:
+    """``tensor`` as ``dtype`` on the host, a new tensor (the batch's input is reused)."""
+    return tensor.to(dtype).to("cpu", non_blocking=cuda, copy=True)
 
 
 class _InFlight(NamedTuple):

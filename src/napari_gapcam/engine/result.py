@@ -2,9 +2,8 @@
 
 :class:`Result` holds every image's maps (on the host; half precision for stacks: 200 KB a
 ResNet-50 image at 224²); ``result[i]`` is a light :class:`CamResult` view of image i; both
-answer the result protocol (:mod:`.protocol`). Maps come from the method, so a class change costs
-no forward pass; a costly method's maps (Grad-CAM's backward pass) are cached and made in batches.
-"""
+answer the result protocol (:mod:`.protocol`). A class change costs no forward pass (a costly
+method's maps are made in batches and kept: :mod:`.costly_maps`)."""
 
 from __future__ import annotations
 
@@ -15,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from ._torch import torch
+from .costly_maps import CostlyMaps
+from .kept_inputs import KeptInputs
 from .maps import (
     ClassRef,
     check_scale,
@@ -32,7 +33,6 @@ from .switch import SwitchMethods, SwitchOne
 from .words import ParameterError, Term
 
 GPU_MAPS_MIN = 2**20  # output pixels from which a GPU result's maps are made on the GPU
-METHOD_BATCH = 16  # images per backward pass of a costly method
 # images per step of a class's range over a stack (on the UI thread): maps in the CPU's cache
 RANGE_CHUNK = 8  # (256 at a time: 3 MB → 100 MB, 10× slower)
 
@@ -42,7 +42,8 @@ class Result(SwitchMethods, ManyImages, Sequence["CamResult"]):
     (on the host), logits N×C; ``method`` a :class:`~.methods.base.Method` or a dense layer's
     weights (C×K: the CAM); ``device`` where the model ran (a GPU makes big batches of maps
     there). ``probabilities`` and ``topk`` are the mean over the images (each image's:
-    ``image_probabilities``, N×C, and ``result[i]``); map answers are batch first."""
+    ``image_probabilities``, N×C, and ``result[i]``); map answers are batch first; ``inputs``
+    the normalised inputs, kept for a method that reruns the network on them (Score-CAM)."""
 
     def __init__(
         self,
@@ -53,9 +54,10 @@ class Result(SwitchMethods, ManyImages, Sequence["CamResult"]):
         image_shape: tuple[int, int],
         input_shape: tuple[int, int] | None = None,
         device: torch.device | None = None,
+        inputs: torch.Tensor | KeptInputs | None = None,
     ) -> None:
-        self._parts = [features]  # by batch, joined only when asked for
-        self._starts = [0]
+        self.inputs = KeptInputs(inputs) if isinstance(inputs, torch.Tensor) else inputs
+        self._parts, self._starts = [features], [0]  # by batch, joined only when asked for
         self.image_logits: np.ndarray = logits.detach().float().cpu().numpy()  # N×C
         self.image_probabilities: np.ndarray = torch.softmax(
             torch.from_numpy(self.image_logits), 1
@@ -67,7 +69,7 @@ class Result(SwitchMethods, ManyImages, Sequence["CamResult"]):
         # a tensor is a dense layer's weights (the CAM); the method is kept where maps are made
         self._method = (Cam(method) if isinstance(method, torch.Tensor) else method).on_host()
         self._device = device
-        self._cache: dict[tuple[int, int], torch.Tensor] = {}  # (image, class) → raw map
+        self._costly = CostlyMaps(self._method)  # a costly method's maps made so far
         self._ranges: dict[tuple[int, int], tuple[float, float]] = {}  # (class, images) → range
 
     @classmethod
@@ -82,6 +84,7 @@ class Result(SwitchMethods, ManyImages, Sequence["CamResult"]):
             first.class_names,
             first.image_shape,
             first.input_shape,
+            inputs=KeptInputs.join([(image._batch.inputs, image._index) for image in images]),
         )
 
     # ------------------------------------------------------------------ the batch
@@ -129,6 +132,8 @@ class Result(SwitchMethods, ManyImages, Sequence["CamResult"]):
         """Append the images of ``other`` (the next batch of the same run), in place."""
         self._starts.append(len(self))
         self._parts.append(other.features)
+        if self.inputs is not None:  # the inputs a method reruns the network on
+            self.inputs = self.inputs.extend(other.inputs)
         self.image_logits = np.concatenate([self.image_logits, other.image_logits])
         probabilities = (self.image_probabilities, other.image_probabilities)
         self.image_probabilities = np.concatenate(probabilities)
@@ -147,10 +152,10 @@ class Result(SwitchMethods, ManyImages, Sequence["CamResult"]):
     def is_ready(self, c: ClassRef) -> bool:
         """True when every image's map of ``c`` costs no network pass."""
         index = self.class_index(c)
-        return not self._method.cached or all((i, index) in self._cache for i in range(len(self)))
+        return not self._method.cached or all(self._costly.has(i, index) for i in range(len(self)))
 
     def _ready(self, image: int, c: int) -> bool:
-        return not self._method.cached or (image, c) in self._cache
+        return not self._method.cached or self._costly.has(image, c)
 
     # ------------------------------------------------------------------ maps, batch first
     def raw_cam(self, c: ClassRef) -> np.ndarray:
@@ -218,13 +223,7 @@ class Result(SwitchMethods, ManyImages, Sequence["CamResult"]):
         """Raw maps (n×h×w float32, on the host) of ``classes[i]`` for image ``images[i]``."""
         if not self._method.cached:
             return self._method.maps(self._maps(images), classes)
-        keys = list(zip(images, classes, strict=True))
-        missing = list(dict.fromkeys(key for key in keys if key not in self._cache))
-        for start in range(0, len(missing), METHOD_BATCH):
-            chunk = missing[start : start + METHOD_BATCH]
-            maps = self._method.maps(self._maps([i for i, _ in chunk]), [c for _, c in chunk])
-            self._cache.update(zip(chunk, maps.cpu(), strict=True))
-        return torch.stack([self._cache[key] for key in keys])
+        return self._costly.raw(images, classes, self._maps, self.inputs)
 
     def _maps(self, indices: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The maps of ``indices`` (n×K×h×w, a new ``dtype`` tensor), consecutive images of a
@@ -276,8 +275,10 @@ class CamResult(SwitchOne, OneImage):
         class_names: Sequence[str],
         image_shape: tuple[int, int],
         input_shape: tuple[int, int] | None = None,
+        inputs: torch.Tensor | None = None,  # 3×H×W, for a method that needs it
     ) -> None:
-        batch = Result(features[None], logits[None], method, class_names, image_shape, input_shape)
+        batch = Result(features[None], logits[None], method, class_names, image_shape,
+                       input_shape, inputs=None if inputs is None else inputs[None])  # fmt: skip
         self._batch, self._index = batch, 0
 
     @classmethod

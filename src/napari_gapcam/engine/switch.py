@@ -2,8 +2,9 @@
 
 A result keeps each image's maps and logits. A method whose row is ``head_only`` needs nothing
 more (the head, for a gradient), so the switched result shares the maps and logits (nothing is
-copied, no forward pass runs) and makes its own maps, as the method does, when asked. Other
-methods (those that need the input image) are refused, saying why.
+copied, no forward pass runs) and makes its own maps, as the method does, when asked. A method
+that needs the input image (Score-CAM) switches only where the result kept its inputs (a run
+under such a method); others are refused, saying why.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from .costly_maps import CostlyMaps
 from .words import ParameterError, Term
 
 
@@ -26,7 +28,7 @@ class SwitchMethods:
         class names are shared: no forward pass runs."""
         network = self._switched(method, options)
         row = network.method_info
-        if not row.head_only:
+        if not row.head_only and not (row.needs_input and self.inputs is not None):
             raise ParameterError(
                 f"{row.label} needs more than a finished result keeps (each image's maps and "
                 f"the head): {row.cost}. Run the images again with ",
@@ -41,7 +43,8 @@ class SwitchMethods:
         other = copy.copy(self)
         other._parts, other._starts = list(self._parts), list(self._starts)  # grow apart
         other._method = network.method_object.on_host()
-        other._cache, other._ranges = {}, {}
+        other._costly, other._ranges = CostlyMaps(other._method), {}
+        other.inputs = None if self.inputs is None else self.inputs.shared()
         other.network = network
         return other
 

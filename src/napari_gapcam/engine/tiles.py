@@ -31,9 +31,16 @@ def check_tiles(network: Network) -> None:
     """Refuse a method whose maps do not stitch (its row in the methods table says)."""
     info = network.method_info
     if not info.tiles:
+        why = (
+            f" ({info.label} reruns the network once per channel on each input it masks: "
+            "thousands of passes per tile, and a tile's masks see that tile only, so its maps "
+            "do not stitch)"
+            if info.needs_input
+            else ""
+        )
         raise ValueError(
             f"Tiles need a method whose maps stitch across tiles ({', '.join(_tiled_methods())}"
-            f"); this model uses {info.label}. Use one of those methods (model.with_method, "
+            f"); this model uses {info.label}{why}. Use one of those methods (model.with_method, "
             "--method, the method box), or run the whole image."
         )
 

@@ -13,6 +13,8 @@ reads the row, never a method's name:
 - ``needs_dense``: it needs a head that is a global average pooling and one dense layer;
 - ``head_only``: its maps need only the kept maps and the head (no image, no forward pass): a
   finished result switches to it at no forward pass (``result.with_method``);
+- ``needs_input``: it reruns the network on the image's input (Score-CAM), so a result keeps
+  each image's normalised input tensor beside its maps;
 - ``cost``: what one map costs beyond the forward pass, in words.
 
 Adding a method is a file holding its class (the formula in its docstring) and one row here.
@@ -43,6 +45,7 @@ class MethodInfo:
     class_free: bool = False
     needs_dense: bool = False
     head_only: bool = False
+    needs_input: bool = False
 
     def load(self) -> type:
         """The method's class, a :class:`~.base.Method` (imports torch)."""
@@ -62,6 +65,7 @@ METHODS: dict[str, MethodInfo] = {row.name: row for row in (
     MethodInfo("xgradcam", "XGrad-CAM", "xgradcam:XGradCam", "one backward pass through the head", tiles=True, head_only=True),
     MethodInfo("hirescam", "HiResCAM", "hirescam:HiResCam", "one backward pass through the head", tiles=True, head_only=True),
     MethodInfo("layercam", "LayerCAM", "layercam:LayerCam", "one backward pass through the head", tiles=True, head_only=True),
+    MethodInfo("scorecam", "Score-CAM", "scorecam:ScoreCam", "one forward pass per channel, batched; max_channels=N keeps the N most active", needs_input=True),
     MethodInfo("ablationcam", "Ablation-CAM", "ablationcam:AblationCam", "head passes only, batched (analytic on a GAP + dense head)", head_only=True),
     MethodInfo("eigencam", "EigenCAM", "eigencam:EigenCam", "one SVD", class_free=True, head_only=True),
 )}
