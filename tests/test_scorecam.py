@@ -93,7 +93,7 @@ def test_every_channel_equals_pytorch_grad_cam(resnet18, page, at_grid):
 
 def test_max_channels_and_a_class_switch_without_passes(resnet18, at_grid, monkeypatch):
     network, model = resnet18
-    with_options(model, max_channels=12, batch_size=5)
+    model = with_options(model, max_channels=12, batch_size=5)
     result = model.run(IMAGES[1], input_size=SIZE)
     features = result.features
     top = features.mean(dim=(1, 2)).topk(12).indices.sort().values
@@ -111,7 +111,7 @@ def test_max_channels_and_a_class_switch_without_passes(resnet18, at_grid, monke
 
 
 def test_a_stack_gives_the_maps_of_one_image_at_a_time(resnet18):
-    _, model = with_options(resnet18[1], max_channels=24, batch_size=16), resnet18[1]
+    model = with_options(resnet18[1], max_channels=24, batch_size=16)
     one = [model.run(image, input_size=SIZE) for image in IMAGES]
     stack = model.run_batch(IMAGES, batch_size=1, input_size=SIZE, features_dtype=torch.float32)
     assert len(stack._parts) == 2 and len(stack.inputs) == 2  # two batches, extended
