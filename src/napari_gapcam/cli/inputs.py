@@ -9,6 +9,7 @@ import errno
 import glob
 import hashlib
 import os
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,35 @@ class Found(NamedTuple):
     paths: list[Path]
     problems: list[tuple[str, str]]  # (argument, reason)
     excluded: list[Path]
+    unreadable: list[tuple[str, str]] = []  # (file in a folder, reason): never read, reported
+
+
+def _special(path: Path) -> str | None:
+    """Why a folder's entry that looks like an input cannot be one: a link that loops or
+    dangles, a FIFO, socket or device (reading a FIFO would wait forever); else None."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return _missing_reason(path) if os.path.islink(path) else None
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe), not an image file"
+    if stat.S_ISSOCK(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a socket or device, not an image file"
+    return None
+
+
+def _folder(path: Path, unreadable: list[tuple[str, str]]) -> list[Path]:
+    """A folder's inputs (not recursive); its links that loop or dangle, and its special files
+    with an image's suffix, go to ``unreadable``."""
+    found = []
+    for entry in sorted(path.iterdir()):
+        if _is_input(entry):
+            found.append(entry)
+        elif os.path.islink(entry) or entry.suffix.lower() in IMAGE_SUFFIXES:
+            reason = _special(entry)
+            if reason is not None:
+                unreadable.append((str(entry.absolute()), reason))
+    return found
 
 
 def _missing_reason(path: Path) -> str:
@@ -62,7 +92,8 @@ def _missing_reason(path: Path) -> str:
             return "permission denied"
         if os.path.islink(path):
             return f"a broken symbolic link (to {os.readlink(path)}, which does not exist)"
-    return "no such file or folder"
+        return "no such file or folder"
+    return _special(path) or "no such file or folder"
 
 
 def expand(arguments: Sequence[str], exclude: Callable[[Path], bool] | None = None) -> Found:
@@ -74,13 +105,15 @@ def expand(arguments: Sequence[str], exclude: Callable[[Path], bool] | None = No
     """
     paths: list[Path] = []
     problems: list[tuple[str, str]] = []
+    unreadable: list[tuple[str, str]] = []
     for argument in arguments:
         path = Path(argument).expanduser()
         if is_zarr(path) or path.is_file():
             found = [path]
         elif path.is_dir():
-            found = sorted(p for p in path.iterdir() if _is_input(p))
-            if not found:
+            before = len(unreadable)
+            found = _folder(path, unreadable)
+            if not found and len(unreadable) == before:
                 problems.append((argument, "no PNG, JPEG, TIFF or zarr inputs in this folder"))
         elif glob.has_magic(argument):
             found = sorted(
@@ -94,7 +127,7 @@ def expand(arguments: Sequence[str], exclude: Callable[[Path], bool] | None = No
         paths.extend(found)
     unique = list(dict.fromkeys(p.resolve() for p in paths))
     excluded = [p for p in unique if exclude is not None and exclude(p)]
-    return Found([p for p in unique if p not in excluded], problems, excluded)
+    return Found([p for p in unique if p not in excluded], problems, excluded, unreadable)
 
 
 def base_stem(path: Path) -> str:

@@ -18,10 +18,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from .claims import blocking, planned_outputs
 from .folder_lock import FolderBusyError, FolderLock, describe_holder
 from .inputs import Item, items, unchanged
 from .messages import EXIT_FAILED, EXIT_OK, error, option, say
-from .outputs import OutputFolder, changed_labels, is_current
+from .outputs import RESULTS, OutputFolder, changed_labels, is_current
 from .preflight import Plan, UsageError, check
 
 # chunks, what to call while waiting for workers, and the function that runs a chunk
@@ -75,16 +76,20 @@ def left_to_do(
     named = items(plan.paths, {record["file"]: stem for stem, record in known.items()})
     records = {stem: r for stem, r in known.items() if out.has_outputs(r)}
     settings = options.settings()
-    todo = []
+    todo, again = [], 0
     for item in named:
         record = records.get(item.stem)
-        if not options.overwrite and is_current(record, item.path, settings):
-            continue
-        if report and record is not None and record.get("settings") == settings:
+        if is_current(record, item.path, settings):
+            if not options.overwrite:
+                continue
+            again += 1  # unchanged: redone because of --overwrite, not "changed"
+        elif report and record is not None and record.get("settings") == settings:
             labels = changed_labels(record) if unchanged(record.get("input"), item.path) else None
             what = f"its label image {labels}" if labels else item.path
             say(f"{what} changed since its outputs were made: computing {item.path} again")
         todo.append(item)
+    if report and again:
+        say(f"--overwrite: computing {again} unchanged input(s) again")
     return todo, len(named) - len(todo)
 
 
@@ -106,6 +111,8 @@ def predict(args: argparse.Namespace) -> int:
         say(f"skipped {file}: {reason}")
     counts = {"done": 0, "skipped": 0, "failed": len(plan.failures)}
     todo, _ = left_to_do(out, plan, options)
+    if out.root.is_dir() and (in_the_way := blocking(out.claims(), todo, options)):
+        return error(in_the_way)  # a file of the user's: before the model loads
     command = shlex.join(["gapcam", *getattr(args, "argv", ["predict"])])[:500]
     if not todo:  # nothing to compute: no torch, no model
         return _locked(out, plan, options, counts, command, None, args.chunk_size)
@@ -232,20 +239,26 @@ def _locked(
         lock.acquire()
     except FolderBusyError as busy:
         return error(str(busy))
-    stopped = None
+    stopped = refused = None
     try:
         if lock.previous:
             say(f"took over the lock of a run that ended: {describe_holder(lock.previous)}")
-        out.prepare()  # only a dead run's temporaries can be here: we hold the lock
-        out.rebuild_results()  # drops duplicates and torn lines an earlier run may have left
         todo, counts["skipped"] = left_to_do(out, plan, options, report=True)
-        if todo and runner is not None:
-            stopped = _collect(runner, todo, chunk_size, out, counts)
-        elif todo:  # changed while this run looked, before it held the folder
-            stopped = f"{len(todo)} input(s) changed meanwhile: run the same command again"
+        claims = out.claims(fresh=True)
+        refused = blocking(claims, todo, options)  # put there while this run loaded its model
+        if refused is None:
+            claims.claim([RESULTS, *(n for item in todo for n in planned_outputs(item, options))])
+            out.prepare()  # only a dead run's temporaries can be here: we hold the lock
+            out.rebuild_results()  # drops duplicates and torn lines an earlier run may have left
+            if todo and runner is not None:
+                stopped = _collect(runner, todo, chunk_size, out, counts)
+            elif todo:  # changed while this run looked, before it held the folder
+                stopped = f"{len(todo)} input(s) changed meanwhile: run the same command again"
     finally:
-        total = out.rebuild_results()
+        total = out.rebuild_results() if refused is None else 0
         lock.release()
+    if refused is not None:
+        return error(refused)
     if stopped:
         say(f"error: {stopped}")
     done = counts["done"] + counts["skipped"]

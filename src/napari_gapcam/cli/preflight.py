@@ -62,7 +62,9 @@ def _size(n: float) -> str:
 
 
 def check_output_folder(out: str) -> Path:
-    root = Path(out).expanduser().resolve()
+    from .setup_checks import writable_place
+
+    root = writable_place(out, "folder")
     if root.exists() and not root.is_dir():
         raise UsageError(f"--out {out} is a file, not a folder: give a folder (it is created).")
     return root
@@ -189,6 +191,8 @@ def _free_bytes(folder: Path) -> int:
 
 def check(args: Any) -> Plan:
     """Every check that needs no model; raises :class:`UsageError`."""
+    from .setup_checks import check_overlap, check_scheduler, check_weights_files
+
     out = check_output_folder(args.out)
     if not DEVICE.match(args.device):
         raise UsageError(
@@ -197,14 +201,19 @@ def check(args: Any) -> Plan:
         )
     if args.workers or args.scheduler:
         _need("distributed", "--workers" if args.workers else "--scheduler", "cluster")
+    if args.scheduler:
+        check_scheduler(args.scheduler)
     if args.model and args.model.startswith("timm:"):
         _need("timm", f"--model {args.model}", "timm")
     weights = weights_argument(args.weights)
+    check_weights_files(weights)
     class_names = None
     if args.class_names:
         read_class_names(args.class_names)
         class_names = str(Path(args.class_names).expanduser().resolve())
     _check_modes(args)
+    if getattr(args, "tiles", False):
+        check_overlap(args.overlap, args.tile_size or args.input_size)
     table = None
     if getattr(args, "labels", None):
         from .labels import find_labels
@@ -224,6 +233,9 @@ def check(args: Any) -> Plan:
             f"{len(found.problems)} input argument(s) name nothing to read:\n{listed}\n"
             "Check the paths (quote globs: 'data/*.png'); nothing was run."
         )
+    if not found.paths and found.unreadable:
+        listed = "\n".join(f"  {file}: {reason}" for file, reason in found.unreadable)
+        raise UsageError(f"no input can be read:\n{listed}")
     if not found.paths:
         raise UsageError(
             f"every input is an output of the folder {out} (its own outputs are never "
@@ -233,6 +245,7 @@ def check(args: Any) -> Plan:
         _need("zarr", "a zarr input", "zarr")
     excluded = [p for p in found.excluded if p not in label_paths]
     plan = Plan(out, found.paths, weights, class_names, excluded=excluded)
+    plan.failures.extend(found.unreadable)
     if table is not None:
         _match_labels(plan, table, args.labels)
     if getattr(args, "tiles", False):
