@@ -230,3 +230,70 @@ def test_overwrite_does_not_call_unchanged_inputs_changed(tmp_path, weights, cap
     err = capsys.readouterr().err
     assert "changed" not in err.replace("unchanged", "")
     assert "--overwrite: computing 1 unchanged input(s) again" in err and "1 done" in err
+
+
+def _digests(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+@pytest.mark.parametrize("target", ["input", "boxes", "other", "report"])
+def test_evaluate_replaces_only_its_own_report(tmp_path, weights, capsys, target):
+    """Item 3: --out never names an input, the box file, or any file it did not write."""
+    folder = _folder(tmp_path)
+    (tmp_path / "boxes.csv").write_text("file,y0,x0,y1,x1\na.png,4,4,30,40\n")
+    (tmp_path / "notes.json").write_text('{"mine": 1}')
+    out = {"input": folder / "a.png", "boxes": tmp_path / "boxes.csv",
+           "other": tmp_path / "notes.json", "report": tmp_path / "report.json"}  # fmt: skip
+    out = out[target]
+    args = ["evaluate", str(folder), "--true-boxes", str(tmp_path / "boxes.csv"), "--weights",
+            str(weights), "--model", "resnet18", "--input-size", SIZE,
+            "--device", "cpu"]  # fmt: skip
+    if target == "report":
+        assert main([*args, "--out", str(out)]) == 0
+        assert json.loads(out.read_text())["images"] == 1
+    before = {**_digests(tmp_path), **_digests(folder)}
+    code = main([*args, "--out", str(out)])
+    if target == "report":  # its own report: replaced
+        assert code == 0 and "wrote" in capsys.readouterr().err
+        return
+    words = {"input": "is an input", "boxes": "is the --true-boxes file",
+             "other": "exists and is not a report of gapcam evaluate"}[target]  # fmt: skip
+    _refused(capsys, code, f"--out {out}", words)
+    assert {**_digests(tmp_path), **_digests(folder)} == before
+
+
+@pytest.mark.parametrize("mine", ["cell_overlay.png", "results.jsonl", "records/cell.json"])
+def test_predict_never_replaces_a_users_file(tmp_path, weights, capsys, mine, no_model):
+    """Item 3: a file of the user's where an output goes: rc 2 naming it, before the model."""
+    folder = tmp_path / "cells"
+    folder.mkdir()
+    iio.imwrite(folder / "cell.png", image(1))
+    (folder / mine).parent.mkdir(exist_ok=True)
+    (folder / mine).write_bytes(b"my own file")
+    before = (folder / mine).read_bytes()
+    code = predict(folder / "cell.png", folder, weights)
+    _refused(capsys, code, str(folder / mine), "gapcam did not write them", "gapcam never replaces")
+    assert (folder / mine).read_bytes() == before
+    assert sorted(p.name for p in folder.iterdir()) == sorted({"cell.png", mine.split("/")[0]})
+
+
+def test_a_users_output_like_file_is_an_input_and_gapcams_own_are_not(tmp_path, weights, capsys):
+    """A file named like an output is an input unless gapcam claimed it (the ledger); a run
+    killed before its record leaves claimed files a rerun replaces; an old folder (no ledger)
+    claims what its records name."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    iio.imwrite(folder / "a.png", image(0))
+    iio.imwrite(folder / "b_overlay.png", image(1))  # the user's image, named like an overlay
+    assert predict(folder, folder, weights) == 0
+    assert sorted(r["file"] for r in results(folder)) == [
+        str(folder / "a.png"),
+        str(folder / "b_overlay.png"),
+    ]
+    (folder / "records" / "a.json").unlink()  # killed after its outputs, before its record
+    capsys.readouterr()
+    assert predict(folder, folder, weights) == 0
+    assert "1 done, 1 already done" in capsys.readouterr().err
+    (folder / ".gapcam-written").unlink()  # written before the ledger existed
+    assert predict(folder, folder, weights, "--overwrite") == 0
+    assert "2 done, 0 already done" in capsys.readouterr().err

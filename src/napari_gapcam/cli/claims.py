@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from .inputs import Item, is_zarr
-from .outputs import RECORDS, RESULTS
+from .outputs import RECORDS, RESULTS, OutputFolder
 
 LEDGER = ".gapcam-written"
 REPORT_KEYS = ("images", "max_box_acc_v2", "box_acc", "files")  # gapcam evaluate's JSON
@@ -69,6 +69,30 @@ class Claims:
         finally:
             os.close(fd)
         self.names.update(new)
+
+
+def claims_of(out: OutputFolder) -> Claims:
+    """The claims of an output folder, read now."""
+    return Claims(out.root, out.all_records(complete_only=False))
+
+
+def owned(out: OutputFolder) -> Callable[[Path], bool]:
+    """Whether a path is one of the folder's own files: its records, temporaries, and the maps,
+    overlays and results it claims. Such files are never inputs, even when ``--out`` is an
+    input folder; the images the user put there stay inputs, whatever their names."""
+    claims: list[Claims] = []  # read at the first path under the folder
+
+    def owns(path: Path) -> bool:
+        path = Path(path)
+        if out.owns(path):
+            return True
+        if path.parent != out.root:
+            return False
+        if not claims:
+            claims.append(claims_of(out))
+        return claims[0].owns(path.name)
+
+    return owns
 
 
 def planned_outputs(item: Item, options: Any) -> list[str]:

@@ -96,7 +96,6 @@ class OutputFolder:
         self.root = Path(root).resolve()
         self.records = self.root / RECORDS
         self.results = self.root / RESULTS
-        self._claims: Any = None
 
     def prepare(self) -> None:
         """Create the folders and delete temporaries left by a killed run."""
@@ -106,26 +105,12 @@ class OutputFolder:
                 shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink(missing_ok=True)
 
     def owns(self, path: Path) -> bool:
-        """True for the folder's own files: records, temporaries, and the maps, overlays and
-        results it claims (:mod:`~napari_gapcam.cli.claims`).
-
-        Such files are never inputs, even when ``--out`` is an input folder: the images the
-        user put there stay inputs, whatever their names.
-        """
+        """True for the folder's records and temporaries (its other files: the claims of
+        :func:`napari_gapcam.cli.claims.owned`)."""
         path = Path(path)
         if self.root not in path.parents:
             return False
-        if self.records in (path, *path.parents) or path.name.startswith(TEMP_PREFIX):
-            return True
-        return path.parent == self.root and self.claims().owns(path.name)
-
-    def claims(self, fresh: bool = False) -> Any:
-        """The folder's :class:`~napari_gapcam.cli.claims.Claims` (read once, or again)."""
-        if self._claims is None or fresh:
-            from .claims import Claims
-
-            self._claims = Claims(self.root, self.all_records(complete_only=False))
-        return self._claims
+        return self.records in (path, *path.parents) or path.name.startswith(TEMP_PREFIX)
 
     def cam_path(self, stem: str, zarr: bool = False) -> Path:
         return self.root / f"{stem}_cam.{'zarr' if zarr else 'tif'}"

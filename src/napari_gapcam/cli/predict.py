@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .claims import blocking, planned_outputs
+from .claims import blocking, claims_of, planned_outputs
 from .folder_lock import FolderBusyError, FolderLock, describe_holder
 from .inputs import Item, items, unchanged
 from .messages import EXIT_FAILED, EXIT_OK, error, option, say
@@ -111,7 +111,7 @@ def predict(args: argparse.Namespace) -> int:
         say(f"skipped {file}: {reason}")
     counts = {"done": 0, "skipped": 0, "failed": len(plan.failures)}
     todo, _ = left_to_do(out, plan, options)
-    if out.root.is_dir() and (in_the_way := blocking(out.claims(), todo, options)):
+    if out.root.is_dir() and (in_the_way := blocking(claims_of(out), todo, options)):
         return error(in_the_way)  # a file of the user's: before the model loads
     command = shlex.join(["gapcam", *getattr(args, "argv", ["predict"])])[:500]
     if not todo:  # nothing to compute: no torch, no model
@@ -244,7 +244,7 @@ def _locked(
         if lock.previous:
             say(f"took over the lock of a run that ended: {describe_holder(lock.previous)}")
         todo, counts["skipped"] = left_to_do(out, plan, options, report=True)
-        claims = out.claims(fresh=True)
+        claims = claims_of(out)
         refused = blocking(claims, todo, options)  # put there while this run loaded its model
         if refused is None:
             claims.claim([RESULTS, *(n for item in todo for n in planned_outputs(item, options))])

@@ -19,17 +19,21 @@ from typing import Any
 
 import numpy as np
 
+from .claims import owned
 from .inputs import InputError, expand, is_zarr
 from .outputs import OutputFolder
 from .pages import open_pages
+from .setup_checks import (
+    UsageError,
+    check_overlap,
+    check_scheduler,
+    check_weights_files,
+    writable_place,
+)
 
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".tar")
 BIG_OUTPUT = 10 * 2**30  # maps above 10 GiB get a note with their size
-
-
-class UsageError(Exception):
-    """A command line that cannot run; the message says what is wrong and the way out."""
 
 
 @dataclass
@@ -62,8 +66,6 @@ def _size(n: float) -> str:
 
 
 def check_output_folder(out: str) -> Path:
-    from .setup_checks import writable_place
-
     root = writable_place(out, "folder")
     if root.exists() and not root.is_dir():
         raise UsageError(f"--out {out} is a file, not a folder: give a folder (it is created).")
@@ -191,8 +193,6 @@ def _free_bytes(folder: Path) -> int:
 
 def check(args: Any) -> Plan:
     """Every check that needs no model; raises :class:`UsageError`."""
-    from .setup_checks import check_overlap, check_scheduler, check_weights_files
-
     out = check_output_folder(args.out)
     if not DEVICE.match(args.device):
         raise UsageError(
@@ -224,7 +224,7 @@ def check(args: Any) -> Plan:
             raise UsageError(
                 f"{problem}; give the folder or a quoted glob of label images."
             ) from None
-    owns = OutputFolder(out).owns
+    owns = owned(OutputFolder(out))
     label_paths = {p.resolve() for p in table.values()} if table else set()
     found = expand(args.inputs, exclude=lambda p: owns(p) or p in label_paths)
     if found.problems:

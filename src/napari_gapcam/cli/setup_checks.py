@@ -9,10 +9,12 @@ import os
 import shutil
 from pathlib import Path
 
-from .preflight import UsageError
-
 MIN_FREE = 2**20  # a run needs room for its lock, its records and a map: at least 1 MiB
 ADDRESS_SCHEMES_WITH_PORT = ("tcp", "tls", "ws", "wss")
+
+
+class UsageError(Exception):
+    """A command line that cannot run; the message says what is wrong and the way out."""
 
 
 def nearest_existing(path: Path) -> Path:
