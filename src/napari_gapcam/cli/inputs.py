@@ -195,7 +195,9 @@ def fingerprint(path: str | Path) -> dict[str, Any]:
 
 def unchanged(recorded: Mapping[str, Any] | None, path: str | Path) -> bool:
     """True when ``path`` still holds what ``recorded`` (its :func:`fingerprint`) describes:
-    the same size and time, or for a small file the same size and content hash."""
+    for a file up to ``HASHED_BYTES`` the same size and content hash (a same-size replacement
+    with its time put back is caught; a touched copy is unchanged), above it the same size and
+    time."""
     if not recorded:
         return False
     try:
@@ -206,7 +208,7 @@ def unchanged(recorded: Mapping[str, Any] | None, path: str | Path) -> bool:
         return fingerprint(path) == dict(recorded)
     if info.st_size != recorded.get("size"):
         return False
-    if info.st_mtime_ns == recorded.get("mtime_ns"):
-        return True
     digest = recorded.get("sha256")
-    return digest is not None and fingerprint(path).get("sha256") == digest
+    if digest is not None:  # up to the hash limit the bytes decide, whatever the time says
+        return fingerprint(path).get("sha256") == digest
+    return info.st_mtime_ns == recorded.get("mtime_ns")

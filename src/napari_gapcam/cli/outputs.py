@@ -7,7 +7,8 @@ only complete files under their final names. Only a run holding the folder's loc
 can only be a dead run's.
 
 An input is done when its record ``records/<stem>.json`` exists and the outputs it names are
-complete: it is written last, after the map and the overlay, and holds the input's JSON line
+as written (:mod:`~napari_gapcam.cli.verify`): it is written last, after the map and the
+overlay, and holds the input's JSON line
 (its file, that file's fingerprint and the settings). ``results.jsonl`` gets each line as its
 input finishes and is rebuilt from the records (atomically, one line per record) at the start
 and the end of every run, so it never keeps a duplicate or a torn line.
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .verify import damage
 
 TEMP_PREFIX = ".gapcam-tmp-"
 RESULTS = "results.jsonl"
@@ -54,13 +57,6 @@ def atomic_path(final: Path) -> Iterator[Path]:
 def write_text_atomic(final: Path, text: str) -> None:
     with atomic_path(final) as temp:
         temp.write_text(text, encoding="utf-8")
-
-
-def complete(path: Path) -> bool:
-    """A written output: a file, or a zarr folder with its metadata (an array or a group)."""
-    if path.is_dir():
-        return any((path / name).is_file() for name in ("zarr.json", ".zarray", ".zgroup"))
-    return path.is_file()
 
 
 def is_current(record: dict[str, Any] | None, file: str, settings: dict[str, Any]) -> bool:
@@ -133,8 +129,9 @@ class OutputFolder:
         return record if not complete_only or self.has_outputs(record) else None
 
     def has_outputs(self, record: dict[str, Any]) -> bool:
-        """Every output the record names is complete."""
-        return all(complete(self.root / name) for name in record.get("outputs", {}).values())
+        """Every output the record names is there as it was written
+        (:func:`~napari_gapcam.cli.verify.damage`)."""
+        return damage(self.root, record) is None
 
     def all_records(self, complete_only: bool = True) -> dict[str, dict[str, Any]]:
         """Every (complete) record, by stem (none when the folder does not exist)."""

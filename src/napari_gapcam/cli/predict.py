@@ -24,6 +24,7 @@ from .inputs import Item, items, unchanged
 from .messages import EXIT_FAILED, EXIT_OK, error, option, say
 from .outputs import RESULTS, OutputFolder, changed_labels, is_current
 from .preflight import Plan, UsageError, check
+from .verify import damage
 
 # chunks, what to call while waiting for workers, and the function that runs a chunk
 # (process_chunk by default) → each chunk's outcomes as it finishes
@@ -74,23 +75,41 @@ def left_to_do(
     """The inputs to compute (named from the folder's history) and how many are done."""
     known = out.all_records(complete_only=False)  # a stem stays its file's, even if redone
     named = items(plan.paths, {record["file"]: stem for stem, record in known.items()})
-    records = {stem: r for stem, r in known.items() if out.has_outputs(r)}
     settings = options.settings()
     todo, again = [], 0
     for item in named:
-        record = records.get(item.stem)
-        if is_current(record, item.path, settings):
+        record = known.get(item.stem)
+        why = None if record is None else stale(out, record, item, plan.label_table)
+        if record is not None and why is None and is_current(record, item.path, settings):
             if not options.overwrite:
                 continue
             again += 1  # unchanged: redone because of --overwrite, not "changed"
         elif report and record is not None and record.get("settings") == settings:
-            labels = changed_labels(record) if unchanged(record.get("input"), item.path) else None
-            what = f"its label image {labels}" if labels else item.path
-            say(f"{what} changed since its outputs were made: computing {item.path} again")
+            if why is None:
+                labels = (
+                    changed_labels(record) if unchanged(record.get("input"), item.path) else None
+                )
+                what = f"its label image {labels}" if labels else item.path
+                why = f"{what} changed since its outputs were made"
+            say(f"{why}: computing {item.path} again")
         todo.append(item)
     if report and again:
         say(f"--overwrite: computing {again} unchanged input(s) again")
     return todo, len(named) - len(todo)
+
+
+def stale(out: OutputFolder, record: dict[str, Any], item: Item, table: Any) -> str | None:
+    """Why a record of ``item``'s file no longer stands for its outputs: an output changed
+    since it was written, or a label image was added or another one matches (``--labels``
+    ``table``); else None."""
+    if record.get("file") != item.path:
+        return None
+    damaged = damage(out.root, record)
+    if damaged is not None:
+        return damaged
+    from .labels import labels_moved
+
+    return labels_moved(record, item.path, table)
 
 
 def predict(args: argparse.Namespace) -> int:

@@ -48,6 +48,7 @@ class Plan:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     notes: list[str] = field(default_factory=list)
     labels: str | None = None  # --labels, as an absolute path or pattern
+    label_table: dict[str, Path] | None = None  # its label images by the input stem they are for
 
 
 def demo_weights() -> Path:
@@ -153,6 +154,7 @@ def _match_labels(plan: Plan, table: dict[str, Path], argument: str) -> None:
     from .labels import label_for
 
     plan.labels = os.path.abspath(os.path.expanduser(argument))  # workers see the same
+    plan.label_table = table
     missing = [p for p in plan.paths if label_for(p, table) is None]
     if len(missing) == len(plan.paths):
         raise UsageError(

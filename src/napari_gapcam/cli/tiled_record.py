@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from .infer import class_ref
-from .outputs import OutputFolder, complete
+from .outputs import OutputFolder
 from .tile_blocks import TiledPlan, load_blocks
 from .tiled_outputs import region_features, tile_table, write_csv, write_geojson, write_ome_zarr
+from .verify import complete, output_files
 
 
 def tiled_paths(out: OutputFolder, stem: str) -> dict[str, Path]:
@@ -95,6 +96,7 @@ def finish_tiled(
         "stem": plan.item.stem,
         "input": plan.source,
         "outputs": {key: path.name for key, path in paths.items()},
+        "output_files": output_files(out.root, [path.name for path in paths.values()]),
         "shape": [h0, w0],
         "level": plan.level,
         "level_shape": list(tiling.image_shape),
