@@ -3,11 +3,16 @@ an input with its time put back, outputs truncated, emptied or overwritten, a la
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
+import pytest
 import tifffile
 
 from _cli import image, predictor, results
@@ -96,3 +101,48 @@ def test_a_label_image_added_after_the_first_run_is_noticed(tmp_path, weights, c
     assert f"the label image {masks / 'a_masks.tif'} was added: computing" in err, err
     assert "1 done, 1 already done" in err
     assert (out / "a_objects.csv").read_text().count("\n") == 3  # header and two objects
+
+
+KILL_AT_SECOND_LINE = """
+import os, signal, sys
+from napari_gapcam.cli import main, outputs
+real, count = outputs.OutputFolder.append_result, [0]
+def append(self, record):  # a deterministic point: right after the second input's line
+    real(self, record)
+    count[0] += 1
+    if count[0] == 2:
+        os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+outputs.OutputFolder.append_result = append
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGKILL"])
+def test_a_killed_run_of_inputs_redone_leaves_one_line_per_input(tmp_path, weights, name):
+    """Item 1: SIGTERM is handled as SIGINT (exit 143, results.jsonl rebuilt, the lock freed);
+    after SIGKILL too, results.jsonl never holds two lines for one input."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(4):
+        iio.imwrite(folder / f"img{i}.png", image(i))
+    out = tmp_path / "out"
+    assert predict(folder, out, weights) == 0
+    args = ["predict", folder, "--model", "resnet18", "--weights", weights, "--input-size", "32",
+            "--device", "cpu", "--out", out, "--overwrite", "--batch-size", "1"]  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", KILL_AT_SECOND_LINE, name, *map(str, args)],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    lines = results(out)
+    files = [line["file"] for line in lines]
+    assert len(files) == len(set(files)), files  # one line per input
+    records = {json.loads(p.read_text())["file"]: json.loads(p.read_text())
+               for p in (out / "records").glob("*.json")}  # fmt: skip
+    assert all(line == records[line["file"]] for line in lines)  # never an old line
+    if name == "SIGTERM":
+        assert done.returncode == 143, done.stderr
+        assert "terminated (SIGTERM); run the same command again" in done.stderr
+        assert len(lines) == 4 and not (out / ".gapcam-lock.json").exists()
+    else:
+        assert done.returncode == -signal.SIGKILL
+        assert len(lines) == 2  # the inputs redone so far; the others' lines come back next run
+    assert predict(folder, out, weights) == 0
+    assert sorted(line["file"] for line in results(out)) == sorted(records)

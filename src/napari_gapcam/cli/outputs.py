@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -157,9 +157,15 @@ class OutputFolder:
         finally:
             os.close(fd)
 
-    def rebuild_results(self) -> int:
-        """results.jsonl ← one line per complete record, sorted by file; returns the count."""
-        records = sorted(self.all_records().values(), key=lambda r: r["file"])
+    def rebuild_results(self, leave_out: Collection[str] = ()) -> int:
+        """results.jsonl ← one line per complete record, sorted by file; returns the count.
+        The records of the stems in ``leave_out`` (inputs about to be redone, whose new lines
+        are appended as they finish) are left out: a run killed even by SIGKILL leaves at most
+        one line per input."""
+        records = sorted(
+            (r for stem, r in self.all_records().items() if stem not in leave_out),
+            key=lambda r: r["file"],
+        )
         write_text_atomic(self.results, "".join(json.dumps(r) + "\n" for r in records))
         return len(records)
 

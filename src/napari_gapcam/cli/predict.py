@@ -268,7 +268,9 @@ def _locked(
         if refused is None:
             claims.claim([RESULTS, *(n for item in todo for n in planned_outputs(item, options))])
             out.prepare()  # only a dead run's temporaries can be here: we hold the lock
-            out.rebuild_results()  # drops duplicates and torn lines an earlier run may have left
+            # drops duplicates and torn lines an earlier run may have left, and the lines of the
+            # inputs to redo (appended as each finishes): never two lines for one input
+            out.rebuild_results(leave_out={item.stem for item in todo})
             if todo and runner is not None:
                 stopped = _collect(runner, todo, chunk_size, out, counts)
             elif todo:  # changed while this run looked, before it held the folder
