@@ -146,3 +146,29 @@ def test_a_killed_run_of_inputs_redone_leaves_one_line_per_input(tmp_path, weigh
         assert len(lines) == 2  # the inputs redone so far; the others' lines come back next run
     assert predict(folder, out, weights) == 0
     assert sorted(line["file"] for line in results(out)) == sorted(records)
+
+
+def test_recursive_walks_a_plate_and_mirrors_it(tmp_path, weights, capsys):
+    """Item 6: --recursive finds the inputs of a folder tree; each one's outputs go to the same
+    subfolder of --out (two wells' s1.png keep their names); links to folders are not followed
+    (a loop cannot trap the walk); --out inside the tree is not read; re-runs skip them."""
+    plate = tmp_path / "plate"
+    for i, name in enumerate(("A01/s1.png", "A01/s2.png", "B02/s1.png", "top.png", ".x/h.png")):
+        (plate / name).parent.mkdir(parents=True, exist_ok=True)
+        iio.imwrite(plate / name, image(i))
+    os.symlink(plate, plate / "B02" / "loop")
+    out = plate / "cams"
+    assert predict(plate, out, weights, "--recursive") == 0
+    made = sorted(p.relative_to(out).as_posix() for p in out.rglob("*_cam.tif"))
+    assert made == ["A01/s1_cam.tif", "A01/s2_cam.tif", "B02/s1_cam.tif", "top_cam.tif"]
+    assert (out / "B02" / "s1_overlay.png").is_file() and (out / "records/B02/s1.json").is_file()
+    lines = {Path(r["file"]).relative_to(plate).as_posix(): r for r in results(out)}
+    assert sorted(lines) == ["A01/s1.png", "A01/s2.png", "B02/s1.png", "top.png"]
+    assert lines["B02/s1.png"]["outputs"]["cam"] == "B02/s1_cam.tif"
+    capsys.readouterr()
+    assert predict(plate, out, weights, "--recursive") == 0
+    assert "0 done, 4 already done" in capsys.readouterr().err
+    (out / "B02" / "s1_cam.tif").write_bytes(b"")
+    assert predict(plate, out, weights, "--recursive") == 0
+    err = capsys.readouterr().err
+    assert "B02/s1_cam.tif has 0 bytes" in err and "1 done, 3 already done" in err

@@ -86,11 +86,11 @@ def owned(out: OutputFolder) -> Callable[[Path], bool]:
         path = Path(path)
         if out.owns(path):
             return True
-        if path.parent != out.root:
+        if out.root not in path.parents:
             return False
         if not claims:
             claims.append(claims_of(out))
-        return claims[0].owns(path.name)
+        return claims[0].owns(out.name_of(path))
 
     return owns
 

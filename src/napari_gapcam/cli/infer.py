@@ -232,8 +232,8 @@ class _Job:
             "file": self.item.path,
             "stem": self.item.stem,
             "input": self.source,
-            "outputs": {key: path.name for key, path in outputs.items()},
-            "output_files": output_files(self.out.root, [path.name for path in outputs.values()]),
+            "outputs": (names := {k: self.out.name_of(path) for k, path in outputs.items()}),
+            "output_files": output_files(self.out.root, names.values()),
             "shape": list(self.pages.shape),
             "map": self.placement,  # the map's grid and where its cells sit in image pixels
             "pages": self.pages.count,

@@ -10,7 +10,7 @@ import glob
 import hashlib
 import os
 import stat
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -51,6 +51,7 @@ class Found(NamedTuple):
     problems: list[tuple[str, str]]  # (argument, reason)
     excluded: list[Path]
     unreadable: list[tuple[str, str]] = []  # (file in a folder, reason): never read, reported
+    subfolders: dict[Path, str] = {}  # --recursive: an input's folder below the one given
 
 
 def _special(path: Path) -> str | None:
@@ -96,7 +97,12 @@ def _missing_reason(path: Path) -> str:
     return _special(path) or "no such file or folder"
 
 
-def expand(arguments: Sequence[str], exclude: Callable[[Path], bool] | None = None) -> Found:
+def expand(
+    arguments: Sequence[str],
+    exclude: Callable[[Path], bool] | None = None,
+    recursive: bool = False,
+    skip: Collection[Path] = (),
+) -> Found:
     """Files, folders (their images, not recursive) and globs → :class:`Found`.
 
     A problem is ``(argument, reason)`` for an argument that names nothing to read. A file
@@ -106,13 +112,21 @@ def expand(arguments: Sequence[str], exclude: Callable[[Path], bool] | None = No
     paths: list[Path] = []
     problems: list[tuple[str, str]] = []
     unreadable: list[tuple[str, str]] = []
+    subfolders: dict[Path, str] = {}
     for argument in arguments:
         path = Path(argument).expanduser()
         if is_zarr(path) or path.is_file():
             found = [path]
         elif path.is_dir():
             before = len(unreadable)
-            found = _folder(path, unreadable)
+            if recursive:
+                from .tree import walk
+
+                entries = walk(path, _folder, unreadable, skip, is_zarr)
+                subfolders.update((p.resolve(), sub) for p, sub in entries if sub)
+                found = [p for p, _ in entries]
+            else:
+                found = _folder(path, unreadable)
             if not found and len(unreadable) == before:
                 problems.append((argument, "no PNG, JPEG, TIFF or zarr inputs in this folder"))
         elif glob.has_magic(argument):
@@ -127,7 +141,8 @@ def expand(arguments: Sequence[str], exclude: Callable[[Path], bool] | None = No
         paths.extend(found)
     unique = list(dict.fromkeys(p.resolve() for p in paths))
     excluded = [p for p in unique if exclude is not None and exclude(p)]
-    return Found([p for p in unique if p not in excluded], problems, excluded, unreadable)
+    kept = [p for p in unique if p not in excluded]
+    return Found(kept, problems, excluded, unreadable, subfolders)
 
 
 def base_stem(path: Path) -> str:
@@ -140,21 +155,32 @@ def hashed_stem(path: Path, length: int = 8) -> str:
     return f"{base_stem(path)}-{hashlib.sha1(str(path).encode()).hexdigest()[:length]}"
 
 
-def items(paths: Sequence[Path], history: Mapping[str, str] | None = None) -> list[Item]:
+def items(
+    paths: Sequence[Path],
+    history: Mapping[str, str] | None = None,
+    subfolders: Mapping[Path, str] | None = None,
+) -> list[Item]:
     """Give each path a unique output prefix, stable over the output folder's history.
 
     ``history`` maps the files the folder already has outputs of to their stems: such a file
     keeps its stem, and no other file gets it. A new file gets its stem when nobody else has
     or wants it (compared case-insensitively, as on macOS and Windows), else its stem plus a
     hash of its absolute path (``A01-1a2b3c4d``), so a second folder's ``A01.png`` never
-    overwrites the first one's outputs.
+    overwrites the first one's outputs. An input of ``subfolders`` (``--recursive``) has its
+    folder before its stem (``B02/site1``): its outputs mirror the tree.
     """
+    subfolders = subfolders or {}
+
+    def prefixed(path: Path, stem: str) -> str:
+        folder = subfolders.get(path)
+        return f"{folder}/{stem}" if folder else stem
+
     history = dict(history or {})
     taken = {stem.casefold(): file for file, stem in history.items()}
     wanted: dict[str, int] = {}
     for path in paths:
         if str(path) not in history:
-            key = base_stem(path).casefold()
+            key = prefixed(path, base_stem(path)).casefold()
             wanted[key] = wanted.get(key, 0) + 1
     result = []
     for path in paths:
@@ -162,13 +188,13 @@ def items(paths: Sequence[Path], history: Mapping[str, str] | None = None) -> li
         if file in history:
             result.append(Item(file, history[file]))
             continue
-        stem = base_stem(path)
+        stem = prefixed(path, base_stem(path))
         if wanted[stem.casefold()] > 1 or taken.get(stem.casefold(), file) != file:
             length = 8
-            stem = hashed_stem(path, length)
+            stem = prefixed(path, hashed_stem(path, length))
             while taken.get(stem.casefold(), file) != file and length < 40:
                 length = min(40, 2 * length)
-                stem = hashed_stem(path, length)
+                stem = prefixed(path, hashed_stem(path, length))
         taken[stem.casefold()] = file
         result.append(Item(file, stem))
     return result

@@ -38,6 +38,7 @@ RECORDS = "records"
 def atomic_path(final: Path) -> Iterator[Path]:
     """A temporary path beside ``final`` (same suffix) that replaces ``final`` on success."""
     temp = final.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}-{final.name}")
+    final.parent.mkdir(parents=True, exist_ok=True)  # a --recursive run's subfolder
     try:
         yield temp
         if temp.is_dir() and final.is_dir():  # a directory (zarr) cannot replace a non-empty one
@@ -96,9 +97,8 @@ class OutputFolder:
     def prepare(self) -> None:
         """Create the folders and delete temporaries left by a killed run."""
         self.records.mkdir(parents=True, exist_ok=True)
-        for folder in (self.root, self.records):
-            for leftover in folder.glob(f"{TEMP_PREFIX}*"):
-                shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+        for leftover in self.root.rglob(f"{TEMP_PREFIX}*"):  # a --recursive run's subfolders too
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink(missing_ok=True)
 
     def owns(self, path: Path) -> bool:
         """True for the folder's records and temporaries (its other files: the claims of
@@ -107,6 +107,10 @@ class OutputFolder:
         if self.root not in path.parents:
             return False
         return self.records in (path, *path.parents) or path.name.startswith(TEMP_PREFIX)
+
+    def name_of(self, path: Path) -> str:
+        """An output's name in the folder: relative, ``/``-separated (``B02/site1_cam.tif``)."""
+        return Path(path).relative_to(self.root).as_posix()
 
     def cam_path(self, stem: str, zarr: bool = False) -> Path:
         return self.root / f"{stem}_cam.{'zarr' if zarr else 'tif'}"
@@ -137,8 +141,13 @@ class OutputFolder:
         """Every (complete) record, by stem (none when the folder does not exist)."""
         if not self.records.is_dir():
             return {}
-        stems = sorted(p.stem for p in self.records.glob("*.json"))
-        return {s: r for s in stems if (r := self.record(s, complete_only))}
+        stems = []
+        for folder, subfolders, files in os.walk(self.records):
+            subfolders[:] = [name for name in subfolders if not name.endswith(".parts")]
+            relative = Path(folder).relative_to(self.records).as_posix()
+            prefix = "" if relative == "." else f"{relative}/"  # --recursive: B02/site1
+            stems.extend(prefix + name[: -len(".json")] for name in files if name.endswith(".json"))
+        return {s: r for s in sorted(stems) if (r := self.record(s, complete_only))}
 
     def is_done(self, stem: str, file: str, settings: dict[str, Any]) -> bool:
         """Done: a record for this very file, unchanged since, made with these settings."""

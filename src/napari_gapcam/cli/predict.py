@@ -74,7 +74,8 @@ def left_to_do(
 ) -> tuple[list[Item], int]:
     """The inputs to compute (named from the folder's history) and how many are done."""
     known = out.all_records(complete_only=False)  # a stem stays its file's, even if redone
-    named = items(plan.paths, {record["file"]: stem for stem, record in known.items()})
+    history = {record["file"]: stem for stem, record in known.items()}
+    named = items(plan.paths, history, plan.subfolders)
     settings = options.settings()
     todo, again = [], 0
     for item in named:

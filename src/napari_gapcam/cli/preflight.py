@@ -49,6 +49,7 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     labels: str | None = None  # --labels, as an absolute path or pattern
     label_table: dict[str, Path] | None = None  # its label images by the input stem they are for
+    subfolders: dict[Path, str] = field(default_factory=dict)  # --recursive: each input's folder
 
 
 def demo_weights() -> Path:
@@ -228,7 +229,8 @@ def check(args: Any) -> Plan:
             ) from None
     owns = owned(OutputFolder(out))
     label_paths = {p.resolve() for p in table.values()} if table else set()
-    found = expand(args.inputs, exclude=lambda p: owns(p) or p in label_paths)
+    recursive = getattr(args, "recursive", False)
+    found = expand(args.inputs, lambda p: owns(p) or p in label_paths, recursive, skip=[out])
     if found.problems:
         listed = "\n".join(f"  {argument}: {reason}" for argument, reason in found.problems)
         raise UsageError(
@@ -247,6 +249,7 @@ def check(args: Any) -> Plan:
         _need("zarr", "a zarr input", "zarr")
     excluded = [p for p in found.excluded if p not in label_paths]
     plan = Plan(out, found.paths, weights, class_names, excluded=excluded)
+    plan.subfolders = found.subfolders
     plan.failures.extend(found.unreadable)
     if table is not None:
         _match_labels(plan, table, args.labels)
