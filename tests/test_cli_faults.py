@@ -297,3 +297,17 @@ def test_a_users_output_like_file_is_an_input_and_gapcams_own_are_not(tmp_path, 
     (folder / ".gapcam-written").unlink()  # written before the ledger existed
     assert predict(folder, folder, weights, "--overwrite") == 0
     assert "2 done, 0 already done" in capsys.readouterr().err
+
+
+def test_a_disk_full_at_the_lock_is_a_message(tmp_path, weights, capsys, monkeypatch):
+    """The disk fills up between the checks and the lock: rc 2 naming --out, no traceback."""
+    import errno
+
+    from napari_gapcam.cli import folder_lock
+
+    def full(self):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(folder_lock.FolderLock, "acquire", full)
+    code = predict(_folder(tmp_path), tmp_path / "out", weights)
+    _refused(capsys, code, f"--out {tmp_path / 'out'}: cannot create or lock it", "No space left")

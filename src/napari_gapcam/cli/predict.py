@@ -249,16 +249,17 @@ def _locked(
     chunk_size: int,
 ) -> int:
     """Under the folder's lock: mend results.jsonl, compute what is left, report."""
-    if runner is not None:
-        out.root.mkdir(parents=True, exist_ok=True)
-    elif not out.root.is_dir():  # nothing to compute and nothing written before
+    if runner is None and not out.root.is_dir():  # nothing to compute, nothing written before
         say(f"0 done, 0 already done, {counts['failed']} failed; nothing written")
         return EXIT_FAILED if counts["failed"] else EXIT_OK
     lock = FolderLock(out.root, command)
     try:
+        out.root.mkdir(parents=True, exist_ok=True)
         lock.acquire()
     except FolderBusyError as busy:
         return error(str(busy))
+    except OSError as problem:  # the disk filled up, or the folder turned read-only, meanwhile
+        return error(f"--out {out.root}: cannot create or lock it ({problem})")
     stopped = refused = None
     try:
         if lock.previous:
