@@ -294,6 +294,12 @@ def add_predict_arguments(predict: argparse.ArgumentParser) -> None:
     predict.add_argument(
         "--overwrite", action="store_true", help="redo every input, even those already done"
     )
+    predict.add_argument(
+        "--recursive",
+        action="store_true",
+        help="walk the subfolders of folder inputs (a plate's wells) and mirror them in --out: "
+        "plate/B02/site1.tif → OUT/B02/site1_cam.tif",
+    )
     where = predict.add_mutually_exclusive_group()
     where.add_argument(
         "--workers",

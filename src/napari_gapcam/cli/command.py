@@ -2,7 +2,8 @@
 
 Exit codes: 0 every input done; 1 some inputs failed (each is reported with its reason; the
 others are written), or the dask cluster ran out of workers; 2 a usage or set-up error (nothing
-ran, nothing was created), or the output folder is in use by another run; 130 interrupted.
+ran, nothing was created), or the output folder is in use by another run; 130 interrupted;
+143 terminated (SIGTERM, handled as an interrupt).
 torch is imported only once there is something to compute, so ``gapcam --help`` and a re-run
 of a finished folder are quick. napari and Qt are never imported.
 """
@@ -20,6 +21,7 @@ from .arguments import (
     add_predict_arguments,
 )
 from .messages import EXIT_INTERRUPTED, EXIT_OK
+from .signals import EXIT_TERMINATED, Terminated, sigterm_interrupts
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +70,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv  # the command as given (a lock names it)
     try:
-        return args.handler(args)
+        with sigterm_interrupts():
+            return args.handler(args)
+    except Terminated:
+        print(
+            "gapcam: terminated (SIGTERM); run the same command again to finish.", file=sys.stderr
+        )
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("gapcam: interrupted; run the same command again to finish.", file=sys.stderr)
         return EXIT_INTERRUPTED

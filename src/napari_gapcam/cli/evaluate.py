@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,8 @@ def _inputs(args: argparse.Namespace) -> tuple[dict[Path, Any], dict[Path, Path]
     if found.problems:
         listed = "\n".join(f"  {argument}: {reason}" for argument, reason in found.problems)
         raise UsageError(f"{len(found.problems)} input argument(s) name nothing to read:\n{listed}")
+    for file, reason in found.unreadable:
+        say(f"skipped {file}: {reason}")
     truths, unused = match(found.paths, table)
     if not truths:
         raise UsageError(
@@ -66,18 +69,19 @@ def _inputs(args: argparse.Namespace) -> tuple[dict[Path, Any], dict[Path, Path]
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
+    from .setup_checks import check_weights_files
+
     try:
         truths, masks = _inputs(args)
+        out = report_path(args, [*truths, *(masks or {}).values()])
         weights = weights_argument(args.weights)
+        check_weights_files(weights)
         class_names = None
         if args.class_names:
             read_class_names(args.class_names)
             class_names = str(Path(args.class_names).expanduser().resolve())
     except UsageError as problem:
         return error(str(problem))
-    out = Path(args.out).expanduser()
-    if out.is_dir():
-        return error(f"--out {args.out} is a folder: give the JSON file to write.")
     import torch
 
     from ..models.spec import ModelSpec
@@ -106,6 +110,27 @@ def evaluate_command(args: argparse.Namespace) -> int:
     except (ValueError, KeyError, IndexError, OSError, RuntimeError) as problem:
         return error(problem)
     return _run(args, model, truths, masks, classes, out)
+
+
+def report_path(args: argparse.Namespace, read: list[Path]) -> Path:
+    """``--out``: a JSON file that can be written, and none of the files this run reads (an
+    input, the true boxes, a mask); an existing file only when it is a report of gapcam's."""
+    from .claims import is_evaluate_report
+    from .setup_checks import writable_place
+
+    out = writable_place(args.out, "file")
+    if out.is_dir():
+        raise UsageError(f"--out {args.out} is a folder: give the JSON file to write.")
+    boxes = Path(args.true_boxes).expanduser().resolve()
+    if out == boxes or out in {Path(p).resolve() for p in read if p is not None}:
+        what = "the --true-boxes file" if out == boxes else "an input (or its mask)"
+        raise UsageError(f"--out {args.out} is {what}: give another file for the report.")
+    if os.path.lexists(out) and not is_evaluate_report(out):
+        raise UsageError(
+            f"--out {args.out} exists and is not a report of gapcam evaluate: gapcam never "
+            "replaces a file of yours. Give another file name, or move it."
+        )
+    return out
 
 
 def _index(names: list[str], reference: str | int) -> int:

@@ -22,10 +22,12 @@ import numpy as np
 from ..engine.grid import bounded_grid, grid_placement
 from ..models.spec import ModelSpec
 from .inputs import Item, fingerprint
+from .labels import label_table, labels_moved
 from .messages import reason
-from .outputs import OutputFolder, ZarrMaps, complete, write_png, write_tiff
+from .outputs import OutputFolder, ZarrMaps, is_current, write_png, write_tiff
 from .page_objects import PageObjects
 from .pages import Pages, open_pages
+from .verify import complete, output_files
 
 _MODELS: dict[ModelSpec, Any] = {}
 MAX_MAP_PIXELS = 2**22  # a map is written at most at 2048² cells (~4 M) over a bigger image
@@ -232,7 +234,8 @@ class _Job:
             "file": self.item.path,
             "stem": self.item.stem,
             "input": self.source,
-            "outputs": {key: path.name for key, path in outputs.items()},
+            "outputs": (names := {k: self.out.name_of(path) for k, path in outputs.items()}),
+            "output_files": output_files(self.out.root, names.values()),
             "shape": list(self.pages.shape),
             "map": self.placement,  # the map's grid and where its cells sit in image pixels
             "pages": self.pages.count,
@@ -299,8 +302,10 @@ def process_chunk(items: Sequence[Item], options: Options, root: str) -> list[di
         pending.clear()
 
     settings = options.settings()
+    table = label_table(options.labels)
     for item in items:
-        if not options.overwrite and out.is_done(item.stem, item.path, settings):
+        record = None if options.overwrite else out.record(item.stem)
+        if is_current(record, item.path, settings) and not labels_moved(record, item.path, table):
             outcomes.append({"file": item.path, "status": "skipped"})
             continue
         try:

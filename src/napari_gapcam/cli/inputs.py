@@ -9,7 +9,8 @@ import errno
 import glob
 import hashlib
 import os
-from collections.abc import Callable, Mapping, Sequence
+import stat
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -49,6 +50,36 @@ class Found(NamedTuple):
     paths: list[Path]
     problems: list[tuple[str, str]]  # (argument, reason)
     excluded: list[Path]
+    unreadable: list[tuple[str, str]] = []  # (file in a folder, reason): never read, reported
+    subfolders: dict[Path, str] = {}  # --recursive: an input's folder below the one given
+
+
+def _special(path: Path) -> str | None:
+    """Why a folder's entry that looks like an input cannot be one: a link that loops or
+    dangles, a FIFO, socket or device (reading a FIFO would wait forever); else None."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return _missing_reason(path) if os.path.islink(path) else None
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe), not an image file"
+    if stat.S_ISSOCK(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a socket or device, not an image file"
+    return None
+
+
+def _folder(path: Path, unreadable: list[tuple[str, str]]) -> list[Path]:
+    """A folder's inputs (not recursive); its links that loop or dangle, and its special files
+    with an image's suffix, go to ``unreadable``."""
+    found = []
+    for entry in sorted(path.iterdir()):
+        if _is_input(entry):
+            found.append(entry)
+        elif os.path.islink(entry) or entry.suffix.lower() in IMAGE_SUFFIXES:
+            reason = _special(entry)
+            if reason is not None:
+                unreadable.append((str(entry.absolute()), reason))
+    return found
 
 
 def _missing_reason(path: Path) -> str:
@@ -62,10 +93,16 @@ def _missing_reason(path: Path) -> str:
             return "permission denied"
         if os.path.islink(path):
             return f"a broken symbolic link (to {os.readlink(path)}, which does not exist)"
-    return "no such file or folder"
+        return "no such file or folder"
+    return _special(path) or "no such file or folder"
 
 
-def expand(arguments: Sequence[str], exclude: Callable[[Path], bool] | None = None) -> Found:
+def expand(
+    arguments: Sequence[str],
+    exclude: Callable[[Path], bool] | None = None,
+    recursive: bool = False,
+    skip: Collection[Path] = (),
+) -> Found:
     """Files, folders (their images, not recursive) and globs → :class:`Found`.
 
     A problem is ``(argument, reason)`` for an argument that names nothing to read. A file
@@ -74,13 +111,23 @@ def expand(arguments: Sequence[str], exclude: Callable[[Path], bool] | None = No
     """
     paths: list[Path] = []
     problems: list[tuple[str, str]] = []
+    unreadable: list[tuple[str, str]] = []
+    subfolders: dict[Path, str] = {}
     for argument in arguments:
         path = Path(argument).expanduser()
         if is_zarr(path) or path.is_file():
             found = [path]
         elif path.is_dir():
-            found = sorted(p for p in path.iterdir() if _is_input(p))
-            if not found:
+            before = len(unreadable)
+            if recursive:
+                from .tree import walk
+
+                entries = walk(path, _folder, unreadable, skip, is_zarr)
+                subfolders.update((p.resolve(), sub) for p, sub in entries if sub)
+                found = [p for p, _ in entries]
+            else:
+                found = _folder(path, unreadable)
+            if not found and len(unreadable) == before:
                 problems.append((argument, "no PNG, JPEG, TIFF or zarr inputs in this folder"))
         elif glob.has_magic(argument):
             found = sorted(
@@ -94,7 +141,8 @@ def expand(arguments: Sequence[str], exclude: Callable[[Path], bool] | None = No
         paths.extend(found)
     unique = list(dict.fromkeys(p.resolve() for p in paths))
     excluded = [p for p in unique if exclude is not None and exclude(p)]
-    return Found([p for p in unique if p not in excluded], problems, excluded)
+    kept = [p for p in unique if p not in excluded]
+    return Found(kept, problems, excluded, unreadable, subfolders)
 
 
 def base_stem(path: Path) -> str:
@@ -107,21 +155,32 @@ def hashed_stem(path: Path, length: int = 8) -> str:
     return f"{base_stem(path)}-{hashlib.sha1(str(path).encode()).hexdigest()[:length]}"
 
 
-def items(paths: Sequence[Path], history: Mapping[str, str] | None = None) -> list[Item]:
+def items(
+    paths: Sequence[Path],
+    history: Mapping[str, str] | None = None,
+    subfolders: Mapping[Path, str] | None = None,
+) -> list[Item]:
     """Give each path a unique output prefix, stable over the output folder's history.
 
     ``history`` maps the files the folder already has outputs of to their stems: such a file
     keeps its stem, and no other file gets it. A new file gets its stem when nobody else has
     or wants it (compared case-insensitively, as on macOS and Windows), else its stem plus a
     hash of its absolute path (``A01-1a2b3c4d``), so a second folder's ``A01.png`` never
-    overwrites the first one's outputs.
+    overwrites the first one's outputs. An input of ``subfolders`` (``--recursive``) has its
+    folder before its stem (``B02/site1``): its outputs mirror the tree.
     """
+    subfolders = subfolders or {}
+
+    def prefixed(path: Path, stem: str) -> str:
+        folder = subfolders.get(path)
+        return f"{folder}/{stem}" if folder else stem
+
     history = dict(history or {})
     taken = {stem.casefold(): file for file, stem in history.items()}
     wanted: dict[str, int] = {}
     for path in paths:
         if str(path) not in history:
-            key = base_stem(path).casefold()
+            key = prefixed(path, base_stem(path)).casefold()
             wanted[key] = wanted.get(key, 0) + 1
     result = []
     for path in paths:
@@ -129,13 +188,13 @@ def items(paths: Sequence[Path], history: Mapping[str, str] | None = None) -> li
         if file in history:
             result.append(Item(file, history[file]))
             continue
-        stem = base_stem(path)
+        stem = prefixed(path, base_stem(path))
         if wanted[stem.casefold()] > 1 or taken.get(stem.casefold(), file) != file:
             length = 8
-            stem = hashed_stem(path, length)
+            stem = prefixed(path, hashed_stem(path, length))
             while taken.get(stem.casefold(), file) != file and length < 40:
                 length = min(40, 2 * length)
-                stem = hashed_stem(path, length)
+                stem = prefixed(path, hashed_stem(path, length))
         taken[stem.casefold()] = file
         result.append(Item(file, stem))
     return result
@@ -162,7 +221,9 @@ def fingerprint(path: str | Path) -> dict[str, Any]:
 
 def unchanged(recorded: Mapping[str, Any] | None, path: str | Path) -> bool:
     """True when ``path`` still holds what ``recorded`` (its :func:`fingerprint`) describes:
-    the same size and time, or for a small file the same size and content hash."""
+    for a file up to ``HASHED_BYTES`` the same size and content hash (a same-size replacement
+    with its time put back is caught; a touched copy is unchanged), above it the same size and
+    time."""
     if not recorded:
         return False
     try:
@@ -173,7 +234,7 @@ def unchanged(recorded: Mapping[str, Any] | None, path: str | Path) -> bool:
         return fingerprint(path) == dict(recorded)
     if info.st_size != recorded.get("size"):
         return False
-    if info.st_mtime_ns == recorded.get("mtime_ns"):
-        return True
     digest = recorded.get("sha256")
-    return digest is not None and fingerprint(path).get("sha256") == digest
+    if digest is not None:  # up to the hash limit the bytes decide, whatever the time says
+        return fingerprint(path).get("sha256") == digest
+    return info.st_mtime_ns == recorded.get("mtime_ns")

@@ -8,6 +8,7 @@ Label files are never inputs. No torch here.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -44,6 +45,49 @@ def find_labels(argument: str) -> dict[str, Path]:
             )
         table[key] = path
     return table
+
+
+_TABLES: dict[tuple[str, int], dict[str, Path]] = {}  # (--labels, its folder's time) → files
+
+
+def _folder_time(argument: str) -> int:
+    """The modification time of the folder ``argument`` lists (a glob's folder): it changes
+    when a file is added, removed or renamed in it."""
+    folder = Path(argument.split("*")[0].split("?")[0].split("[")[0])
+    folder = folder if folder.is_dir() else folder.parent
+    try:
+        return os.stat(folder).st_mtime_ns
+    except OSError:
+        return -1
+
+
+def label_table(argument: str | None) -> dict[str, Path] | None:
+    """:func:`find_labels` of ``--labels``, read again only when its folder changed (a dask
+    worker keeps it between runs); None without it, or when it names nothing now."""
+    if not argument:
+        return None
+    key = (argument, _folder_time(argument))
+    if key not in _TABLES:
+        try:
+            _TABLES[key] = find_labels(argument)
+        except InputError:
+            return None
+    return _TABLES[key]
+
+
+def labels_moved(record: dict, input_path: str, table: dict[str, Path] | None) -> str | None:
+    """How the label image of an input differs from the one its record was scored on: one was
+    added, or another file matches now; else None (a changed or removed file is the record's
+    own check)."""
+    if table is None or record is None:
+        return None
+    now = label_for(input_path, table)
+    was = (record.get("labels") or {}).get("file")
+    if was is None and now is not None:
+        return f"the label image {now} was added"
+    if now is not None and str(now) != was:
+        return f"the label image is now {now} (was {was})"
+    return None
 
 
 def label_for(input_path: str | Path, table: dict[str, Path]) -> Path | None:

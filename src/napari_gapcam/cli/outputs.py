@@ -7,7 +7,8 @@ only complete files under their final names. Only a run holding the folder's loc
 can only be a dead run's.
 
 An input is done when its record ``records/<stem>.json`` exists and the outputs it names are
-complete: it is written last, after the map and the overlay, and holds the input's JSON line
+as written (:mod:`~napari_gapcam.cli.verify`): it is written last, after the map and the
+overlay, and holds the input's JSON line
 (its file, that file's fingerprint and the settings). ``results.jsonl`` gets each line as its
 input finishes and is rebuilt from the records (atomically, one line per record) at the start
 and the end of every run, so it never keeps a duplicate or a torn line.
@@ -19,31 +20,25 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .verify import damage
+
 TEMP_PREFIX = ".gapcam-tmp-"
 RESULTS = "results.jsonl"
 RECORDS = "records"
-OUTPUT_SUFFIXES = (
-    "_cam.tif",
-    "_cam.zarr",
-    "_overlay.png",
-    "_cam.ome.zarr",  # --tiles: the map, the tiles, the regions
-    "_tiles.csv",
-    "_regions.geojson",
-    "_objects.csv",  # --labels
-)
 
 
 @contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
     """A temporary path beside ``final`` (same suffix) that replaces ``final`` on success."""
     temp = final.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}-{final.name}")
+    final.parent.mkdir(parents=True, exist_ok=True)  # a --recursive run's subfolder
     try:
         yield temp
         if temp.is_dir() and final.is_dir():  # a directory (zarr) cannot replace a non-empty one
@@ -63,13 +58,6 @@ def atomic_path(final: Path) -> Iterator[Path]:
 def write_text_atomic(final: Path, text: str) -> None:
     with atomic_path(final) as temp:
         temp.write_text(text, encoding="utf-8")
-
-
-def complete(path: Path) -> bool:
-    """A written output: a file, or a zarr folder with its metadata (an array or a group)."""
-    if path.is_dir():
-        return any((path / name).is_file() for name in ("zarr.json", ".zarray", ".zgroup"))
-    return path.is_file()
 
 
 def is_current(record: dict[str, Any] | None, file: str, settings: dict[str, Any]) -> bool:
@@ -109,22 +97,20 @@ class OutputFolder:
     def prepare(self) -> None:
         """Create the folders and delete temporaries left by a killed run."""
         self.records.mkdir(parents=True, exist_ok=True)
-        for folder in (self.root, self.records):
-            for leftover in folder.glob(f"{TEMP_PREFIX}*"):
-                shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+        for leftover in self.root.rglob(f"{TEMP_PREFIX}*"):  # a --recursive run's subfolders too
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink(missing_ok=True)
 
     def owns(self, path: Path) -> bool:
-        """True for the folder's own files: maps, overlays, records, temporaries, results.
-
-        Such files are never inputs, even when ``--out`` is an input folder: the images the
-        user put there stay inputs.
-        """
+        """True for the folder's records and temporaries (its other files: the claims of
+        :func:`napari_gapcam.cli.claims.owned`)."""
         path = Path(path)
         if self.root not in path.parents:
             return False
-        if self.records in (path, *path.parents) or path.name.startswith(TEMP_PREFIX):
-            return True
-        return path.parent == self.root and path.name.endswith(OUTPUT_SUFFIXES)
+        return self.records in (path, *path.parents) or path.name.startswith(TEMP_PREFIX)
+
+    def name_of(self, path: Path) -> str:
+        """An output's name in the folder: relative, ``/``-separated (``B02/site1_cam.tif``)."""
+        return Path(path).relative_to(self.root).as_posix()
 
     def cam_path(self, stem: str, zarr: bool = False) -> Path:
         return self.root / f"{stem}_cam.{'zarr' if zarr else 'tif'}"
@@ -147,15 +133,21 @@ class OutputFolder:
         return record if not complete_only or self.has_outputs(record) else None
 
     def has_outputs(self, record: dict[str, Any]) -> bool:
-        """Every output the record names is complete."""
-        return all(complete(self.root / name) for name in record.get("outputs", {}).values())
+        """Every output the record names is there as it was written
+        (:func:`~napari_gapcam.cli.verify.damage`)."""
+        return damage(self.root, record) is None
 
     def all_records(self, complete_only: bool = True) -> dict[str, dict[str, Any]]:
         """Every (complete) record, by stem (none when the folder does not exist)."""
         if not self.records.is_dir():
             return {}
-        stems = sorted(p.stem for p in self.records.glob("*.json"))
-        return {s: r for s in stems if (r := self.record(s, complete_only))}
+        stems = []
+        for folder, subfolders, files in os.walk(self.records):
+            subfolders[:] = [name for name in subfolders if not name.endswith(".parts")]
+            relative = Path(folder).relative_to(self.records).as_posix()
+            prefix = "" if relative == "." else f"{relative}/"  # --recursive: B02/site1
+            stems.extend(prefix + name[: -len(".json")] for name in files if name.endswith(".json"))
+        return {s: r for s in sorted(stems) if (r := self.record(s, complete_only))}
 
     def is_done(self, stem: str, file: str, settings: dict[str, Any]) -> bool:
         """Done: a record for this very file, unchanged since, made with these settings."""
@@ -174,9 +166,15 @@ class OutputFolder:
         finally:
             os.close(fd)
 
-    def rebuild_results(self) -> int:
-        """results.jsonl ← one line per complete record, sorted by file; returns the count."""
-        records = sorted(self.all_records().values(), key=lambda r: r["file"])
+    def rebuild_results(self, leave_out: Collection[str] = ()) -> int:
+        """results.jsonl ← one line per complete record, sorted by file; returns the count.
+        The records of the stems in ``leave_out`` (inputs about to be redone, whose new lines
+        are appended as they finish) are left out: a run killed even by SIGKILL leaves at most
+        one line per input."""
+        records = sorted(
+            (r for stem, r in self.all_records().items() if stem not in leave_out),
+            key=lambda r: r["file"],
+        )
         write_text_atomic(self.results, "".join(json.dumps(r) + "\n" for r in records))
         return len(records)
 

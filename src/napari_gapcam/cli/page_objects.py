@@ -18,18 +18,15 @@ from .outputs import OutputFolder, write_text_atomic
 from .pages import Pages
 
 ALL_CLASSES = 64
-_TABLES: dict[str, dict[str, Path]] = {}  # --labels argument → its files (once per process)
 
 
 class PageObjects:
     """The objects table of one input, filled page by page; ``path`` is None without labels."""
 
     def __init__(self, item: Item, pages: Pages, out: OutputFolder, options: Any) -> None:
-        from .labels import find_labels, label_for, read_labels
+        from .labels import label_for, label_table, read_labels
 
-        if options.labels not in _TABLES:
-            _TABLES[options.labels] = find_labels(options.labels)
-        found = label_for(item.path, _TABLES[options.labels])
+        found = label_for(item.path, label_table(options.labels) or {})
         self.options, self.stack = options, pages.count > 1
         self.path = out.root / f"{item.stem}_objects.csv"
         self.source: dict[str, Any] | None = None

@@ -117,7 +117,7 @@ def _check_layout(shape: tuple[int, ...], dtype: np.dtype) -> None:
     if not (len(shape) == 2 or (len(shape) == 3 and shape[-1] in (3, 4))):
         raise InputError(f"unsupported image layout {shape} (expected H×W or H×W×3/4)")
     if min(shape[:2]) < 1:
-        raise InputError(f"empty image {shape}")
+        raise InputError(f"empty image {shape}: it has no pixels")
     if not (np.issubdtype(dtype, np.number) or dtype.kind == "b"):
         raise InputError(f"unsupported pixel type {dtype}")
     if np.issubdtype(dtype, np.complexfloating):
@@ -226,6 +226,8 @@ def _tiff_pages(path: Path) -> Pages:
                 _check_layout(first.shape, first.dtype)
                 return Pages("tiff", int(np.prod(lead)), first.shape[:2], view, plane=page)
         array = series.asarray()
+    if array.size == 0:  # reshape(-1, 0, 0) cannot say what is wrong
+        raise InputError(f"empty image {array.shape}: it has no pixels")
     if "S" in axes:  # samples (RGB) last
         array = np.moveaxis(array, axes.index("S"), -1)
         axes = axes.replace("S", "") + "S"

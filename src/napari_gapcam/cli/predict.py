@@ -18,11 +18,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from .claims import blocking, claims_of, planned_outputs
 from .folder_lock import FolderBusyError, FolderLock, describe_holder
 from .inputs import Item, items, unchanged
 from .messages import EXIT_FAILED, EXIT_OK, error, option, say
-from .outputs import OutputFolder, changed_labels, is_current
+from .outputs import RESULTS, OutputFolder, changed_labels, is_current
 from .preflight import Plan, UsageError, check
+from .verify import damage
 
 # chunks, what to call while waiting for workers, and the function that runs a chunk
 # (process_chunk by default) → each chunk's outcomes as it finishes
@@ -73,20 +75,43 @@ def left_to_do(
 ) -> tuple[list[Item], int]:
     """The inputs to compute (named from the folder's history) and how many are done."""
     known = out.all_records(complete_only=False)  # a stem stays its file's, even if redone
-    named = items(plan.paths, {record["file"]: stem for stem, record in known.items()})
-    records = {stem: r for stem, r in known.items() if out.has_outputs(r)}
+    history = {record["file"]: stem for stem, record in known.items()}
+    named = items(plan.paths, history, plan.subfolders)
     settings = options.settings()
-    todo = []
+    todo, again = [], 0
     for item in named:
-        record = records.get(item.stem)
-        if not options.overwrite and is_current(record, item.path, settings):
-            continue
-        if report and record is not None and record.get("settings") == settings:
-            labels = changed_labels(record) if unchanged(record.get("input"), item.path) else None
-            what = f"its label image {labels}" if labels else item.path
-            say(f"{what} changed since its outputs were made: computing {item.path} again")
+        record = known.get(item.stem)
+        why = None if record is None else stale(out, record, item, plan.label_table)
+        if record is not None and why is None and is_current(record, item.path, settings):
+            if not options.overwrite:
+                continue
+            again += 1  # unchanged: redone because of --overwrite, not "changed"
+        elif report and record is not None and record.get("settings") == settings:
+            if why is None:
+                labels = (
+                    changed_labels(record) if unchanged(record.get("input"), item.path) else None
+                )
+                what = f"its label image {labels}" if labels else item.path
+                why = f"{what} changed since its outputs were made"
+            say(f"{why}: computing {item.path} again")
         todo.append(item)
+    if report and again:
+        say(f"--overwrite: computing {again} unchanged input(s) again")
     return todo, len(named) - len(todo)
+
+
+def stale(out: OutputFolder, record: dict[str, Any], item: Item, table: Any) -> str | None:
+    """Why a record of ``item``'s file no longer stands for its outputs: an output changed
+    since it was written, or a label image was added or another one matches (``--labels``
+    ``table``); else None."""
+    if record.get("file") != item.path:
+        return None
+    damaged = damage(out.root, record)
+    if damaged is not None:
+        return damaged
+    from .labels import labels_moved
+
+    return labels_moved(record, item.path, table)
 
 
 def predict(args: argparse.Namespace) -> int:
@@ -107,6 +132,8 @@ def predict(args: argparse.Namespace) -> int:
         say(f"skipped {file}: {reason}")
     counts = {"done": 0, "skipped": 0, "failed": len(plan.failures)}
     todo, _ = left_to_do(out, plan, options)
+    if out.root.is_dir() and (in_the_way := blocking(claims_of(out), todo, options)):
+        return error(in_the_way)  # a file of the user's: before the model loads
     command = shlex.join(["gapcam", *getattr(args, "argv", ["predict"])])[:500]
     if not todo:  # nothing to compute: no torch, no model
         return _locked(out, plan, options, counts, command, None, args.chunk_size)
@@ -223,30 +250,39 @@ def _locked(
     chunk_size: int,
 ) -> int:
     """Under the folder's lock: mend results.jsonl, compute what is left, report."""
-    if runner is not None:
-        out.root.mkdir(parents=True, exist_ok=True)
-    elif not out.root.is_dir():  # nothing to compute and nothing written before
+    if runner is None and not out.root.is_dir():  # nothing to compute, nothing written before
         say(f"0 done, 0 already done, {counts['failed']} failed; nothing written")
         return EXIT_FAILED if counts["failed"] else EXIT_OK
     lock = FolderLock(out.root, command)
     try:
+        out.root.mkdir(parents=True, exist_ok=True)
         lock.acquire()
     except FolderBusyError as busy:
         return error(str(busy))
-    stopped = None
+    except OSError as problem:  # the disk filled up, or the folder turned read-only, meanwhile
+        return error(f"--out {out.root}: cannot create or lock it ({problem})")
+    stopped = refused = None
     try:
         if lock.previous:
             say(f"took over the lock of a run that ended: {describe_holder(lock.previous)}")
-        out.prepare()  # only a dead run's temporaries can be here: we hold the lock
-        out.rebuild_results()  # drops duplicates and torn lines an earlier run may have left
         todo, counts["skipped"] = left_to_do(out, plan, options, report=True)
-        if todo and runner is not None:
-            stopped = _collect(runner, todo, chunk_size, out, counts)
-        elif todo:  # changed while this run looked, before it held the folder
-            stopped = f"{len(todo)} input(s) changed meanwhile: run the same command again"
+        claims = claims_of(out)
+        refused = blocking(claims, todo, options)  # put there while this run loaded its model
+        if refused is None:
+            claims.claim([RESULTS, *(n for item in todo for n in planned_outputs(item, options))])
+            out.prepare()  # only a dead run's temporaries can be here: we hold the lock
+            # drops duplicates and torn lines an earlier run may have left, and the lines of the
+            # inputs to redo (appended as each finishes): never two lines for one input
+            out.rebuild_results(leave_out={item.stem for item in todo})
+            if todo and runner is not None:
+                stopped = _collect(runner, todo, chunk_size, out, counts)
+            elif todo:  # changed while this run looked, before it held the folder
+                stopped = f"{len(todo)} input(s) changed meanwhile: run the same command again"
     finally:
-        total = out.rebuild_results()
+        total = out.rebuild_results() if refused is None else 0
         lock.release()
+    if refused is not None:
+        return error(refused)
     if stopped:
         say(f"error: {stopped}")
     done = counts["done"] + counts["skipped"]

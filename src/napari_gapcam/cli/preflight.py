@@ -19,17 +19,21 @@ from typing import Any
 
 import numpy as np
 
+from .claims import owned
 from .inputs import InputError, expand, is_zarr
 from .outputs import OutputFolder
 from .pages import open_pages
+from .setup_checks import (
+    UsageError,
+    check_overlap,
+    check_scheduler,
+    check_weights_files,
+    writable_place,
+)
 
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".tar")
 BIG_OUTPUT = 10 * 2**30  # maps above 10 GiB get a note with their size
-
-
-class UsageError(Exception):
-    """A command line that cannot run; the message says what is wrong and the way out."""
 
 
 @dataclass
@@ -44,6 +48,8 @@ class Plan:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     notes: list[str] = field(default_factory=list)
     labels: str | None = None  # --labels, as an absolute path or pattern
+    label_table: dict[str, Path] | None = None  # its label images by the input stem they are for
+    subfolders: dict[Path, str] = field(default_factory=dict)  # --recursive: each input's folder
 
 
 def demo_weights() -> Path:
@@ -62,7 +68,7 @@ def _size(n: float) -> str:
 
 
 def check_output_folder(out: str) -> Path:
-    root = Path(out).expanduser().resolve()
+    root = writable_place(out, "folder")
     if root.exists() and not root.is_dir():
         raise UsageError(f"--out {out} is a file, not a folder: give a folder (it is created).")
     return root
@@ -149,6 +155,7 @@ def _match_labels(plan: Plan, table: dict[str, Path], argument: str) -> None:
     from .labels import label_for
 
     plan.labels = os.path.abspath(os.path.expanduser(argument))  # workers see the same
+    plan.label_table = table
     missing = [p for p in plan.paths if label_for(p, table) is None]
     if len(missing) == len(plan.paths):
         raise UsageError(
@@ -197,14 +204,19 @@ def check(args: Any) -> Plan:
         )
     if args.workers or args.scheduler:
         _need("distributed", "--workers" if args.workers else "--scheduler", "cluster")
+    if args.scheduler:
+        check_scheduler(args.scheduler)
     if args.model and args.model.startswith("timm:"):
         _need("timm", f"--model {args.model}", "timm")
     weights = weights_argument(args.weights)
+    check_weights_files(weights)
     class_names = None
     if args.class_names:
         read_class_names(args.class_names)
         class_names = str(Path(args.class_names).expanduser().resolve())
     _check_modes(args)
+    if getattr(args, "tiles", False):
+        check_overlap(args.overlap, args.tile_size or args.input_size)
     table = None
     if getattr(args, "labels", None):
         from .labels import find_labels
@@ -215,15 +227,19 @@ def check(args: Any) -> Plan:
             raise UsageError(
                 f"{problem}; give the folder or a quoted glob of label images."
             ) from None
-    owns = OutputFolder(out).owns
+    owns = owned(OutputFolder(out))
     label_paths = {p.resolve() for p in table.values()} if table else set()
-    found = expand(args.inputs, exclude=lambda p: owns(p) or p in label_paths)
+    recursive = getattr(args, "recursive", False)
+    found = expand(args.inputs, lambda p: owns(p) or p in label_paths, recursive, skip=[out])
     if found.problems:
         listed = "\n".join(f"  {argument}: {reason}" for argument, reason in found.problems)
         raise UsageError(
             f"{len(found.problems)} input argument(s) name nothing to read:\n{listed}\n"
             "Check the paths (quote globs: 'data/*.png'); nothing was run."
         )
+    if not found.paths and found.unreadable:
+        listed = "\n".join(f"  {file}: {reason}" for file, reason in found.unreadable)
+        raise UsageError(f"no input can be read:\n{listed}")
     if not found.paths:
         raise UsageError(
             f"every input is an output of the folder {out} (its own outputs are never "
@@ -233,6 +249,8 @@ def check(args: Any) -> Plan:
         _need("zarr", "a zarr input", "zarr")
     excluded = [p for p in found.excluded if p not in label_paths]
     plan = Plan(out, found.paths, weights, class_names, excluded=excluded)
+    plan.subfolders = found.subfolders
+    plan.failures.extend(found.unreadable)
     if table is not None:
         _match_labels(plan, table, args.labels)
     if getattr(args, "tiles", False):

@@ -206,6 +206,11 @@ def check_tiled(options: Any) -> dict[str, Any]:
     model = get_model(options.model)
     check_tiles(model)
     size = int(options.tile_size or options.input_size or model.input_size)
+    if options.overlap is not None and options.overlap >= size:
+        raise ValueError(
+            f"--overlap {options.overlap} is not less than the tile size {size} (the model's "
+            "input size): give a smaller --overlap, or a larger --tile-size."
+        )
     model.check_memory((size, size), options.batch_size)
     return {"class_names": names, "stride": tile_stride(model, size), "tile_size": size,
             "box_threshold": model.box_threshold}  # fmt: skip

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from .infer import class_ref
-from .outputs import OutputFolder, complete
+from .outputs import OutputFolder
 from .tile_blocks import TiledPlan, load_blocks
 from .tiled_outputs import region_features, tile_table, write_csv, write_geojson, write_ome_zarr
+from .verify import complete, output_files
 
 
 def tiled_paths(out: OutputFolder, stem: str) -> dict[str, Path]:
@@ -94,7 +95,8 @@ def finish_tiled(
         "file": plan.item.path,
         "stem": plan.item.stem,
         "input": plan.source,
-        "outputs": {key: path.name for key, path in paths.items()},
+        "outputs": (names := {key: out.name_of(path) for key, path in paths.items()}),
+        "output_files": output_files(out.root, names.values()),
         "shape": [h0, w0],
         "level": plan.level,
         "level_shape": list(tiling.image_shape),

@@ -17,6 +17,7 @@ that name, else by its stem. No torch here.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
@@ -40,9 +41,9 @@ class Truth:
 def _box(values: Any, where: str) -> Box:
     try:
         y0, x0, y1, x1 = (int(round(float(v))) for v in values)
-    except (TypeError, ValueError):
-        message = f"{where}: a box is four numbers y0, x0, y1, x1, got {values!r}"
-        raise BoxFileError(message) from None
+    except (TypeError, ValueError, OverflowError):  # not numbers, NaN, inf
+        message = f"{where}: a box is four finite numbers y0, x0, y1, x1, got {values!r}"
+        raise BoxFileError(message[:300]) from None
     if not (y1 > y0 and x1 > x0):
         raise BoxFileError(f"{where}: an empty box {[y0, x0, y1, x1]} (needs y1 > y0, x1 > x0)")
     return (y0, x0, y1, x1)
@@ -64,7 +65,23 @@ def _read_csv(path: Path) -> dict[str, Truth]:
     """The stdlib reader, not pandas.read_csv: an error names the file's own line (pandas skips
     blank lines and joins quoted line breaks, so a row no longer knows its line)."""
     table: dict[str, Truth] = {}
-    with open(path, newline="", encoding="utf-8-sig") as handle:
+    data = path.read_bytes()
+    if b"\x00" in data:
+        offset = data.index(b"\x00")
+        raise BoxFileError(f"{path.name} holds a NUL byte at offset {offset}: a binary file?")
+    try:
+        return _read_csv_rows(data.decode("utf-8-sig"), path, table)
+    except UnicodeDecodeError as error:
+        raise BoxFileError(
+            f"{path.name} is not UTF-8 text (byte {error.object[error.start]:#04x} at offset "
+            f"{error.start}): a binary file, not a CSV of boxes?"
+        ) from None
+    except csv.Error as error:  # NUL bytes, a field too large
+        raise BoxFileError(f"{path.name} is not a readable CSV ({error})") from None
+
+
+def _read_csv_rows(text: str, path: Path, table: dict[str, Truth]) -> dict[str, Truth]:
+    with io.StringIO(text, newline="") as handle:
         reader = csv.DictReader(handle)
         need = {"file", "y0", "x0", "y1", "x1"}
         if reader.fieldnames is None or not need <= {f.strip() for f in reader.fieldnames}:
@@ -81,8 +98,12 @@ def _read_csv(path: Path) -> dict[str, Truth]:
 
 
 def _read_coco(path: Path, data: dict[str, Any]) -> dict[str, Truth]:
-    names = {c["id"]: c.get("name", str(c["id"])) for c in data.get("categories", [])}
-    files = {image["id"]: image["file_name"] for image in data["images"]}
+    try:
+        names = {c["id"]: str(c.get("name", c["id"])) for c in data.get("categories") or []}
+        files = {image["id"]: image["file_name"] for image in data["images"]}
+    except (KeyError, TypeError, AttributeError) as error:
+        message = f"{path.name}: COCO images need id and file_name, categories id ({error!r})"
+        raise BoxFileError(message) from None
     table: dict[str, Truth] = {}
     for n, annotation in enumerate(data["annotations"]):
         where = f"{path.name} annotation {n}"
@@ -93,7 +114,13 @@ def _read_coco(path: Path, data: dict[str, Any]) -> dict[str, Truth]:
             message = f"{where}: needs image_id and bbox [x, y, w, h] ({error})"
             raise BoxFileError(message) from None
         category = annotation.get("category_id")
-        _add(table, file, _box([y, x, y + h, x + w], where), names.get(category, category), where)
+        if category is not None and category not in names:
+            raise BoxFileError(
+                f"{where}: category_id {category!r} is not among the file's categories "
+                f"({'none given' if not names else sorted(names)[:10]}): a COCO file names its "
+                "classes in categories [{id, name}]"
+            )
+        _add(table, file, _box([y, x, y + h, x + w], where), names.get(category), where)
     for file in files.values():  # an image without annotations has no box
         table.setdefault(file, Truth())
     return table
@@ -101,9 +128,11 @@ def _read_coco(path: Path, data: dict[str, Any]) -> dict[str, Truth]:
 
 def _read_json(path: Path) -> dict[str, Truth]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except RecursionError:
+        raise BoxFileError(f"{path.name}: JSON nested too deeply to be a boxes file") from None
     except (UnicodeDecodeError, ValueError) as error:
-        raise BoxFileError(f"{path.name} is not valid JSON ({error})") from None
+        raise BoxFileError(f"{path.name} is not valid JSON ({str(error)[:200]})") from None
     if isinstance(data, dict) and "images" in data and "annotations" in data:
         return _read_coco(path, data)
     table: dict[str, Truth] = {}
@@ -118,11 +147,16 @@ def _read_json(path: Path) -> dict[str, Truth]:
         raise BoxFileError(f"{path.name}: expected an object of files, a list, or COCO")
     for file, entry in data.items():
         where = f"{path.name} {file}"
+        if isinstance(entry, dict) and ("boxes" not in entry or set(entry) - {"boxes", "class"}):
+            raise BoxFileError(
+                f'{where}: expected [[y0, x0, y1, x1], …] or {{"boxes": [[y0, x0, y1, x1], …], '
+                f'"class": …}}, got the keys {sorted(entry)[:6]}'
+            )
         boxes, class_ref = (
-            (entry.get("boxes", []), entry.get("class"))
-            if isinstance(entry, dict)
-            else (entry, None)
+            (entry["boxes"], entry.get("class")) if isinstance(entry, dict) else (entry, None)
         )
+        if not isinstance(boxes, (list, tuple)):
+            raise BoxFileError(f"{where}: expected a list of boxes [y0, x0, y1, x1], got {boxes!r}")
         if boxes and not isinstance(boxes[0], (list, tuple)):
             boxes = [boxes]  # one box
         table.setdefault(str(file), Truth())

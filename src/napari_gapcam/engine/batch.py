@@ -36,6 +36,7 @@ def _as_images(images: Any) -> tuple[Sequence[Any], tuple[int, ...]]:
     if not images:
         raise ValueError("No images: pass an N×H×W(×C) array or a non-empty sequence of images.")
     shape = tuple(int(s) for s in images[0].shape)
+    image_layout(_Shape(shape, images[0].dtype))  # an empty (0×0) or 4D image: a ValueError
     for i, image in enumerate(images):
         if tuple(image.shape) != shape:
             raise ValueError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Sequence
 from functools import cache
@@ -44,13 +45,14 @@ def _hugging_face_names(config: Path) -> list[str] | None:
         return None
     names = data.get("label_names") or data.get("pretrained_cfg", {}).get("label_names")
     if isinstance(names, list):
-        return [str(name) for name in names]
+        return unique_names([str(name) for name in names], config)
     labels = data.get("id2label")
     if isinstance(labels, dict) and all(str(k).isdigit() for k in labels):
-        return [str(labels[k]) for k in sorted(labels, key=int)]
+        return unique_names([str(labels[k]) for k in sorted(labels, key=int)], config)
     return None
 
 
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # not in a text of names
 NAMES_WAY_OUT = "Give a UTF-8 .txt file with one name per line, or a .json list of names."
 
 
@@ -80,14 +82,27 @@ def read_names(path: str | os.PathLike) -> list[str]:
             raise WeightsError(f"{path} must hold a JSON list of names. {NAMES_WAY_OUT}")
         names = [str(name) for name in names]
     else:
+        binary = CONTROL.search(text)
+        if binary:
+            raise WeightsError(
+                f"{path} holds control bytes ({ord(binary.group()):#04x} at offset "
+                f"{len(text[: binary.start()].encode())}): a binary file, not names? "
+                f"{NAMES_WAY_OUT}"
+            )
         names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
         raise WeightsError(f"{path} holds no names. {NAMES_WAY_OUT}")
+    return unique_names(names, path)
+
+
+def unique_names(names: list[str], source: str | os.PathLike) -> list[str]:
+    """``names`` when no name is given twice, else :class:`WeightsError` naming ``source`` (a
+    class asked for by name could not be found): a names file, a checkpoint, a config."""
     twice = [name for name, count in Counter(names).items() if count > 1]
     if twice:
         shown = ", ".join(map(repr, twice[:5])) + (" …" if len(twice) > 5 else "")
         raise WeightsError(
-            f"{path} names {len(twice)} class(es) more than once ({shown}): each class needs "
+            f"{source} names {len(twice)} class(es) more than once ({shown}): each class needs "
             "its own name, or a class asked for by name could not be told apart."
         )
     return names

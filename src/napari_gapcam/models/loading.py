@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ from .families import (
 from .fitting import fit, num_classes
 from .heads import Call, GapLinear, Split, as_linear, describe, num_outputs
 from .layers import split_at
+from .sidecar import read_sidecar
 from .weights import cached_weights_path, is_named, load_checkpoint, load_named
 
 RANDOM = "none (random init)"
@@ -34,12 +34,9 @@ CALIBRATED = ".gapcam.json"  # ``<weights>.gapcam.json``: the widget's calibrate
 
 
 def sidecar_settings(path: Path) -> dict[str, Any]:
-    """``{"box_threshold": τ}`` from ``<weights>.gapcam.json`` beside a checkpoint, if any."""
-    sidecar = path.with_name(path.name + CALIBRATED)
-    if not sidecar.is_file():
-        return {}
-    data = json.loads(sidecar.read_text(encoding="utf-8"))
-    return {"box_threshold": float(data["box_threshold"])} if "box_threshold" in data else {}
+    """``{"box_threshold": τ}`` from ``<weights>.gapcam.json`` beside a checkpoint, if any
+    (checked: :func:`~napari_gapcam.models.sidecar.read_sidecar`)."""
+    return read_sidecar(path)
 
 
 def load_model(

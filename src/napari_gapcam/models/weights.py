@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 from ..engine._torch import torch
 from ..engine.words import ParameterError, Term
 from .checkpoints import StateDict, read_checkpoint
+from .class_names import unique_names
 from .errors import WeightsError
 from .fitting import Found, find_state_dict
 
@@ -174,7 +175,7 @@ def load_checkpoint(path: Path, arch: str | None, expected: Collection[str]) -> 
         _check_arch(_recorded_arch(values), arch, path)
     names = values.get("class_names")
     settings = {key: values[key] for key in SETTINGS if key in values}
-    names = list(names) if names is not None else None
+    names = unique_names([str(n) for n in names], path) if names is not None else None
     return FileWeights(found.state_dict, found, names, settings)
 
 
