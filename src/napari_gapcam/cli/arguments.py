@@ -344,7 +344,6 @@ def add_evaluate_arguments(evaluate: argparse.ArgumentParser) -> None:
     )
     evaluate.add_argument(
         "--true-boxes",
-        required=True,
         metavar="FILE",
         help="CSV (file,y0,x0,y1,x1[,class]), JSON ({file: [[y0, x0, y1, x1], …]} or a list "
         "of {file, box, class}) or COCO JSON (bbox [x, y, w, h])",
@@ -366,7 +365,10 @@ def add_evaluate_arguments(evaluate: argparse.ArgumentParser) -> None:
     add_device_arguments(evaluate)
     evaluate.add_argument(
         "--out",
-        default="gapcam-evaluation.json",
         metavar="FILE",
-        help="the JSON written (default: %(default)s)",
+        help="the JSON report written (default: gapcam-evaluation.json); with --methods the CSV "
+        "(default: gapcam-methods.csv, its summary beside it as <name>_summary.csv)",
     )
+    from .method_scores import add_method_arguments
+
+    add_method_arguments(evaluate)

@@ -23,13 +23,20 @@ from .pages import local_reads, open_pages
 from .preflight import DEVICE, UsageError, read_class_names, weights_argument
 from .true_boxes import BoxFileError, match, read_true_boxes
 
+REPORT = "gapcam-evaluation.json"  # --out without --methods
+
 
 def _inputs(args: argparse.Namespace) -> tuple[dict[Path, Any], dict[Path, Path] | None]:
     """The inputs with true boxes (and their masks); usage errors before any model."""
     if not DEVICE.match(args.device):
         raise UsageError(f"--device {args.device}: use auto, cpu, cuda, cuda:N or mps.")
+    if args.true_boxes is None and args.methods is None:
+        raise UsageError(
+            "give --true-boxes FILE (where the maps should be: localization) or --methods "
+            "A,B (which map to trust: faithfulness), or both"
+        )
     try:
-        table = read_true_boxes(args.true_boxes)
+        table = read_true_boxes(args.true_boxes) if args.true_boxes else None
     except BoxFileError as problem:
         raise UsageError(f"--true-boxes {problem}") from None
     found = expand(args.inputs)
@@ -38,6 +45,8 @@ def _inputs(args: argparse.Namespace) -> tuple[dict[Path, Any], dict[Path, Path]
         raise UsageError(f"{len(found.problems)} input argument(s) name nothing to read:\n{listed}")
     for file, reason in found.unreadable:
         say(f"skipped {file}: {reason}")
+    if table is None:  # --methods alone: every input, no true boxes
+        return dict.fromkeys(found.paths), None
     truths, unused = match(found.paths, table)
     if not truths:
         raise UsageError(
@@ -69,11 +78,16 @@ def _inputs(args: argparse.Namespace) -> tuple[dict[Path, Any], dict[Path, Path]
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
+    from .method_scores import check_steps, methods_argument, methods_out, metrics_argument
     from .setup_checks import check_weights_files
 
     try:
+        args.methods = methods_argument(args.methods)
+        args.metrics = metrics_argument(args.metrics)
+        check_steps(args.steps)
         truths, masks = _inputs(args)
-        out = report_path(args, [*truths, *(masks or {}).values()])
+        read = [*truths, *(masks or {}).values()]
+        out = methods_out(args, read) if args.methods else report_path(args, read)
         weights = weights_argument(args.weights)
         check_weights_files(weights)
         class_names = None
@@ -104,11 +118,17 @@ def evaluate_command(args: argparse.Namespace) -> int:
         model = get_model(spec)
         classes = {}
         for path, truth in truths.items():
-            reference = args.class_ref if args.class_ref is not None else truth.class_ref
+            reference = (
+                args.class_ref if args.class_ref is not None else getattr(truth, "class_ref", None)
+            )
             reference = class_ref(reference, model.class_names)
             classes[path] = None if reference is None else _index(model.class_names, reference)
     except (ValueError, KeyError, IndexError, OSError, RuntimeError) as problem:
         return error(problem)
+    if args.methods:
+        from .method_scores import run_methods
+
+        return run_methods(args, model, truths, classes, out)
     return _run(args, model, truths, masks, classes, out)
 
 
@@ -118,6 +138,7 @@ def report_path(args: argparse.Namespace, read: list[Path]) -> Path:
     from .claims import is_evaluate_report
     from .setup_checks import writable_place
 
+    args.out = REPORT if args.out is None else args.out
     out = writable_place(args.out, "file")
     if out.is_dir():
         raise UsageError(f"--out {args.out} is a folder: give the JSON file to write.")
