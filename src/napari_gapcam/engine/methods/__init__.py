@@ -13,7 +13,8 @@ reads the row, never a method's name:
 - ``needs_dense``: it needs a head that is a global average pooling and one dense layer;
 - ``head_only``: its maps need only the kept maps and the head (no image, no forward pass): a
   finished result switches to it at no forward pass (``result.with_method``);
-- ``cost``: what one map costs beyond the forward pass, in words.
+- ``cost``: what one map costs beyond the forward pass, in words;
+- ``options``: the parameters it takes (``with_method(name, **options)``), for messages.
 
 Adding a method is a file holding its class (the formula in its docstring) and one row here.
 This module imports no torch: the widget and ``gapcam --help`` read the table at start-up.
@@ -43,6 +44,7 @@ class MethodInfo:
     class_free: bool = False
     needs_dense: bool = False
     head_only: bool = False
+    options: tuple[str, ...] = ()
 
     def load(self) -> type:
         """The method's class, a :class:`~.base.Method` (imports torch)."""
@@ -61,7 +63,7 @@ METHODS: dict[str, MethodInfo] = {row.name: row for row in (
     MethodInfo("gradcam++", "Grad-CAM++", "gradcampp:GradCamPP", "one backward pass through the head", head_only=True),
     MethodInfo("xgradcam", "XGrad-CAM", "xgradcam:XGradCam", "one backward pass through the head", tiles=True, head_only=True),
     MethodInfo("hirescam", "HiResCAM", "hirescam:HiResCam", "one backward pass through the head", tiles=True, head_only=True),
-    MethodInfo("layercam", "LayerCAM", "layercam:LayerCam", "one backward pass through the head", tiles=True, head_only=True),
+    MethodInfo("layercam", "LayerCAM", "layercam:LayerCam", "one backward pass through the head", tiles=True, head_only=True, options=("layers",)),
     MethodInfo("ablationcam", "Ablation-CAM", "ablationcam:AblationCam", "head passes only, batched (analytic on a GAP + dense head)", head_only=True),
     MethodInfo("eigencam", "EigenCAM", "eigencam:EigenCam", "one SVD", class_free=True, head_only=True),
 )}
