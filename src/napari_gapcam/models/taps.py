@@ -88,8 +88,10 @@ class Tapper:
         return LayerError(
             Term("layers", list(names)),
             f": {', '.join(bad)} {why}. The maps are {self.layer}'s output: the layers must be "
-            f"it or modules that run after it (load the model with ",
+            "it or modules that run after it (load the model with ",
             Term("layers", list(names)),
+            " and no ",
+            Term("layer"),
             f" to split it at the earliest). Stages of {self.arch}: {_listed(self.stages)}.",
         )
 
