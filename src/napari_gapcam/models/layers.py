@@ -190,7 +190,4 @@ def split_at(
     calls = describe_calls(head, probe).split(" → ")
     shown = " → ".join(calls if len(calls) <= 4 else ["…", *calls[-3:]])
     description = f"{arch}'s rest after {layer} ({len(calls)} layers: {shown})"
-    from .taps import Tapper  # it builds on this module
-
-    tap = Tapper(network, layer, arch, stages, leaves, functions, nhwc)
-    return Split(features, head, fc, description, tap)
+    return Split(features, head, fc, description)

@@ -25,8 +25,7 @@ from .families import (
 )
 from .fitting import fit, num_classes
 from .heads import Call, GapLinear, Split, as_linear, describe, num_outputs
-from .layers import split_at
-from .taps import earliest
+from .taps import earliest, split_with_taps
 from .weights import cached_weights_path, is_named, load_checkpoint, load_named
 
 RANDOM = "none (random init)"
@@ -127,7 +126,8 @@ def load_model(
         split = family.split(network.eval())
     else:
         classifier = network.get_submodule(family.classifier)
-        split = split_at(network, layer, name, classifier, stages, _probe(config), nhwc=family.nhwc)
+        probe = _probe(config)
+        split = split_with_taps(network, layer, name, classifier, stages, probe, nhwc=family.nhwc)
     args = (torch_device, method, config, layer, stages, layers)
     return _assemble(split, names, name, label, *args)
 
@@ -303,7 +303,8 @@ def _module_at(
     else:
         stages, nhwc = tuple(n for n, _ in module.named_children()), False
         classifier = _last_dense(module)
-    return split_at(module, layer, arch, classifier, stages, probe, nhwc=nhwc), stages, arch, config
+    split = split_with_taps(module, layer, arch, classifier, stages, probe, nhwc=nhwc)
+    return split, stages, arch, config
 
 
 def _last_dense(module: nn.Module) -> nn.Module | None:

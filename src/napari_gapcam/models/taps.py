@@ -19,7 +19,8 @@ from typing import Any
 from ..engine._torch import nn
 from ..engine.methods.layercam_fusion import Taps
 from ..engine.words import ParameterError, Term
-from .layers import LayerError, _in_place, cut_graphs
+from .heads import Split
+from .layers import LayerError, _in_place, cut_graphs, split_at
 
 
 def layer_names(layers: Any) -> tuple[str, ...]:
@@ -59,6 +60,24 @@ def earliest(network: nn.Module, layers: Any, arch: str, stages: Sequence[str]) 
     check_known(network, names, arch, stages)
     order = {name: i for i, (name, _) in enumerate(network.named_modules())}
     return min(names, key=order.__getitem__)
+
+
+def split_with_taps(
+    network: nn.Module,
+    layer: str,
+    arch: str,
+    classifier: nn.Module | None,
+    stages: Sequence[str] = (),
+    probe_size: int = 224,
+    *,
+    leaves: tuple[type, ...] = (),
+    functions: tuple = (),
+    nhwc: bool = False,
+) -> Split:
+    """:func:`~.layers.split_at`, its ``tap`` set: the network then fuses LayerCAM's layers."""
+    args = (network, layer, arch, classifier, stages, probe_size)
+    split = split_at(*args, leaves=leaves, functions=functions, nhwc=nhwc)
+    return split._replace(tap=Tapper(network, layer, arch, stages, leaves, functions, nhwc))
 
 
 class Tapper:

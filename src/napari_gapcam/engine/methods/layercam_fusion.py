@@ -31,7 +31,7 @@ from typing import NamedTuple
 from .._torch import F, nn, torch
 from . import METHODS, MethodInfo
 from .base import Method
-from .layercam import LayerCam
+from .gradient import GradientMethod
 
 EPS = 1e-7  # pytorch-grad-cam's scale_cam_image
 
@@ -65,13 +65,14 @@ def fuse(cams: Sequence[torch.Tensor], size: Sequence[int]) -> torch.Tensor:
     return total / len(cams)
 
 
-class FusedLayerCam(LayerCam):
-    """LayerCAM at several layers, fused (see the module's formula); ``taps`` from the network
-    (``network.taps(layers)``)."""
+class FusedLayers(GradientMethod):
+    """``single``'s maps (LayerCAM's, :class:`~.layercam.LayerCam`) at several layers, fused
+    (see the module's formula); ``taps`` from the network (``network.taps(layers)``)."""
 
-    def __init__(self, taps: Taps) -> None:
+    def __init__(self, single: GradientMethod, taps: Taps) -> None:
         super().__init__(taps.head)
-        self.taps = taps
+        self.single, self.taps = single, taps
+        self.name = single.name  # its row
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -102,7 +103,7 @@ class FusedLayerCam(LayerCam):
             g = torch.zeros_like(a) if g is None else g
             if self.taps.nhwc and (i > 0 or not self.taps.own):
                 a, g = a.permute(0, 3, 1, 2), g.permute(0, 3, 1, 2)
-            out.append(self.from_gradient(a, g))
+            out.append(self.single.from_gradient(a, g))
         return out
 
     def maps(self, features: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
