@@ -14,6 +14,7 @@ examples:
   gapcam predict screen.zarr --input-size 448 --workers 4 --out screen-cams/
   gapcam predict scene.png --weights demo     # the bundled shapes demo model (resnet18)
   gapcam predict photos/ --layer layer3 --out cams-layer3/    # Grad-CAM at an earlier stage
+  gapcam predict photos/ --method layercam --layers layer2,layer3,layer4 --out fused/
   gapcam predict slide.ome.tif --tiles --level 1 --background auto --workers 4
   gapcam predict cells/ --labels masks/ --scale shared
 
@@ -79,6 +80,13 @@ def _seconds(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {value}")
     return value
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"names separated by commas, got {text!r}")
+    return names
 
 
 def _seed(text: str) -> int:
@@ -148,6 +156,15 @@ def add_layer_argument(parser: argparse.ArgumentParser) -> None:
         "e.g. layer3 (resnet), features.denseblock3 (densenet); an unknown name lists the "
         "model's stages. The CAM is exact only at the last maps: elsewhere auto gives "
         "Grad-CAM (default: the last maps)",
+    )
+    parser.add_argument(
+        "--layers",
+        type=_names,
+        default=(),
+        metavar="NAME,NAME",
+        help="with --method layercam: fuse LayerCAM's maps of these modules into one (as "
+        "pytorch-grad-cam does with several target layers), e.g. layer2,layer3,layer4; the maps "
+        "are taken at the earliest (or at --layer, before it) (default: none)",
     )
 
 

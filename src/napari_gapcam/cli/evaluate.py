@@ -112,6 +112,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
         class_names=class_names,
         method=args.method,
         layer=args.layer,
+        layers=args.layers,
         seed=args.seed if weights is None else None,
     )
     try:

@@ -70,6 +70,10 @@ class Options:
             del model["method"]
         if model["layer"] is None:  # as before --layer existed
             del model["layer"]
+        if model["layers"]:  # as JSON reads it back
+            model["layers"] = list(model["layers"])
+        else:  # as before --layers existed
+            del model["layers"]
         del settings["block_tiles"]  # blocks change how a slide is split, not its outputs
         for name in NEWER_OPTIONS:
             if settings[name] == _DEFAULTS[name]:

@@ -39,4 +39,6 @@ def option(term: Any) -> str:
     flag = f"--{term.name.replace('_', '-')}"
     if not term.has_value or term.value is True:
         return flag
+    if isinstance(term.value, (list, tuple)):  # --layers layer3,layer4
+        return f"{flag} {','.join(map(str, term.value))}"
     return f"{flag} {'none' if term.value is None else term.value}"

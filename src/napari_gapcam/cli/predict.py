@@ -47,6 +47,7 @@ def options_of(args: argparse.Namespace, plan: Plan) -> Any:
             class_names=plan.class_names,
             method=args.method,
             layer=args.layer,
+            layers=args.layers,
             seed=seed,
         ),
         class_ref=args.class_ref,

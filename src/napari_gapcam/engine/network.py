@@ -11,7 +11,7 @@ adds their one-call conveniences on top.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._torch import nn, torch
@@ -27,6 +27,8 @@ from .memory import (
 )
 from .methods import MethodInfo, resolve
 from .methods.base import Method
+from .methods.layercam_fusion import Taps
+from .words import ParameterError, Term
 
 
 class Network:
@@ -34,8 +36,10 @@ class Network:
     logits); ``fc`` is the dense layer after the GAP when the head is GAP + dense (else None).
 
     ``method`` names a row of the methods table (``"auto"``: the exact CAM where the head is
-    GAP + dense, else Grad-CAM); ``config`` holds the input size, mean/std and the suggested
-    box threshold.
+    GAP + dense, else Grad-CAM), ``method_options`` its parameters; ``config`` holds the input
+    size, mean/std and the suggested box threshold. ``tap`` (from the models side, where the
+    network was split at a named layer): names of later layers → a head that also gives their
+    outputs (:class:`~.methods.layercam_fusion.Taps`, for LayerCAM's ``layers=[…]``).
     """
 
     def __init__(
@@ -53,6 +57,8 @@ class Network:
         head_description: str = "the head",
         layer: str | None = None,
         stages: Sequence[str] = (),
+        method_options: dict[str, Any] | None = None,
+        tap: Callable[[Sequence[str]], Taps] | None = None,
     ) -> None:
         self.features = features.eval()
         self.head = head.eval()
@@ -65,7 +71,8 @@ class Network:
         self.weights = weights
         self.device = device
         self.config = config or ModelConfig()
-        self._use(method, {})
+        self._tap = tap
+        self._use(method, dict(method_options or {}))
         self._bytes_per_pixel: float | None = None
         self._cells: dict[tuple[int, int], tuple[int, int]] = {}  # input h×w → map h×w
         self._fast: tuple[nn.Module, nn.Module] | None = None  # (features, folded copy)
@@ -91,6 +98,20 @@ class Network:
         other = copy.copy(self)
         other._use(method, options)
         return other
+
+    def taps(self, layers: Sequence[str] | str) -> Taps:
+        """The head that also gives the outputs of ``layers`` (modules at or after the split;
+        a list, or one comma-separated string), for LayerCAM's fusion."""
+        if self._tap is None:
+            where = f"at {self.layer}" if self.layer else "at its last maps (no named layer)"
+            raise ParameterError(
+                Term("layers", layers),
+                f" needs a network split at a named layer, at or before the earliest of them; "
+                f"this one ({self.arch}) is split {where} by its family's table. Load it with ",
+                Term("layers", layers),
+                " (it is then split at the earliest).",
+            )
+        return self._tap(layers)
 
     @property
     def method_info(self) -> MethodInfo:

@@ -8,7 +8,7 @@ Grad-CAM explains the head.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ..engine._torch import nn, torch
 
@@ -20,6 +20,7 @@ class Split(NamedTuple):
     head: nn.Module  # maps → logits N×C
     fc: nn.Linear | None  # the dense layer when head(A) = fc(mean_xy A), else None
     description: str  # the head in words, for messages
+    tap: Any = None  # layers → Taps (a split at a named layer: models.taps.Tapper), else None
 
 
 class GapLinear(nn.Module):

@@ -53,14 +53,19 @@ def unknown_layer(layer: str, arch: str, stages: Sequence[str]) -> LayerError:
 
 
 class _Tracer(fx.Tracer):
-    """symbolic tracing that keeps the module ``cut`` (and ``leaves``) whole."""
+    """symbolic tracing that keeps the module ``cut`` (and ``leaves``, and the modules named
+    ``keep``) whole."""
 
-    def __init__(self, cut: str, leaves: tuple[type, ...], functions: tuple = ()) -> None:
+    def __init__(
+        self, cut: str, leaves: tuple[type, ...], functions: tuple = (), keep: Sequence[str] = ()
+    ) -> None:
         super().__init__(autowrap_functions=functions)
-        self.cut, self.leaves = cut, leaves
+        self.cut, self.leaves, self.keep = cut, leaves, frozenset(keep)
 
     def is_leaf_module(self, module: nn.Module, name: str) -> bool:
-        if name == self.cut or (self.leaves and isinstance(module, self.leaves)):
+        if name == self.cut or name in self.keep:
+            return True
+        if self.leaves and isinstance(module, self.leaves):
             return True
         return super().is_leaf_module(module, name)
 
@@ -91,18 +96,20 @@ def cut_graphs(
     leaves: tuple[type, ...] = (),
     functions: tuple = (),
     nhwc: bool = False,
+    keep: Sequence[str] = (),
 ) -> tuple[fx.GraphModule, fx.GraphModule]:
     """``(features, head)``: image → ``layer``'s output, and that output → the logits.
 
     ``leaves`` / ``functions``: modules and functions traced whole (timm's no-trace lists);
-    ``nhwc``: the layer gives N×h×w×K (Swin), permuted to N×K×h×w for the maps and back.
+    ``nhwc``: the layer gives N×h×w×K (Swin), permuted to N×K×h×w for the maps and back;
+    ``keep``: more module names traced whole (one call each in the graphs: LayerCAM's taps).
     """
     modules = dict(network.named_modules())
     if layer not in modules or not layer:
         raise unknown_layer(layer, arch, stages)
     network.eval()
     try:
-        graph = _Tracer(layer, leaves, functions).trace(network)
+        graph = _Tracer(layer, leaves, functions, keep).trace(network)
     except Exception as error:
         why = f"torch.fx cannot trace it ({type(error).__name__}: {str(error)[:200]})"
         raise _not_a_cut(layer, arch, why, stages) from error

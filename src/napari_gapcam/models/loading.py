@@ -24,8 +24,8 @@ from .families import (
 )
 from .fitting import fit, num_classes
 from .heads import Call, GapLinear, Split, as_linear, describe, num_outputs
-from .layers import split_at
 from .sidecar import read_sidecar
+from .taps import earliest, split_with_taps
 from .weights import cached_weights_path, is_named, load_checkpoint, load_named
 
 RANDOM = "none (random init)"
@@ -46,6 +46,7 @@ def load_model(
     class_names: NamesArg = None,
     method: str = "auto",
     layer: str | None = None,
+    layers: Sequence[str] | str | None = None,
 ) -> GapCamModel:
     """Build a classifier, load its weights, split it at its last spatial maps (or ``layer``).
 
@@ -74,9 +75,14 @@ def load_model(
             ``"layer3"``, ``"features.denseblock3"``): the maps are that module's output and the
             head all that follows (:mod:`~napari_gapcam.models.layers`); the CAM is refused
             there unless the rest is GAP + dense. Default: the last spatial maps.
+        layers: with ``method="layercam"``, module names whose LayerCAM maps are fused into
+            one (:mod:`~napari_gapcam.engine.methods.layercam_fusion`; a list or
+            ``"layer3,layer4"``): the network is split at the earliest (or at ``layer``, at or
+            before it), the later ones are read inside the head.
     """
     if name.startswith(TIMM):
-        return _load_timm(name.removeprefix(TIMM), weights, device, class_names, method, layer)
+        args = (weights, device, class_names, method, layer, layers)
+        return _load_timm(name.removeprefix(TIMM), *args)
     family = family_of(name)
     torch_device = resolve_device(device)
     settings: dict[str, Any] = {}
@@ -111,12 +117,16 @@ def load_model(
     config = default_config(entry or _default_weights(name)).updated(settings)
     names = resolve_class_names(class_names, weight_names, classes, label)
     stages = family.stages_of(network)
+    if layers is not None:
+        layer = layer or earliest(network, layers, name, stages)
     if layer is None:
         split = family.split(network.eval())
     else:
         classifier = network.get_submodule(family.classifier)
-        split = split_at(network, layer, name, classifier, stages, _probe(config), nhwc=family.nhwc)
-    return _assemble(split, names, name, label, torch_device, method, config, layer, stages)
+        probe = _probe(config)
+        split = split_with_taps(network, layer, name, classifier, stages, probe, nhwc=family.nhwc)
+    args = (torch_device, method, config, layer, stages, layers)
+    return _assemble(split, names, name, label, *args)
 
 
 def default_input_size(name: str, weights: Any = None) -> int:
@@ -152,6 +162,7 @@ def _load_timm(
     class_names: NamesArg,
     method: str,
     layer: str | None = None,
+    layers: Sequence[str] | str | None = None,
 ) -> GapCamModel:
     from .timm_models import build_timm, timm_config
 
@@ -173,10 +184,15 @@ def _load_timm(
         settings, label = {**settings, **sidecar_settings(path)}, str(path)
     network = network.to(torch_device)
     config = timm_config(network).updated(settings)
+    arch = f"{TIMM}{name}"
+    if layers is not None:
+        from .timm_models import timm_stages
+
+        layer = layer or earliest(network, layers, arch, timm_stages(network))
     split, stages = _split_timm(network, name, config, layer)
     names = resolve_class_names(class_names, weight_names, network.num_classes, label)
-    arch = f"{TIMM}{name}"
-    return _assemble(split, names, arch, label, torch_device, method, config, layer, stages)
+    args = (torch_device, method, config, layer, stages, layers)
+    return _assemble(split, names, arch, label, *args)
 
 
 def _split_timm(
@@ -284,7 +300,8 @@ def _module_at(
     else:
         stages, nhwc = tuple(n for n, _ in module.named_children()), False
         classifier = _last_dense(module)
-    return split_at(module, layer, arch, classifier, stages, probe, nhwc=nhwc), stages, arch, config
+    split = split_with_taps(module, layer, arch, classifier, stages, probe, nhwc=nhwc)
+    return split, stages, arch, config
 
 
 def _last_dense(module: nn.Module) -> nn.Module | None:
@@ -309,6 +326,7 @@ def _assemble(
     config: ModelConfig,
     layer: str | None = None,
     stages: Sequence[str] = (),
+    layers: Sequence[str] | str | None = None,
 ) -> GapCamModel:
     try:
         features = split.features.to(device, memory_format=torch.channels_last)
@@ -327,4 +345,6 @@ def _assemble(
         head_description=split.description,
         layer=layer,
         stages=stages,
+        method_options={} if layers is None else {"layers": layers},
+        tap=split.tap,
     )

@@ -19,8 +19,8 @@ from ..engine.methods import method_names
 @dataclass(frozen=True)
 class ModelSpec:
     """A model by its architecture, weights (a torchvision name, a file, or None: a random
-    init seeded by ``seed``), device, class names (a file), method and layer (a module name
-    where the maps are taken; None: the last maps)."""
+    init seeded by ``seed``), device, class names (a file), method, layer (a module name
+    where the maps are taken; None: the last maps) and layers (LayerCAM's fused layers)."""
 
     arch: str = "resnet50"
     weights: str | None = "IMAGENET1K_V1"
@@ -29,6 +29,7 @@ class ModelSpec:
     method: str = "auto"
     seed: int | None = None  # the random init's seed (weights None)
     layer: str | None = None  # load_model(layer=...): None, the last spatial maps
+    layers: tuple[str, ...] = ()  # load_model(layers=...): (), none fused
 
     def __post_init__(self) -> None:
         if self.method not in method_names():
@@ -45,5 +46,11 @@ class ModelSpec:
             if self.seed is not None:
                 torch.manual_seed(self.seed)
             return load_model(
-                self.arch, self.weights, self.device, self.class_names, self.method, self.layer
+                self.arch,
+                self.weights,
+                self.device,
+                self.class_names,
+                self.method,
+                self.layer,
+                layers=list(self.layers) or None,
             )

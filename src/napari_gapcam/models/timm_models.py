@@ -127,7 +127,7 @@ def timm_split_at(
 ) -> Split:
     """``network`` split at ``layer`` (timm's modules and functions that fx cannot trace are
     kept whole, as timm's own feature extraction does)."""
-    from .layers import split_at
+    from .taps import split_with_taps
 
     try:  # a private module of timm (1.0): without it, everything is traced
         from timm.models import _features_fx
@@ -138,7 +138,7 @@ def timm_split_at(
         leaves, functions = (), ()
     nhwc = getattr(network, "output_fmt", "NCHW") == "NHWC"
     classifier = network.get_classifier()
-    return split_at(
+    return split_with_taps(
         network, layer, f"timm:{name}", classifier, stages, probe,
         leaves=leaves, functions=functions, nhwc=nhwc,
     )  # fmt: skip

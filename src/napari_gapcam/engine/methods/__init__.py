@@ -15,7 +15,8 @@ reads the row, never a method's name:
   finished result switches to it at no forward pass (``result.with_method``);
 - ``needs_input``: it reruns the network on the image's input (Score-CAM), so a result keeps
   each image's normalised input tensor beside its maps;
-- ``cost``: what one map costs beyond the forward pass, in words.
+- ``cost``: what one map costs beyond the forward pass, in words;
+- ``options``: the parameters it takes (``with_method(name, **options)``), for messages.
 
 Adding a method is a file holding its class (the formula in its docstring) and one row here.
 This module imports no torch: the widget and ``gapcam --help`` read the table at start-up.
@@ -46,6 +47,7 @@ class MethodInfo:
     needs_dense: bool = False
     head_only: bool = False
     needs_input: bool = False
+    options: tuple[str, ...] = ()
 
     def load(self) -> type:
         """The method's class, a :class:`~.base.Method` (imports torch)."""
@@ -64,9 +66,9 @@ METHODS: dict[str, MethodInfo] = {row.name: row for row in (
     MethodInfo("gradcam++", "Grad-CAM++", "gradcampp:GradCamPP", "one backward pass through the head", head_only=True),
     MethodInfo("xgradcam", "XGrad-CAM", "xgradcam:XGradCam", "one backward pass through the head", tiles=True, head_only=True),
     MethodInfo("hirescam", "HiResCAM", "hirescam:HiResCam", "one backward pass through the head", tiles=True, head_only=True),
-    MethodInfo("layercam", "LayerCAM", "layercam:LayerCam", "one backward pass through the head", tiles=True, head_only=True),
-    MethodInfo("scorecam", "Score-CAM", "scorecam:ScoreCam", "one forward pass per channel, batched; max_channels=N keeps the N most active", needs_input=True),
-    MethodInfo("ablationcam", "Ablation-CAM", "ablationcam:AblationCam", "head passes only, batched (analytic on a GAP + dense head)", head_only=True),
+    MethodInfo("layercam", "LayerCAM", "layercam:LayerCam", "one backward pass through the head", tiles=True, head_only=True, options=("layers",)),
+    MethodInfo("scorecam", "Score-CAM", "scorecam:ScoreCam", "one forward pass per channel, batched; max_channels=N keeps the N most active", needs_input=True, options=("max_channels", "batch_size")),
+    MethodInfo("ablationcam", "Ablation-CAM", "ablationcam:AblationCam", "head passes only, batched (analytic on a GAP + dense head)", head_only=True, options=("batch_size",)),
     MethodInfo("eigencam", "EigenCAM", "eigencam:EigenCam", "one SVD", class_free=True, head_only=True),
 )}
 # fmt: on

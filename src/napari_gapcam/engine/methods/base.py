@@ -39,7 +39,13 @@ class Method:
         """Refuse parameters given to a method that takes none, naming them."""
         if options:
             names = ", ".join(repr(name) for name in options)
-            raise ParameterError(Term("method", cls.name), f" takes no parameters; got {names}.")
+            hints: list = []
+            for name in options:
+                for row in (row for row in METHODS.values() if name in row.options):
+                    hints += [f" {name}= is {row.label}'s: ", Term("method", row.name), "."]
+            raise ParameterError(
+                Term("method", cls.name), f" takes no parameters; got {names}.", *hints
+            )
 
     @property
     def info(self) -> MethodInfo:
