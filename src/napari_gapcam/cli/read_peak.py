@@ -3,11 +3,12 @@ refusal, before the read, of a read that would not fit.
 
 The peak is not the decoded size. imageio's Pillow read holds Pillow's own image (4 bytes a
 pixel for RGB), its ``tobytes`` copy and the array: measured with ``ru_maxrss`` on this
-machine (50 MP RGB, 25 MP for the rarer modes; PNG and JPEG alike) the peak is, in bytes per
-pixel, L 3.0, 1 3.0, I;16 6.0, LA 8.0, RGB 10.0 (3.3× the array), RGBA and CMYK 12.0, P 11.0
-(a palette becomes RGB: 11× what the header's one band suggests). A compressed TIFF read whole
-by tifffile peaks at the decoded series, plus the compressed bytes read, plus the segments its
-threads decode (measured 1.26× tiled, 1.44× striped, 2.17× one strip). A lazily read input
+machine (50 MP RGB, 25 MP and 256 MP for the rarer modes; PNG and JPEG alike) the peak is, in
+bytes a pixel, L 3.0, 1 3.0, I;16 6.0, LA 8.0, RGB 10.0 (3.3× the array), RGBA and CMYK 12.0,
+P 11.0 (a palette becomes RGB: 11× what the header's one band suggests). A compressed TIFF read
+whole by tifffile peaks at the decoded series, plus the compressed bytes read, plus the
+segments its threads decode (50 MP RGB, zlib: measured 1.26× tiled 512², 1.44× striped, 2.17×
+one strip; estimated 1.26×, 1.44×, 2.33×). A lazily read input
 (a TIFF page above ``LAZY_BYTES``, a zarr array) decodes a whole chunk (a tile, a band of
 strips; one strip of a whole page is the page) whenever it touches it: the chunk counts twice
 (compressed and decoded) plus the band read. Estimate: ``peak = bytes a pixel × pixels`` (the
@@ -93,15 +94,17 @@ def tiff_estimate(series: Any) -> tuple[float, float]:
     bytes read, and the segments decoded at once."""
     decoded = float(series.nbytes)
     pages = [p for p in series.pages if p is not None]
-    compressed = 0.0
-    segment = 0.0
+    compressed = segment = 0.0
+    segments = 0
     for page in pages:
         if getattr(page, "compression", 1) in (1, None):  # uncompressed: read into place
             continue
-        compressed += float(sum(getattr(page, "databytecounts", ()) or ()))
+        counts = getattr(page, "databytecounts", ()) or ()
+        compressed += float(sum(counts))
+        segments += len(counts)
         chunks = getattr(page, "chunks", None) or page.shape
         segment = max(segment, math.prod(chunks) * page.dtype.itemsize)
-    threads = min(DECODE_THREADS, os.cpu_count() or 1)
+    threads = min(DECODE_THREADS, os.cpu_count() or 1, max(1, segments))
     return decoded, decoded + 2 * compressed + threads * segment
 
 
