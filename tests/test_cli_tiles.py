@@ -228,7 +228,7 @@ def test_blocks_on_a_local_cluster_equal_one_process(tmp_path, monkeypatch):
     pytest.importorskip("dask.distributed")
     from dask.distributed import LocalCluster
 
-    write_pyramid(tmp_path / "slide.tif", mosaic(3))  # 768²: 4×4 tiles, blocks of 2×2
+    write_pyramid(tmp_path / "slide.tif", mosaic(3))  # 768², chunks 128²: bands of 2 tile rows
     common = ("--overlap", "64", "--block-tiles", "2", "--batch-size", "2")
     assert tiled(tmp_path / "slide.tif", tmp_path / "one", *common) == 0
     with LocalCluster(
@@ -242,7 +242,7 @@ def test_blocks_on_a_local_cluster_equal_one_process(tmp_path, monkeypatch):
     one, two = _map_and_tiles(tmp_path / "one"), _map_and_tiles(tmp_path / "two")
     np.testing.assert_allclose(one[0], two[0], atol=1e-6)
     assert one[1] == two[1]
-    assert record_of(tmp_path / "two")["tiles"]["blocks"] == 9
+    assert record_of(tmp_path / "two")["tiles"]["blocks"] == 3  # bands of 2 chunk rows
     assert not list((tmp_path / "two" / "records").glob("*.parts"))  # blocks merged, deleted
 
 
@@ -253,7 +253,7 @@ from napari_gapcam.cli import main
 save, count = tile_blocks._save_block, [0]
 def stopping(*args):
     count[0] += 1
-    if count[0] == 4:  # stopped before saving its 4th block: the test kills it here
+    if count[0] == 2:  # stopped before saving its 2nd block: the test kills it here
         os.kill(os.getpid(), signal.SIGSTOP)
     save(*args)
 tile_blocks._save_block = stopping
@@ -262,18 +262,18 @@ sys.exit(main(sys.argv[1:]))
 
 
 def test_a_slide_killed_mid_run_resumes_with_only_the_blocks_left(tmp_path, demo):
-    pyramid = write_pyramid(tmp_path / "slide.tif", mosaic(3))  # 768²: 6×6 tiles, 9 blocks
-    out = tmp_path / "out"
+    pyramid = write_pyramid(tmp_path / "slide.tif", mosaic(3))  # 768²: 6×6 tiles, 3 blocks
+    out = tmp_path / "out"  # (blocks: bands of two rows of 128² chunks)
     args = ["predict", str(tmp_path / "slide.tif"), "--tiles", "--weights", "demo", "--device",
             "cpu", "--out", str(out), "--block-tiles", "2", "--batch-size", "1"]  # fmt: skip
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
     process = subprocess.Popen([sys.executable, "-c", STOPPING, *args], **pipes)
-    wait_until_stopped(process)  # a deterministic point: 3 blocks saved, the 4th computed
+    wait_until_stopped(process)  # a deterministic point: 1 block saved, the 2nd computed
     process.send_signal(signal.SIGKILL)
     process.communicate()
     parts = out / "records" / "slide.parts"
     saved = sorted(parts.glob("block-*.npz"))
-    assert len(saved) == 3
+    assert len(saved) == 1
     assert not (out / "records" / "slide.json").exists()  # no record for a partial slide
     assert not (out / "slide_cam.ome.zarr").exists()
     assert (out / "results.jsonl").read_text() == ""  # rebuilt at the start: no input done
@@ -285,8 +285,8 @@ def test_a_slide_killed_mid_run_resumes_with_only_the_blocks_left(tmp_path, demo
     rerun = subprocess.run([sys.executable, "-m", "napari_gapcam.cli", *args],
                            capture_output=True, text=True, timeout=300)  # fmt: skip
     assert rerun.returncode == 0, rerun.stderr
-    message = f"{len(saved)} of 9 blocks of tiles saved by an earlier run; computing the other "
-    assert message + f"{9 - len(saved)}" in rerun.stderr
+    message = f"{len(saved)} of 3 blocks of tiles saved by an earlier run; computing the other "
+    assert message + f"{3 - len(saved)}" in rerun.stderr
     assert "1 done, 0 already done" in rerun.stderr
     assert not parts.exists() and not list(out.glob(".gapcam-tmp-*"))
     with open(out / "slide_tiles.csv") as handle:

@@ -301,8 +301,8 @@ def add_predict_arguments(predict: argparse.ArgumentParser) -> None:
         type=_positive,
         default=8,
         metavar="N",
-        help="a block is N×N tiles: one task, and the unit a killed run resumes at "
-        "(default: %(default)s)",
+        help="a block is a band of whole chunks about N rows of tiles tall (N×N tiles for a "
+        "PNG/JPEG): one task, and the unit a killed run resumes at (default: %(default)s)",
     )
     add_device_arguments(predict)
     predict.add_argument(

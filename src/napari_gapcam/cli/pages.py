@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from .inputs import IMAGE_SUFFIXES, TIFF_SUFFIXES, InputError, is_zarr
+from .read_peak import check_chunks, check_pil, check_tiff
 
 LAZY_BYTES = 2**25  # a TIFF page above 32 MiB is read lazily
-DECODE_FRACTION = 0.5  # a PNG/JPEG must decode into at most this share of free memory
 
 _LOCAL = threading.Lock()
 _local_depth = 0
@@ -162,24 +162,16 @@ def open_pages(path: str | Path) -> Pages:
 
 
 def _image_pages(path: Path) -> Pages:
-    """PNG/JPEG, decoded whole: refused when it would not fit in memory (Pillow's own
+    """PNG/JPEG, decoded whole: refused, before decoding, when the read's peak (estimated from
+    the header: :mod:`~napari_gapcam.cli.read_peak`) would not fit in memory (Pillow's own
     decompression-bomb limit is not used, so the size limit does not depend on the format)."""
     import imageio.v3 as iio
-    import psutil
     from PIL import Image
 
     limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # our own limit below
     try:
         with Image.open(path) as header:  # the size, without decoding
-            width, height = header.size
-            depth = len(header.getbands()) * (2 if header.mode.startswith("I;16") else 1)
-        needed, free = width * height * max(1, depth), psutil.virtual_memory().available
-        if needed > DECODE_FRACTION * free:
-            raise InputError(
-                f"a {height}×{width} {path.suffix.lstrip('.').upper()} needs "
-                f"{needed / 1e9:.1f} GB to decode, more than half of the {free / 1e9:.1f} GB "
-                "free: convert it to a TIFF (read lazily) or use a machine with more memory"
-            )
+            check_pil(header)
         image = _layout(np.asarray(iio.imread(path)))
     finally:
         Image.MAX_IMAGE_PIXELS = limit
@@ -216,6 +208,7 @@ def _tiff_pages(path: Path) -> Pages:
         lead = shape[:-plane_axes]
         if source is not None:
             view = lazy_view(source, len(lead))
+            check_chunks(view, "this TIFF")
 
             def page(i: int) -> Any:
                 plane = view[tuple(int(n) for n in np.unravel_index(i, lead))]
@@ -225,6 +218,7 @@ def _tiff_pages(path: Path) -> Pages:
             if plane_axes == 2 or first.shape[-1] in (3, 4):
                 _check_layout(first.shape, first.dtype)
                 return Pages("tiff", int(np.prod(lead)), first.shape[:2], view, plane=page)
+        check_tiff(series)
         array = series.asarray()
     if array.size == 0:  # reshape(-1, 0, 0) cannot say what is wrong
         raise InputError(f"empty image {array.shape}: it has no pixels")
@@ -250,6 +244,7 @@ def _zarr_pages(path: Path) -> Pages:
     if not hasattr(array, "shape"):
         raise InputError("a zarr group, not an array: pass the array inside it (e.g. path/0)")
     shape = tuple(int(s) for s in array.shape)
+    check_chunks(array, "this zarr array")
     big = int(np.prod(shape[-3:] if len(shape) == 4 else shape[-2:])) * array.dtype.itemsize
     big = big > LAZY_BYTES  # such pages are read band by band
     if len(shape) == 2:

@@ -1,7 +1,9 @@
 """One big image split into blocks of tiles: the unit of work (and of resuming) of ``--tiles``.
 
-The tiles of :func:`napari_gapcam.engine.tiling.plan_tiles` are grouped into blocks of
-``block_tiles`` × ``block_tiles`` tiles. The run's process plans an input (:func:`plan_input`:
+The tiles of :func:`napari_gapcam.engine.tiling.plan_tiles` are grouped into blocks that
+follow the source's chunk grid (bands of whole chunk rows, about ``block_tiles`` tile rows
+tall: :mod:`~napari_gapcam.cli.chunk_blocks`), or of ``block_tiles`` × ``block_tiles`` tiles
+for an image in memory. The run's process plans an input (:func:`plan_input`:
 its level, the contrast and the foreground tiles, decided once so every block sees the same),
 and each block is a task (:func:`process_blocks`, in that process or on a dask worker) that
 runs its tiles through :func:`~napari_gapcam.engine.tiles.run_tiles` (``only=``) and saves its
@@ -22,9 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from .chunk_blocks import chunk_blocks, follow_chunks, release_done
 from .inputs import Item, fingerprint
 from .outputs import TEMP_PREFIX, OutputFolder, atomic_path
 from .pyramid import Levels, open_levels
+from .read_peak import check_chunks
 
 PLAN = "plan.json"
 
@@ -87,6 +91,7 @@ def plan_input(item: Item, options: Any, geometry: dict[str, Any], out: OutputFo
             f"--level {level}: the image has {len(levels.levels)} level(s) (0 to "
             f"{len(levels.levels) - 1})"
         )
+    check_chunks(levels.levels[level], f"level {level} of this image")
     tiles = plan_tiles(
         _image(levels), geometry["tile_size"], geometry["stride"], options.overlap,
         level if len(levels.levels) > 1 else None, background=options.background,
@@ -98,6 +103,7 @@ def plan_input(item: Item, options: Any, geometry: dict[str, Any], out: OutputFo
         "stride": geometry["stride"],
         "contrast": [tiles.low, tiles.high],
         "blocks": options.block_tiles,
+        "grouping": "chunk bands",  # blocks follow the chunk grid (N×N tiles before)
     }
     key = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     parts = parts_folder(out, item.stem)
@@ -105,9 +111,11 @@ def plan_input(item: Item, options: Any, geometry: dict[str, Any], out: OutputFo
         shutil.rmtree(parts, ignore_errors=True)
     _prepare_parts(parts, key)
     n = max(1, int(options.block_tiles))
-    blocks: dict[tuple[int, int], list[tuple[int, int]]] = {}
-    for i, j in tiles.todo:
-        blocks.setdefault((i // n, j // n), []).append((i, j))
+    blocks = chunk_blocks(tiles.tiling, tiles.todo, tiles.data, n)
+    if blocks is None:  # an image in memory: blocks of n×n tiles
+        blocks = {}
+        for i, j in tiles.todo:
+            blocks.setdefault((i // n, j // n), []).append((i, j))
     left = [
         BlockTask(item.path, item.stem, block, tuple(members), (tiles.low, tiles.high), key)
         for block, members in sorted(blocks.items())
@@ -168,7 +176,9 @@ def process_blocks(tasks: Sequence[BlockTask], options: Any, root: str) -> list[
                     _image(levels), size, tile_stride(model, size), options.overlap, level,
                     task.contrast, only=task.tiles,
                 )  # fmt: skip
-                *_, (_, _, result) = run_tiles(model, plan, options.batch_size)
+                cache = follow_chunks(plan)  # each chunk decoded once in this block
+                for done, _, result in run_tiles(model, plan, options.batch_size):  # noqa: B007
+                    release_done(cache, done)
                 _save_block(target, result, task)
         except Exception as error:
             outcome = {**outcome, "status": "failed", "error": f"{type(error).__name__}: {error}"}
