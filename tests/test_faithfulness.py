@@ -211,3 +211,25 @@ def test_rows_per_class_and_errors(demo, scenes):
         with pytest.raises(NotImplementedError, match="with_method"):
             faithfulness(demo, images, method="gradcam", metrics="avg_drop")
     assert napari_gapcam.faithfulness is faithfulness
+
+
+def test_every_method_by_name_scores_its_own_maps(demo, scenes):
+    """``method=NAME`` scores that method's maps (Score-CAM's too: it reruns the network on the
+    inputs): avg_drop equals TorchCAM's formula on the map of a model loaded with that method."""
+    from torchcam.metrics import ClassificationMetric
+
+    from napari_gapcam.engine.methods import METHODS
+
+    net = plain(demo)
+    for name in METHODS:
+        table = faithfulness(demo, scenes[0][:1], method=name, metrics=("avg_drop",),
+                             input_size=SIZE)  # fmt: skip
+        assert list(table["method"]) == [name]
+        own = demo.with_method(name)
+        rows = prepare(own, scenes[0][:1], None, None, None, SIZE, None)
+        result = own.run(scenes[0][0], input_size=SIZE)  # that method's own map, its top class
+        c = int(rows.classes[0])
+        maps = torch.from_numpy(result.cam(c, shape=tuple(rows.inputs.shape[-2:])))[None]
+        metric = ClassificationMetric(GivenMaps(net, maps), lambda x: torch.softmax(x, -1))
+        metric.update(rows.inputs[:1].cpu(), class_idx=[c])
+        assert table["avg_drop"][0] == pytest.approx(metric.drop, abs=1e-3), name

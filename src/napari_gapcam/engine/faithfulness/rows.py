@@ -128,7 +128,8 @@ def prepare(
         shape[:2],
         size,
         network.device,
-    )
+        inputs=torch.cat(tensors).cpu() if network.method_info.needs_input else None,
+    )  # a method that reruns the network (Score-CAM) on the inputs gets them
     rows, chosen = row_classes(result, classes)
     maps = torch.from_numpy(result.cams(chosen, shape=size, images=rows)).to(network.device)
     index = torch.tensor(rows, device=network.device)
