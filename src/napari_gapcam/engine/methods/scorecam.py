@@ -40,7 +40,8 @@ class ChannelScores(NamedTuple):
 
 
 class ScoreCam(Method):
-    """Score-CAM on ``network`` (see the module's formula); a ReLU; maps cached by results.
+    """Score-CAM on ``network``: ``α_k = softmax_k(y_c(X ∘ norm(up(A_k))))``, then
+    ``M_c = ReLU(Σ_k α_k · A_k)`` (the module's formula); maps cached by results.
 
     ``progress``, when set, is called as ``progress(done, total)`` after each batch of masked
     inputs (raise there to cancel)."""
