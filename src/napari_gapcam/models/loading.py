@@ -70,7 +70,10 @@ def load_model(
             weights' own (torchvision's categories, the checkpoint's, or a ``.json``/``.txt``
             file beside the checkpoint), else ImageNet's for 1000 classes, else ``class i``.
         method: ``"auto"`` (the exact CAM where the head is GAP + one dense layer, else
-            Grad-CAM), ``"cam"`` (an error for other heads) or ``"gradcam"``.
+            Grad-CAM), ``"cam"`` (an error for other heads) or any other row of the methods
+            table (``gradcam``, ``gradcam++``, ``xgradcam``, ``hirescam``, ``layercam``,
+            ``scorecam``, ``ablationcam``, ``eigencam``); a method's options through
+            ``model.with_method(name, **options)``.
         layer: a module name of the network (``model.stages`` lists the main ones, e.g.
             ``"layer3"``, ``"features.denseblock3"``): the maps are that module's output and the
             head all that follows (:mod:`~napari_gapcam.models.layers`); the CAM is refused
