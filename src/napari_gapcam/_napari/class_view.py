@@ -154,12 +154,14 @@ class ClassView:
             self.session.fail(error)
 
     def _start_class_job(self, index: int) -> None:
-        """Grad-CAM: the class's backward pass off the UI thread, then the overlays."""
+        """A costly method (Grad-CAM's backward pass, Score-CAM's passes): the class's maps
+        off the UI thread, then the overlays."""
         session = self.session
         if session.class_worker is not None:  # when it ends, the class chosen then is shown
             return
         result, status = session.result, session.status
-        session.say(f"Grad-CAM of {result.class_names[index]!r}: one backward pass…")
+        info = result.method_info
+        session.say(f"{info.label} of {result.class_names[index]!r}: {info.cost}…")
         finished: list[bool] = []
 
         def on_finish() -> None:
@@ -171,7 +173,7 @@ class ClassView:
             index,
             on_error=lambda error: session.fail(error, notify=False),
             on_finish=on_finish,
-            progress="napari-gapcam Grad-CAM",
+            progress=f"napari-gapcam {info.label}",
         )
         if not finished:
             session.class_worker = job

@@ -75,8 +75,10 @@ class Shown:
 
     def is_ready(self, c: int) -> bool:
         """True when class ``c``'s maps cost no network pass (a single Grad-CAM plane: one;
-        a stack's planes are made as napari reads them)."""
-        return self.is_stack or self.result.is_ready(c)
+        a stack's planes are made as napari reads them, but for a method that reruns the
+        network on each plane (Score-CAM: seconds a plane), which makes them in a job first)."""
+        lazy = self.is_stack and not self.result.method_info.needs_input
+        return lazy or self.result.is_ready(c)
 
     def progress_note(self) -> str:
         """How far a cancelled run got."""
