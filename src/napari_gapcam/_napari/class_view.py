@@ -8,6 +8,7 @@ dims, whose event comes back here: it is answered once the update ends, not insi
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .names import EACH_TOP, EACH_TOP_NAME, RANDOM
@@ -17,6 +18,7 @@ from .status import TOP, predictions_text
 if TYPE_CHECKING:
     from .session import Session
 
+PLANES_PER_STEP = 4  # a stack's planes a step of a costly method's class job (its progress)
 LOCALIZE_PIXELS = 250_000  # box and mask come from a grid of at most this many cells
 NO_BOX = "No region stands out in this class's map: no box."
 NO_REGION = "No region of at least {} px above the threshold."
@@ -168,9 +170,16 @@ class ClassView:
             finished.append(True)
             self._on_class_finished(result, index, status)
 
+        def on_yield(step: tuple[int, int]) -> None:
+            if step[1] > 1:
+                session.say(f"{info.label} of {result.class_names[index]!r}: {step[0]} of "
+                            f"{step[1]} planes…")  # fmt: skip
+
         job = session.jobs.start(
-            result.raw_cam,
+            class_maps,
+            result,
             index,
+            on_yield=on_yield,
             on_error=lambda error: session.fail(error, notify=False),
             on_finish=on_finish,
             progress=f"napari-gapcam {info.label}",
@@ -343,3 +352,16 @@ class ClassView:
             opacity=0.4,
         )
         layer.visible = True
+
+
+def class_maps(result: Any, index: int) -> Iterator[tuple[int, int]]:
+    """Make (and keep in ``result``) its maps of class ``index``, a few planes a step; yields
+    ``(planes done, planes)`` after each step."""
+    if not isinstance(result, Sequence) or len(result) == 1:
+        result.raw_cam(index)
+        yield 1, 1
+        return
+    for start in range(0, len(result), PLANES_PER_STEP):
+        images = list(range(start, min(len(result), start + PLANES_PER_STEP)))
+        result.raw(images, [index] * len(images))
+        yield images[-1] + 1, len(result)
