@@ -272,3 +272,13 @@ def test_a_method_picked_after_a_run_switches_the_result_without_a_forward_pass(
     np.testing.assert_allclose(layer.data, expected, atol=1e-5)
     assert "no forward pass" in widget.status.value
     assert widget.session.model.method == "gradcam" and widget.session.spec.method == "gradcam"
+
+
+def test_with_two_images_the_method_overlays_sit_with_their_own_source(viewer, qtbot, faith):
+    viewer.add_image(scene(3), name="a", rgb=True)
+    viewer.add_image(scene(4), name="b", rgb=True)
+    widget = make_widget(viewer, arch=DEMO_MODEL, weights=DEMO, image=viewer.layers["a"])
+    run_and_wait(widget, qtbot)
+    compare_and_wait(widget, qtbot)
+    # top to bottom: the other image stays above a's overlays, which stay above a
+    assert layer_rows(viewer) == ["b", "a · Grad-CAM", "a · CAM", "a CAM", "a"]

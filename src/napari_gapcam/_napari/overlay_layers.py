@@ -143,7 +143,7 @@ class Overlays:
         layers = self.viewer.layers
         if self._arranging or source not in layers:
             return
-        own = [layer for role in STACK if (layer := self.get(source, role)) is not None]
+        own = self._own(source)
         above = layers.index(source) + 1
         if list(layers)[above : above + len(own)] == own:
             return
@@ -153,11 +153,18 @@ class Overlays:
         finally:
             self._arranging = False
 
+    def _own(self, source: Layer) -> list[Layer]:
+        """The live overlays of ``source``, bottom to top: :data:`STACK`'s roles, the compared
+        methods' ("method:<name>", in the order added) just above the CAM."""
+        methods = [role for key, role in self._layers if key == id(source) and ":" in role]
+        roles = [r for role in STACK for r in ([role, *methods] if role == "cam" else [role])]
+        return [layer for role in roles if (layer := self.get(source, role)) is not None]
+
     def lift(self, layer: Layer, source: Layer) -> None:
         """``layer`` (objects coloured by class) just above the overlays of ``source`` when it
         is under them, so the CAM does not hide it."""
         layers = self.viewer.layers
-        own = [overlay for role in STACK if (overlay := self.get(source, role)) is not None]
+        own = self._own(source)
         if not own or layer not in layers:
             return
         top = max(layers.index(overlay) for overlay in own)
