@@ -101,22 +101,30 @@ def wait_until_stopped(process: subprocess.Popen | int, timeout: float = 120) ->
 
 def stop_before_second_record() -> int:
     """Run on a dask worker (``client.run``): the worker's process stops itself (SIGSTOP)
-    before writing its second record, that is in the middle of a chunk. Returns its pid."""
+    before finishing its second input, that is in the middle of a chunk. Returns its pid."""
     import os
     import signal
 
-    from napari_gapcam.cli import outputs
+    from napari_gapcam.cli import infer
 
-    commit, count = outputs.OutputFolder.commit, [0]
+    finish, count = infer._Job.finish, [0]
 
-    def stopping(self, record):
+    def stopping(self):
         count[0] += 1
         if count[0] == 2:
             os.kill(os.getpid(), signal.SIGSTOP)
-        commit(self, record)
+        return finish(self)
 
-    outputs.OutputFolder.commit = stopping
+    infer._Job.finish = stopping
     return os.getpid()
+
+
+def records(out: Path) -> dict[str, dict]:
+    """The output folder's records by stem, read from its record store."""
+    from napari_gapcam.cli.store import Store
+
+    with Store(out) as store:
+        return dict(store.records())
 
 
 def assert_readable(out: Path) -> None:
@@ -184,3 +192,24 @@ def record_task_keys(monkeypatch) -> set[str]:
 
     monkeypatch.setattr(scale_out, "client", recording)
     return seen
+
+
+def forget(out: Path, stem: str) -> None:
+    """Drop ``stem``'s record from the store: as a run killed after writing its outputs and
+    before its record."""
+    from napari_gapcam.cli.store import Store
+
+    with Store(out, write=True) as store:
+        store.forget(stem)
+
+
+def as_before_the_store(out: Path) -> None:
+    """Turn an output folder into what gapcam wrote before its record store and its ledger:
+    one ``records/<stem>.json`` per input, nothing else of gapcam's own."""
+    import shutil
+
+    for stem, record in records(out).items():
+        path = out / "records" / f"{stem}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record) + "\n")
+    shutil.rmtree(out / ".gapcam")

@@ -20,6 +20,7 @@ from _cli import (
     make_images,
     output_stem,
     predictor,
+    records,
     results,
     wait_until_stopped,
 )
@@ -210,15 +211,15 @@ def test_models_lists_weights_and_where_they_go(torch_home, capsys):
 
 STOPPING = """
 import os, signal, sys
-from napari_gapcam.cli import outputs
+from napari_gapcam.cli import store
 from napari_gapcam.cli import main
-commit, count = outputs.OutputFolder.commit, [0]
-def stopping(self, record):
+land, count = store.Store.land, [0]
+def stopping(self, *args):
     count[0] += 1
-    if count[0] == {n}:  # stopped before this record: the test kills it here
+    if count[0] == {n}:  # stopped before this input lands: the test kills it here
         os.kill(os.getpid(), signal.SIGSTOP)
-    commit(self, record)
-outputs.OutputFolder.commit = stopping
+    land(self, *args)
+store.Store.land = stopping
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -284,7 +285,7 @@ def test_a_killed_run_leaves_complete_files_and_a_rerun_finishes(tmp_path, weigh
     wait_until_stopped(process)
     process.send_signal(signal.SIGKILL)
     process.communicate()
-    done_before = len(list((out / "records").glob("*.json")))
+    done_before = len(records(out))
     assert done_before == 3
     assert_readable(out)
     # an earlier crash may also leave a duplicate or a torn line: the re-run mends them

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from _cli import image, predictor, results
+from _cli import as_before_the_store, forget, image, predictor, records, results
 from napari_gapcam.cli import main
 
 SIZE = "32"
@@ -262,7 +262,7 @@ def test_evaluate_replaces_only_its_own_report(tmp_path, weights, capsys, target
     assert {**_digests(tmp_path), **_digests(folder)} == before
 
 
-@pytest.mark.parametrize("mine", ["cell_overlay.png", "results.jsonl", "records/cell.json"])
+@pytest.mark.parametrize("mine", ["cell_overlay.png", "results.jsonl", "cell_cam.tif"])
 def test_predict_never_replaces_a_users_file(tmp_path, weights, capsys, mine, no_model):
     """Item 3: a file of the user's where an output goes: rc 2 naming it, before the model."""
     folder = tmp_path / "cells"
@@ -278,9 +278,9 @@ def test_predict_never_replaces_a_users_file(tmp_path, weights, capsys, mine, no
 
 
 def test_a_users_output_like_file_is_an_input_and_gapcams_own_are_not(tmp_path, weights, capsys):
-    """A file named like an output is an input unless gapcam claimed it (the ledger); a run
-    killed before its record leaves claimed files a rerun replaces; an old folder (no ledger)
-    claims what its records name."""
+    """A file named like an output is an input unless gapcam claimed it (the store); a run
+    killed before its record leaves claimed files a rerun replaces; an old folder (records as
+    JSON files, no ledger) claims what its records name, and moves into the store."""
     folder = tmp_path / "in"
     folder.mkdir()
     iio.imwrite(folder / "a.png", image(0))
@@ -290,11 +290,14 @@ def test_a_users_output_like_file_is_an_input_and_gapcams_own_are_not(tmp_path, 
         str(folder / "a.png"),
         str(folder / "b_overlay.png"),
     ]
-    (folder / "records" / "a.json").unlink()  # killed after its outputs, before its record
+    forget(folder, "a")  # killed after its outputs, before its record
     capsys.readouterr()
     assert predict(folder, folder, weights) == 0
     assert "1 done, 1 already done" in capsys.readouterr().err
-    (folder / ".gapcam-written").unlink()  # written before the ledger existed
+    as_before_the_store(folder)  # written before the store and the ledger existed
+    assert predict(folder, folder, weights) == 0
+    assert "0 done, 2 already done" in capsys.readouterr().err  # its records moved in
+    assert sorted(records(folder)) == ["a", "b_overlay"] and not (folder / "records").exists()
     assert predict(folder, folder, weights, "--overwrite") == 0
     assert "2 done, 0 already done" in capsys.readouterr().err
 

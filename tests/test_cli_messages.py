@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from _cli import image, predictor, results
+from _cli import image, predictor, records, results
 from napari_gapcam.cli import build_parser, main
 
 SIZE = "32"
@@ -130,7 +129,7 @@ def test_square_is_passed_to_the_engine_and_recorded(tmp_path, weights, tiny_mod
     np.testing.assert_allclose(
         tifffile.imread(out / "wide_cam.tif"), expected.cam(expected.topk(1)[0][0]), atol=2e-3
     )
-    assert json.loads((out / "records" / "wide.json").read_text())["settings"]["square"] is True
+    assert records(out)["wide"]["settings"]["square"] is True
 
 
 def test_engine_errors_name_their_parameters_as_the_cli_options_that_set_them():

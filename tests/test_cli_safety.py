@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from _cli import image, predictor, results
+from _cli import image, predictor, records, results
 from napari_gapcam.cli import main
 
 SIZE = "32"
@@ -75,7 +75,7 @@ def test_a_second_run_on_a_busy_folder_exits_2_and_deletes_nothing(
     assert seen["temp"].name.startswith(".gapcam-tmp-") and seen["temp_left"]
     assert f"pid {os.getpid()}" in err and "in use by another gapcam run" in err
     assert f"(gapcam predict {folder} --model resnet18" in err  # the holder's command
-    assert len(results(out)) == 3 and len(list((out / "records").glob("*.json"))) == 3
+    assert len(results(out)) == 3 and len(records(out)) == 3
     assert not list(out.glob(".gapcam-tmp-*"))
 
 
@@ -97,7 +97,7 @@ def test_a_held_lock_refuses_another_process_and_a_dead_ones_is_taken_over(tmp_p
         busy = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert busy.returncode == 2, busy.stderr
     assert f"pid {os.getpid()}" in busy.stderr and "test holder" in busy.stderr
-    assert other.exists() and not (out / "records").exists()
+    assert other.exists() and not (out / ".gapcam").exists()
     dead = {"pid": 999999, "host": "gone", "started": 0, "command": "gapcam predict old"}
     (out / HOLDER_NAME).write_text(json.dumps(dead))  # the OS lock itself is free
     free = subprocess.run(command, capture_output=True, text=True, timeout=300)
@@ -131,9 +131,7 @@ def test_a_stem_stays_its_files_while_its_outputs_are_redone(tmp_path, weights):
     (out / "A01_cam.tif").unlink()
     assert predict(tmp_path / "plate2", out, weights) == 0
     assert not (out / "A01_cam.tif").exists()  # plate2's outputs went elsewhere
-    assert json.loads((out / "records" / "A01.json").read_text())["file"].endswith(
-        str(Path("plate1") / "A01.png")
-    )
+    assert records(out)["A01"]["file"].endswith(str(Path("plate1") / "A01.png"))
     assert predict([tmp_path / "plate1", tmp_path / "plate2"], out, weights) == 0
     lines = {Path(r["file"]).parent.name: r["outputs"]["cam"] for r in results(out)}
     assert lines["plate1"] == "A01_cam.tif" and lines["plate2"].startswith("A01-")

@@ -5,9 +5,10 @@ each process loads a model once (:func:`get_model`; a random init is seeded, so 
 makes the same model). Pages of the chunk's inputs go through ``model.run_each`` in groups of
 ``batch_size``, and each input is written as soon as its last page is done. A map is written at
 the image's size, or at a grid of at most ``max_map_pixels`` cells over a bigger image (its
-placement is recorded). Writes are atomic and the record comes last (see
-:mod:`napari_gapcam.cli.outputs`), so running a chunk twice (a retry after a worker died) gives the
-same files, never a duplicate.
+placement is recorded). A chunk writes into its run's staging folder (``Options.stage``) and
+returns each input's record; the run lands them (:meth:`~napari_gapcam.cli.store.Store.land`),
+so running a chunk twice (a retry after a worker died) gives the same files, never a duplicate,
+and a chunk of a run that ended lands nothing.
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ import numpy as np
 from ..engine.grid import bounded_grid, grid_placement
 from ..models.spec import ModelSpec
 from .inputs import Item, fingerprint
-from .labels import label_table, labels_moved
 from .messages import reason
-from .outputs import OutputFolder, ZarrMaps, is_current, write_png, write_tiff
+from .outputs import OutputFolder, ZarrMaps, write_png, write_tiff
 from .page_objects import PageObjects
 from .pages import Pages, open_pages
 from .verify import complete, output_files
@@ -57,6 +57,7 @@ class Options:
     labels: str | None = None  # --labels: label images matched to inputs by stem
     scale: str = "each"  # "shared": one range per class over a multi-page input's pages
     min_area: int = 64  # pixels: the smallest region listed in a page's "regions"
+    stage: str | None = None  # the run's staging folder (not a setting: where, not what)
 
     def settings(self) -> dict[str, Any]:
         """What a record must match to count as done (the device is left out). No torch.
@@ -65,7 +66,7 @@ class Options:
         records of earlier runs still match."""
         settings = asdict(self)
         model = settings.pop("model")
-        del settings["batch_size"], settings["overwrite"], model["device"]
+        del settings["batch_size"], settings["overwrite"], settings["stage"], model["device"]
         if model["method"] == "auto":  # as before --method existed: earlier records match
             del model["method"]
         if model["layer"] is None:  # as before --layer existed
@@ -166,9 +167,11 @@ class _Job:
         options: Options,
         threshold: float,
         source: dict[str, Any],
+        key: list[int] | None = None,
     ) -> None:
         self.item, self.pages, self.out, self.options = item, pages, out, options
         self.threshold, self.source = threshold, source  # source: the input's fingerprint
+        self.key = key  # the input's stat key before it was read (quick.py)
         self.zarr = pages.kind == "zarr"
         self.cam_path = out.cam_path(item.stem, self.zarr)
         self.grid = map_grid(pages.shape, options)
@@ -179,7 +182,7 @@ class _Job:
             self.placement["cam_scale"] = "shared"
         self.ranges: dict[str, list[float]] = {}
         self.maps: list[np.ndarray] | ZarrMaps = (
-            ZarrMaps(self.cam_path, pages.count, self.grid, pages.chunk, self.placement)
+            ZarrMaps(out.target(self.cam_path), pages.count, self.grid, pages.chunk, self.placement)
             if self.zarr
             else []
         )
@@ -220,18 +223,18 @@ class _Job:
         if index == 0:
             from ..engine.overlay import overlay
 
-            write_png(self.out.overlay_path(self.item.stem), overlay(image, cam))
+            write_png(self.out.target(self.out.overlay_path(self.item.stem)), overlay(image, cam))
         return self.finish() if len(self.results) == self.pages.count else None
 
     def finish(self) -> dict[str, Any]:
         if isinstance(self.maps, ZarrMaps):
             self.maps.commit()
         else:
-            write_tiff(self.cam_path, self.maps, self.placement)
+            write_tiff(self.out.target(self.cam_path), self.maps, self.placement)
         outputs = {"cam": self.cam_path, "overlay": self.out.overlay_path(self.item.stem)}
         if self.objects is not None and self.objects.write() is not None:
             outputs["objects"] = self.objects.path
-        missing = [path.name for path in outputs.values() if not complete(path)]
+        missing = [p.name for p in outputs.values() if not complete(self.out.target(p))]
         if missing:  # never a record for outputs that are not all there
             raise OSError(f"{', '.join(missing)} vanished after being written")
         record = {
@@ -239,7 +242,7 @@ class _Job:
             "stem": self.item.stem,
             "input": self.source,
             "outputs": (names := {k: self.out.name_of(path) for k, path in outputs.items()}),
-            "output_files": output_files(self.out.root, names.values()),
+            "output_files": output_files(self.out.written, names.values()),
             "shape": list(self.pages.shape),
             "map": self.placement,  # the map's grid and where its cells sit in image pixels
             "pages": self.pages.count,
@@ -250,8 +253,13 @@ class _Job:
             "results": self.results,
             "settings": self.options.settings(),
         }
-        self.out.commit(record)
-        return {"file": self.item.path, "status": "done", "record": record}
+        return {
+            "file": self.item.path,
+            "status": "done",
+            "record": record,
+            "stage": str(self.out.written),  # where the run finds the files to land
+            "input_key": self.key,
+        }
 
     def fail(self, reason: str) -> dict[str, Any]:
         self.error = reason
@@ -279,11 +287,14 @@ def _infer_each(model: Any, images: list[Any], options: Options) -> list[Any]:
 def process_chunk(items: Sequence[Item], options: Options, root: str) -> list[dict[str, Any]]:
     """Run a chunk of inputs and write their outputs under ``root``; one outcome per input.
 
-    An outcome is ``{"file", "status": "done" | "skipped" | "failed", "record" | "error"}``.
+    An outcome is ``{"file", "status": "done", "record", "stage", "input_key"}`` (the run lands
+    it: :meth:`~napari_gapcam.cli.store.Store.land`) or ``{"file", "status": "failed", "error"}``.
     """
+    from .quick import settled_key
+
     model = get_model(options.model)
     threshold = model.box_threshold if options.threshold is None else options.threshold
-    out = OutputFolder(root)
+    out = OutputFolder(root, options.stage)
     outcomes: list[dict[str, Any]] = []
     pending: list[tuple[_Job, int, np.ndarray]] = []
 
@@ -305,16 +316,11 @@ def process_chunk(items: Sequence[Item], options: Options, root: str) -> list[di
                 outcomes.append(outcome)
         pending.clear()
 
-    settings = options.settings()
-    table = label_table(options.labels)
-    for item in items:
-        record = None if options.overwrite else out.record(item.stem)
-        if is_current(record, item.path, settings) and not labels_moved(record, item.path, table):
-            outcomes.append({"file": item.path, "status": "skipped"})
-            continue
+    for item in items:  # the run chose them: each is computed
         try:
-            source = fingerprint(item.path)  # before reading: a later change shows next run
-            job = _Job(item, open_pages(item.path), out, options, threshold, source)
+            key = settled_key(item.path)  # before reading: a later change shows next run
+            source = fingerprint(item.path)
+            job = _Job(item, open_pages(item.path), out, options, threshold, source, key)
         except Exception as error:
             outcomes.append({"file": item.path, "status": "failed", "error": reason(error)})
             continue

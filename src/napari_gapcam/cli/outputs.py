@@ -1,17 +1,12 @@
-"""The output folder of a batch run: atomic files, per-input records, ``results.jsonl``.
+"""The output folder of a batch run: its files' names, atomic writes, the run's staging.
 
-Every file is written to a temporary name in the same folder (``.gapcam-tmp-…``) and renamed
-into place (``os.replace``, atomic on POSIX and Windows), so a run killed at any moment leaves
-only complete files under their final names. Only a run holding the folder's lock
-(:mod:`napari_gapcam.cli.folder_lock`) writes, and it deletes the temporaries at its start: they
-can only be a dead run's.
-
-An input is done when its record ``records/<stem>.json`` exists and the outputs it names are
-as written (:mod:`~napari_gapcam.cli.verify`): it is written last, after the map and the
-overlay, and holds the input's JSON line
-(its file, that file's fingerprint and the settings). ``results.jsonl`` gets each line as its
-input finishes and is rebuilt from the records (atomically, one line per record) at the start
-and the end of every run, so it never keeps a duplicate or a torn line.
+Every file is written to a temporary name (``.gapcam-tmp-…``) and renamed into place
+(``os.replace``, atomic on POSIX and Windows), so a run killed at any moment leaves only
+complete files under their final names. A run's chunks (here or on dask workers) write an
+input's outputs into the run's staging folder (``OutputFolder(root, stage)``: the same
+relative names under ``.gapcam/stage/<token>/``); the run that holds the folder lands them
+(:meth:`~napari_gapcam.cli.store.Store.land`). What is done is the record store's to say
+(:mod:`~napari_gapcam.cli.store`); ``results.jsonl`` is its export.
 """
 
 from __future__ import annotations
@@ -20,14 +15,12 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from .verify import damage
 
 TEMP_PREFIX = ".gapcam-tmp-"
 RESULTS = "results.jsonl"
@@ -87,26 +80,46 @@ def changed_labels(record: dict[str, Any]) -> str | None:
 
 
 class OutputFolder:
-    """Where a run writes: ``<stem>_cam.tif|zarr``, ``<stem>_overlay.png``, records, results."""
+    """Where a run writes: ``<stem>_cam.tif|zarr``, ``<stem>_overlay.png``, results.
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    ``stage``: the run's staging folder, where its chunks write (None: straight into place).
+    """
+
+    def __init__(self, root: str | os.PathLike, stage: str | os.PathLike | None = None) -> None:
+        from .store import FOLDER
+
         self.root = Path(root).resolve()
-        self.records = self.root / RECORDS
+        self.store_folder = self.root / FOLDER
+        self.records = self.root / RECORDS  # a tiled slide's saved blocks: <stem>.parts/
         self.results = self.root / RESULTS
+        self.stage = None if stage is None else Path(stage)
+
+    @property
+    def written(self) -> Path:
+        """The folder this run's chunks write into: the staging folder, or the root."""
+        return self.root if self.stage is None else self.stage
+
+    def target(self, final: Path) -> Path:
+        """Where a chunk writes ``final`` (its staged twin when the run stages)."""
+        return final if self.stage is None else self.stage / self.name_of(final)
 
     def prepare(self) -> None:
-        """Create the folders and delete temporaries left by a killed run."""
-        self.records.mkdir(parents=True, exist_ok=True)
-        for leftover in self.root.rglob(f"{TEMP_PREFIX}*"):  # a --recursive run's subfolders too
+        """Delete the temporaries a killed run left at the top of the folder."""
+        for leftover in self.root.glob(f"{TEMP_PREFIX}*"):
             shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink(missing_ok=True)
 
     def owns(self, path: Path) -> bool:
-        """True for the folder's records and temporaries (its other files: the claims of
-        :func:`napari_gapcam.cli.claims.owned`)."""
+        """True for the folder's store, staging, saved blocks and temporaries (its other
+        files: the claims of :func:`napari_gapcam.cli.claims.owned`)."""
         path = Path(path)
         if self.root not in path.parents:
             return False
-        return self.records in (path, *path.parents) or path.name.startswith(TEMP_PREFIX)
+        inside = (path, *path.parents)
+        return (
+            self.records in inside
+            or self.store_folder in inside
+            or path.name.startswith(TEMP_PREFIX)
+        )
 
     def name_of(self, path: Path) -> str:
         """An output's name in the folder: relative, ``/``-separated (``B02/site1_cam.tif``)."""
@@ -118,45 +131,6 @@ class OutputFolder:
     def overlay_path(self, stem: str) -> Path:
         return self.root / f"{stem}_overlay.png"
 
-    def record_path(self, stem: str) -> Path:
-        return self.records / f"{stem}.json"
-
-    def record(self, stem: str, complete_only: bool = True) -> dict[str, Any] | None:
-        """The input's record when it and the files it names are complete, else ``None``
-        (``complete_only=False``: the record even when its outputs are not all there)."""
-        try:
-            record = json.loads(self.record_path(stem).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        if not isinstance(record, dict) or "file" not in record:
-            return None
-        return record if not complete_only or self.has_outputs(record) else None
-
-    def has_outputs(self, record: dict[str, Any]) -> bool:
-        """Every output the record names is there as it was written
-        (:func:`~napari_gapcam.cli.verify.damage`)."""
-        return damage(self.root, record) is None
-
-    def all_records(self, complete_only: bool = True) -> dict[str, dict[str, Any]]:
-        """Every (complete) record, by stem (none when the folder does not exist)."""
-        if not self.records.is_dir():
-            return {}
-        stems = []
-        for folder, subfolders, files in os.walk(self.records):
-            subfolders[:] = [name for name in subfolders if not name.endswith(".parts")]
-            relative = Path(folder).relative_to(self.records).as_posix()
-            prefix = "" if relative == "." else f"{relative}/"  # --recursive: B02/site1
-            stems.extend(prefix + name[: -len(".json")] for name in files if name.endswith(".json"))
-        return {s: r for s in sorted(stems) if (r := self.record(s, complete_only))}
-
-    def is_done(self, stem: str, file: str, settings: dict[str, Any]) -> bool:
-        """Done: a record for this very file, unchanged since, made with these settings."""
-        return is_current(self.record(stem), file, settings)
-
-    def commit(self, record: dict[str, Any]) -> None:
-        """Write the record (the input is done from now on)."""
-        write_text_atomic(self.record_path(record["stem"]), json.dumps(record) + "\n")
-
     def append_result(self, record: dict[str, Any]) -> None:
         """Append the record's line to results.jsonl in one ``write`` (no torn lines)."""
         line = (json.dumps(record) + "\n").encode("utf-8")
@@ -165,18 +139,6 @@ class OutputFolder:
             os.write(fd, line)
         finally:
             os.close(fd)
-
-    def rebuild_results(self, leave_out: Collection[str] = ()) -> int:
-        """results.jsonl ← one line per complete record, sorted by file; returns the count.
-        The records of the stems in ``leave_out`` (inputs about to be redone, whose new lines
-        are appended as they finish) are left out: a run killed even by SIGKILL leaves at most
-        one line per input."""
-        records = sorted(
-            (r for stem, r in self.all_records().items() if stem not in leave_out),
-            key=lambda r: r["file"],
-        )
-        write_text_atomic(self.results, "".join(json.dumps(r) + "\n" for r in records))
-        return len(records)
 
 
 def write_tiff(

@@ -29,6 +29,7 @@ class PageObjects:
         found = label_for(item.path, label_table(options.labels) or {})
         self.options, self.stack = options, pages.count > 1
         self.path = out.root / f"{item.stem}_objects.csv"
+        self.target = out.target(self.path)  # where it is written: the run's staging folder
         self.source: dict[str, Any] | None = None
         self.labels = None
         if found is not None:
@@ -57,5 +58,5 @@ class PageObjects:
         import pandas as pd
 
         table = pd.concat(self.tables, ignore_index=True)
-        write_text_atomic(self.path, table.to_csv(index=False, float_format="%.6g"))
+        write_text_atomic(self.target, table.to_csv(index=False, float_format="%.6g"))
         return self.path

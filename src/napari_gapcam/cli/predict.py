@@ -1,29 +1,36 @@
 """``gapcam predict``, step by step: check, find what is left, load, lock, compute, report.
 
 1. :func:`~napari_gapcam.cli.preflight.check` finds every usage error (nothing created).
-2. The records say which inputs are done (same file, unchanged, same settings); when none is
-   left the run ends here, without importing torch.
+2. The record store (:mod:`~napari_gapcam.cli.store`) says which inputs are done (same file,
+   unchanged, same settings); when none is left the run ends here, without importing torch.
 3. The model is loaded and checked (a set-up error still creates nothing).
-4. The output folder is created and locked for this run (:mod:`~napari_gapcam.cli.folder_lock`);
-   under the lock the records are read again and the inputs left are computed, in chunks,
-   in this process or on dask workers.
+4. The output folder is created and locked for this run (:mod:`~napari_gapcam.cli.folder_lock`)
+   and the run takes the store's lease; under the lock the records are read again and the
+   inputs left are computed, in chunks, in this process or on dask workers, which write into
+   the run's staging folder; each input lands (its files in place, its record written) as its
+   outcome comes back.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import shlex
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .claims import blocking, claims_of, planned_outputs
+from .claims import blocking, planned_outputs
 from .folder_lock import FolderBusyError, FolderLock, describe_holder
 from .inputs import Item, items, unchanged
 from .messages import EXIT_FAILED, EXIT_OK, error, option, say
 from .outputs import RESULTS, OutputFolder, changed_labels, is_current
 from .preflight import Plan, UsageError, check
+from .quick import stat_keys, still
+from .store import FencedError, Store, settings_key, stage_folder
 from .verify import damage
 
 # chunks, what to call while waiting for workers, and the function that runs a chunk
@@ -72,22 +79,44 @@ def options_of(args: argparse.Namespace, plan: Plan) -> Any:
 
 
 def left_to_do(
-    out: OutputFolder, plan: Plan, options: Any, report: bool = False
+    store: Store, plan: Plan, options: Any, report: bool = False
 ) -> tuple[list[Item], int]:
-    """The inputs to compute (named from the folder's history) and how many are done."""
-    known = out.all_records(complete_only=False)  # a stem stays its file's, even if redone
-    history = {record["file"]: stem for stem, record in known.items()}
-    named = items(plan.paths, history, plan.subfolders)
+    """The inputs to compute (named from the folder's history) and how many are done.
+
+    An input is done when its record is for this file, made with these settings, and its files
+    are as they were: one ``stat`` each when their stat keys are as kept
+    (:mod:`~napari_gapcam.cli.quick`), else the full check (hashes), after which ``report``
+    (under the lock) keeps their new keys."""
+    named = items(plan.paths, store.files(), plan.subfolders)  # a stem stays its file's
     settings = options.settings()
-    todo, again = [], 0
+    wanted = settings_key(settings)
+    todo, again, fresh = [], 0, []
+    table = plan.label_table
     for item in named:
-        record = known.get(item.stem)
-        why = None if record is None else stale(out, record, item, plan.label_table)
-        if record is not None and why is None and is_current(record, item.path, settings):
+        found = store.row(item.stem)
+        if found is None:
+            todo.append(item)
+            continue
+        file, kept, quick, body = found
+        current = (
+            file == item.path
+            and kept == wanted
+            and still(store.root, json.loads(quick) if quick else None)
+            and (table is None or stale_labels(body, item, table) is None)
+        )
+        why = None
+        if not current:
+            record = json.loads(body)
+            why = None if file != item.path else stale(store.root, record, item, table)
+            current = why is None and is_current(record, item.path, settings)
+            if current and report:
+                fresh.append((item.stem, stat_keys(store.root, record)))
+        if current:
             if not options.overwrite:
                 continue
             again += 1  # unchanged: redone because of --overwrite, not "changed"
-        elif report and record is not None and record.get("settings") == settings:
+        elif report and file == item.path and kept == wanted:
+            record = json.loads(body)
             if why is None:
                 labels = (
                     changed_labels(record) if unchanged(record.get("input"), item.path) else None
@@ -96,18 +125,27 @@ def left_to_do(
                 why = f"{what} changed since its outputs were made"
             say(f"{why}: computing {item.path} again")
         todo.append(item)
+    if fresh:
+        store.refresh((stem, keys) for stem, keys in fresh if keys is not None)
     if report and again:
         say(f"--overwrite: computing {again} unchanged input(s) again")
     return todo, len(named) - len(todo)
 
 
-def stale(out: OutputFolder, record: dict[str, Any], item: Item, table: Any) -> str | None:
+def stale_labels(body: str, item: Item, table: Any) -> str | None:
+    """How an input's label image moved since its record (``--labels``), else None."""
+    from .labels import labels_moved
+
+    return labels_moved(json.loads(body), item.path, table)
+
+
+def stale(root: Any, record: dict[str, Any], item: Item, table: Any) -> str | None:
     """Why a record of ``item``'s file no longer stands for its outputs: an output changed
     since it was written, or a label image was added or another one matches (``--labels``
     ``table``); else None."""
     if record.get("file") != item.path:
         return None
-    damaged = damage(out.root, record)
+    damaged = damage(root, record)
     if damaged is not None:
         return damaged
     from .labels import labels_moved
@@ -120,8 +158,9 @@ def predict(args: argparse.Namespace) -> int:
         plan = check(args)
     except UsageError as problem:
         return error(str(problem))
-    options = options_of(args, plan)
     out = OutputFolder(plan.out)
+    token = uuid.uuid4().hex  # this run's id: its lease and its staging folder
+    options = dataclasses.replace(options_of(args, plan), stage=str(stage_folder(out.root, token)))
     for note in plan.notes:
         say(f"note: {note}")
     if plan.excluded:
@@ -132,12 +171,15 @@ def predict(args: argparse.Namespace) -> int:
     for file, reason in plan.failures:
         say(f"skipped {file}: {reason}")
     counts = {"done": 0, "skipped": 0, "failed": len(plan.failures)}
-    todo, _ = left_to_do(out, plan, options)
-    if out.root.is_dir() and (in_the_way := blocking(claims_of(out), todo, options)):
+    with Store(out.root) as store:
+        todo, _ = left_to_do(store, plan, options)
+        in_the_way = blocking(store, todo, options) if out.root.is_dir() else None
+    if in_the_way:
         return error(in_the_way)  # a file of the user's: before the model loads
     command = shlex.join(["gapcam", *getattr(args, "argv", ["predict"])])[:500]
+    run = _Run(out, plan, options, counts, command, token, args.chunk_size)
     if not todo:  # nothing to compute: no torch, no model
-        return _locked(out, plan, options, counts, command, None, args.chunk_size)
+        return run.locked(None)
     if plan.weights is None:
         say(
             f"note: --weights none: a random model (seed {args.seed}); its classes and maps "
@@ -147,7 +189,7 @@ def predict(args: argparse.Namespace) -> int:
         with _engine(args, options, out) as (runner, checked):
             if options.tiles:
                 runner = _tiled_runner(runner, options, checked, str(out.root))
-            return _locked(out, plan, options, counts, command, runner, args.chunk_size)
+            return run.locked(runner)
     except _SetupError as problem:
         return problem.code
 
@@ -241,65 +283,97 @@ def _engine(
         raise _SetupError(error(str(problem))) from None
 
 
-def _locked(
-    out: OutputFolder,
-    plan: Plan,
-    options: Any,
-    counts: dict[str, int],
-    command: str,
-    runner: Runner | None,
-    chunk_size: int,
-) -> int:
-    """Under the folder's lock: mend results.jsonl, compute what is left, report."""
-    if runner is None and not out.root.is_dir():  # nothing to compute, nothing written before
-        say(f"0 done, 0 already done, {counts['failed']} failed; nothing written")
-        return EXIT_FAILED if counts["failed"] else EXIT_OK
-    lock = FolderLock(out.root, command)
-    try:
-        out.root.mkdir(parents=True, exist_ok=True)
-        lock.acquire()
-    except FolderBusyError as busy:
-        return error(str(busy))
-    except OSError as problem:  # the disk filled up, or the folder turned read-only, meanwhile
-        return error(f"--out {out.root}: cannot create or lock it ({problem})")
-    stopped = refused = None
-    try:
-        if lock.previous:
-            say(f"took over the lock of a run that ended: {describe_holder(lock.previous)}")
-        todo, counts["skipped"] = left_to_do(out, plan, options, report=True)
-        claims = claims_of(out)
-        refused = blocking(claims, todo, options)  # put there while this run loaded its model
-        if refused is None:
-            claims.claim([RESULTS, *(n for item in todo for n in planned_outputs(item, options))])
-            out.prepare()  # only a dead run's temporaries can be here: we hold the lock
-            # drops duplicates and torn lines an earlier run may have left, and the lines of the
-            # inputs to redo (appended as each finishes): never two lines for one input
-            out.rebuild_results(leave_out={item.stem for item in todo})
-            if todo and runner is not None:
-                stopped = _collect(runner, todo, chunk_size, out, counts)
-            elif todo:  # changed while this run looked, before it held the folder
-                stopped = f"{len(todo)} input(s) changed meanwhile: run the same command again"
-    finally:
-        total = out.rebuild_results() if refused is None else 0
-        lock.release()
-    if refused is not None:
-        return error(refused)
-    if stopped:
-        say(f"error: {stopped}")
-    done = counts["done"] + counts["skipped"]
-    say(
-        f"{counts['done']} done, {counts['skipped']} already done, {counts['failed']} failed; "
-        f"{total} inputs in {out.results}"
-        + (f" ({done} of {len(plan.paths) + len(plan.failures)} asked for)" if stopped else "")
-    )
-    return EXIT_FAILED if counts["failed"] or stopped else EXIT_OK
+@dataclasses.dataclass
+class _Run:
+    """A run's last steps, under the folder's lock and the store's lease."""
+
+    out: OutputFolder
+    plan: Plan
+    options: Any
+    counts: dict[str, int]
+    command: str
+    token: str
+    chunk_size: int
+
+    def locked(self, runner: Runner | None) -> int:
+        """Under the folder's lock: mend results.jsonl, compute what is left, report."""
+        out, counts = self.out, self.counts
+        if runner is None and not out.root.is_dir():  # nothing to compute, nothing written
+            say(f"0 done, 0 already done, {counts['failed']} failed; nothing written")
+            return EXIT_FAILED if counts["failed"] else EXIT_OK
+        lock = FolderLock(out.root, self.command)
+        try:
+            out.root.mkdir(parents=True, exist_ok=True)
+            lock.acquire()
+        except FolderBusyError as busy:
+            return error(str(busy))
+        except OSError as problem:  # the disk filled up, or the folder turned read-only
+            return error(f"--out {out.root}: cannot create or lock it ({problem})")
+        stopped = refused = None
+        total = 0
+        try:
+            if lock.previous:
+                say(f"took over the lock of a run that ended: {describe_holder(lock.previous)}")
+            with Store(out.root, write=True) as store:
+                try:
+                    stopped, refused, total = self._under_lease(store, runner)
+                finally:
+                    store.end_run(self.token)
+        finally:
+            lock.release()
+        if refused is not None:
+            return error(refused)
+        if stopped:
+            say(f"error: {stopped}")
+        done = counts["done"] + counts["skipped"]
+        asked = len(self.plan.paths) + len(self.plan.failures)
+        say(
+            f"{counts['done']} done, {counts['skipped']} already done, {counts['failed']} "
+            f"failed; {total} inputs in {out.results}"
+            + (f" ({done} of {asked} asked for)" if stopped else "")
+        )
+        return EXIT_FAILED if counts["failed"] or stopped else EXIT_OK
+
+    def _under_lease(
+        self, store: Store, runner: Runner | None
+    ) -> tuple[str | None, str | None, int]:
+        """(why the run stopped early, the usage error that refused it, records exported)."""
+        out, options = self.out, self.options
+        todo, self.counts["skipped"] = left_to_do(store, self.plan, options, report=True)
+        refused = blocking(store, todo, options)  # put there while this run loaded its model
+        if refused is not None:
+            return None, refused, 0
+        store.begin_run(self.token, self.command)
+        store.claim([RESULTS, *(n for item in todo for n in planned_outputs(item, options))])
+        out.prepare()  # only a dead run's temporaries can be here: we hold the lock
+        stopped = None
+        try:
+            if todo:
+                # drops the lines of the inputs to redo (appended as each lands) and any line
+                # an earlier run left: never two lines for one input, even after a SIGKILL
+                store.export(out.results, leave_out={item.stem for item in todo})
+                if runner is not None:
+                    stopped = _collect(runner, todo, self.chunk_size, out, self.counts, store,
+                                       self.token)  # fmt: skip
+                else:  # changed while this run looked, before it held the folder
+                    stopped = f"{len(todo)} input(s) changed meanwhile: run the same command again"
+        finally:
+            total = store.export(out.results)  # skipped when nothing changed since the last
+        return stopped, None, total
 
 
 def _collect(
-    runner: Runner, todo: list[Item], chunk_size: int, out: OutputFolder, counts: dict[str, int]
+    runner: Runner,
+    todo: list[Item],
+    chunk_size: int,
+    out: OutputFolder,
+    counts: dict[str, int],
+    store: Store,
+    token: str,
 ) -> str | None:
-    """Stream outcomes into results.jsonl, the progress bar and the counts; returns why the
-    run stopped early (no worker left), else None."""
+    """Land each input as its outcome comes back, then its line in results.jsonl, the
+    progress bar and the counts; returns why the run stopped early (no worker left, or the
+    lease lost), else None."""
     from tqdm import tqdm
 
     from .distributed import NoWorkersError
@@ -319,10 +393,17 @@ def _collect(
         try:
             for outcomes in runner(chunked(todo, chunk_size), waiting):
                 for outcome in outcomes:
-                    counts[outcome["status"]] += 1
                     if outcome["status"] == "done":
-                        out.append_result(outcome["record"])
-                    elif outcome["status"] == "failed":
+                        try:
+                            _land(store, token, outcome)
+                        except FencedError as problem:
+                            return str(problem)
+                        except OSError as problem:
+                            outcome = {**outcome, "status": "failed", "error": str(problem)}
+                        else:
+                            out.append_result(outcome["record"])
+                    counts[outcome["status"]] += 1
+                    if outcome["status"] == "failed":
                         progress.write(
                             f"gapcam: skipped {outcome['file']}: {outcome['error']}",
                             file=sys.stderr,
@@ -332,3 +413,15 @@ def _collect(
         except NoWorkersError as problem:
             return str(problem)
     return None
+
+
+def _land(store: Store, token: str, outcome: dict[str, Any]) -> None:
+    """An input's staged files in place and its record written (a tiled slide's saved blocks
+    then deleted)."""
+    from pathlib import Path
+
+    store.land(token, outcome["record"], Path(outcome["stage"]), outcome.get("input_key"))
+    if outcome.get("parts"):
+        import shutil
+
+        shutil.rmtree(outcome["parts"], ignore_errors=True)

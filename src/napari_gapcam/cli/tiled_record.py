@@ -4,13 +4,12 @@ Runs in the run's own process once every block of the input is saved
 (:mod:`~napari_gapcam.cli.tile_blocks`): the blocks' grids make one
 :class:`~napari_gapcam.engine.tiled_result.TiledResult` (one min-max over the whole image), from
 which come the OME-Zarr map, the per-tile CSV and the GeoJSON regions
-(:mod:`~napari_gapcam.cli.tiled_outputs`); the record is written last, then the blocks are
-deleted.
+(:mod:`~napari_gapcam.cli.tiled_outputs`), written into the run's staging folder; the run lands
+them with the record (:meth:`~napari_gapcam.cli.store.Store.land`), then deletes the blocks.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +67,9 @@ def finish_tiled(
         "level": plan.level,
         "cell_pixels": list(cell),
     }
+    staged = {key: out.target(path) for key, path in paths.items()}
     levels = write_ome_zarr(
-        paths["cam"],
+        staged["cam"],
         np.stack(maps) if every else maps[0],
         cell,
         class_names if every else None,
@@ -79,12 +79,12 @@ def finish_tiled(
         (round(y0 * dy), round(x0 * dx), round(tiling.tile_size * dy)) for y0, x0, *_ in boxes
     ]
     topk = None if options.all_probabilities else options.topk
-    write_csv(paths["tiles"], tile_table(tiles, level0, probabilities, class_names, topk))
+    write_csv(staged["tiles"], tile_table(tiles, level0, probabilities, class_names, topk))
     features = []
     for c, cam in zip(chosen, maps, strict=True):
         features.extend(region_features(cam, threshold, cell, class_names[c]))
-    write_geojson(paths["regions"], features)
-    missing = [path.name for path in paths.values() if not complete(path)]
+    write_geojson(staged["regions"], features)
+    missing = [path.name for path in staged.values() if not complete(path)]
     if missing:  # never a record for outputs that are not all there
         raise OSError(f"{', '.join(missing)} vanished after being written")
     box = result.box(index, threshold)
@@ -96,7 +96,7 @@ def finish_tiled(
         "stem": plan.item.stem,
         "input": plan.source,
         "outputs": (names := {key: out.name_of(path) for key, path in paths.items()}),
-        "output_files": output_files(out.root, names.values()),
+        "output_files": output_files(out.written, names.values()),
         "shape": [h0, w0],
         "level": plan.level,
         "level_shape": list(tiling.image_shape),
@@ -126,6 +126,11 @@ def finish_tiled(
         ],
         "settings": options.settings(),
     }
-    out.commit(record)
-    shutil.rmtree(plan.parts, ignore_errors=True)
-    return {"file": plan.item.path, "status": "done", "record": record}
+    return {
+        "file": plan.item.path,
+        "status": "done",
+        "record": record,
+        "stage": str(out.written),
+        "input_key": None,  # a slide is checked in full (a stat, above 1 MiB)
+        "parts": str(plan.parts),  # deleted once landed
+    }

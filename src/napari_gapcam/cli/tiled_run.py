@@ -30,7 +30,7 @@ def run_tiled_inputs(
     say: Callable[[str], None],
 ) -> Iterator[list[dict[str, Any]]]:
     """Yield each input's outcome (a one-item list) as it is done or has failed."""
-    out = OutputFolder(root)
+    out = OutputFolder(root, options.stage)
     names = list(geometry["class_names"])
     threshold = geometry["box_threshold"] if options.threshold is None else options.threshold
 
