@@ -319,9 +319,9 @@ def test_grad_cam_model_in_memory_class_change_in_a_worker(viewer, qtbot):
     other = widget.class_select.choices[2]
     assert not result.is_ready(other)
     widget.class_select.value = other
-    assert widget.busy and not widget.run_button.enabled  # the backward pass runs in a worker
+    assert widget.busy and widget.run_button.text == "Cancel"  # the backward pass: a worker
     qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT_MS)
-    assert widget.run_button.enabled
+    assert widget.run_button.enabled and widget.run_button.text == "Run"
     assert layer.metadata["gapcam"]["class_index"] == other
     np.testing.assert_allclose(layer.data, result.cam(other))
 

@@ -5,7 +5,8 @@
   their cancel, :mod:`.input_planes` which planes and pyramid level a run reads,
   :mod:`.shown` what the overlays show of a result, :mod:`.status` the session's words.
 - On the session, each with its own state: :mod:`.class_view` (the chosen class's overlays,
-  box, regions, mask, tiles), :mod:`.objects`, :mod:`.decompose`, :mod:`.calibrate`.
+  box, regions, mask, tiles; :mod:`.class_job` a costly class's maps, with Cancel),
+  :mod:`.objects`, :mod:`.decompose`, :mod:`.calibrate`.
 - Layers: :mod:`.overlay_layers` (created once per source, updated in place),
   :mod:`.lazy_overlay` (an nD overlay computed plane by plane).
 - The view: :mod:`.widget` (wiring), :mod:`.controls` and :mod:`.model_controls` (the

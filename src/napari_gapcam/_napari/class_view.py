@@ -1,16 +1,18 @@
 """The chosen class's overlays: the CAM, box (or every region) and mask of the shown result.
 
 On top of the :class:`~napari_gapcam._napari.session.Session` (Qt-free; it shows each result
-the session announces): a class, threshold or plane change reuses the cached maps; a Grad-CAM
-class of a single plane costs one backward pass, run as a job. Adding a layer moves napari's
+the session announces): a class, threshold or plane change reuses the cached maps; a class
+whose maps cost network passes (a single plane's Grad-CAM backward pass, a Score-CAM stack) is
+made first in a :mod:`~.class_job` (with progress and Cancel). Adding a layer moves napari's
 dims, whose event comes back here: it is answered once the update ends, not inside it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import weakref
 from typing import TYPE_CHECKING, Any
 
+from .class_job import ClassJob
 from .names import EACH_TOP, EACH_TOP_NAME, RANDOM
 from .shown import NEGLIGIBLE
 from .status import TOP, predictions_text
@@ -18,7 +20,6 @@ from .status import TOP, predictions_text
 if TYPE_CHECKING:
     from .session import Session
 
-PLANES_PER_STEP = 4  # a stack's planes a step of a costly method's class job (its progress)
 LOCALIZE_PIXELS = 250_000  # box and mask come from a grid of at most this many cells
 NO_BOX = "No region stands out in this class's map: no box."
 NO_REGION = "No region of at least {} px above the threshold."
@@ -32,6 +33,8 @@ class ClassView:
         self.session = session
         self._localizing = self._relocalize = False  # re-entry through the dims event
         self._said = ""  # the status line this view said last (a missing box's reason)
+        self._drawn: tuple[weakref.ref, int] | None = None  # (result, class) the CAM shows
+        self.job = ClassJob(session, self)  # a costly method's class maps, off the UI thread
         session.parts.append(self)  # its events hold it weakly
         session.events.result.connect(self.show_result)
         session.events.choice.connect(self.on_choice)
@@ -148,55 +151,12 @@ class ClassView:
             return
         c = self.session.choices.class_index
         if not self.session.shown.is_ready(c):
-            self._start_class_job(c)
+            self.job.start(c)
             return
         try:
             self._show_class()
         except Exception as error:  # keep the viewer alive; say what went wrong
             self.session.fail(error)
-
-    def _start_class_job(self, index: int) -> None:
-        """A costly method (Grad-CAM's backward pass, Score-CAM's passes): the class's maps
-        off the UI thread, then the overlays."""
-        session = self.session
-        if session.class_worker is not None:  # when it ends, the class chosen then is shown
-            return
-        result, status = session.result, session.status
-        info = result.method_info
-        session.say(f"{info.label} of {result.class_names[index]!r}: {info.cost}…")
-        finished: list[bool] = []
-
-        def on_finish() -> None:
-            finished.append(True)
-            self._on_class_finished(result, index, status)
-
-        def on_yield(step: tuple[int, int]) -> None:
-            if step[1] > 1:
-                session.say(f"{info.label} of {result.class_names[index]!r}: {step[0]} of "
-                            f"{step[1]} planes…")  # fmt: skip
-
-        job = session.jobs.start(
-            class_maps,
-            result,
-            index,
-            on_yield=on_yield,
-            on_error=lambda error: session.fail(error, notify=False),
-            on_finish=on_finish,
-            progress=f"napari-gapcam {info.label}",
-        )
-        if not finished:
-            session.class_worker = job
-            session.events.busy.emit(True)
-
-    def _on_class_finished(self, result: Any, index: int, status: str) -> None:
-        session = self.session
-        session.class_worker = None
-        session.events.busy.emit(session.busy)
-        if result.is_ready(index):
-            session.say(status)  # the run's line again
-        current = session.choices.class_index
-        if result is session.result and (current != index or result.is_ready(index)):
-            self.refresh()
 
     def _show_class(self) -> None:
         session = self.session
@@ -205,9 +165,15 @@ class ClassView:
         placement = shown.placement(self.session.budget())
         fill = shown.cam_fill(meta["class_index"], placement.grid)
         session.overlays.show_cam(shown.source, placement, meta, fill)
+        self._drawn = (weakref.ref(shown.result), meta["class_index"])
         self.say_showing()
         session.events.shown_class.emit()
         self.show_localization()
+
+    def drawn_class(self) -> int | None:
+        """The class the CAM overlay of the shown result shows (None: none drawn yet)."""
+        drawn, shown = self._drawn, self.session.shown
+        return drawn[1] if drawn and shown is not None and drawn[0]() is shown.result else None
 
     def displayed_class(self) -> tuple[int, str, float | None]:
         """The class shown on the displayed plane, its name and its probability there."""
@@ -352,16 +318,3 @@ class ClassView:
             opacity=0.4,
         )
         layer.visible = True
-
-
-def class_maps(result: Any, index: int) -> Iterator[tuple[int, int]]:
-    """Make (and keep in ``result``) its maps of class ``index``, a few planes a step; yields
-    ``(planes done, planes)`` after each step."""
-    if not isinstance(result, Sequence) or len(result) == 1:
-        result.raw_cam(index)
-        yield 1, 1
-        return
-    for start in range(0, len(result), PLANES_PER_STEP):
-        images = list(range(start, min(len(result), start + PLANES_PER_STEP)))
-        result.raw(images, [index] * len(images))
-        yield images[-1] + 1, len(result)

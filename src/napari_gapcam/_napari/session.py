@@ -71,7 +71,7 @@ class SessionEvents(SignalGroup):
     classes = Signal(object)  # the class list changed; the class to select (or None)
     choice = Signal(str, object)  # one of the Choices changed (by the user or a suggestion)
     running = Signal(bool)  # a run started or ended
-    busy = Signal(bool)  # any job (a run, a class's backward pass) started or ended
+    busy = Signal(bool)  # any job (a run, a class job) started or ended
     result = Signal(bool)  # a run's result arrived (True) or grew (False): show it
     ended = Signal()  # a run ended (done, cancelled or failed)
     shown_class = Signal()  # the chosen class's overlays were drawn
@@ -91,7 +91,7 @@ class Session:
         self.spec: ModelSpec | None = None
         self.shown: Shown | None = None
         self.worker: Any = None  # the run's job
-        self.class_worker: Any = None  # a Grad-CAM backward pass for a class change
+        self.class_worker: Any = None  # a class job (class_job.py): a costly class's maps
         self.draining: dict[int, Any] = {}  # cancelled runs' jobs finishing their last batch
         self.progress: progress | None = None
         self.run_id = 0  # a cancelled run's late batches are ignored
@@ -109,7 +109,7 @@ class Session:
 
     @property
     def busy(self) -> bool:
-        """True while a run (or a Grad-CAM backward pass) is in progress."""
+        """True while a run or a class job (a costly class's maps) is in progress."""
         return self.worker is not None or self.class_worker is not None
 
     def say(self, value: str, name: str = "status") -> None:

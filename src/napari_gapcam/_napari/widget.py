@@ -2,7 +2,7 @@
 
 A thin view over the Qt-free :class:`~napari_gapcam._napari.session.Session` and the features
 on it: the controls write the session's choices and call its operations; its events set the
-lines of text, the class list and the buttons. Runs and backward passes are jobs in napari's
+lines of text, the class list and the buttons. Runs and class jobs run in napari's
 workers (:class:`~napari_gapcam._napari.qt_jobs.QtJobs`). torch is imported when the widget is
 created, not with napari.
 """
@@ -130,7 +130,7 @@ class GapCamWidget(Container):
         session.events.text.connect(self._show_text)
         session.events.classes.connect(self._rebuild_classes)
         session.events.choice.connect(self._show_choice)
-        session.events.running.connect(self._on_running)
+        session.events.running.connect(self._on_busy)
         session.events.busy.connect(self._on_busy)
         self.decomposition.changed.connect(self._show_decompose)
         for event in ("inserted", "removed", "reordered"):
@@ -157,13 +157,13 @@ class GapCamWidget(Container):
             self.class_select.reset_choices()
             if value in self.class_select.choices:
                 self.class_select.value = value
+            elif value is None:  # no class chosen: any pick (the last one too) is a change
+                self.class_select.native.setCurrentIndex(-1)
         show_start(self.class_select.native)
 
-    def _on_running(self, running: bool) -> None:
-        self.run_button.text = "Cancel" if running else "Run"
-
-    def _on_busy(self, _busy: bool) -> None:
-        self.run_button.enabled = self.session.class_worker is None
+    def _on_busy(self, busy: bool) -> None:
+        """Run reads Cancel while a run or a class job runs (``busy``: one is starting)."""
+        self.run_button.text = "Cancel" if busy or self.session.busy else "Run"
 
     def _show_decompose(self) -> None:
         part = self.decomposition
@@ -179,7 +179,7 @@ class GapCamWidget(Container):
         self.scores.recolour()
 
     def _on_run_button(self, _value: Any = None) -> None:
-        if self.session.worker is not None:
+        if self.session.busy:
             self.cancel()
         else:
             self.run()
@@ -187,7 +187,7 @@ class GapCamWidget(Container):
     # ----------------------------------------------------------------- public
     @property
     def busy(self) -> bool:
-        """True while a run (or a Grad-CAM backward pass) is in progress."""
+        """True while a run or a class job (a costly class's maps) is in progress."""
         return self.session.busy
 
     def run(self, _value: Any = None) -> None:
@@ -210,7 +210,8 @@ class GapCamWidget(Container):
         )
 
     def cancel(self) -> None:
-        """Stop the run: planes done stay in the overlay; Run works again at once."""
+        """Stop the run (planes done stay) and a class job (the overlay stays as it was)."""
+        self.classes.job.cancel()
         self.session.cancel()
 
     def use_model(self, model: GapCamModel) -> None:

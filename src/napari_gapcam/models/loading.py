@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 from ..engine._torch import nn, torch
 from ..engine.config import ModelConfig
 from ..engine.device import resolve_device
+from ..engine.methods import check_options
 from ..engine.model import GapCamModel
 from ..engine.words import ParameterError, Term
 from .class_names import NamesArg, resolve_class_names, sidecar_names
@@ -47,6 +49,7 @@ def load_model(
     method: str = "auto",
     layer: str | None = None,
     layers: Sequence[str] | str | None = None,
+    **options: Any,
 ) -> GapCamModel:
     """Build a classifier, load its weights, split it at its last spatial maps (or ``layer``).
 
@@ -72,8 +75,7 @@ def load_model(
         method: ``"auto"`` (the exact CAM where the head is GAP + one dense layer, else
             Grad-CAM), ``"cam"`` (an error for other heads) or any other row of the methods
             table (``gradcam``, ``gradcam++``, ``xgradcam``, ``hirescam``, ``layercam``,
-            ``scorecam``, ``ablationcam``, ``eigencam``); a method's options through
-            ``model.with_method(name, **options)``.
+            ``scorecam``, ``ablationcam``, ``eigencam``).
         layer: a module name of the network (``model.stages`` lists the main ones, e.g.
             ``"layer3"``, ``"features.denseblock3"``): the maps are that module's output and the
             head all that follows (:mod:`~napari_gapcam.models.layers`); the CAM is refused
@@ -82,9 +84,16 @@ def load_model(
             one (:mod:`~napari_gapcam.engine.methods.layercam_fusion`; a list or
             ``"layer3,layer4"``): the network is split at the earliest (or at ``layer``, at or
             before it), the later ones are read inside the head.
+        **options: the method's options, as ``model.with_method(method, **options)`` takes
+            them (its row's ``options`` in :data:`~napari_gapcam.engine.methods.METHODS`):
+            Score-CAM's ``max_channels`` and ``batch_size``, Ablation-CAM's ``batch_size``.
+            One the method does not take is a ``ValueError`` naming it and the method's
+            options, raised before any weights are read.
     """
+    options = {**options, **({} if layers is None else {"layers": layers})}
+    check_options(method, options, "load_model", PARAMETERS)
     if name.startswith(TIMM):
-        args = (weights, device, class_names, method, layer, layers)
+        args = (weights, device, class_names, method, layer, layers, options)
         return _load_timm(name.removeprefix(TIMM), *args)
     family = family_of(name)
     torch_device = resolve_device(device)
@@ -128,8 +137,11 @@ def load_model(
         classifier = network.get_submodule(family.classifier)
         probe = _probe(config)
         split = split_with_taps(network, layer, name, classifier, stages, probe, nhwc=family.nhwc)
-    args = (torch_device, method, config, layer, stages, layers)
+    args = (torch_device, method, config, layer, stages, options)
     return _assemble(split, names, name, label, *args)
+
+
+PARAMETERS = tuple(inspect.signature(load_model).parameters)[:-1]  # not the method's options
 
 
 def default_input_size(name: str, weights: Any = None) -> int:
@@ -166,6 +178,7 @@ def _load_timm(
     method: str,
     layer: str | None = None,
     layers: Sequence[str] | str | None = None,
+    options: dict[str, Any] | None = None,
 ) -> GapCamModel:
     from .timm_models import build_timm, timm_config
 
@@ -194,7 +207,7 @@ def _load_timm(
         layer = layer or earliest(network, layers, arch, timm_stages(network))
     split, stages = _split_timm(network, name, config, layer)
     names = resolve_class_names(class_names, weight_names, network.num_classes, label)
-    args = (torch_device, method, config, layer, stages, layers)
+    args = (torch_device, method, config, layer, stages, options)
     return _assemble(split, names, arch, label, *args)
 
 
@@ -329,8 +342,9 @@ def _assemble(
     config: ModelConfig,
     layer: str | None = None,
     stages: Sequence[str] = (),
-    layers: Sequence[str] | str | None = None,
+    options: dict[str, Any] | None = None,
 ) -> GapCamModel:
+    """The model of a split network; ``options``: its method's (``layers`` included)."""
     try:
         features = split.features.to(device, memory_format=torch.channels_last)
     except RuntimeError:  # a 5-D tensor a traced graph keeps (timm's Swin): no layout change
@@ -348,6 +362,6 @@ def _assemble(
         head_description=split.description,
         layer=layer,
         stages=stages,
-        method_options={} if layers is None else {"layers": layers},
+        method_options=options,
         tap=split.tap,
     )

@@ -16,7 +16,8 @@ reads the row, never a method's name:
 - ``needs_input``: it reruns the network on the image's input (Score-CAM), so a result keeps
   each image's normalised input tensor beside its maps;
 - ``cost``: what one map costs beyond the forward pass, in words;
-- ``options``: the parameters it takes (``with_method(name, **options)``), for messages.
+- ``options``: the parameters it takes (``with_method(name, **options)``,
+  ``load_model(..., method=name, **options)``); :func:`check_options` refuses any other.
 
 Adding a method is a file holding its class (the formula in its docstring) and one row here.
 This module imports no torch: the widget and ``gapcam --help`` read the table at start-up.
@@ -24,6 +25,7 @@ This module imports no torch: the widget and ``gapcam --help`` read the table at
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import import_module
 
@@ -103,3 +105,29 @@ def resolve(name: str, dense: bool, head: str = "the head") -> MethodInfo:
             " (or 'auto', which picks it).",
         )
     return row
+
+
+def check_options(
+    name: str, options: Iterable[str], caller: str = "", own: Iterable[str] = ()
+) -> None:
+    """Refuse the options (parameter names) that method ``name`` does not take (its row's
+    ``options``; ``"auto"`` takes none), naming them, the ones it takes and the methods that
+    take them; one no method takes is said not to be one of ``caller``'s ``own`` parameters
+    either (a typo)."""
+    takes = () if name == AUTO else method_info(name).options
+    unknown = [option for option in options if option not in takes]
+    if not unknown:
+        return
+    names = ", ".join(repr(option) for option in unknown)
+    if takes:
+        said = f" has no option {names}: its options are {', '.join(takes)}."
+    else:
+        said = f" takes no parameters; got {names}."
+    hints: list = []
+    for option in unknown:
+        rows = [row for row in METHODS.values() if option in row.options]
+        for row in rows:
+            hints += [f" {option}= is {row.label}'s: ", Term("method", row.name), "."]
+        if not rows and caller:
+            hints.append(f" {option!r} is no method's option, nor {caller}'s ({', '.join(own)}).")
+    raise ParameterError(Term("method", name), said, *hints)

@@ -35,7 +35,7 @@ class AblationCam(Method):
 
     @classmethod
     def for_network(cls, network: Any, batch_size: int = BATCH, **options: Any) -> AblationCam:
-        cls.no_options(options)
+        cls.refuse_unknown(options)
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ParameterError(
                 Term("batch_size"), f" must be a positive whole number, not {batch_size!r}."

@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._torch import torch
-from ..words import ParameterError, Term
-from . import METHODS, MethodInfo
+from . import METHODS, MethodInfo, check_options
 
 CLASS_CHUNK = 64  # classes per call of ``maps`` when every class's map is asked for
 
@@ -35,17 +34,10 @@ class Method:
         raise NotImplementedError
 
     @classmethod
-    def no_options(cls, options: dict[str, Any]) -> None:
-        """Refuse parameters given to a method that takes none, naming them."""
-        if options:
-            names = ", ".join(repr(name) for name in options)
-            hints: list = []
-            for name in options:
-                for row in (row for row in METHODS.values() if name in row.options):
-                    hints += [f" {name}= is {row.label}'s: ", Term("method", row.name), "."]
-            raise ParameterError(
-                Term("method", cls.name), f" takes no parameters; got {names}.", *hints
-            )
+    def refuse_unknown(cls, options: dict[str, Any]) -> None:
+        """Refuse parameters this method does not take (its row's ``options``), naming them
+        (:func:`~napari_gapcam.engine.methods.check_options`)."""
+        check_options(cls.name, options)
 
     @property
     def info(self) -> MethodInfo:

@@ -37,7 +37,7 @@ class Cam(Method):
 
     @classmethod
     def for_network(cls, network: Any, **options: Any) -> Cam:
-        cls.no_options(options)
+        cls.refuse_unknown(options)
         return cls(network.fc.weight)
 
     def weights(self, features: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:

@@ -29,7 +29,7 @@ class EigenCam(Method):
 
     @classmethod
     def for_network(cls, network: Any, **options: Any) -> EigenCam:
-        cls.no_options(options)
+        cls.refuse_unknown(options)
         return cls()
 
     def projection(self, features: torch.Tensor) -> torch.Tensor:

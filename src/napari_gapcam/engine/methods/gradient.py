@@ -27,7 +27,7 @@ class GradientMethod(Method):
 
     @classmethod
     def for_network(cls, network: Any, **options: Any) -> GradientMethod:
-        cls.no_options(options)
+        cls.refuse_unknown(options)
         return cls(network.head)
 
     def channel_weights(self, features: torch.Tensor, g: torch.Tensor) -> torch.Tensor:

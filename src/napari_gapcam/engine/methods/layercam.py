@@ -22,7 +22,7 @@ class LayerCam(GradientMethod):
     def for_network(cls, network: Any, layers: Any = None, **options: Any) -> GradientMethod:
         """LayerCAM at the split; with ``layers`` (names of modules at or after it, or one
         comma-separated string) their maps fused (``network.taps(layers)``)."""
-        cls.no_options(options)
+        cls.refuse_unknown(options)
         if layers is None:
             return cls(network.head)
         return FusedLayers(cls(network.head), network.taps(layers))

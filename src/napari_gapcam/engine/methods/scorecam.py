@@ -28,7 +28,6 @@ from typing import Any, NamedTuple
 from .._torch import F, torch
 from .base import Method
 
-OPTIONS = ("max_channels", "batch_size")
 EPS = 1e-8  # as pytorch-grad-cam's min-max of the masks
 
 
@@ -61,11 +60,7 @@ class ScoreCam(Method):
 
     @classmethod
     def for_network(cls, network: Any, **options: Any) -> ScoreCam:
-        unknown = [name for name in options if name not in OPTIONS]
-        if unknown:
-            raise ValueError(
-                f"Score-CAM has no option {unknown[0]!r}: its options are {', '.join(OPTIONS)}."
-            )
+        cls.refuse_unknown(options)
         return cls(network, **options)
 
     # ------------------------------------------------------------------ its cost
