@@ -14,12 +14,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .arguments import (
-    EVALUATE_EXAMPLES,
-    PREDICT_EXAMPLES,
-    add_evaluate_arguments,
-    add_predict_arguments,
-)
+from .arguments import add_evaluate_arguments, add_predict_arguments
+from .epilogs import EVALUATE_EXAMPLES, PREDICT_EXAMPLES
 from .messages import EXIT_INTERRUPTED, EXIT_OK
 from .signals import EXIT_TERMINATED, Terminated, sigterm_interrupts
 
