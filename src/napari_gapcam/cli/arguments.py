@@ -240,7 +240,8 @@ def add_predict_arguments(predict: argparse.ArgumentParser) -> None:
         "--overlap",
         type=_level,
         metavar="PX",
-        help="pixels shared by neighbouring tiles (default: two map cells, 64 for a ResNet)",
+        help="pixels shared by neighbouring tiles (default: two map cells, 64 for a ResNet); "
+        "used as an even number of map cells below the tile's (a note says when it is adjusted)",
     )
     tiles.add_argument(
         "--background",
