@@ -1,7 +1,31 @@
 """The text under ``gapcam predict --help`` and ``gapcam evaluate --help``: examples, what is
-written, and the exit codes."""
+written, and the exit codes (made from :mod:`.messages`' and :mod:`.signals`' own codes)."""
 
 from __future__ import annotations
+
+import textwrap
+
+from .messages import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from .signals import EXIT_TERMINATED
+
+
+def exit_codes(done: str, failed: str, usage: str, stopped: str) -> str:
+    """The exit codes, one a line (wrapped): ``done``, ``failed`` and ``usage`` say what 0, 1
+    and 2 mean for the command, ``stopped`` what an interrupted or terminated run leaves."""
+    rows = (
+        (EXIT_OK, f"done: {done}"),
+        (EXIT_FAILED, failed),
+        (EXIT_USAGE, usage),
+        (EXIT_INTERRUPTED, f"interrupted (Ctrl-C): {stopped}"),
+        (EXIT_TERMINATED, "terminated (SIGTERM: kill, SLURM at wall time, docker stop), handled "
+                          f"as an interrupt: {stopped}"),
+    )  # fmt: skip
+    lines = (
+        textwrap.fill(words, 92, initial_indent=f"  {code:<4} ", subsequent_indent=" " * 7)
+        for code, words in rows
+    )
+    return "exit codes:\n" + "\n".join(lines) + "\n"
+
 
 PREDICT_EXAMPLES = """\
 examples:
@@ -32,9 +56,14 @@ with --tiles, per input (instead of the map and the overlay):
 
 A re-run skips the inputs already done with the same settings whose file has not changed,
 and finishes the rest. One run at a time per --out (a second one exits 2 naming the first).
-exit codes: 0 all done, 1 some inputs failed (reported, the rest written) or no dask worker
-left, 2 usage error (nothing created) or --out in use.
-"""
+
+""" + exit_codes(
+    "every input computed, or already done",
+    "some input failed (each reported, the others written), or the run stopped (no dask "
+    "worker left, inputs changed meanwhile): what is done is kept",
+    "usage or set-up error, or --out in use by another run: nothing written",
+    "what is done is kept; run the same command again to finish",
+)
 
 EVALUATE_EXAMPLES = """\
 examples:
@@ -50,4 +79,10 @@ as --threshold of gapcam predict.
 A box file (or a mask) names an input by its path relative to the folder given (B02/site1.png,
 or B02/site1), else by its file name or stem when one input alone has it; a name that several
 inputs have (site1.png in B02/ and C03/) is an error (exit 2): none is guessed.
-"""
+
+""" + exit_codes(
+    "every input evaluated, the report written",
+    "some input could not be read (each reported, the others evaluated), or none could",
+    "usage or set-up error: nothing written",
+    "no report written",
+)

@@ -7,8 +7,9 @@ MaxBoxAccV2, MaxBoxAcc and the best threshold τ per IoU δ, and PxAP with ``--t
 (:mod:`~napari_gapcam.cli.true_masks`; nonzero = the object). With ``--recursive`` the input
 folders' subfolders are walked, and the box file and the masks name an input by its path below
 the folder given (:mod:`~napari_gapcam.cli.relative_match`). The numbers are printed and written
-as JSON (atomically). Exit codes as ``gapcam predict``: 2 for a usage or
-set-up error (nothing written), 1 when an input could not be read (the others are evaluated).
+as JSON (atomically). Exit codes (listed under ``--help``, :mod:`~napari_gapcam.cli.epilogs`):
+0 done, 1 when an input could not be read (the others are evaluated), 2 for a usage or set-up
+error (nothing written), 130 interrupted, 143 terminated (no report written).
 """
 
 from __future__ import annotations
