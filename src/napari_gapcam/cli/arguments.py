@@ -1,54 +1,11 @@
 """The options of ``gapcam predict`` and ``gapcam evaluate``: each option, its type check and its
-help, in the order ``--help`` lists them; the examples shown under ``--help``."""
+help, in the order ``--help`` lists them (the text under them: :mod:`.epilogs`)."""
 
 from __future__ import annotations
 
 import argparse
 
 MAX_INPUT_SIZE = 8192  # an 8192² forward pass of ResNet-50 needs ~18 GB already
-
-PREDICT_EXAMPLES = """\
-examples:
-  gapcam predict photos/ --out cams/
-  gapcam predict 'plates/*.tif' --model resnet18 --weights phenotypes.pt --class mitotic
-  gapcam predict screen.zarr --input-size 448 --workers 4 --out screen-cams/
-  gapcam predict scene.png --weights demo     # the bundled shapes demo model (resnet18)
-  gapcam predict photos/ --layer layer3 --out cams-layer3/    # Grad-CAM at an earlier stage
-  gapcam predict photos/ --method layercam --layers layer2,layer3,layer4 --out fused/
-  gapcam predict slide.ome.tif --tiles --level 1 --background auto --workers 4
-  gapcam predict cells/ --labels masks/ --scale shared
-
-outputs, per input <stem> (in --out; <stem>-<hash> when another input has that stem):
-  <stem>_cam.tif       float32 map of the chosen class in [0, 1] at the image's H×W, or at
-                       most --max-map-pixels cells over a bigger image (placement in the record)
-                       (N×H×W for a multi-page TIFF; <stem>_cam.zarr for a zarr input)
-  <stem>_overlay.png   the image with the map in turbo at 50 % (first page of a stack)
-  <stem>_objects.csv   with --labels: one row per labelled object (label, area, each
-                       class's mean raw map, cam_class, cam_share; image for a stack)
-  records/<stem>.json  the input's JSON line; it marks the input as done
-  results.jsonl        one JSON line per input: file, per-page top-k, chosen class, box
-
-with --tiles, per input (instead of the map and the overlay):
-  <stem>_cam.ome.zarr      OME-Zarr (NGFF 0.4) map pyramid over level 0: Y×X, or C×Y×X
-  <stem>_tiles.csv         row, column, y0, x0, size (level-0 px), top-k classes per tile
-  <stem>_regions.geojson   regions above --threshold as polygons in level-0 px (QuPath)
-
-A re-run skips the inputs already done with the same settings whose file has not changed,
-and finishes the rest. One run at a time per --out (a second one exits 2 naming the first).
-exit codes: 0 all done, 1 some inputs failed (reported, the rest written) or no dask worker
-left, 2 usage error (nothing created) or --out in use.
-"""
-
-EVALUATE_EXAMPLES = """\
-examples:
-  gapcam evaluate val/ --true-boxes val_boxes.csv --weights demo
-  gapcam evaluate 'val/*.png' --true-boxes instances_val.json --model resnet50 --out val.json
-  gapcam evaluate cells/ --true-boxes boxes.json --true-masks masks/ --class mitotic
-
-It prints MaxBoxAccV2, MaxBoxAcc and the best threshold per IoU (0.3, 0.5, 0.7), and PxAP
-with --true-masks; the JSON holds them with BoxAcc at every threshold. Use the best threshold
-as --threshold of gapcam predict.
-"""
 
 
 def _positive(text: str) -> int:
@@ -283,7 +240,8 @@ def add_predict_arguments(predict: argparse.ArgumentParser) -> None:
         "--overlap",
         type=_level,
         metavar="PX",
-        help="pixels shared by neighbouring tiles (default: two map cells, 64 for a ResNet)",
+        help="pixels shared by neighbouring tiles (default: two map cells, 64 for a ResNet); "
+        "used as an even number of map cells below the tile's (a note says when it is adjusted)",
     )
     tiles.add_argument(
         "--background",
@@ -380,6 +338,13 @@ def add_evaluate_arguments(evaluate: argparse.ArgumentParser) -> None:
     )
     add_input_arguments(evaluate)
     add_device_arguments(evaluate)
+    evaluate.add_argument(
+        "--recursive",
+        action="store_true",
+        help="walk the subfolders of folder inputs (a plate's wells; --true-masks' too): the "
+        "box file and the masks name an input by its path below the folder given "
+        "(B02/site1.png), or by a name no other input has",
+    )
     evaluate.add_argument(
         "--out",
         metavar="FILE",

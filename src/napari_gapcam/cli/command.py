@@ -1,9 +1,10 @@
 """The ``gapcam`` command: ``gapcam predict`` (maps for many images) and ``gapcam models``.
 
-Exit codes: 0 every input done; 1 some inputs failed (each is reported with its reason; the
-others are written), or the dask cluster ran out of workers; 2 a usage or set-up error (nothing
-ran, nothing was created), or the output folder is in use by another run; 130 interrupted;
-143 terminated (SIGTERM, handled as an interrupt).
+Exit codes (listed under each command's ``--help``: :mod:`.epilogs`): 0 every input done; 1 some
+inputs failed (each is reported with its reason; the others are written), or the run stopped
+(the dask cluster ran out of workers, inputs changed meanwhile); 2 a usage or set-up error
+(nothing ran, nothing was created), or the output folder is in use by another run; 130
+interrupted; 143 terminated (SIGTERM, handled as an interrupt).
 torch is imported only once there is something to compute, so ``gapcam --help`` and a re-run
 of a finished folder are quick. napari and Qt are never imported.
 """
@@ -14,12 +15,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .arguments import (
-    EVALUATE_EXAMPLES,
-    PREDICT_EXAMPLES,
-    add_evaluate_arguments,
-    add_predict_arguments,
-)
+from .arguments import add_evaluate_arguments, add_predict_arguments
+from .epilogs import EVALUATE_EXAMPLES, PREDICT_EXAMPLES
 from .messages import EXIT_INTERRUPTED, EXIT_OK
 from .signals import EXIT_TERMINATED, Terminated, sigterm_interrupts
 

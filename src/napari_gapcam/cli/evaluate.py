@@ -4,9 +4,12 @@ Each input with true boxes (:mod:`~napari_gapcam.cli.true_boxes`) is run once; i
 the class the boxes file gives, else ``--class``, else the image's top-1 (``--class`` given
 wins over the file). :func:`napari_gapcam.localization_metrics` (Choe et al., CVPR 2020) gives
 MaxBoxAccV2, MaxBoxAcc and the best threshold τ per IoU δ, and PxAP with ``--true-masks``
-(label or mask images matched by stem, as ``--labels``; nonzero = the object). The numbers are
-printed and written as JSON (atomically). Exit codes as ``gapcam predict``: 2 for a usage or
-set-up error (nothing written), 1 when an input could not be read (the others are evaluated).
+(:mod:`~napari_gapcam.cli.true_masks`; nonzero = the object). With ``--recursive`` the input
+folders' subfolders are walked, and the box file and the masks name an input by its path below
+the folder given (:mod:`~napari_gapcam.cli.relative_match`). The numbers are printed and written
+as JSON (atomically). Exit codes (listed under ``--help``, :mod:`~napari_gapcam.cli.epilogs`):
+0 done, 1 when an input could not be read (the others are evaluated), 2 for a usage or set-up
+error (nothing written), 130 interrupted, 143 terminated (no report written).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from .inputs import InputError, expand
 from .messages import EXIT_FAILED, EXIT_OK, error, say
 from .pages import local_reads, open_pages
 from .preflight import DEVICE, UsageError, read_class_names, weights_argument
+from .relative_match import AmbiguousName
 from .true_boxes import BoxFileError, match, read_true_boxes
+from .true_masks import find_masks, match_masks
 
 REPORT = "gapcam-evaluation.json"  # --out without --methods
 
@@ -39,19 +44,28 @@ def _inputs(args: argparse.Namespace) -> tuple[dict[Path, Any], dict[Path, Path]
         table = read_true_boxes(args.true_boxes) if args.true_boxes else None
     except BoxFileError as problem:
         raise UsageError(f"--true-boxes {problem}") from None
-    found = expand(args.inputs)
+    masks = _mask_files(args)
+    folder = Path(args.true_masks or "").expanduser()
+    skip = [folder] if args.true_masks and folder.is_dir() else []  # a plate's masks/ is no well
+    found = expand(args.inputs, lambda path: path in masks, args.recursive, skip)
     if found.problems:
         listed = "\n".join(f"  {argument}: {reason}" for argument, reason in found.problems)
-        raise UsageError(f"{len(found.problems)} input argument(s) name nothing to read:\n{listed}")
+        raise UsageError(
+            f"{len(found.problems)} input argument(s) name nothing to read:\n{listed}\n"
+            "Check the paths (quote globs: 'val/*.png'); a folder of subfolders needs --recursive."
+        )
     for file, reason in found.unreadable:
         say(f"skipped {file}: {reason}")
     if table is None:  # --methods alone: every input, no true boxes
         return dict.fromkeys(found.paths), None
-    truths, unused = match(found.paths, table)
+    try:
+        truths, unused = match(found.paths, table, found.subfolders)
+    except AmbiguousName as problem:
+        raise UsageError(f"--true-boxes {args.true_boxes}: {problem}") from None
     if not truths:
         raise UsageError(
-            f"no input is named in {args.true_boxes} (by file name or stem): check the file "
-            f"column ({', '.join(list(table)[:3])} …) against the inputs."
+            f"no input is named in {args.true_boxes} (by path, file name or stem): check the "
+            f"file column ({', '.join(list(table)[:3])} …) against the inputs."
         )
     if unused:
         say(f"note: {len(unused)} file(s) in {args.true_boxes} are not among the inputs "
@@ -59,22 +73,22 @@ def _inputs(args: argparse.Namespace) -> tuple[dict[Path, Any], dict[Path, Path]
     without = len(found.paths) - len(truths)
     if without:
         say(f"note: {without} input(s) have no true boxes: left out")
-    masks = None
-    if args.true_masks:
-        from .labels import find_labels, label_for
+    if not masks:
+        return truths, None
+    try:
+        return truths, match_masks(list(truths), masks, found.subfolders)
+    except InputError as problem:
+        raise UsageError(str(problem)) from None
 
-        try:
-            mask_table = find_labels(args.true_masks)
-        except InputError as problem:
-            raise UsageError(str(problem).replace("--labels", "--true-masks")) from None
-        masks = {path: label_for(path, mask_table) for path in truths}
-        missing = [path.name for path, mask in masks.items() if mask is None]
-        if missing:
-            raise UsageError(
-                f"--true-masks: {len(missing)} input(s) have no mask (e.g. {missing[0]}); PxAP "
-                "needs one per image"
-            )
-    return truths, masks
+
+def _mask_files(args: argparse.Namespace) -> dict[Path, Any]:
+    """``--true-masks``' files (walked with ``--recursive``) and their keys; none without it."""
+    if not args.true_masks:
+        return {}
+    try:
+        return find_masks(args.true_masks, args.recursive)
+    except InputError as problem:
+        raise UsageError(str(problem)) from None
 
 
 def evaluate_command(args: argparse.Namespace) -> int:

@@ -26,9 +26,11 @@ import numpy as np
 
 from .chunk_blocks import chunk_blocks, follow_chunks, release_done
 from .inputs import Item, fingerprint
+from .messages import say
 from .outputs import TEMP_PREFIX, OutputFolder, atomic_path
 from .pyramid import Levels, open_levels
 from .read_peak import check_chunks
+from .tiling_note import options_note
 
 PLAN = "plan.json"
 
@@ -83,6 +85,9 @@ def plan_input(item: Item, options: Any, geometry: dict[str, Any], out: OutputFo
     plan_tiles`) and blocks, and find the blocks a killed run saved."""
     from ..engine.tiling import plan_tiles
 
+    note = geometry.pop("note", None)  # check_tiled's (maybe a worker's): said once, here
+    if note:
+        say(f"note: {note}")
     source = fingerprint(item.path)
     levels = open_levels(item.path)
     level = options.level or 0
@@ -203,7 +208,8 @@ def load_blocks(plan: TiledPlan) -> list[dict[str, np.ndarray]]:
 
 def check_tiled(options: Any) -> dict[str, Any]:
     """:func:`~napari_gapcam.cli.infer.check_options` for ``--tiles``, and the tiles' geometry:
-    ``class_names``, ``stride`` (input pixels per map cell), ``tile_size``, ``box_threshold``."""
+    ``class_names``, ``stride`` (input pixels per map cell), ``tile_size``, ``box_threshold``,
+    ``note`` (the tile size or overlap adjusted: :mod:`~napari_gapcam.cli.tiling_note`)."""
     from dataclasses import replace
 
     from .infer import check_options, get_model
@@ -222,5 +228,7 @@ def check_tiled(options: Any) -> dict[str, Any]:
             "input size): give a smaller --overlap, or a larger --tile-size."
         )
     model.check_memory((size, size), options.batch_size)
-    return {"class_names": names, "stride": tile_stride(model, size), "tile_size": size,
-            "box_threshold": model.box_threshold}  # fmt: skip
+    stride = tile_stride(model, size)
+    return {"class_names": names, "stride": stride, "tile_size": size,
+            "box_threshold": model.box_threshold,
+            "note": options_note(options, size, stride)}  # fmt: skip

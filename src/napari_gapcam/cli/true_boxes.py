@@ -11,7 +11,8 @@ Boxes are half-open pixel boxes ``(y0, x0, y1, x1)``, as everywhere in this pack
   category's ``name``.
 
 A file is named as in the file (a name or a relative path); :func:`match` finds an input by
-that name, else by its stem. No torch here.
+its path relative to the folder given, else by its plain name or stem when one input alone has
+it. No torch here.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
 
 from ..engine.localize import Box
+from .relative_match import AmbiguousName, ambiguity, input_keys, keys_of, match_names
 
 
 class BoxFileError(ValueError):
@@ -177,21 +180,19 @@ def read_true_boxes(path: str | Path) -> dict[str, Truth]:
     raise BoxFileError(f"{path.name}: give a .csv (file,y0,x0,y1,x1[,class]), .json or COCO .json")
 
 
-def match(inputs: list[Path], table: dict[str, Truth]) -> tuple[dict[Path, Truth], list[str]]:
+def match(
+    inputs: Sequence[Path], table: dict[str, Truth], subfolders: Mapping[Path, str] | None = None
+) -> tuple[dict[Path, Truth], list[str]]:
     """Each input with true boxes → its :class:`Truth`, and the names in the file that no
-    input has. An entry names an input by its file name (``a.png``, ``plate/a.png``), else by
-    its stem (``a``)."""
-    by_name: dict[str, str] = {}
-    by_stem: dict[str, str] = {}
-    for entry in table:
-        pure = PurePath(entry.replace("\\", "/"))
-        by_name.setdefault(pure.name, entry)
-        by_stem.setdefault(pure.stem if pure.suffix else pure.name, entry)
-    found: dict[Path, Truth] = {}
-    used: set[str] = set()
-    for path in inputs:
-        entry = by_name.get(path.name) or by_stem.get(path.stem)
-        if entry is not None and entry not in used:
-            found[path] = table[entry]
-            used.add(entry)
-    return found, [entry for entry in table if entry not in used]
+    input has. An entry names an input by its path relative to the folder given (``B02/a.png``
+    with ``subfolders``, the ``--recursive`` walk's; else its file name), else by its plain file
+    name or stem when one input alone has it (:mod:`.relative_match`); a name that several
+    inputs have raises :class:`~.relative_match.AmbiguousName`."""
+    keys = input_keys(inputs, subfolders)
+    matched = match_names(keys, {entry: keys_of(entry) for entry in table})
+    problem = ambiguity(matched, keys)
+    if problem is not None:
+        raise AmbiguousName(problem)
+    found = {path: table[matched.found[path]] for path in inputs if path in matched.found}
+    unused = set(matched.unused)
+    return found, [entry for entry in table if entry in unused]

@@ -93,9 +93,10 @@ class GapCamModel(Network):
 
         ``image``: numpy, dask, zarr, or a list of pyramid levels (``level`` picks one; default
         0, native). Tiles of ``tile_size`` (default the model's input size) overlap by
-        ``overlap`` pixels (default two cells: 64 for a ResNet); they are read a block at a
-        time and batched. ``background="auto"`` skips tiles without foreground (Otsu on the
-        smallest level); skipped tiles stay NaN. ``precision``: ``"fp16"`` / ``"bf16"``
+        ``overlap`` pixels (default two cells: 64 for a ResNet), both in whole map cells
+        (:func:`~napari_gapcam.engine.tiling.tile_cells` gives what is used); they are read a
+        block at a time and batched. ``background="auto"`` skips tiles without foreground (Otsu
+        on the smallest level); skipped tiles stay NaN. ``precision``: ``"fp16"`` / ``"bf16"``
         autocast as :meth:`run_batch`. See :mod:`~napari_gapcam.engine.tiles`;
         :func:`~napari_gapcam.engine.tiles.iter_tiled` streams the batches (progress, cancelling).
         """

@@ -66,11 +66,20 @@ class Tiling:
         return y0, x0, min(h, y0 + size), min(w, x0 + size)
 
 
-def plan(image_shape: tuple[int, int], stride: int, tile_size: int, overlap: int) -> Tiling:
-    """Tiles of ``tile_size`` (rounded to the stride) overlapping by ``overlap`` pixels (rounded
-    to an even number of cells) covering the image."""
+def tile_cells(tile_size: int, stride: int, overlap: int) -> tuple[int, int]:
+    """A tile's side and the tiles' overlap in map cells of ``stride`` pixels, as :func:`plan`
+    uses them: the tile rounded to whole cells; the overlap rounded to an even number of cells
+    (half of it dropped at each shared border) and at most the largest even number below the
+    tile's cells (a tile keeps cells of its own). The caller says when they differ from what was
+    asked (the command line prints a note)."""
     cells = max(1, round(tile_size / stride))
-    overlap_cells = min(2 * round(overlap / stride / 2), cells - 1 - (cells - 1) % 2)
+    return cells, min(2 * round(overlap / stride / 2), cells - 1 - (cells - 1) % 2)
+
+
+def plan(image_shape: tuple[int, int], stride: int, tile_size: int, overlap: int) -> Tiling:
+    """Tiles of ``tile_size`` overlapping by ``overlap`` pixels covering the image, both in whole
+    cells (:func:`tile_cells`)."""
+    cells, overlap_cells = tile_cells(tile_size, stride, overlap)
     margin, step = overlap_cells // 2, cells - overlap_cells
     grid = [math.ceil(s / stride) for s in image_shape]
     starts: list[list[int]] = []
