@@ -46,8 +46,8 @@ outputs, per input <stem> (in --out; <stem>-<hash> when another input has that s
   <stem>_overlay.png   the image with the map in turbo at 50 % (first page of a stack)
   <stem>_objects.csv   with --labels: one row per labelled object (label, area, each
                        class's mean raw map, cam_class, cam_share; image for a stack)
-  records/<stem>.json  the input's JSON line; it marks the input as done
   results.jsonl        one JSON line per input: file, per-page top-k, chosen class, box
+                       (an export of the folder's record store, .gapcam/store.sqlite)
 
 with --tiles, per input (instead of the map and the overlay):
   <stem>_cam.ome.zarr      OME-Zarr (NGFF 0.4) map pyramid over level 0: Y×X, or C×Y×X

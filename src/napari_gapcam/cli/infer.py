@@ -14,7 +14,11 @@ and a chunk of a run that ended lands nothing.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import queue
+import threading
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -190,9 +194,12 @@ class _Job:
         self.error: str | None = None
         self.objects = PageObjects(item, pages, out, options) if options.labels else None
         self.held: list[tuple[np.ndarray | None, Any]] = []  # --scale shared: pages until the last
+        self.writes: list[Future] = []  # this input's writes so far (the writer thread's)
+        self.writer: Executor = _Inline()  # process_stream gives its writer thread
 
-    def add(self, index: int, image: np.ndarray, result: Any) -> dict[str, Any] | None:
-        """Take page ``index``'s result; returns the outcome once the last page is in."""
+    def add(self, index: int, image: np.ndarray, result: Any) -> Future | None:
+        """Take page ``index``'s result; once the last page is in, the outcome's future (its
+        files are written on the writer thread)."""
         if self.shared:  # every page's map waits for the range over all pages
             self.held.append((image if index == 0 else None, result))
             if len(self.held) < self.pages.count:
@@ -209,24 +216,37 @@ class _Job:
             return outcome
         return self._page(index, image, result)
 
-    def _page(
-        self, index: int, image: Any, result: Any, scale: str = "each"
-    ) -> dict[str, Any] | None:
+    def _page(self, index: int, image: Any, result: Any, scale: str = "each") -> Future | None:
         cam, page = summarise(result, self.options, self.threshold, scale)
         if self.objects is not None:
             self.objects.add(index, result, chosen_class(result, self.options))
         self.results.append(page)
         if isinstance(self.maps, ZarrMaps):
-            self.maps.add(cam)
+            self.writes.append(self.writer.submit(self.maps.add, cam))
         else:
             self.maps.append(cam)
         if index == 0:
-            from ..engine.overlay import overlay
+            self.writes.append(self.writer.submit(self._overlay, image, cam))
+        if len(self.results) < self.pages.count:
+            return None
+        return self.writer.submit(self.finish)
 
-            write_png(self.out.target(self.out.overlay_path(self.item.stem)), overlay(image, cam))
-        return self.finish() if len(self.results) == self.pages.count else None
+    def _overlay(self, image: np.ndarray, cam: np.ndarray) -> None:
+        from ..engine.overlay import overlay
+
+        write_png(self.out.target(self.out.overlay_path(self.item.stem)), overlay(image, cam))
 
     def finish(self) -> dict[str, Any]:
+        """Write the map and the objects table, check the files; the input's outcome (on the
+        writer thread, after this input's other writes)."""
+        try:
+            for write in self.writes:
+                write.result()  # an earlier write's error is this input's
+            return self._finish()
+        except Exception as error:
+            return self.fail(reason(error))
+
+    def _finish(self) -> dict[str, Any]:
         if isinstance(self.maps, ZarrMaps):
             self.maps.commit()
         else:
@@ -285,18 +305,29 @@ def _infer_each(model: Any, images: list[Any], options: Options) -> list[Any]:
 
 
 def process_chunk(items: Sequence[Item], options: Options, root: str) -> list[dict[str, Any]]:
-    """Run a chunk of inputs and write their outputs under ``root``; one outcome per input.
+    """Run a chunk of inputs and write their outputs under ``root``; one outcome per input
+    (:func:`process_stream`'s, in the order of ``items``): a task on a dask worker."""
+    return list(process_stream(items, options, root))
+
+
+def process_stream(items: Sequence[Item], options: Options, root: str) -> Iterator[dict[str, Any]]:
+    """Each input's outcome, in order, as soon as its files are written.
+
+    Reading, inference and writing overlap: a reader thread opens the inputs and decodes their
+    pages ahead (at most two batches), this thread runs the network and makes the maps, and a
+    writer thread encodes and writes the files and checks them. The network runs only here, so
+    ``--threads`` still bounds it.
 
     An outcome is ``{"file", "status": "done", "record", "stage", "input_key"}`` (the run lands
     it: :meth:`~napari_gapcam.cli.store.Store.land`) or ``{"file", "status": "failed", "error"}``.
     """
-    from .quick import settled_key
-
     model = get_model(options.model)
     threshold = model.box_threshold if options.threshold is None else options.threshold
     out = OutputFolder(root, options.stage)
-    outcomes: list[dict[str, Any]] = []
+    outcomes: deque[dict[str, Any] | Future] = deque()
     pending: list[tuple[_Job, int, np.ndarray]] = []
+    writer = ThreadPoolExecutor(1, thread_name_prefix="gapcam-writer")
+    reader = _Reader(items, out, options, threshold, writer, 2 * max(1, options.batch_size))
 
     def flush() -> None:
         try:
@@ -316,24 +347,109 @@ def process_chunk(items: Sequence[Item], options: Options, root: str) -> list[di
                 outcomes.append(outcome)
         pending.clear()
 
-    for item in items:  # the run chose them: each is computed
-        try:
-            key = settled_key(item.path)  # before reading: a later change shows next run
-            source = fingerprint(item.path)
-            job = _Job(item, open_pages(item.path), out, options, threshold, source, key)
-        except Exception as error:
-            outcomes.append({"file": item.path, "status": "failed", "error": reason(error)})
-            continue
-        for index in range(job.pages.count):
-            try:
-                pending.append((job, index, job.pages.read(index)))
-            except Exception as error:
-                outcomes.append(job.fail(reason(error)))
-                break
+    def ready(wait: bool) -> Iterator[dict[str, Any]]:
+        while outcomes and (wait or not isinstance(outcomes[0], Future) or outcomes[0].done()):
+            first = outcomes.popleft()
+            yield first.result() if isinstance(first, Future) else first
+
+    try:
+        for event in reader:
+            if isinstance(event, dict):  # an input that could not be opened or read
+                outcomes.append(event)
+                continue
+            pending.append(event)
             if len(pending) >= options.batch_size:
                 flush()
-    flush()
-    return outcomes
+                yield from ready(wait=False)
+        flush()
+        yield from ready(wait=True)
+    finally:
+        reader.stop()
+        writer.shutdown(wait=True, cancel_futures=True)
+
+
+class _Reader:
+    """The inputs opened and their pages decoded on a thread of their own, a bounded queue
+    ahead of the network: yields ``(job, index, page)`` or a failed input's outcome."""
+
+    END = object()
+
+    def __init__(
+        self,
+        items: Sequence[Item],
+        out: OutputFolder,
+        options: Options,
+        threshold: float,
+        writer: Executor,
+        ahead: int,
+    ) -> None:
+        self.items, self.out, self.options, self.threshold = items, out, options, threshold
+        self.writer = writer
+        self.queue: queue.Queue = queue.Queue(maxsize=ahead)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="gapcam-reader", daemon=True)
+        self.thread.start()
+
+    def __iter__(self) -> Iterator[Any]:
+        while (event := self.queue.get()) is not self.END:
+            yield event
+
+    def stop(self) -> None:
+        self.stopped.set()
+        while self.thread.is_alive():  # unblock a put waiting for room
+            try:
+                self.queue.get(timeout=0.05)
+            except queue.Empty:
+                pass
+
+    def _put(self, event: Any) -> bool:
+        while not self.stopped.is_set():
+            try:
+                self.queue.put(event, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        from .quick import settled_key
+
+        try:
+            for item in self.items:  # the run chose them: each is computed
+                try:
+                    key = settled_key(item.path)  # before reading: a later change shows
+                    source = fingerprint(item.path)
+                    pages = open_pages(item.path)
+                    job = _Job(item, pages, self.out, self.options, self.threshold, source, key)
+                    job.writer = self.writer
+                except Exception as error:
+                    failed = {"file": item.path, "status": "failed", "error": reason(error)}
+                    if not self._put(failed):
+                        return
+                    continue
+                for index in range(job.pages.count):
+                    try:
+                        page = job.pages.read(index)
+                    except Exception as error:
+                        if not self._put(job.fail(reason(error))):
+                            return
+                        break
+                    if not self._put((job, index, page)):
+                        return
+        finally:
+            self._put(self.END)
+
+
+class _Inline:
+    """An executor that runs each call at once (a job made outside :func:`process_stream`)."""
+
+    def submit(self, function: Any, *arguments: Any) -> Future:
+        done: Future = Future()
+        try:
+            done.set_result(function(*arguments))
+        except Exception as error:
+            done.set_exception(error)
+        return done
 
 
 def chunked(items: Sequence[Item], size: int) -> list[list[Item]]:

@@ -199,9 +199,32 @@ def _tiled_runner(runner: Runner, options: Any, geometry: dict[str, Any], root: 
     inputs' outcomes, as for chunks of inputs)."""
     from .tiled_run import run_tiled_inputs
 
+    note = geometry.pop("note", None)  # check_tiled's (maybe a worker's): said once, here
+    if note:
+        say(f"note: {note}")
+
     def run(chunks: list[list[Item]], waiting: Callable[[int], None]) -> Any:
         todo = [item for chunk in chunks for item in chunk]
         return run_tiled_inputs(runner, todo, options, geometry, root, waiting, say)
+
+    return run
+
+
+def _local_runner(options: Any, root: str) -> Runner:
+    """Chunks run in this process: inputs as one stream (reading, inference and writing
+    overlap across them, :func:`~napari_gapcam.cli.infer.process_stream`); tiled blocks one
+    chunk at a time."""
+    from .infer import process_chunk, process_stream
+    from .pages import local_reads, read_locally
+
+    def run(chunks: list[list[Item]], _: Any, function: Any = process_chunk) -> Any:
+        if function is not process_chunk:
+            for chunk in chunks:
+                yield read_locally(function, chunk, options, root)
+            return
+        with local_reads():
+            for outcome in process_stream([i for c in chunks for i in c], options, root):
+                yield [outcome]
 
     return run
 
@@ -238,7 +261,6 @@ def _engine(
     """A function running chunks: in this process, or on a dask cluster (checked first); and
     what the check returned (the class names; with --tiles, the tiles' geometry)."""
     from .infer import check_options, process_chunk
-    from .pages import read_locally
     from .tile_blocks import check_tiled
 
     check = check_tiled if options.tiles else check_options
@@ -248,14 +270,7 @@ def _engine(
         if args.threads:
             torch.set_num_threads(args.threads)
         checked = _setup(check, options)
-        yield (
-            (
-                lambda chunks, _, function=process_chunk: (
-                    read_locally(function, chunk, options, str(out.root)) for chunk in chunks
-                )
-            ),
-            checked,
-        )
+        yield _local_runner(options, str(out.root)), checked
         return
     from .distributed import ClusterError, NoWorkersError, check_on_cluster, client, run_chunks
 

@@ -26,7 +26,6 @@ import numpy as np
 
 from .chunk_blocks import chunk_blocks, follow_chunks, release_done
 from .inputs import Item, fingerprint
-from .messages import say
 from .outputs import TEMP_PREFIX, OutputFolder, atomic_path
 from .pyramid import Levels, open_levels
 from .read_peak import check_chunks
@@ -85,9 +84,6 @@ def plan_input(item: Item, options: Any, geometry: dict[str, Any], out: OutputFo
     plan_tiles`) and blocks, and find the blocks a killed run saved."""
     from ..engine.tiling import plan_tiles
 
-    note = geometry.pop("note", None)  # check_tiled's (maybe a worker's): said once, here
-    if note:
-        say(f"note: {note}")
     source = fingerprint(item.path)
     levels = open_levels(item.path)
     level = options.level or 0
