@@ -42,11 +42,10 @@ def owned(out: OutputFolder) -> Callable[[Path], bool]:
     stores: list[Store] = []  # opened at the first path under the folder
 
     def owns(path: Path) -> bool:
-        path = Path(path)
+        if not out.contains(path):
+            return False
         if out.owns(path):
             return True
-        if out.root not in path.parents:
-            return False
         if not stores:
             stores.append(Store(out.root))
         return stores[0].wrote(out.name_of(path))

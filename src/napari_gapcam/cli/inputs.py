@@ -69,16 +69,27 @@ def _special(path: Path) -> str | None:
 
 
 def _folder(path: Path, unreadable: list[tuple[str, str]]) -> list[Path]:
-    """A folder's inputs (not recursive); its links that loop or dangle, and its special files
-    with an image's suffix, go to ``unreadable``."""
+    """A folder's inputs (not recursive), resolved; its links that loop or dangle, and its
+    special files with an image's suffix, go to ``unreadable``.
+
+    One directory listing: a regular file is known by its entry's type, with no ``stat``
+    (a folder of 10⁵ images is listed in a fraction of a second)."""
     found = []
-    for entry in sorted(path.iterdir()):
-        if _is_input(entry):
-            found.append(entry)
-        elif os.path.islink(entry) or entry.suffix.lower() in IMAGE_SUFFIXES:
-            reason = _special(entry)
+    real = path.resolve()
+    for entry in sorted(os.scandir(path), key=lambda entry: entry.name):
+        name = entry.name
+        image = os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+        if not entry.is_symlink() and entry.is_file(follow_symlinks=False):
+            if image:
+                found.append(real / name)
+            continue
+        candidate = Path(entry.path)
+        if _is_input(candidate):  # a link to an image, a zarr folder
+            found.append(candidate.resolve())
+        elif entry.is_symlink() or image:
+            reason = _special(candidate)
             if reason is not None:
-                unreadable.append((str(entry.absolute()), reason))
+                unreadable.append((str(candidate.absolute()), reason))
     return found
 
 
@@ -116,22 +127,24 @@ def expand(
     for argument in arguments:
         path = Path(argument).expanduser()
         if is_zarr(path) or path.is_file():
-            found = [path]
+            found = [path.resolve()]
         elif path.is_dir():
             before = len(unreadable)
             if recursive:
                 from .tree import walk
 
                 entries = walk(path, _folder, unreadable, skip, is_zarr)
-                subfolders.update((p.resolve(), sub) for p, sub in entries if sub)
+                subfolders.update((p, sub) for p, sub in entries if sub)  # resolved
                 found = [p for p, _ in entries]
             else:
-                found = _folder(path, unreadable)
+                found = _folder(path, unreadable)  # resolved
             if not found and len(unreadable) == before:
                 problems.append((argument, "no PNG, JPEG, TIFF or zarr inputs in this folder"))
         elif glob.has_magic(argument):
             found = sorted(
-                p for p in map(Path, glob.glob(os.path.expanduser(argument))) if _is_input(p)
+                p.resolve()
+                for p in map(Path, glob.glob(os.path.expanduser(argument)))
+                if _is_input(p)
             )
             if not found:
                 problems.append((argument, "no PNG, JPEG, TIFF or zarr inputs match this pattern"))
@@ -139,7 +152,7 @@ def expand(
             found = []
             problems.append((argument, _missing_reason(path)))
         paths.extend(found)
-    unique = list(dict.fromkeys(p.resolve() for p in paths))
+    unique = list(dict.fromkeys(paths))  # each resolved where it was found
     excluded = [p for p in unique if exclude is not None and exclude(p)]
     kept = [p for p in unique if p not in excluded]
     return Found(kept, problems, excluded, unreadable, subfolders)

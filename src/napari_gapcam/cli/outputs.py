@@ -111,15 +111,18 @@ class OutputFolder:
     def owns(self, path: Path) -> bool:
         """True for the folder's store, staging, saved blocks and temporaries (its other
         files: the claims of :func:`napari_gapcam.cli.claims.owned`)."""
-        path = Path(path)
-        if self.root not in path.parents:
+        if not self.contains(path):
             return False
-        inside = (path, *path.parents)
+        path = Path(path)
         return (
-            self.records in inside
-            or self.store_folder in inside
+            _within(path, self.records)
+            or _within(path, self.store_folder)
             or path.name.startswith(TEMP_PREFIX)
         )
+
+    def contains(self, path: str | os.PathLike) -> bool:
+        """``path`` (absolute) lies below the folder (a string test: no file system call)."""
+        return _within(path, self.root) and os.fspath(path) != os.fspath(self.root)
 
     def name_of(self, path: Path) -> str:
         """An output's name in the folder: relative, ``/``-separated (``B02/site1_cam.tif``)."""
@@ -139,6 +142,12 @@ class OutputFolder:
             os.write(fd, line)
         finally:
             os.close(fd)
+
+
+def _within(path: str | os.PathLike, folder: Path) -> bool:
+    """``path`` is ``folder`` or lies below it (both absolute, as written)."""
+    path, folder_ = os.fspath(path), os.fspath(folder)
+    return path == folder_ or path.startswith(folder_.rstrip(os.sep) + os.sep)
 
 
 def write_tiff(

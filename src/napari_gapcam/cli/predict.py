@@ -21,7 +21,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 from .claims import blocking, planned_outputs
 from .folder_lock import FolderBusyError, FolderLock, describe_holder
@@ -78,9 +78,13 @@ def options_of(args: argparse.Namespace, plan: Plan) -> Any:
     )
 
 
-def left_to_do(
-    store: Store, plan: Plan, options: Any, report: bool = False
-) -> tuple[list[Item], int]:
+class Left(NamedTuple):
+    todo: list[Item]  # the inputs to compute
+    done: int  # how many are done
+    checked: int  # how many were found done by the full check (their stat keys are old)
+
+
+def left_to_do(store: Store, plan: Plan, options: Any, report: bool = False) -> Left:
     """The inputs to compute (named from the folder's history) and how many are done.
 
     An input is done when its record is for this file, made with these settings, and its files
@@ -109,7 +113,7 @@ def left_to_do(
             record = json.loads(body)
             why = None if file != item.path else stale(store.root, record, item, table)
             current = why is None and is_current(record, item.path, settings)
-            if current and report:
+            if current:
                 fresh.append((item.stem, stat_keys(store.root, record)))
         if current:
             if not options.overwrite:
@@ -125,11 +129,11 @@ def left_to_do(
                 why = f"{what} changed since its outputs were made"
             say(f"{why}: computing {item.path} again")
         todo.append(item)
-    if fresh:
+    if fresh and report:
         store.refresh((stem, keys) for stem, keys in fresh if keys is not None)
     if report and again:
         say(f"--overwrite: computing {again} unchanged input(s) again")
-    return todo, len(named) - len(todo)
+    return Left(todo, len(named) - len(todo), len(fresh))
 
 
 def stale_labels(body: str, item: Item, table: Any) -> str | None:
@@ -172,12 +176,17 @@ def predict(args: argparse.Namespace) -> int:
         say(f"skipped {file}: {reason}")
     counts = {"done": 0, "skipped": 0, "failed": len(plan.failures)}
     with Store(out.root) as store:
-        todo, _ = left_to_do(store, plan, options)
+        todo, done, checked = left_to_do(store, plan, options)
         in_the_way = blocking(store, todo, options) if out.root.is_dir() else None
+        settled = not todo and not checked and store.exported(out.results)
+        total = store.count()
     if in_the_way:
         return error(in_the_way)  # a file of the user's: before the model loads
     command = shlex.join(["gapcam", *getattr(args, "argv", ["predict"])])[:500]
     run = _Run(out, plan, options, counts, command, token, args.chunk_size)
+    if settled:  # all done, known by their stat keys, results.jsonl as exported: no lock
+        counts["skipped"] = done
+        return run.report(None, total)
     if not todo:  # nothing to compute: no torch, no model
         return run.locked(None)
     if plan.weights is None:
@@ -338,6 +347,11 @@ class _Run:
             lock.release()
         if refused is not None:
             return error(refused)
+        return self.report(stopped, total)
+
+    def report(self, stopped: str | None, total: int) -> int:
+        """The run's last line (and why it stopped early); its exit code."""
+        counts, out = self.counts, self.out
         if stopped:
             say(f"error: {stopped}")
         done = counts["done"] + counts["skipped"]
@@ -354,7 +368,7 @@ class _Run:
     ) -> tuple[str | None, str | None, int]:
         """(why the run stopped early, the usage error that refused it, records exported)."""
         out, options = self.out, self.options
-        todo, self.counts["skipped"] = left_to_do(store, self.plan, options, report=True)
+        todo, self.counts["skipped"], _ = left_to_do(store, self.plan, options, report=True)
         refused = blocking(store, todo, options)  # put there while this run loaded its model
         if refused is not None:
             return None, refused, 0

@@ -72,5 +72,6 @@ def still(root: Path, kept: Mapping[str, Any] | None) -> bool:
     """Every file of ``kept`` (:func:`stat_keys` when the record landed) has its key still."""
     if not kept:
         return False
-    root = Path(root)
-    return all(stat_key(root / name) == key for name, key in kept.items())
+    root = os.fspath(root)
+    join = os.path.join  # an input's absolute path stays as it is
+    return all(stat_key(join(root, name)) == key for name, key in kept.items())

@@ -249,8 +249,7 @@ class Store:
         from .outputs import atomic_path
 
         leave_out = set(leave_out)
-        stamp = json.dumps([self.version(), _file_key(path)])
-        if not leave_out and self._meta("export") == stamp:
+        if not leave_out and self.exported(path):
             return self.count()
         count = 0
         with atomic_path(path) as temp, open(temp, "w", encoding="utf-8") as lines:
@@ -266,6 +265,10 @@ class Store:
                     (json.dumps([self.version(), _file_key(path)]),),
                 )
         return count
+
+    def exported(self, path: Path) -> bool:
+        """``path`` is this store's last full export, and no record changed since."""
+        return self._meta("export") == json.dumps([self.version(), _file_key(path)])
 
     def _meta(self, key: str) -> str | None:
         found = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

@@ -38,8 +38,10 @@ def walk(
             unreadable.append((str(folder), f"cannot be listed ({error.strerror})"))
             continue
         for entry in entries:
+            if not entry.is_dir(follow_symlinks=False):  # the entry's type: no stat
+                continue
             path = Path(entry.path)
-            if not entry.is_dir(follow_symlinks=False) or is_input(path):
+            if is_input(path):
                 continue
             if path.resolve() in skipped or entry.name.startswith("."):
                 continue
