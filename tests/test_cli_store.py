@@ -98,7 +98,7 @@ def test_an_orphaned_chunk_of_a_killed_client_never_lands(tmp_path, weights, tin
     chunk finishes after the next run (another --class) is done. Before the store it wrote the
     maps and records of that next run's inputs; now it writes into its own run's staging
     folder, which no run lands, and the next run deletes it."""
-    from napari_gapcam.cli import infer
+    from napari_gapcam.cli import infer, stream
     from napari_gapcam.cli.inputs import Item
     from napari_gapcam.models.spec import ModelSpec
 
@@ -116,7 +116,7 @@ def test_an_orphaned_chunk_of_a_killed_client_never_lands(tmp_path, weights, tin
     )
     infer._MODELS[options.model] = tiny_model
     items = [Item(str(p), p.stem) for p in sorted(folder.iterdir())]
-    outcomes = infer.process_chunk(items, options, str(out))  # the orphan, after the run
+    outcomes = stream.process_chunk(items, options, str(out))  # the orphan, after the run
     assert [o["status"] for o in outcomes] == ["done", "done"]
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
     assert records(out) == kept

@@ -11,7 +11,7 @@ import imageio.v3 as iio
 import pytest
 
 from _cli import image
-from napari_gapcam.cli import infer
+from napari_gapcam.cli import infer, stream
 from napari_gapcam.cli.inputs import Item
 from napari_gapcam.models.spec import ModelSpec
 
@@ -42,7 +42,7 @@ def test_the_network_runs_on_the_calling_thread_and_files_are_written_on_another
     tmp_path, options, tiny_model, monkeypatch
 ):
     threads: dict[str, set[str]] = {"network": set(), "png": set(), "read": set()}
-    run_each, write_png, open_pages = tiny_model.run_each, infer.write_png, infer.open_pages
+    run_each, write_png, open_pages = tiny_model.run_each, infer.write_png, stream.open_pages
 
     def network(*args, **kwargs):
         threads["network"].add(threading.current_thread().name)
@@ -58,9 +58,9 @@ def test_the_network_runs_on_the_calling_thread_and_files_are_written_on_another
 
     monkeypatch.setattr(tiny_model, "run_each", network)
     monkeypatch.setattr(infer, "write_png", png)
-    monkeypatch.setattr(infer, "open_pages", read)
+    monkeypatch.setattr(stream, "open_pages", read)
     items = _items(tmp_path / "in", 7)
-    outcomes = list(infer.process_stream(items, options, str(tmp_path / "out")))
+    outcomes = list(stream.process_stream(items, options, str(tmp_path / "out")))
     assert [o["file"] for o in outcomes] == [item.path for item in items]  # input order
     assert [o["status"] for o in outcomes].count("failed") == 1
     assert outcomes[2]["status"] == "failed" and "broken.png" in outcomes[2]["file"]
@@ -75,9 +75,9 @@ def test_the_network_runs_on_the_calling_thread_and_files_are_written_on_another
 
 def test_a_stream_stopped_early_leaves_no_thread_behind(tmp_path, options):
     items = _items(tmp_path / "in", 9)
-    stream = infer.process_stream(items, options, str(tmp_path / "out"))
-    first = next(stream)
+    outcomes = stream.process_stream(items, options, str(tmp_path / "out"))
+    first = next(outcomes)
     assert first["status"] == "done"
-    stream.close()  # as a KeyboardInterrupt (SIGINT, SIGTERM) unwinds the run
+    outcomes.close()  # as a KeyboardInterrupt (SIGINT, SIGTERM) unwinds the run
     alive = [t.name for t in threading.enumerate() if t.name.startswith("gapcam-")]
     assert alive == []

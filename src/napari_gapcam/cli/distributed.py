@@ -1,6 +1,6 @@
 """Scale-out on dask.distributed: chunks of inputs as tasks, outcomes streamed back.
 
-Each task is :func:`napari_gapcam.cli.infer.process_chunk`: the worker loads the model once (a
+Each task is :func:`napari_gapcam.cli.stream.process_chunk`: the worker loads the model once (a
 per-process cache), writes the chunk's files atomically into the output folder (which must be
 visible to the workers under the same path) and returns the outcomes. A worker that dies costs
 its in-flight chunk, which the scheduler runs again elsewhere; writes are idempotent, so nothing
@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from .infer import Options, check_options, process_chunk
+from .infer import Options, check_options
 from .inputs import Item
 from .pages import read_locally
+from .stream import process_chunk
 
 REPORT = 10.0  # seconds between progress lines while nothing finishes
 

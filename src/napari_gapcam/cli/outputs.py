@@ -25,6 +25,7 @@ import numpy as np
 TEMP_PREFIX = ".gapcam-tmp-"
 RESULTS = "results.jsonl"
 RECORDS = "records"
+FOLDER = ".gapcam"  # the record store and the runs' staging folders (napari_gapcam.cli.store)
 
 
 @contextmanager
@@ -86,8 +87,6 @@ class OutputFolder:
     """
 
     def __init__(self, root: str | os.PathLike, stage: str | os.PathLike | None = None) -> None:
-        from .store import FOLDER
-
         self.root = Path(root).resolve()
         self.store_folder = self.root / FOLDER
         self.records = self.root / RECORDS  # a tiled slide's saved blocks: <stem>.parts/

@@ -15,27 +15,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import shlex
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from typing import Any
 
-from .claims import blocking, planned_outputs
-from .folder_lock import FolderBusyError, FolderLock, describe_holder
-from .inputs import Item, items, unchanged
-from .messages import EXIT_FAILED, EXIT_OK, error, option, say
-from .outputs import RESULTS, OutputFolder, changed_labels, is_current
+from .claims import blocking
+from .inputs import Item
+from .landing import Run, Runner
+from .left import left_to_do
+from .messages import EXIT_FAILED, error, option, say
+from .outputs import OutputFolder
 from .preflight import Plan, UsageError, check
-from .quick import stat_keys, still
-from .store import FencedError, Store, settings_key, stage_folder
-from .verify import damage
+from .store import Store, stage_folder
 
-# chunks, what to call while waiting for workers, and the function that runs a chunk
-# (process_chunk by default) → each chunk's outcomes as it finishes
-Runner = Callable[..., Iterator[list[dict[str, Any]]]]
 SETUP_ERRORS = (ValueError, KeyError, IndexError, OSError, RuntimeError, MemoryError)
 
 
@@ -78,85 +72,6 @@ def options_of(args: argparse.Namespace, plan: Plan) -> Any:
     )
 
 
-class Left(NamedTuple):
-    todo: list[Item]  # the inputs to compute
-    done: int  # how many are done
-    checked: int  # how many were found done by the full check (their stat keys are old)
-
-
-def left_to_do(store: Store, plan: Plan, options: Any, report: bool = False) -> Left:
-    """The inputs to compute (named from the folder's history) and how many are done.
-
-    An input is done when its record is for this file, made with these settings, and its files
-    are as they were: one ``stat`` each when their stat keys are as kept
-    (:mod:`~napari_gapcam.cli.quick`), else the full check (hashes), after which ``report``
-    (under the lock) keeps their new keys."""
-    named = items(plan.paths, store.files(), plan.subfolders)  # a stem stays its file's
-    settings = options.settings()
-    wanted = settings_key(settings)
-    todo, again, fresh = [], 0, []
-    table = plan.label_table
-    for item in named:
-        found = store.row(item.stem)
-        if found is None:
-            todo.append(item)
-            continue
-        file, kept, quick, body = found
-        current = (
-            file == item.path
-            and kept == wanted
-            and still(store.root, json.loads(quick) if quick else None)
-            and (table is None or stale_labels(body, item, table) is None)
-        )
-        why = None
-        if not current:
-            record = json.loads(body)
-            why = None if file != item.path else stale(store.root, record, item, table)
-            current = why is None and is_current(record, item.path, settings)
-            if current:
-                fresh.append((item.stem, stat_keys(store.root, record)))
-        if current:
-            if not options.overwrite:
-                continue
-            again += 1  # unchanged: redone because of --overwrite, not "changed"
-        elif report and file == item.path and kept == wanted:
-            record = json.loads(body)
-            if why is None:
-                labels = (
-                    changed_labels(record) if unchanged(record.get("input"), item.path) else None
-                )
-                what = f"its label image {labels}" if labels else item.path
-                why = f"{what} changed since its outputs were made"
-            say(f"{why}: computing {item.path} again")
-        todo.append(item)
-    if fresh and report:
-        store.refresh((stem, keys) for stem, keys in fresh if keys is not None)
-    if report and again:
-        say(f"--overwrite: computing {again} unchanged input(s) again")
-    return Left(todo, len(named) - len(todo), len(fresh))
-
-
-def stale_labels(body: str, item: Item, table: Any) -> str | None:
-    """How an input's label image moved since its record (``--labels``), else None."""
-    from .labels import labels_moved
-
-    return labels_moved(json.loads(body), item.path, table)
-
-
-def stale(root: Any, record: dict[str, Any], item: Item, table: Any) -> str | None:
-    """Why a record of ``item``'s file no longer stands for its outputs: an output changed
-    since it was written, or a label image was added or another one matches (``--labels``
-    ``table``); else None."""
-    if record.get("file") != item.path:
-        return None
-    damaged = damage(root, record)
-    if damaged is not None:
-        return damaged
-    from .labels import labels_moved
-
-    return labels_moved(record, item.path, table)
-
-
 def predict(args: argparse.Namespace) -> int:
     try:
         plan = check(args)
@@ -183,7 +98,7 @@ def predict(args: argparse.Namespace) -> int:
     if in_the_way:
         return error(in_the_way)  # a file of the user's: before the model loads
     command = shlex.join(["gapcam", *getattr(args, "argv", ["predict"])])[:500]
-    run = _Run(out, plan, options, counts, command, token, args.chunk_size)
+    run = Run(out, plan, options, counts, command, token, args.chunk_size)
     if settled:  # all done, known by their stat keys, results.jsonl as exported: no lock
         counts["skipped"] = done
         return run.report(None, total)
@@ -221,10 +136,10 @@ def _tiled_runner(runner: Runner, options: Any, geometry: dict[str, Any], root: 
 
 def _local_runner(options: Any, root: str) -> Runner:
     """Chunks run in this process: inputs as one stream (reading, inference and writing
-    overlap across them, :func:`~napari_gapcam.cli.infer.process_stream`); tiled blocks one
+    overlap across them, :func:`~napari_gapcam.cli.stream.process_stream`); tiled blocks one
     chunk at a time."""
-    from .infer import process_chunk, process_stream
     from .pages import local_reads, read_locally
+    from .stream import process_chunk, process_stream
 
     def run(chunks: list[list[Item]], _: Any, function: Any = process_chunk) -> Any:
         if function is not process_chunk:
@@ -269,7 +184,8 @@ def _engine(
 ) -> Iterator[tuple[Runner, Any]]:
     """A function running chunks: in this process, or on a dask cluster (checked first); and
     what the check returned (the class names; with --tiles, the tiles' geometry)."""
-    from .infer import check_options, process_chunk
+    from .infer import check_options
+    from .stream import process_chunk
     from .tile_blocks import check_tiled
 
     check = check_tiled if options.tiles else check_options
@@ -305,152 +221,3 @@ def _engine(
         raise
     except ClusterError as problem:
         raise _SetupError(error(str(problem))) from None
-
-
-@dataclasses.dataclass
-class _Run:
-    """A run's last steps, under the folder's lock and the store's lease."""
-
-    out: OutputFolder
-    plan: Plan
-    options: Any
-    counts: dict[str, int]
-    command: str
-    token: str
-    chunk_size: int
-
-    def locked(self, runner: Runner | None) -> int:
-        """Under the folder's lock: mend results.jsonl, compute what is left, report."""
-        out, counts = self.out, self.counts
-        if runner is None and not out.root.is_dir():  # nothing to compute, nothing written
-            say(f"0 done, 0 already done, {counts['failed']} failed; nothing written")
-            return EXIT_FAILED if counts["failed"] else EXIT_OK
-        lock = FolderLock(out.root, self.command)
-        try:
-            out.root.mkdir(parents=True, exist_ok=True)
-            lock.acquire()
-        except FolderBusyError as busy:
-            return error(str(busy))
-        except OSError as problem:  # the disk filled up, or the folder turned read-only
-            return error(f"--out {out.root}: cannot create or lock it ({problem})")
-        stopped = refused = None
-        total = 0
-        try:
-            if lock.previous:
-                say(f"took over the lock of a run that ended: {describe_holder(lock.previous)}")
-            with Store(out.root, write=True) as store:
-                try:
-                    stopped, refused, total = self._under_lease(store, runner)
-                finally:
-                    store.end_run(self.token)
-        finally:
-            lock.release()
-        if refused is not None:
-            return error(refused)
-        return self.report(stopped, total)
-
-    def report(self, stopped: str | None, total: int) -> int:
-        """The run's last line (and why it stopped early); its exit code."""
-        counts, out = self.counts, self.out
-        if stopped:
-            say(f"error: {stopped}")
-        done = counts["done"] + counts["skipped"]
-        asked = len(self.plan.paths) + len(self.plan.failures)
-        say(
-            f"{counts['done']} done, {counts['skipped']} already done, {counts['failed']} "
-            f"failed; {total} inputs in {out.results}"
-            + (f" ({done} of {asked} asked for)" if stopped else "")
-        )
-        return EXIT_FAILED if counts["failed"] or stopped else EXIT_OK
-
-    def _under_lease(
-        self, store: Store, runner: Runner | None
-    ) -> tuple[str | None, str | None, int]:
-        """(why the run stopped early, the usage error that refused it, records exported)."""
-        out, options = self.out, self.options
-        todo, self.counts["skipped"], _ = left_to_do(store, self.plan, options, report=True)
-        refused = blocking(store, todo, options)  # put there while this run loaded its model
-        if refused is not None:
-            return None, refused, 0
-        store.begin_run(self.token, self.command)
-        store.claim([RESULTS, *(n for item in todo for n in planned_outputs(item, options))])
-        out.prepare()  # only a dead run's temporaries can be here: we hold the lock
-        stopped = None
-        try:
-            if todo:
-                # drops the lines of the inputs to redo (appended as each lands) and any line
-                # an earlier run left: never two lines for one input, even after a SIGKILL
-                store.export(out.results, leave_out={item.stem for item in todo})
-                if runner is not None:
-                    stopped = _collect(runner, todo, self.chunk_size, out, self.counts, store,
-                                       self.token)  # fmt: skip
-                else:  # changed while this run looked, before it held the folder
-                    stopped = f"{len(todo)} input(s) changed meanwhile: run the same command again"
-        finally:
-            total = store.export(out.results)  # skipped when nothing changed since the last
-        return stopped, None, total
-
-
-def _collect(
-    runner: Runner,
-    todo: list[Item],
-    chunk_size: int,
-    out: OutputFolder,
-    counts: dict[str, int],
-    store: Store,
-    token: str,
-) -> str | None:
-    """Land each input as its outcome comes back, then its line in results.jsonl, the
-    progress bar and the counts; returns why the run stopped early (no worker left, or the
-    lease lost), else None."""
-    from tqdm import tqdm
-
-    from .distributed import NoWorkersError
-    from .infer import chunked
-
-    finished = 0
-
-    def waiting(workers: int) -> None:
-        done, total = counts["skipped"] + finished, counts["skipped"] + len(todo)
-        progress.write(
-            f"gapcam: {done} of {total} inputs done; waiting for dask workers "
-            f"({workers} connected) …",
-            file=sys.stderr,
-        )
-
-    with tqdm(total=len(todo), unit="input", disable=not sys.stderr.isatty()) as progress:
-        try:
-            for outcomes in runner(chunked(todo, chunk_size), waiting):
-                for outcome in outcomes:
-                    if outcome["status"] == "done":
-                        try:
-                            _land(store, token, outcome)
-                        except FencedError as problem:
-                            return str(problem)
-                        except OSError as problem:
-                            outcome = {**outcome, "status": "failed", "error": str(problem)}
-                        else:
-                            out.append_result(outcome["record"])
-                    counts[outcome["status"]] += 1
-                    if outcome["status"] == "failed":
-                        progress.write(
-                            f"gapcam: skipped {outcome['file']}: {outcome['error']}",
-                            file=sys.stderr,
-                        )
-                progress.update(len(outcomes))
-                finished += len(outcomes)
-        except NoWorkersError as problem:
-            return str(problem)
-    return None
-
-
-def _land(store: Store, token: str, outcome: dict[str, Any]) -> None:
-    """An input's staged files in place and its record written (a tiled slide's saved blocks
-    then deleted)."""
-    from pathlib import Path
-
-    store.land(token, outcome["record"], Path(outcome["stage"]), outcome.get("input_key"))
-    if outcome.get("parts"):
-        import shutil
-
-        shutil.rmtree(outcome["parts"], ignore_errors=True)

@@ -28,9 +28,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from .outputs import FOLDER, TEMP_PREFIX, atomic_path
 from .quick import stat_keys
 
-FOLDER = ".gapcam"
 DATABASE = "store.sqlite"
 STAGE = "stage"
 BUSY_MS = 60_000  # how long a reader waits for a writer's transaction
@@ -97,11 +97,21 @@ class Store:
         if write or not exists:
             self.db.executescript(SCHEMA)
         if not exists:
-            from .legacy import import_legacy
+            self._import_legacy(remove=write)
 
-            moved = import_legacy(self, self.root, remove=write)
-            if moved and write:
-                self.bump()
+    def _import_legacy(self, remove: bool) -> None:
+        """Take in what a folder written before the store keeps (:mod:`.legacy`); ``remove``:
+        delete those files once they are in the database."""
+        from .legacy import legacy_claims, legacy_records, remove_legacy
+
+        found = legacy_records(self.root)
+        names = legacy_claims(self.root, [record for _, record in found])
+        with self.transaction():
+            for _, record in found:
+                self._put(record, None, None)
+            self.db.executemany("INSERT OR IGNORE INTO written VALUES (?)", ((n,) for n in names))
+        if remove:
+            remove_legacy(self.root, [path for path, _ in found])
 
     def close(self) -> None:
         self.db.close()
@@ -246,8 +256,6 @@ class Store:
     def export(self, path: Path, leave_out: Iterable[str] = ()) -> int:
         """``path`` ← one line per record, sorted by file, atomically; returns the count.
         Skipped when ``path`` is this store's last full export and no record changed since."""
-        from .outputs import atomic_path
-
         leave_out = set(leave_out)
         if not leave_out and self.exported(path):
             return self.count()
@@ -305,8 +313,6 @@ def _file_key(path: Path) -> list[int] | None:
 
 def replace(staged: Path, final: Path) -> None:
     """``staged`` → ``final`` (atomic; a folder, as a zarr map, replaces a folder)."""
-    from .outputs import TEMP_PREFIX
-
     final.parent.mkdir(parents=True, exist_ok=True)
     if staged.is_dir() and final.is_dir():  # a folder cannot replace a non-empty one
         old = final.with_name(f"{TEMP_PREFIX}old-{os.getpid()}-{final.name}")

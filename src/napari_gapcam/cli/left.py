@@ -1,0 +1,97 @@
+"""What a run has left to do: the inputs whose records are missing, stale or made otherwise.
+
+An input is done when its record in the store (:mod:`~napari_gapcam.cli.store`) is for this
+file, made with these settings, and its files are as they were: one ``stat`` each when their
+stat keys are as kept (:mod:`~napari_gapcam.cli.quick`), else the full check (sizes and hashes:
+:func:`~napari_gapcam.cli.inputs.unchanged`, :func:`~napari_gapcam.cli.verify.damage`). No torch
+here.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NamedTuple
+
+from .inputs import Item, items, unchanged
+from .messages import say
+from .outputs import changed_labels, is_current
+from .preflight import Plan
+from .quick import stat_keys, still
+from .store import Store, settings_key
+from .verify import damage
+
+
+class Left(NamedTuple):
+    todo: list[Item]  # the inputs to compute
+    done: int  # how many are done
+    checked: int  # how many were found done by the full check (their stat keys are old)
+
+
+def left_to_do(store: Store, plan: Plan, options: Any, report: bool = False) -> Left:
+    """The inputs to compute (named from the folder's history) and how many are done; with
+    ``report`` (under the lock) say why each one is redone, and keep the new stat keys of those
+    the full check found done."""
+    named = items(plan.paths, store.files(), plan.subfolders)  # a stem stays its file's
+    settings = options.settings()
+    wanted = settings_key(settings)
+    todo, again, fresh = [], 0, []
+    table = plan.label_table
+    for item in named:
+        found = store.row(item.stem)
+        if found is None:
+            todo.append(item)
+            continue
+        file, kept, quick, body = found
+        current = (
+            file == item.path
+            and kept == wanted
+            and still(store.root, json.loads(quick) if quick else None)
+            and (table is None or stale_labels(body, item, table) is None)
+        )
+        why = None
+        if not current:
+            record = json.loads(body)
+            why = None if file != item.path else stale(store.root, record, item, table)
+            current = why is None and is_current(record, item.path, settings)
+            if current:
+                fresh.append((item.stem, stat_keys(store.root, record)))
+        if current:
+            if not options.overwrite:
+                continue
+            again += 1  # unchanged: redone because of --overwrite, not "changed"
+        elif report and file == item.path and kept == wanted:
+            record = json.loads(body)
+            if why is None:
+                labels = (
+                    changed_labels(record) if unchanged(record.get("input"), item.path) else None
+                )
+                what = f"its label image {labels}" if labels else item.path
+                why = f"{what} changed since its outputs were made"
+            say(f"{why}: computing {item.path} again")
+        todo.append(item)
+    if fresh and report:
+        store.refresh((stem, keys) for stem, keys in fresh if keys is not None)
+    if report and again:
+        say(f"--overwrite: computing {again} unchanged input(s) again")
+    return Left(todo, len(named) - len(todo), len(fresh))
+
+
+def stale_labels(body: str, item: Item, table: Any) -> str | None:
+    """How an input's label image moved since its record (``--labels``), else None."""
+    from .labels import labels_moved
+
+    return labels_moved(json.loads(body), item.path, table)
+
+
+def stale(root: Any, record: dict[str, Any], item: Item, table: Any) -> str | None:
+    """Why a record of ``item``'s file no longer stands for its outputs: an output changed
+    since it was written, or a label image was added or another one matches (``--labels``
+    ``table``); else None."""
+    if record.get("file") != item.path:
+        return None
+    damaged = damage(root, record)
+    if damaged is not None:
+        return damaged
+    from .labels import labels_moved
+
+    return labels_moved(record, item.path, table)
