@@ -2,7 +2,7 @@
 UI thread; napari then reads each plane's map with no network pass (no frozen viewer), and each
 plane shows its own Score-CAM map. The class job's Cancel (the Run button) stops it within a
 step and leaves the overlay as it was; another class chosen cancels it; its late steps are
-ignored."""
+ignored. *Each plane's top class* is made in the same job, each plane its own class's map."""
 
 from __future__ import annotations
 
@@ -241,3 +241,73 @@ def test_cancel_before_any_overlay_leaves_no_class_chosen(
     widget.class_select.value = top
     qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT_MS)
     assert drawn == [top] and viewer.layers["stack CAM"].metadata["gapcam"]["class_index"] == top
+
+
+# ------------------------------------------------------------------ each plane's top class
+def test_each_planes_top_class_is_made_in_a_job_each_plane_its_own(
+    make_napari_viewer, qtbot, monkeypatch, gate, drawn
+):
+    import napari_gapcam
+    from napari_gapcam._napari.names import EACH_TOP, EACH_TOP_NAME
+    from napari_gapcam.models import DEMO_WEIGHTS
+
+    viewer = make_napari_viewer()
+    widget = scorecam_stack(viewer, qtbot, monkeypatch)
+    session, result = widget.session, widget.session.result
+    said: list[str] = []
+    session.events.text.connect(lambda name, value: name == "status" and said.append(value))
+    drawn[:] = []
+    widget.class_select.value = EACH_TOP
+    assert widget.run_button.text == "Cancel"  # made in the class job, not here
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT_MS)
+    assert threading.main_thread().ident not in gate.jobs  # never on the UI thread
+    assert gate.steps[-2:] == [(EACH_TOP, (4, PLANES)), (EACH_TOP, (PLANES, PLANES))]
+    assert f"Score-CAM of {EACH_TOP_NAME!r}: 4 of 8 planes…" in said  # its progress
+    assert drawn == [EACH_TOP] and widget.class_select.value == EACH_TOP
+    assert widget.status.value == session.run_line  # the run's line again, no error
+    assert widget.showing.value.startswith(f"{EACH_TOP_NAME}: ")
+    layer = viewer.layers["stack CAM"]
+    assert layer.metadata["gapcam"]["class_name"] == EACH_TOP_NAME
+    calls, model = [], result.network
+    forward = model.forward_batch
+    model.forward_batch = lambda *a, **k: calls.append(1) or forward(*a, **k)
+    try:
+        shown = [np.asarray(layer.data[i]) for i in range(PLANES)]
+    finally:
+        model.forward_batch = forward
+    assert calls == []  # napari read every plane's map: no network pass on the UI thread
+    own = napari_gapcam.load_model("resnet18", DEMO_WEIGHTS, "cpu", method="scorecam")
+    own = own.with_method("scorecam", max_channels=32)
+    stack = viewer.layers["stack"].data
+    tops = []
+    for i in range(PLANES):  # each plane's own answer: its top class's Score-CAM map
+        plane = own.run(stack[i], input_size=64)
+        top = plane.topk(1)[0][0]
+        tops.append(top)
+        expected = plane.cam(top, shape=shown[i].shape, scale="relative")
+        np.testing.assert_allclose(shown[i], expected, atol=0.03)
+    assert len(set(tops)) > 1  # the planes' top classes differ: each shows its own
+
+
+def test_cancel_each_planes_top_class_names_it_and_keeps_the_overlay(
+    make_napari_viewer, qtbot, monkeypatch, gate, drawn
+):
+    from napari_gapcam._napari.names import EACH_TOP, EACH_TOP_NAME
+
+    viewer = make_napari_viewer()
+    widget = scorecam_stack(viewer, qtbot, monkeypatch)
+    top, result = widget.class_select.value, widget.session.result
+    gate.armed, drawn[:] = True, []
+    widget.class_select.value = EACH_TOP
+    qtbot.waitUntil(gate.inside.is_set, timeout=TIMEOUT_MS)
+    job = widget.session.class_worker
+    widget.run_button.clicked.emit()  # Cancel
+    name = result.class_names[top]
+    assert widget.status.value == (
+        f"Cancelled Score-CAM of {EACH_TOP_NAME!r} after 0 of 8 planes: "
+        f"the overlay still shows {name!r}."
+    )
+    gate.release.set()
+    wait_job_ended(job, qtbot)
+    assert drawn == [] and widget.class_select.value == top
+    assert viewer.layers["stack CAM"].metadata["gapcam"]["class_index"] == top

@@ -1,14 +1,15 @@
 """A costly method's class job: one class's maps made off the UI thread, with progress and Cancel.
 
 A class whose maps cost network passes (a single plane's Grad-CAM backward pass, a Score-CAM
-stack's passes, ``PLANES_PER_STEP`` planes a step) is made in a job before its overlay is drawn;
-meanwhile the dock's Run button reads *Cancel*. Cancel quits the job and sets its
-:class:`~.run.CancelToken`, which the job's thread checks between steps and, for a method that
-reruns the network, before every module of it: the job stops within one step. Whatever it still
-yields is ignored, the overlay keeps the class it showed (nothing half-made is drawn: a class is
-drawn once every plane's map is made) and the class list goes back to that class. Another class
-chosen while a job runs cancels it and starts its own. Maps made before a cancel stay kept in the
-result: the class chosen again makes only the others.
+stack's passes, ``PLANES_PER_STEP`` planes a step) is made in a job before its overlay is drawn; so
+is a stack's *each plane's top class* (each plane's map of its own top class, the class the overlay
+shows there: :func:`~.shown.own_classes`). Meanwhile the dock's Run button reads *Cancel*. Cancel
+quits the job and sets its :class:`~.run.CancelToken`, which the job's thread checks between steps
+and, for a method that reruns the network, before every module of it: the job stops within one
+step. Whatever it still yields is ignored, the overlay keeps the class it showed (nothing half-made
+is drawn: a class is drawn once every plane's map is made) and the class list goes back to that
+class. Another class chosen while a job runs cancels it and starts its own. Maps made before a
+cancel stay kept in the result: the class chosen again makes only the others.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .names import EACH_TOP, EACH_TOP_NAME
+from .names import class_name
 from .run import Cancelled, CancelToken
+from .shown import maps_ready, own_classes
 
 if TYPE_CHECKING:
     from .session import Session
@@ -60,7 +62,7 @@ class ClassJob:
             if index == self.index and result is self._result:
                 return
             self._stop()
-        info, name = result.method_info, result.class_names[index]
+        info, name = result.method_info, class_name(result.class_names, index)
         session.say(f"{info.label} of {name!r}: {info.cost}…")
         self._id += 1
         job_id, failed, finished = self._id, [], []
@@ -110,11 +112,9 @@ class ClassJob:
         self.view.rebuild_classes(drawn)
         label, names = result.method_info.label, result.class_names
         after = f" after {done} of {total} planes" if total > 1 else ""
-        if drawn is None:
-            shows = "is not made yet"
-        else:
-            shows = f"still shows {EACH_TOP_NAME if drawn == EACH_TOP else names[drawn]!r}"
-        self.session.say(f"Cancelled {label} of {names[index]!r}{after}: the overlay {shows}.")
+        shows = "is not made yet" if drawn is None else f"still shows {class_name(names, drawn)!r}"
+        name = class_name(names, index)
+        self.session.say(f"Cancelled {label} of {name!r}{after}: the overlay {shows}.")
 
     def _stop(self) -> None:
         """Quit the job and stop its thread; what it still yields or returns is ignored."""
@@ -129,7 +129,7 @@ class ClassJob:
         session = self.session
         session.class_worker = self._result = None
         session.events.busy.emit(session.busy)
-        if result.is_ready(index):
+        if maps_ready(result, index):
             session.say(session.run_line or session.status)  # the run's line again
         if result is session.result and not failed:  # a stack grown meanwhile: its new planes
             self.view.refresh()
@@ -138,21 +138,22 @@ class ClassJob:
 def class_maps(
     result: Any, index: int, model: Any, token: CancelToken
 ) -> Iterator[tuple[int, int]]:
-    """Make (and keep in ``result``) its maps of class ``index``, a few planes a step; yields
-    ``(planes done, planes)`` after each step and stops once ``token`` is set (before every
-    module of ``model`` where the method reruns it)."""
+    """Make (and keep in ``result``) its maps of the class choice ``index`` (:data:`EACH_TOP`:
+    each plane's own top class), a few planes a step; yields ``(planes done, planes)`` after each
+    step and stops once ``token`` is set (before every module of ``model`` where the method
+    reruns it)."""
     reruns = result.method_info.needs_input
     try:
         if not isinstance(result, Sequence) or len(result) == 1:
             with token.watching(model) if reruns else nullcontext():
-                result.raw_cam(index)
+                result.raw_cam(own_classes(result, index, [0])[0])
             yield 1, 1
             return
         for start in range(0, len(result), PLANES_PER_STEP):
             token.check()
             images = list(range(start, min(len(result), start + PLANES_PER_STEP)))
             with token.watching(model) if reruns else nullcontext():  # not while yielding
-                result.raw(images, [index] * len(images))
+                result.raw(images, own_classes(result, index, images))
             yield images[-1] + 1, len(result)
     except Cancelled:
         return

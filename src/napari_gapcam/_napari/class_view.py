@@ -13,7 +13,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from .class_job import ClassJob
-from .names import EACH_TOP, EACH_TOP_NAME, RANDOM
+from .names import EACH_TOP, EACH_TOP_NAME, RANDOM, class_name
 from .shown import NEGLIGIBLE
 from .status import TOP, predictions_text
 
@@ -136,7 +136,7 @@ class ClassView:
         each = index == EACH_TOP
         return {
             "class_index": index,
-            "class_name": EACH_TOP_NAME if each else shown.result.class_names[index],
+            "class_name": class_name(shown.result.class_names, index),
             "probability": None if each else float(shown.probabilities()[index]),
             "model": shown.model.arch,
             "weights": shown.model.weights,

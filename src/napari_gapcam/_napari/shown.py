@@ -74,11 +74,11 @@ class Shown:
         return "mean " if self.result.averaged_over else ""
 
     def is_ready(self, c: int) -> bool:
-        """True when class ``c``'s maps cost no network pass (a single Grad-CAM plane: one;
+        """True when the choice ``c``'s maps cost no network pass (a single Grad-CAM plane: one;
         a stack's planes are made as napari reads them, but for a method that reruns the
         network on each plane (Score-CAM: seconds a plane), which makes them in a job first)."""
         lazy = self.is_stack and not self.result.method_info.needs_input
-        return lazy or self.result.is_ready(c)
+        return lazy or maps_ready(self.result, c)
 
     def progress_note(self) -> str:
         """How far a cancelled run got."""
@@ -112,9 +112,8 @@ class Shown:
         position = self.position.get(index) if self.is_stack else 0
         if position is None or position >= len(self.result):
             return (c if c != EACH_TOP else int(self.top(1)[0][0])), None
-        p = self.plane_probabilities(position)
-        c = int(np.argmax(p)) if c == EACH_TOP else c
-        return c, float(p[c])
+        c = own_classes(self.result, c, [position])[0]
+        return c, float(self.plane_probabilities(position)[c])
 
     def plane_probabilities(self, position: int) -> np.ndarray:
         """Every class's probability on the ``position``-th plane run (a slide: over its tiles)."""
@@ -225,3 +224,25 @@ class Shown:
         """The box (grid cells) of plane ``index``'s largest region, or None."""
         region = self.region(c, grid, threshold, index)
         return None if region is None else region[1]
+
+
+def own_classes(result: CamMaps, c: int, images: Sequence[int]) -> list[int]:
+    """The class each of ``images`` (positions in ``result``) shows for the choice ``c``: ``c``
+    itself, or for :data:`EACH_TOP` the image's own most probable class."""
+    if c != EACH_TOP:
+        return [c] * len(images)
+    if not isinstance(result, Sequence):  # one image (a slide: over its tiles)
+        return [int(np.argmax(result.probabilities))] * len(images)
+    return [int(k) for k in np.argmax(result.image_probabilities[list(images)], axis=1)]
+
+
+def maps_ready(result: CamMaps, c: int) -> bool:
+    """True when every image's map for the choice ``c`` (:data:`EACH_TOP`: each image's own
+    top class) costs no network pass."""
+    if c != EACH_TOP:
+        return result.is_ready(c)
+    if not isinstance(result, Sequence):
+        return result.is_ready(own_classes(result, c, [0])[0])
+    images = range(len(result))
+    own = own_classes(result, c, images)
+    return all(result[i].is_ready(k) for i, k in zip(images, own, strict=True))
