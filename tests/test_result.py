@@ -133,3 +133,25 @@ def test_object_scores_of_a_stack_have_an_image_column(resnet18):
     labels[0, :10, :10], labels[1, 20:40, 20:40], labels[1, 50:, 50:] = 1, 1, 2
     table = result.object_scores(labels, classes=[1])
     assert table["image"].tolist() == [0, 1, 1] and table["label"].tolist() == [1, 1, 2]
+
+
+def test_heat_is_the_cam_the_box_and_regions_read_made_once(resnet18, monkeypatch):
+    """The CLI writes ``heat`` and records the box and regions of the same map: one map made,
+    not one per question."""
+    image = np.random.default_rng(3).integers(0, 256, (48, 64, 3), np.uint8)
+    result = resnet18.run(image, input_size=64)
+    expected = np.nan_to_num(result.cam(2, (12, 16)))
+    made = []
+    real = type(result).cam
+
+    def counting(self, *args, **kwargs):
+        made.append(args)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(result), "cam", counting)
+    heat = result.heat(2, (12, 16))
+    box = result.box(2, 0.2, (12, 16))
+    regions = result.regions(2, 0.2, 1, (12, 16))
+    assert len(made) == 1
+    np.testing.assert_array_equal(heat, expected)
+    assert box is not None and regions and regions[0][0] == box

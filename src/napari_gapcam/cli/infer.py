@@ -138,7 +138,7 @@ def summarise(
     top = result.topk(options.topk)
     index = chosen_class(result, options)
     grid = map_grid(result.image_shape, options)
-    cam = result.cam(index, grid, scale)
+    cam = result.heat(index, grid, scale)  # made once: the box and regions read the same map
     box = result.box(index, threshold, grid, scale)
     regions = [
         {"box": [int(v) for v in b], "share": share}

@@ -192,6 +192,11 @@ class OneImage(Classes):
         """Where the cells of ``cam(c, shape)`` lie in the image's pixels."""
         return placed(self.image_shape, self._grid(shape))
 
+    def heat(self, c: ClassRef, shape: Shape | None = None, scale: str = "each") -> np.ndarray:
+        """:meth:`cam` with NaN as 0: the very map :meth:`box`, :meth:`boxes`, :meth:`mask` and
+        :meth:`regions` read, made once and kept for them (do not modify it)."""
+        return self._heat(c, shape, scale)[0]
+
     def _heat(self, c: ClassRef, shape: Shape | None, scale: str) -> tuple[np.ndarray, Shape]:
         """The map of ``c`` at ``shape`` (NaN as 0), kept for the next question about it."""
         grid = self._grid(shape)
