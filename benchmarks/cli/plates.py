@@ -19,6 +19,8 @@ Rows, each against a baseline measured in the same run:
 4. files the output folder holds per input, and the most entries in one of its folders.
 
 ``--profile K``: the K costliest functions (own time) of an in-process no-op re-run (cProfile).
+``--noop-only``: only rows 2–4 at N (one first run as a subprocess, then the no-op re-runs); with
+``--side 32 --input-size 32`` it makes the issue's 10⁵-input figure in about half an hour here.
 Run it with the checkout to measure (``PYTHONPATH=old/src`` measures another one).
 """
 
@@ -37,6 +39,7 @@ import tempfile
 import time
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -163,6 +166,7 @@ def main() -> None:
     parser.add_argument("--input-size", type=int, default=None, help="default: the model's")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", type=int, default=5, metavar="K")
+    parser.add_argument("--noop-only", action="store_true", help="rows 2–4 only, at N")
     options = parser.parse_args()
     n = options.n
     import torch
@@ -177,6 +181,9 @@ def main() -> None:
     def predict(plate: Path, out: Path) -> list[str]:
         return ["predict", str(plate), "--recursive", "--out", str(out), *common]
 
+    if options.noop_only:
+        noop_only(options, predict)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         start = time.perf_counter()
@@ -253,6 +260,37 @@ def main() -> None:
         print(f"\n{title}:\n\n| function | calls | own s | cumulative s |\n|---|---|---|---|")
         for where, calls, own, cumulative in rows:
             print(f"| `{where}` | {calls} | {own:.3f} | {cumulative:.3f} |")
+
+
+def noop_only(options: argparse.Namespace, predict: Any) -> None:
+    """Rows 2–4 at N: a first run (a subprocess), then no-op re-runs against a 1-input plate's."""
+    n = options.n
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        start = time.perf_counter()
+        make_plate(work / "plate", n, options.side, 0)
+        make_plate(work / "one", 1, options.side, 2)
+        print(f"plates of {n} and 1 inputs made in {time.perf_counter() - start:.0f} s")
+        first = subprocess_run(predict(work / "plate", work / "out"), work)
+        rate = n / first[0]
+        print(f"first run: {first[0]:.0f} s, {rate:.0f} images/s, peak {first[1] >> 20} MiB")
+        subprocess_run(predict(work / "one", work / "one-out"), work)
+        runs: dict[int, list[tuple[float, int]]] = {1: [], n: []}
+        for _ in range(options.repeat):
+            for m, plate, out in ((1, "one", "one-out"), (n, "plate", "out")):
+                runs[m].append(subprocess_run(predict(work / plate, work / out), work))
+        seconds = {m: float(np.median([s for s, _ in r])) for m, r in runs.items()}
+        peaks = {m: max(p for _, p in r) for m, r in runs.items()}
+        files, most, where = folder_counts(work / "out")
+    per_input = (seconds[n] - seconds[1]) / (n - 1) * 1e6
+    print(f"\n| {n} inputs, {options.side}² PNG | measured | target |\n|---|---|---|")
+    print(f"| no-op re-run vs 1 input (start-up {seconds[1]:.2f} s) | {seconds[n]:.2f} s: "
+          f"{per_input:.0f} µs per input | ≤ 60 µs |")  # fmt: skip
+    growth = (peaks[n] - peaks[1]) / n / 1024
+    print(f"| peak RSS of the no-op re-run | {peaks[n] >> 20} MiB ({peaks[1] >> 20} MiB for 1 "
+          f"input: {growth:.2f} KiB per input) | flat |")  # fmt: skip
+    print(f"| files per input; most entries in one folder | {files / n:.2f}; {most} (`{where}`) "
+          "| |")  # fmt: skip
 
 
 if __name__ == "__main__":
