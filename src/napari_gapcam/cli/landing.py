@@ -11,8 +11,10 @@ to redo) and at the end, after SIGINT and SIGTERM too.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from .claims import blocking, planned_outputs
@@ -169,10 +171,6 @@ def _collect(
 def _land(store: Store, token: str, outcome: dict[str, Any]) -> None:
     """An input's staged files in place and its record written (a tiled slide's saved blocks
     then deleted)."""
-    from pathlib import Path
-
     store.land(token, outcome["record"], Path(outcome["stage"]), outcome.get("input_key"))
     if outcome.get("parts"):
-        import shutil
-
         shutil.rmtree(outcome["parts"], ignore_errors=True)

@@ -59,8 +59,7 @@ def left_to_do(store: Store, plan: Plan, options: Any, report: bool = False) -> 
             if not options.overwrite:
                 continue
             again += 1  # unchanged: redone because of --overwrite, not "changed"
-        elif report and file == item.path and kept == wanted:
-            record = json.loads(body)
+        elif report and file == item.path and kept == wanted:  # record: decoded above
             if why is None:
                 labels = (
                     changed_labels(record) if unchanged(record.get("input"), item.path) else None

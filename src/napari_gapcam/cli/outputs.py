@@ -28,6 +28,18 @@ RECORDS = "records"
 FOLDER = ".gapcam"  # the record store and the runs' staging folders (napari_gapcam.cli.store)
 
 
+def replace(source: Path, final: Path) -> None:
+    """``source`` → ``final``, atomically (a folder, as a zarr map, replaces a folder)."""
+    final.parent.mkdir(parents=True, exist_ok=True)  # a --recursive run's subfolder
+    if source.is_dir() and final.is_dir():  # a directory cannot replace a non-empty one
+        old = final.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}-old-{final.name}")
+        os.replace(final, old)
+        os.replace(source, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(source, final)
+
+
 @contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
     """A temporary path beside ``final`` (same suffix) that replaces ``final`` on success."""
@@ -35,13 +47,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)  # a --recursive run's subfolder
     try:
         yield temp
-        if temp.is_dir() and final.is_dir():  # a directory (zarr) cannot replace a non-empty one
-            old = final.with_name(f"{TEMP_PREFIX}{uuid.uuid4().hex[:12]}-old-{final.name}")
-            os.replace(final, old)
-            os.replace(temp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(temp, final)
+        replace(temp, final)
     finally:
         if temp.is_dir():
             shutil.rmtree(temp, ignore_errors=True)

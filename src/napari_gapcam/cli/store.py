@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from .outputs import FOLDER, TEMP_PREFIX, atomic_path
+from .outputs import FOLDER, atomic_path, replace
 from .quick import stat_keys
 
 DATABASE = "store.sqlite"
@@ -309,15 +309,3 @@ def _file_key(path: Path) -> list[int] | None:
     except OSError:
         return None
     return [info.st_size, info.st_mtime_ns, info.st_ino]
-
-
-def replace(staged: Path, final: Path) -> None:
-    """``staged`` → ``final`` (atomic; a folder, as a zarr map, replaces a folder)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    if staged.is_dir() and final.is_dir():  # a folder cannot replace a non-empty one
-        old = final.with_name(f"{TEMP_PREFIX}old-{os.getpid()}-{final.name}")
-        os.replace(final, old)
-        os.replace(staged, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staged, final)
