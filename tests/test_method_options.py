@@ -100,3 +100,36 @@ def test_a_misspelt_parameter_of_load_model_is_said_to_be_no_option(tmp_path):
         "method='auto' takes no parameters; got 'weight'. 'weight' is no method's option, nor "
         "load_model's (name, weights, device, class_names, method, layer, layers)."
     )
+
+
+def test_from_module_takes_the_method_s_options_as_load_model_does(weights, plain):
+    """Before, from_module had no method options: a network built in Python could not run
+    Score-CAM on fewer channels, nor LayerCAM fused over stages."""
+    import torch
+    import torchvision
+
+    from napari_gapcam import from_module
+
+    network = torchvision.models.resnet18(num_classes=3)
+    network.load_state_dict(torch.load(weights, weights_only=True))
+    options = {"max_channels": 8, "batch_size": 3}
+    built = from_module(network, method="scorecam", **options)
+    switched = plain.with_method("scorecam", **options)
+    assert built.method_object.max_channels == 8 and built.method_object.batch_size == 3
+    ours, theirs = (m.run(IMAGE, input_size=64) for m in (built, switched))
+    np.testing.assert_allclose(ours.raw_cam(1), theirs.raw_cam(1), rtol=1e-4, atol=1e-5)
+    fused = from_module(network, method="layercam", layers="layer3,layer4")
+    assert list(fused.method_object.taps.layers) == ["layer3", "layer4"]
+    loaded = load_model("resnet18", weights, "cpu", method="layercam", layers="layer3,layer4")
+    np.testing.assert_allclose(
+        fused.run(IMAGE, input_size=64).raw_cam(2),
+        loaded.run(IMAGE, input_size=64).raw_cam(2),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+    with pytest.raises(ValueError) as caught:
+        from_module(network, method="scorecam", max_chanels=8)
+    assert "has no option 'max_chanels'" in str(caught.value)
+    with pytest.raises(ValueError, match="not with features= and classifier="):
+        from_module(network, features=network.layer4, classifier=network.fc, method="layercam",
+                    layers="layer4")  # fmt: skip

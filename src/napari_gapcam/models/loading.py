@@ -236,6 +236,8 @@ def from_module(
     method: str = "auto",
     config: ModelConfig | None = None,
     layer: str | None = None,
+    layers: Sequence[str] | str | None = None,
+    **options: Any,
 ) -> GapCamModel:
     """Use a network built in Python (its own parameters, on its own device; set to eval).
 
@@ -248,8 +250,17 @@ def from_module(
 
     ``layer`` (a module name of ``module``) splits any network ``torch.fx`` can trace there
     instead: maps before, head after (:mod:`~napari_gapcam.models.layers`; Grad-CAM unless the
-    rest is GAP + dense); not with ``features=``.
+    rest is GAP + dense); not with ``features=``. ``layers`` and ``**options``: the method's,
+    as :func:`load_model` takes them (checked before the network is split).
     """
+    options = {**options, **({} if layers is None else {"layers": layers})}
+    check_options(method, options, "from_module", FROM_MODULE_PARAMETERS)
+    if layers is not None:
+        if features is not None or classifier is not None:
+            raise ValueError(
+                "layers= splits a network by itself: not with features= and classifier=."
+            )
+        layer = layer or earliest(module, layers, type(module).__name__, _stages(module))
     module.eval()
     parameter = next(module.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
@@ -291,7 +302,23 @@ def from_module(
         raise UnsupportedModelError(f"No dense layer found in {split.description}.")
     names = resolve_class_names(class_names, None, classes, "the module")
     config = config or ModelConfig()
-    return _assemble(split, names, arch, "in memory", device, method, config, layer, stages)
+    args = (device, method, config, layer, stages, options)
+    return _assemble(split, names, arch, "in memory", *args)
+
+
+FROM_MODULE_PARAMETERS = tuple(inspect.signature(from_module).parameters)[:-1]
+
+
+def _stages(module: nn.Module) -> tuple[str, ...]:
+    """The main stages of a network given to :func:`from_module` (where ``layers`` may be)."""
+    if _is_timm(module):
+        from .timm_models import timm_stages
+
+        return tuple(timm_stages(module))
+    family = family_of_network(module)
+    if family is not None:
+        return tuple(family.stages_of(module))
+    return tuple(name for name, _ in module.named_children())
 
 
 def _timm_arch(module: nn.Module, arch: str) -> str:
@@ -310,12 +337,11 @@ def _module_at(
         return split, stages, _timm_arch(module, arch), config
     family = family_of_network(module)
     probe = _probe(config or ModelConfig())
+    stages = _stages(module)
     if family is not None:
-        stages, nhwc = family.stages_of(module), family.nhwc
-        classifier = module.get_submodule(family.classifier)
+        nhwc, classifier = family.nhwc, module.get_submodule(family.classifier)
     else:
-        stages, nhwc = tuple(n for n, _ in module.named_children()), False
-        classifier = _last_dense(module)
+        nhwc, classifier = False, _last_dense(module)
     split = split_with_taps(module, layer, arch, classifier, stages, probe, nhwc=nhwc)
     return split, stages, arch, config
 
