@@ -3,8 +3,10 @@
     PYTHONPATH=src .venv/bin/python benchmarks/cli/plates.py             # N = 2000 (a few minutes)
     PYTHONPATH=src .venv/bin/python benchmarks/cli/plates.py --n 100000  # the issue's figure (10⁵)
 
-N synthetic random uint8 RGB PNGs (``--side`` 64²) in a plate tree ``plate/A01..H12/site{k}.png``
-(96 wells), the bundled demo model (``--weights demo``, resnet18), ``--device cpu --threads 1``.
+N synthetic random uint8 RGB PNGs (``--side`` 64²) in a screen's tree
+``screen/plate{p}/A01..H12/site{k}.png`` (9 sites per well, 96 wells per plate: twice the
+inputs are twice the wells, as in a screen), the bundled demo model (``--weights demo``,
+resnet18), ``--device cpu --threads 1``.
 Rows, each against a baseline measured in the same run:
 
 1. end to end: ``gapcam predict plate/ --recursive --out OUT`` run **in-process** through
@@ -44,16 +46,19 @@ from typing import Any
 import numpy as np
 
 WELLS = [f"{row}{col:02d}" for row in "ABCDEFGH" for col in range(1, 13)]
+SITES = 9  # images per well
 
 
-def make_plate(root: Path, n: int, side: int, seed: int) -> list[Path]:
-    """``n`` random RGB PNGs in ``root/<well>/site<k>.png``, input i in well i mod 96."""
+def make_plate(root: Path, n: int, side: int, seed: int, sites: int = SITES) -> list[Path]:
+    """``n`` random RGB PNGs, ``sites`` per well, 96 wells per plate:
+    ``root/plate<p>/<well>/site<k>.png`` (more inputs: more wells and plates, as in a screen)."""
     import imageio.v3 as iio
 
     rng = np.random.default_rng(seed)
     paths = []
     for i in range(n):
-        path = root / WELLS[i % len(WELLS)] / f"site{i // len(WELLS)}.png"
+        plate, well = divmod(i // sites, len(WELLS))
+        path = root / f"plate{plate}" / WELLS[well] / f"site{i % sites}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         iio.imwrite(path, rng.integers(0, 256, (side, side, 3), dtype=np.uint8))
         paths.append(path)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +25,16 @@ from .store import Store
 
 REPORT_KEYS = ("images", "max_box_acc_v2", "box_acc", "files")  # gapcam evaluate's JSON
 REPORT_BYTES = 2**30  # a report larger than this is not read to recognise it
+SHOWN = 10  # files in the way named in the message
 
 
-def in_the_way(store: Store, names: Iterable[str]) -> list[Path]:
+def in_the_way(store: Store, names: Iterable[str]) -> Iterator[Path]:
     """The paths of ``names`` that exist and gapcam did not write (a link counts as a file)."""
-    return [
+    return (
         store.root / name
         for name in names
         if os.path.lexists(store.root / name) and not store.wrote(name)
-    ]
+    )
 
 
 def owned(out: OutputFolder) -> Callable[[Path], bool]:
@@ -67,15 +69,20 @@ def planned_outputs(item: Item, options: Any) -> list[str]:
 
 
 def blocking(store: Store, todo: Iterable[Item], options: Any) -> str | None:
-    """The usage error when a file a run would write is a user's own (else None)."""
-    names = [RESULTS, *(name for item in todo for name in planned_outputs(item, options))]
-    found = in_the_way(store, names)
-    if not found:
+    """The usage error when a file a run would write is a user's own (else None); ``todo``
+    is taken whole, holding only the first few files in the way."""
+    names = chain([RESULTS], (name for item in todo for name in planned_outputs(item, options)))
+    shown, count = [], 0
+    for path in in_the_way(store, names):
+        count += 1
+        if count <= SHOWN:
+            shown.append(f"  {path}")
+    if not count:
         return None
-    shown = "\n".join(f"  {path}" for path in found[:10]) + ("\n  …" if len(found) > 10 else "")
+    listed = "\n".join(shown) + ("\n  …" if count > SHOWN else "")
     return (
-        f"{len(found)} file(s) in the output folder {store.root} are in the way of this run's "
-        f"outputs, and gapcam did not write them:\n{shown}\ngapcam never replaces a file of "
+        f"{count} file(s) in the output folder {store.root} are in the way of this run's "
+        f"outputs, and gapcam did not write them:\n{listed}\ngapcam never replaces a file of "
         "yours: move them, or give another --out."
     )
 

@@ -11,8 +11,9 @@ after a timeout it stops with what is done kept.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from itertools import chain, islice
 from typing import Any
 
 from .infer import Options, check_options
@@ -21,6 +22,7 @@ from .pages import read_locally
 from .stream import process_chunk
 
 REPORT = 10.0  # seconds between progress lines while nothing finishes
+IN_FLIGHT = 64  # chunks submitted and not yet back
 
 
 class ClusterError(RuntimeError):
@@ -111,14 +113,15 @@ def check_on_cluster(
 
 def run_chunks(
     connection: Any,
-    chunks: Sequence[Sequence[Item]],
+    chunks: Iterable[Sequence[Item]],
     options: Options,
     root: str,
     timeout: float = 60.0,
     on_wait: Callable[[int], None] | None = None,
     function: Callable[..., list[dict[str, Any]]] = process_chunk,
 ) -> Iterator[list[dict[str, Any]]]:
-    """Submit every chunk; yield each chunk's outcomes as it finishes (in completion order).
+    """Submit the chunks, at most ``IN_FLIGHT`` at a time (the driver never holds a whole
+    screen's inputs); yield each chunk's outcomes as it finishes (in completion order).
 
     ``function(chunk, options, root)`` runs a chunk: :func:`process_chunk` (inputs), or
     :func:`~napari_gapcam.cli.tile_blocks.process_blocks` (blocks of a slide's tiles), with its
@@ -133,37 +136,41 @@ def run_chunks(
     """
     from dask.distributed import wait
 
-    futures = {
-        connection.submit(read_locally, function, list(chunk), options, root, pure=False): chunk
-        for chunk in chunks
-    }
-    pending = set(futures)
-    while pending:
+    waiting = iter(chunks)
+    futures: dict[Any, Sequence[Item]] = {}  # in flight: at most IN_FLIGHT chunks
+
+    def top_up() -> None:
+        for chunk in islice(waiting, max(0, IN_FLIGHT - len(futures))):
+            task = connection.submit(read_locally, function, list(chunk), options, root, pure=False)
+            futures[task] = chunk
+
+    top_up()
+    while futures:
         try:
-            done, pending = wait(pending, timeout=REPORT, return_when="FIRST_COMPLETED")
+            done, _ = wait(list(futures), timeout=REPORT, return_when="FIRST_COMPLETED")
         except TimeoutError:
             done = set()
         for future in done:
+            chunk = futures.pop(future)
             try:
                 yield future.result()
             except Exception as error:
                 reason = f"the dask task failed ({type(error).__name__}: {error})"
-                yield [
-                    {"file": i.path, "status": "failed", "error": reason} for i in futures[future]
-                ]
+                yield [{"file": i.path, "status": "failed", "error": reason} for i in chunk]
             finally:
                 future.release()
-        if done or not pending:
+        top_up()
+        if done or not futures:
             continue
         workers = workers_of(connection)
         if workers:
             if on_wait is not None:
                 on_wait(workers)
         elif not await_workers(connection, timeout, on_wait):
-            connection.cancel(list(pending))
-            left = sum(len(futures[f]) for f in pending)
+            connection.cancel(list(futures))
+            left = [len(chunk) for chunk in chain(futures.values(), waiting)]
             raise NoWorkersError(
-                f"no dask worker left for {timeout:.0f} s: {left} input(s) in {len(pending)} "
+                f"no dask worker left for {timeout:.0f} s: {sum(left)} input(s) in {len(left)} "
                 "chunk(s) were not run. The inputs done are written and kept; start workers "
                 "(or check why they died) and run the same command again to finish."
             )

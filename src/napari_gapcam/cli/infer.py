@@ -13,9 +13,10 @@ died) gives the same files, never a duplicate, and a chunk of a run that ended l
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -132,18 +133,13 @@ def chosen_class(result: Any, options: Options) -> int:
 def summarise(
     result: Any, options: Options, threshold: float, scale: str = "each"
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """A page's map of the chosen class (float32, at :func:`map_grid`) and its JSON: top-k,
-    class, box and regions (in image pixels), all from the result protocol. ``scale``:
-    ``"shared"`` for the pages of a ``--scale shared`` input (one batch: their range)."""
+    """A page's map of the chosen class (float32, at :func:`map_grid`) and its JSON: top-k and
+    class, from the result protocol; its box and regions are :func:`localize`'s to fill in.
+    ``scale``: ``"shared"`` for the pages of a ``--scale shared`` input (one batch: their
+    range)."""
     top = result.topk(options.topk)
     index = chosen_class(result, options)
-    grid = map_grid(result.image_shape, options)
-    cam = result.heat(index, grid, scale)  # made once: the box and regions read the same map
-    box = result.box(index, threshold, grid, scale)
-    regions = [
-        {"box": [int(v) for v in b], "share": share}
-        for b, share in result.regions(index, threshold, options.min_area, grid, scale)
-    ]
+    cam = result.heat(index, map_grid(result.image_shape, options), scale)  # kept by the result
     return cam, {
         "topk": [{"index": i, "name": n, "probability": p} for i, n, p in top],
         "class": {
@@ -151,9 +147,23 @@ def summarise(
             "name": result.class_names[index],
             "probability": float(result.probabilities[index]),
         },
-        "box": None if box is None else [int(v) for v in box],
-        "regions": regions,  # every region of at least --min-area px, largest first
+        "box": None,
+        "regions": [],
     }
+
+
+def localize(
+    page: dict[str, Any], result: Any, options: Options, threshold: float, scale: str = "each"
+) -> None:
+    """Fill in ``page``'s box and regions (image pixels) from the map :func:`summarise` made
+    (the result keeps it: it is not made again). On the writer thread, off the network's."""
+    index, grid = page["class"]["index"], map_grid(result.image_shape, options)
+    box = result.box(index, threshold, grid, scale)
+    page["box"] = None if box is None else [int(v) for v in box]
+    page["regions"] = [  # every region of at least --min-area px, largest first
+        {"box": [int(v) for v in b], "share": share}
+        for b, share in result.regions(index, threshold, options.min_area, grid, scale)
+    ]
 
 
 class _Job:
@@ -214,6 +224,9 @@ class _Job:
 
     def _page(self, index: int, image: Any, result: Any, scale: str = "each") -> Future | None:
         cam, page = summarise(result, self.options, self.threshold, scale)
+        self.writes.append(
+            self.writer.submit(localize, page, result, self.options, self.threshold, scale)
+        )
         if self.objects is not None:
             self.objects.add(index, result, chosen_class(result, self.options))
         self.results.append(page)
@@ -297,5 +310,8 @@ class _Inline:
         return done
 
 
-def chunked(items: Sequence[Item], size: int) -> list[list[Item]]:
-    return [list(items[i : i + size]) for i in range(0, len(items), max(1, size))]
+def chunked(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
+    """``items`` in lists of ``size``, made as they are taken."""
+    each = iter(items)
+    while chunk := list(islice(each, max(1, size))):
+        yield chunk

@@ -68,15 +68,22 @@ def _special(path: Path) -> str | None:
     return None
 
 
-def _folder(path: Path, unreadable: list[tuple[str, str]]) -> list[Path]:
+def list_folder(
+    path: Path, unreadable: list[tuple[str, str]], resolved: bool = False
+) -> list[Path]:
     """A folder's inputs (not recursive), resolved; its links that loop or dangle, and its
-    special files with an image's suffix, go to ``unreadable``.
+    special files with an image's suffix, go to ``unreadable``. ``resolved``: ``path`` is.
 
     One directory listing: a regular file is known by its entry's type, with no ``stat``
     (a folder of 10⁵ images is listed in a fraction of a second)."""
     found = []
-    real = path.resolve()
-    for entry in sorted(os.scandir(path), key=lambda entry: entry.name):
+    real = path if resolved else path.resolve()
+    try:
+        entries = sorted(os.scandir(path), key=lambda entry: entry.name)
+    except OSError as error:
+        unreadable.append((str(path), f"cannot be listed ({error.strerror})"))
+        return []
+    for entry in entries:
         name = entry.name
         image = os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
         if not entry.is_symlink() and entry.is_file(follow_symlinks=False):
@@ -108,6 +115,34 @@ def _missing_reason(path: Path) -> str:
     return _special(path) or "no such file or folder"
 
 
+EMPTY_FOLDER = "no PNG, JPEG, TIFF or zarr inputs in this folder"
+
+
+class Named(NamedTuple):
+    """What one input argument names: files (a file, a zarr, a glob's matches; resolved), or
+    a folder to list, or nothing (``problem`` says why)."""
+
+    files: list[Path]
+    folder: Path | None = None
+    problem: str | None = None
+
+
+def named(argument: str) -> Named:
+    """Sort one input argument (see :class:`Named`)."""
+    path = Path(argument).expanduser()
+    if is_zarr(path) or path.is_file():
+        return Named([path.resolve()])
+    if path.is_dir():
+        return Named([], path)
+    if glob.has_magic(argument):
+        found = sorted(
+            p.resolve() for p in map(Path, glob.glob(os.path.expanduser(argument))) if _is_input(p)
+        )
+        problem = None if found else "no PNG, JPEG, TIFF or zarr inputs match this pattern"
+        return Named(found, None, problem)
+    return Named([], None, _missing_reason(path))
+
+
 def expand(
     arguments: Sequence[str],
     exclude: Callable[[Path], bool] | None = None,
@@ -125,32 +160,22 @@ def expand(
     unreadable: list[tuple[str, str]] = []
     subfolders: dict[Path, str] = {}
     for argument in arguments:
-        path = Path(argument).expanduser()
-        if is_zarr(path) or path.is_file():
-            found = [path.resolve()]
-        elif path.is_dir():
+        what = named(argument)
+        if what.problem is not None:
+            problems.append((argument, what.problem))
+        found = what.files
+        if what.folder is not None:
             before = len(unreadable)
             if recursive:
                 from .tree import walk
 
-                entries = walk(path, _folder, unreadable, skip, is_zarr)
+                entries = walk(what.folder, list_folder, unreadable, skip, is_zarr)
                 subfolders.update((p, sub) for p, sub in entries if sub)  # resolved
                 found = [p for p, _ in entries]
             else:
-                found = _folder(path, unreadable)  # resolved
+                found = list_folder(what.folder, unreadable)  # resolved
             if not found and len(unreadable) == before:
-                problems.append((argument, "no PNG, JPEG, TIFF or zarr inputs in this folder"))
-        elif glob.has_magic(argument):
-            found = sorted(
-                p.resolve()
-                for p in map(Path, glob.glob(os.path.expanduser(argument)))
-                if _is_input(p)
-            )
-            if not found:
-                problems.append((argument, "no PNG, JPEG, TIFF or zarr inputs match this pattern"))
-        else:
-            found = []
-            problems.append((argument, _missing_reason(path)))
+                problems.append((argument, EMPTY_FOLDER))
         paths.extend(found)
     unique = list(dict.fromkeys(paths))  # each resolved where it was found
     excluded = [p for p in unique if exclude is not None and exclude(p)]
@@ -172,15 +197,18 @@ def items(
     paths: Sequence[Path],
     history: Mapping[str, str] | None = None,
     subfolders: Mapping[Path, str] | None = None,
+    holder: Callable[[str], str | None] | None = None,
 ) -> list[Item]:
     """Give each path a unique output prefix, stable over the output folder's history.
 
     ``history`` maps the files the folder already has outputs of to their stems: such a file
-    keeps its stem, and no other file gets it. A new file gets its stem when nobody else has
-    or wants it (compared case-insensitively, as on macOS and Windows), else its stem plus a
-    hash of its absolute path (``A01-1a2b3c4d``), so a second folder's ``A01.png`` never
-    overwrites the first one's outputs. An input of ``subfolders`` (``--recursive``) has its
-    folder before its stem (``B02/site1``): its outputs mirror the tree.
+    keeps its stem, and no other file gets it; ``holder(key)`` (the record store's
+    :meth:`~napari_gapcam.cli.store.Store.holder`) names the file of any other stem whose
+    casefolded form is ``key``. A new file gets its stem when nobody else has or wants it
+    (compared case-insensitively, as on macOS and Windows), else its stem plus a hash of its
+    absolute path (``A01-1a2b3c4d``), so a second folder's ``A01.png`` never overwrites the
+    first one's outputs. An input of ``subfolders`` (``--recursive``) has its folder before its
+    stem (``B02/site1``): its outputs mirror the tree.
     """
     subfolders = subfolders or {}
 
@@ -190,6 +218,12 @@ def items(
 
     history = dict(history or {})
     taken = {stem.casefold(): file for file, stem in history.items()}
+
+    def held(stem: str, file: str) -> bool:  # another file has this stem
+        key = stem.casefold()
+        other = taken.get(key) if key in taken else holder(key) if holder else None
+        return other is not None and other != file
+
     wanted: dict[str, int] = {}
     for path in paths:
         if str(path) not in history:
@@ -202,10 +236,10 @@ def items(
             result.append(Item(file, history[file]))
             continue
         stem = prefixed(path, base_stem(path))
-        if wanted[stem.casefold()] > 1 or taken.get(stem.casefold(), file) != file:
+        if wanted[stem.casefold()] > 1 or held(stem, file):
             length = 8
             stem = prefixed(path, hashed_stem(path, length))
-            while taken.get(stem.casefold(), file) != file and length < 40:
+            while held(stem, file) and length < 40:
                 length = min(40, 2 * length)
                 stem = prefixed(path, hashed_stem(path, length))
         taken[stem.casefold()] = file

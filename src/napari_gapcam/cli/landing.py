@@ -14,17 +14,20 @@ import dataclasses
 import shutil
 import sys
 from collections.abc import Callable, Iterator
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 from .claims import blocking, planned_outputs
 from .folder_lock import FolderBusyError, FolderLock, describe_holder
-from .inputs import Item
-from .left import left_to_do
+from .left import Tally, left_to_do
 from .messages import EXIT_FAILED, EXIT_OK, error, say
 from .outputs import RESULTS, OutputFolder
 from .preflight import Plan
 from .store import FencedError, Store
+from .todo import TodoList
+
+TODO = "todo.sqlite"  # in the store's folder: the inputs this run computes
 
 # chunks, what to call while waiting for workers, and the function that runs a chunk
 # (process_chunk by default) → each chunk's outcomes as it finishes
@@ -79,7 +82,7 @@ class Run:
         if stopped:
             say(f"error: {stopped}")
         done = counts["done"] + counts["skipped"]
-        asked = len(self.plan.paths) + len(self.plan.failures)
+        asked = len(self.plan.inputs) + len(self.plan.failures)
         say(
             f"{counts['done']} done, {counts['skipped']} already done, {counts['failed']} "
             f"failed; {total} inputs in {out.results}"
@@ -92,19 +95,29 @@ class Run:
     ) -> tuple[str | None, str | None, int]:
         """(why the run stopped early, the usage error that refused it, records exported)."""
         out, options = self.out, self.options
-        todo, self.counts["skipped"], _ = left_to_do(store, self.plan, options, report=True)
-        refused = blocking(store, todo, options)  # put there while this run loaded its model
-        if refused is not None:
-            return None, refused, 0
-        store.begin_run(self.token, self.command)
-        store.claim([RESULTS, *(n for item in todo for n in planned_outputs(item, options))])
+        with TodoList(out.store_folder / TODO) as todo:
+            tally = Tally()
+            todo.extend(left_to_do(store, self.plan, options, report=True, tally=tally))
+            self.counts["skipped"] = tally.done
+            refused = blocking(store, todo, options)  # put there while this run loaded its model
+            if refused is not None:
+                return None, refused, 0
+            store.begin_run(self.token, self.command)
+            store.claim(chain([RESULTS], (n for i in todo for n in planned_outputs(i, options))))
+            return self._land_all(store, runner, todo)
+
+    def _land_all(
+        self, store: Store, runner: Runner | None, todo: TodoList
+    ) -> tuple[str | None, None, int]:
+        """Compute and land ``todo`` (this run holds the lease); export results.jsonl."""
+        out = self.out
         out.prepare()  # only a dead run's temporaries can be here: we hold the lock
         stopped = None
         try:
             if todo:
                 # drops the lines of the inputs to redo (appended as each lands) and any line
                 # an earlier run left: never two lines for one input, even after a SIGKILL
-                store.export(out.results, leave_out={item.stem for item in todo})
+                store.export(out.results, leave_out=todo)
                 if runner is not None:
                     stopped = _collect(runner, todo, self.chunk_size, out, self.counts, store,
                                        self.token)  # fmt: skip
@@ -117,7 +130,7 @@ class Run:
 
 def _collect(
     runner: Runner,
-    todo: list[Item],
+    todo: TodoList,
     chunk_size: int,
     out: OutputFolder,
     counts: dict[str, int],
@@ -132,29 +145,29 @@ def _collect(
     from .distributed import NoWorkersError
     from .infer import chunked
 
-    finished = 0
+    finished, total = 0, len(todo)
 
     def waiting(workers: int) -> None:
-        done, total = counts["skipped"] + finished, counts["skipped"] + len(todo)
+        done = counts["skipped"] + finished
         progress.write(
-            f"gapcam: {done} of {total} inputs done; waiting for dask workers "
+            f"gapcam: {done} of {counts['skipped'] + total} inputs done; waiting for dask workers "
             f"({workers} connected) …",
             file=sys.stderr,
         )
 
-    with tqdm(total=len(todo), unit="input", disable=not sys.stderr.isatty()) as progress:
+    with tqdm(total=total, unit="input", disable=not sys.stderr.isatty()) as progress:
         try:
             for outcomes in runner(chunked(todo, chunk_size), waiting):
                 for outcome in outcomes:
                     if outcome["status"] == "done":
                         try:
-                            _land(store, token, outcome)
+                            line = _land(store, token, outcome)
                         except FencedError as problem:
                             return str(problem)
                         except OSError as problem:
                             outcome = {**outcome, "status": "failed", "error": str(problem)}
                         else:
-                            out.append_result(outcome["record"])
+                            out.append_result(line)
                     counts[outcome["status"]] += 1
                     if outcome["status"] == "failed":
                         progress.write(
@@ -168,9 +181,10 @@ def _collect(
     return None
 
 
-def _land(store: Store, token: str, outcome: dict[str, Any]) -> None:
+def _land(store: Store, token: str, outcome: dict[str, Any]) -> str:
     """An input's staged files in place and its record written (a tiled slide's saved blocks
-    then deleted)."""
-    store.land(token, outcome["record"], Path(outcome["stage"]), outcome.get("input_key"))
+    then deleted); its line of results.jsonl."""
+    line = store.land(token, outcome["record"], Path(outcome["stage"]), outcome.get("input_key"))
     if outcome.get("parts"):
         shutil.rmtree(outcome["parts"], ignore_errors=True)
+    return line

@@ -10,7 +10,9 @@ here.
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from .inputs import Item, items, unchanged
 from .messages import say
@@ -21,58 +23,74 @@ from .store import Store, settings_key
 from .verify import damage
 
 
-class Left(NamedTuple):
-    todo: list[Item]  # the inputs to compute
-    done: int  # how many are done
-    checked: int  # how many were found done by the full check (their stat keys are old)
+@dataclass
+class Tally:
+    """What :func:`left_to_do` found, once its inputs are all taken."""
+
+    todo: int = 0  # inputs to compute
+    done: int = 0  # inputs done
+    checked: int = 0  # of those, found done by the full check (their stat keys are old)
 
 
-def left_to_do(store: Store, plan: Plan, options: Any, report: bool = False) -> Left:
-    """The inputs to compute (named from the folder's history) and how many are done; with
-    ``report`` (under the lock) say why each one is redone, and keep the new stat keys of those
-    the full check found done."""
-    named = items(plan.paths, store.files(), plan.subfolders)  # a stem stays its file's
+def left_to_do(
+    store: Store, plan: Plan, options: Any, report: bool = False, tally: Tally | None = None
+) -> Iterator[Item]:
+    """The inputs to compute (named from the folder's history), one output folder at a time
+    (:meth:`~napari_gapcam.cli.listing.Listing.groups`), counted in ``tally``; with ``report``
+    (under the lock) say why each one is redone, and keep the new stat keys of those the full
+    check found done."""
+    tally = Tally() if tally is None else tally
     settings = options.settings()
     wanted = settings_key(settings)
-    todo, again, fresh = [], 0, []
     table = plan.label_table
-    for item in named:
-        found = store.row(item.stem)
-        if found is None:
-            todo.append(item)
-            continue
-        file, kept, quick, body = found
-        current = (
-            file == item.path
-            and kept == wanted
-            and still(store.root, json.loads(quick) if quick else None)
-            and (table is None or stale_labels(body, item, table) is None)
-        )
-        why = None
-        if not current:
-            record = json.loads(body)
-            why = None if file != item.path else stale(store.root, record, item, table)
-            current = why is None and is_current(record, item.path, settings)
-            if current:
-                fresh.append((item.stem, stat_keys(store.root, record)))
-        if current:
-            if not options.overwrite:
+    again = 0
+    for group in plan.inputs.groups():
+        rows = {}  # file → its record as stored: a stem stays its file's
+        for path, _ in group:
+            found = store.row_of(str(path))
+            if found is not None:
+                rows[str(path)] = found
+        history = {file: row[0] for file, row in rows.items()}
+        subfolders = {path: sub for path, sub in group if sub}
+        fresh = []
+        for item in items([p for p, _ in group], history, subfolders, store.holder):
+            found = rows.get(item.path)
+            if found is None:
+                tally.todo += 1
+                yield item
                 continue
-            again += 1  # unchanged: redone because of --overwrite, not "changed"
-        elif report and file == item.path and kept == wanted:  # record: decoded above
-            if why is None:
-                labels = (
-                    changed_labels(record) if unchanged(record.get("input"), item.path) else None
-                )
-                what = f"its label image {labels}" if labels else item.path
-                why = f"{what} changed since its outputs were made"
-            say(f"{why}: computing {item.path} again")
-        todo.append(item)
-    if fresh and report:
-        store.refresh((stem, keys) for stem, keys in fresh if keys is not None)
+            _, kept, quick, body = found
+            current = (
+                kept == wanted
+                and still(store.root, json.loads(quick) if quick else None)
+                and (table is None or stale_labels(body, item, table) is None)
+            )
+            why = None
+            if not current:
+                record = json.loads(body)
+                why = stale(store.root, record, item, table)
+                current = why is None and is_current(record, item.path, settings)
+                if current:
+                    fresh.append((item.stem, stat_keys(store.root, record)))
+                    tally.checked += 1
+            if current:
+                if not options.overwrite:
+                    tally.done += 1
+                    continue
+                again += 1  # unchanged: redone because of --overwrite, not "changed"
+            elif report and kept == wanted:  # record: decoded above
+                if why is None:
+                    same = unchanged(record.get("input"), item.path)
+                    labels = changed_labels(record) if same else None
+                    what = f"its label image {labels}" if labels else item.path
+                    why = f"{what} changed since its outputs were made"
+                say(f"{why}: computing {item.path} again")
+            tally.todo += 1
+            yield item
+        if fresh and report:
+            store.refresh((stem, keys) for stem, keys in fresh if keys is not None)
     if report and again:
         say(f"--overwrite: computing {again} unchanged input(s) again")
-    return Left(todo, len(named) - len(todo), len(fresh))
 
 
 def stale_labels(body: str, item: Item, table: Any) -> str | None:

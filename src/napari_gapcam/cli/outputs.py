@@ -11,7 +11,6 @@ relative names under ``.gapcam/stage/<token>/``); the run that holds the folder 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import uuid
@@ -139,12 +138,13 @@ class OutputFolder:
     def overlay_path(self, stem: str) -> Path:
         return self.root / f"{stem}_overlay.png"
 
-    def append_result(self, record: dict[str, Any]) -> None:
-        """Append the record's line to results.jsonl in one ``write`` (no torn lines)."""
-        line = (json.dumps(record) + "\n").encode("utf-8")
+    def append_result(self, line: str) -> None:
+        """Append a record's line (its JSON) to results.jsonl in one ``write`` (no torn
+        lines)."""
+        data = (line + "\n").encode("utf-8")
         fd = os.open(self.results, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, line)
+            os.write(fd, data)
         finally:
             os.close(fd)
 

@@ -1,14 +1,16 @@
 """``gapcam predict``, step by step: check, find what is left, load, lock, compute, report.
 
-1. :func:`~napari_gapcam.cli.preflight.check` finds every usage error (nothing created).
+1. :func:`~napari_gapcam.cli.preflight.check` finds every usage error (nothing created); the
+   inputs are listed one output folder at a time (:mod:`~napari_gapcam.cli.listing`), never
+   held all at once.
 2. The record store (:mod:`~napari_gapcam.cli.store`) says which inputs are done (same file,
    unchanged, same settings); when none is left the run ends here, without importing torch.
 3. The model is loaded and checked (a set-up error still creates nothing).
 4. The output folder is created and locked for this run (:mod:`~napari_gapcam.cli.folder_lock`)
-   and the run takes the store's lease; under the lock the records are read again and the
-   inputs left are computed, in chunks, in this process or on dask workers, which write into
-   the run's staging folder; each input lands (its files in place, its record written) as its
-   outcome comes back.
+   and the run takes the store's lease; under the lock the records are read again, the inputs
+   left are kept on disk (:mod:`~napari_gapcam.cli.todo`) and computed, in chunks, in this
+   process or on dask workers, which write into the run's staging folder; each input lands
+   (its files in place, its record written) as its outcome comes back.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import dataclasses
 import shlex
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,7 +27,7 @@ from typing import Any
 from .claims import blocking
 from .inputs import Item
 from .landing import Run, Runner
-from .left import left_to_do
+from .left import Tally, left_to_do
 from .messages import EXIT_FAILED, error, option, say
 from .outputs import OutputFolder
 from .preflight import Plan, UsageError, check
@@ -82,27 +85,28 @@ def predict(args: argparse.Namespace) -> int:
     options = dataclasses.replace(options_of(args, plan), stage=str(stage_folder(out.root, token)))
     for note in plan.notes:
         say(f"note: {note}")
-    if plan.excluded:
+    if plan.inputs.excluded:
         say(
-            f"left out {len(plan.excluded)} file(s) written by gapcam in the output folder "
+            f"left out {plan.inputs.excluded} file(s) written by gapcam in the output folder "
             f"{out.root} (its outputs are never inputs)"
         )
     for file, reason in plan.failures:
         say(f"skipped {file}: {reason}")
     counts = {"done": 0, "skipped": 0, "failed": len(plan.failures)}
     with Store(out.root) as store:
-        todo, done, checked = left_to_do(store, plan, options)
-        in_the_way = blocking(store, todo, options) if out.root.is_dir() else None
-        settled = not todo and not checked and store.exported(out.results)
+        tally = Tally()
+        todo = left_to_do(store, plan, options, tally=tally)
+        in_the_way = blocking(store, todo, options) if out.root.is_dir() else deque(todo, 0)
+        settled = not tally.todo and not tally.checked and store.exported(out.results)
         total = store.count()
     if in_the_way:
         return error(in_the_way)  # a file of the user's: before the model loads
     command = shlex.join(["gapcam", *getattr(args, "argv", ["predict"])])[:500]
     run = Run(out, plan, options, counts, command, token, args.chunk_size)
     if settled:  # all done, known by their stat keys, results.jsonl as exported: no lock
-        counts["skipped"] = done
+        counts["skipped"] = tally.done
         return run.report(None, total)
-    if not todo:  # nothing to compute: no torch, no model
+    if not tally.todo:  # nothing to compute: no torch, no model
         return run.locked(None)
     if plan.weights is None:
         say(
@@ -147,7 +151,7 @@ def _local_runner(options: Any, root: str) -> Runner:
                 yield read_locally(function, chunk, options, root)
             return
         with local_reads():
-            for outcome in process_stream([i for c in chunks for i in c], options, root):
+            for outcome in process_stream((i for c in chunks for i in c), options, root):
                 yield [outcome]
 
     return run

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from .claims import owned
-from .inputs import InputError, expand, is_zarr
+from .inputs import InputError, is_zarr
+from .listing import Listing, survey
 from .outputs import OutputFolder
 from .pages import open_pages
 from .setup_checks import (
@@ -41,15 +42,18 @@ class Plan:
     """The checked command: where to write, what to read, what failed already."""
 
     out: Path
-    paths: list[Path]
+    inputs: Listing  # the inputs, listed one output folder at a time
     weights: str | None
     class_names: str | None
-    excluded: list[Path] = field(default_factory=list)  # the output folder's own files
     failures: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     notes: list[str] = field(default_factory=list)
     labels: str | None = None  # --labels, as an absolute path or pattern
     label_table: dict[str, Path] | None = None  # its label images by the input stem they are for
-    subfolders: dict[Path, str] = field(default_factory=dict)  # --recursive: each input's folder
+
+    def fail(self, failures: list[tuple[str, str]]) -> None:
+        """Inputs that failed a check before the run: reported, never run."""
+        self.failures.extend(failures)
+        self.inputs.drop(Path(file) for file, _ in failures)
 
 
 def demo_weights() -> Path:
@@ -118,11 +122,12 @@ def _zarr_inputs(plan: Plan, max_map_pixels: int) -> int:
     from .infer import Options, map_grid
 
     total = 0
-    for path in [p for p in plan.paths if is_zarr(p)]:
+    failures = []
+    for path in plan.inputs.zarrs:
         try:
             pages = open_pages(path)
         except InputError as error:
-            plan.failures.append((str(path), str(error)))
+            failures.append((str(path), str(error)))
             continue
         grid = map_grid(pages.shape, Options(max_map_pixels=max_map_pixels))
         size = pages.count * int(np.prod(grid)) * 4
@@ -132,8 +137,7 @@ def _zarr_inputs(plan: Plan, max_map_pixels: int) -> int:
                 f"{path.name} holds {pages.count:,} pages of {pages.shape[0]}×{pages.shape[1]}: "
                 f"its maps will take {_size(size)} in --out, and one forward pass per page"
             )
-    failed = {file for file, _ in plan.failures}
-    plan.paths = [p for p in plan.paths if str(p) not in failed]
+    plan.fail(failures)
     return total
 
 
@@ -156,15 +160,18 @@ def _match_labels(plan: Plan, table: dict[str, Path], argument: str) -> None:
 
     plan.labels = os.path.abspath(os.path.expanduser(argument))  # workers see the same
     plan.label_table = table
-    missing = [p for p in plan.paths if label_for(p, table) is None]
-    if len(missing) == len(plan.paths):
+    missing, first = 0, None
+    for path in plan.inputs.paths():
+        if label_for(path, table) is None:
+            missing, first = missing + 1, first or path
+    if missing == len(plan.inputs):
         raise UsageError(
             f"--labels {argument}: no label image matches any input by name (an input "
             "a.png takes a.tif, a_labels.tif, a_masks.png or a_cp_masks.png)."
         )
     if missing:
         plan.notes.append(
-            f"{len(missing)} input(s) have no label image in --labels (e.g. {missing[0].name}): "
+            f"{missing} input(s) have no label image in --labels (e.g. {first.name}): "
             "no objects table for them"
         )
 
@@ -174,19 +181,19 @@ def _tiled_inputs(plan: Plan, level: int) -> None:
     in it, is a failed input (before any model)."""
     from .pyramid import open_levels
 
-    for path in plan.paths:
+    failures = []
+    for path in plan.inputs.paths():
         if not (is_zarr(path) or path.suffix.lower() in (".tif", ".tiff")):
             continue
         try:
             count = len(open_levels(path).levels)
         except InputError as error:
-            plan.failures.append((str(path), str(error)))
+            failures.append((str(path), str(error)))
             continue
         if level >= count:
             reason = f"--level {level}: the image has {count} level(s) (0 to {count - 1})"
-            plan.failures.append((str(path), reason))
-    failed = {file for file, _ in plan.failures}
-    plan.paths = [p for p in plan.paths if str(p) not in failed]
+            failures.append((str(path), reason))
+    plan.fail(failures)
 
 
 def _free_bytes(folder: Path) -> int:
@@ -230,26 +237,25 @@ def check(args: Any) -> Plan:
     owns = owned(OutputFolder(out))
     label_paths = {p.resolve() for p in table.values()} if table else set()
     recursive = getattr(args, "recursive", False)
-    found = expand(args.inputs, lambda p: owns(p) or p in label_paths, recursive, skip=[out])
+    found = survey(args.inputs, owns, recursive, skip=[out], hidden=label_paths)
     if found.problems:
         listed = "\n".join(f"  {argument}: {reason}" for argument, reason in found.problems)
         raise UsageError(
             f"{len(found.problems)} input argument(s) name nothing to read:\n{listed}\n"
             "Check the paths (quote globs: 'data/*.png'); nothing was run."
         )
-    if not found.paths and found.unreadable:
+    inputs = found.listing
+    if not inputs.count and found.unreadable:
         listed = "\n".join(f"  {file}: {reason}" for file, reason in found.unreadable)
         raise UsageError(f"no input can be read:\n{listed}")
-    if not found.paths:
+    if not inputs.count:
         raise UsageError(
             f"every input is an output of the folder {out} (its own outputs are never "
             "inputs): give the images' folder, or another --out."
         )
-    if any(is_zarr(p) for p in found.paths):
+    if inputs.zarrs:
         _need("zarr", "a zarr input", "zarr")
-    excluded = [p for p in found.excluded if p not in label_paths]
-    plan = Plan(out, found.paths, weights, class_names, excluded=excluded)
-    plan.subfolders = found.subfolders
+    plan = Plan(out, inputs, weights, class_names)
     plan.failures.extend(found.unreadable)
     if table is not None:
         _match_labels(plan, table, args.labels)

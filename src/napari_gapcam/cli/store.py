@@ -24,7 +24,7 @@ import shutil
 import socket
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS records (
     run TEXT                -- the token of the run that wrote it
 );
 CREATE INDEX IF NOT EXISTS records_by_file ON records (file);
+CREATE INDEX IF NOT EXISTS records_by_folded_stem ON records (fold(stem));
 CREATE TABLE IF NOT EXISTS written (name TEXT PRIMARY KEY);  -- files gapcam wrote (claims)
 CREATE TABLE IF NOT EXISTS runs (
     token TEXT PRIMARY KEY, command TEXT, pid INTEGER, host TEXT, started REAL, ended REAL
@@ -88,12 +89,14 @@ class Store:
             if write:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, timeout=BUSY_MS / 1000, isolation_level=None)
+            _functions(self.db)
             self.db.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
             if write:
                 self.db.execute("PRAGMA journal_mode = WAL")  # rollback journal if refused
                 self.db.execute("PRAGMA synchronous = NORMAL")
         else:
             self.db = sqlite3.connect(":memory:", isolation_level=None)
+            _functions(self.db)
         if write or not exists:
             self.db.executescript(SCHEMA)
         if not exists:
@@ -127,6 +130,19 @@ class Store:
         """``{file: stem}`` of every record (a stem stays its file's, even when redone)."""
         return dict(self.db.execute("SELECT file, stem FROM records"))
 
+    def row_of(self, file: str) -> tuple[str, str, str | None, str] | None:
+        """``(stem, settings key, quick keys, record)`` of ``file``'s record, or None."""
+        return self.db.execute(
+            "SELECT stem, settings, quick, body FROM records WHERE file = ?", (file,)
+        ).fetchone()
+
+    def holder(self, folded: str) -> str | None:
+        """The file of a record whose stem, casefolded, is ``folded`` (else None)."""
+        found = self.db.execute(
+            "SELECT file FROM records WHERE fold(stem) = ? LIMIT 1", (folded,)
+        ).fetchone()
+        return None if found is None else found[0]
+
     def row(self, stem: str) -> tuple[str, str, str | None, str] | None:
         """``(file, settings key, quick keys, record)`` of ``stem`` as stored (JSON), or None."""
         return self.db.execute(
@@ -151,19 +167,22 @@ class Store:
         with self.transaction():
             self._put(record, quick, run)
 
-    def _put(self, record: Mapping[str, Any], quick: Any, run: str | None) -> None:
+    def _put(self, record: Mapping[str, Any], quick: Any, run: str | None) -> str:
+        """Write ``record``; its line (as ``results.jsonl`` holds it)."""
+        body = json.dumps(record)
         self.db.execute(
             "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?)",
             (
                 record["stem"],
                 record["file"],
                 settings_key(record.get("settings") or {}),
-                json.dumps(record),
+                body,
                 None if quick is None else json.dumps(quick),
                 run,
             ),
         )
         self._bump()
+        return body
 
     def forget(self, stem: str) -> None:
         """Drop ``stem``'s record (its input is done no more)."""
@@ -222,10 +241,11 @@ class Store:
         record: Mapping[str, Any],
         stage: Path,
         input_key: list[int] | None = None,
-    ) -> None:
+    ) -> str:
         """Move ``record``'s staged outputs into place and write it, in one transaction,
         if run ``token`` holds the lease; else :class:`FencedError` and nothing lands.
-        ``input_key``: the input's stat key taken before it was read (None: no quick keys)."""
+        ``input_key``: the input's stat key taken before it was read (None: no quick keys).
+        Returns the record's line."""
         names = [n for n in (record.get("outputs") or {}).values() if isinstance(n, str)]
         with self.transaction():
             if self.lease() != token:
@@ -236,7 +256,7 @@ class Store:
             for name in names:
                 replace(Path(stage) / name, self.root / name)
             quick = stat_keys(self.root, record, input_key) if input_key else None
-            self._put(record, quick, token)
+            return self._put(record, quick, token)
 
     # results.jsonl -----------------------------------------------------------------------------
     def version(self) -> int:
@@ -253,11 +273,11 @@ class Store:
         with self.transaction():
             self._bump()
 
-    def export(self, path: Path, leave_out: Iterable[str] = ()) -> int:
-        """``path`` ← one line per record, sorted by file, atomically; returns the count.
-        Skipped when ``path`` is this store's last full export and no record changed since."""
-        leave_out = set(leave_out)
-        if not leave_out and self.exported(path):
+    def export(self, path: Path, leave_out: Collection[str] = ()) -> int:
+        """``path`` ← one line per record, sorted by file, but those of the stems in
+        ``leave_out``, atomically; returns the count. Skipped when ``path`` is this store's last
+        full export and no record changed since."""
+        if not len(leave_out) and self.exported(path):
             return self.count()
         count = 0
         with atomic_path(path) as temp, open(temp, "w", encoding="utf-8") as lines:
@@ -266,7 +286,7 @@ class Store:
                 if stem not in leave_out:
                     lines.write(body + "\n")
                     count += 1
-        if not leave_out:
+        if not len(leave_out):
             with self.transaction():
                 self.db.execute(
                     "INSERT OR REPLACE INTO meta VALUES ('export', ?)",
@@ -301,6 +321,12 @@ class _Transaction:
     def __exit__(self, kind: Any, *_: Any) -> None:
         if self.outer:
             self.db.execute("ROLLBACK" if kind else "COMMIT")
+
+
+def _functions(db: sqlite3.Connection) -> None:
+    """The SQL functions the schema uses: ``fold(stem)``, a stem as names on a
+    case-insensitive file system compare (Python's ``str.casefold``)."""
+    db.create_function("fold", 1, lambda text: text and text.casefold(), deterministic=True)
 
 
 def _file_key(path: Path) -> list[int] | None:

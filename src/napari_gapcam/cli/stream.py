@@ -13,7 +13,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
@@ -48,7 +48,7 @@ def process_chunk(items: Sequence[Item], options: Options, root: str) -> list[di
     return list(process_stream(items, options, root))
 
 
-def process_stream(items: Sequence[Item], options: Options, root: str) -> Iterator[dict[str, Any]]:
+def process_stream(items: Iterable[Item], options: Options, root: str) -> Iterator[dict[str, Any]]:
     """Each input's outcome, in order, as soon as its files are written (see the module).
 
     An outcome is ``{"file", "status": "done", "record", "stage", "input_key"}`` (the run lands
@@ -109,7 +109,7 @@ class _Reader:
 
     def __init__(
         self,
-        items: Sequence[Item],
+        items: Iterable[Item],
         out: OutputFolder,
         options: Options,
         threshold: float,
