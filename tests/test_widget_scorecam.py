@@ -311,3 +311,47 @@ def test_cancel_each_planes_top_class_names_it_and_keeps_the_overlay(
     wait_job_ended(job, qtbot)
     assert drawn == [] and widget.class_select.value == top
     assert viewer.layers["stack CAM"].metadata["gapcam"]["class_index"] == top
+
+
+def test_calibrating_a_score_cam_stack_makes_its_maps_in_the_job(
+    make_napari_viewer, qtbot, monkeypatch
+):
+    """Before, *calibrate* made each boxed plane's map on the UI thread: with Score-CAM, boxes
+    of classes other than the one shown (named, or each plane's own top class) ran the network
+    there, a frozen viewer. Now the maps are made in the calibration's job; the scores are
+    those of each plane's own map of the box's class."""
+    from _references import reference_calibration
+
+    viewer = make_napari_viewer()
+    widget = scorecam_stack(viewer, qtbot, monkeypatch)
+    result = widget.session.result
+    names = result.class_names
+    others = [c for c in range(len(names)) if c != widget.class_select.value][:2]
+    boxes = [(10, 12, 40, 50), (20, 8, 60, 36)]  # (y0, x0, y1, x1), half-open, on planes 1, 5
+    rects = []
+    for plane, (y0, x0, y1, x1) in zip((1, 5), boxes, strict=True):
+        a, b, c, d = y0 - 0.5, x0 - 0.5, y1 - 0.5, x1 - 0.5
+        rects.append(np.array([[plane, a, b], [plane, a, d], [plane, c, d], [plane, c, b]]))
+    truth = viewer.add_shapes(rects, shape_type="rectangle", name="truth")
+    truth.features = {"class": [names[c] for c in others]}
+    viewer.layers.selection.active = viewer.layers["stack"]
+    widget.truth.value = truth
+    on_ui, model = [], result.network
+    forward = model.forward_batch
+
+    def watched(*args, **kwargs):
+        on_ui.append(threading.current_thread() is threading.main_thread())
+        return forward(*args, **kwargs)
+
+    model.forward_batch = watched
+    try:
+        widget.calibrate.clicked.emit()
+        qtbot.waitUntil(lambda: widget.calibrator.metrics is not None, timeout=TIMEOUT_MS)
+    finally:
+        model.forward_batch = forward
+    assert on_ui and not any(on_ui)  # the network ran, in the job only
+    maps = [result[1].cam(others[0]), result[5].cam(others[1])]
+    v2, _ = reference_calibration(maps, [[box] for box in boxes])
+    assert widget.calibrator.metrics["max_box_acc_v2"] == pytest.approx(v2, abs=0.02)
+    counted = ", ".join(f"{names[c]} (1)" for c in sorted(others, key=lambda c: names[c]))
+    assert f"over 2 image(s), 2 box(es) of {counted}" in widget.calibration.value

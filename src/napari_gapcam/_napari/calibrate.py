@@ -139,6 +139,12 @@ def class_counts(names: list[str]) -> str:
     return " of " + ", ".join(f"{name} ({n})" for name, n in Counter(names).items())
 
 
+def _maps_in_the_job(shown: Any, keys: list[tuple], grid: tuple[int, int]) -> Any:
+    """What makes the maps of ``keys`` ((plane, class) pairs) in the calibration's job, off the
+    UI thread: a method's maps may cost network passes (Score-CAM), many planes' many ms."""
+    return lambda: [np.nan_to_num(shown.fresh_map(c, grid, index)) for index, c in keys]
+
+
 class Calibration:
     """On top of the session: the *calibrate* button (see the module docstring); the dock sets
     ``truth`` (the Shapes or Labels layer) and ``save``."""
@@ -174,19 +180,19 @@ class Calibration:
                 elif (c := self._named(names, name, shapes.name)) is None:
                     return
                 groups.setdefault((index, c), []).append(box)
-        keys = [key for key in groups if shown.grid_map(key[1], grid, key[0]) is not None]
+        keys = [key for key in groups if shown.has_map(key[0])]
         if not keys:
             self._say(
                 f"No rectangle of {shapes.name!r} lies on a plane with a map: draw boxes over "
                 "the image (rectangle tool) after a run."
             )
             return
-        maps = [np.nan_to_num(shown.grid_map(c, grid, i)) for i, c in keys]
         truth = [groups[key] for key in keys]
         count, images = sum(len(b) for b in truth), len({i for i, _ in keys})
         classes = class_counts([names[c] for key in keys for c in [key[1]] * len(groups[key])])
         self._say(f"Calibrating on {images} image(s), {count} box(es){classes}…")
-        self._start(localization_metrics, (maps, truth), images, count, classes)
+        maps = _maps_in_the_job(shown, keys, grid)
+        self._start(lambda: localization_metrics(maps(), truth), (), images, count, classes)
 
     def _named(self, names: Any, name: str, layer: str) -> int | None:
         """The class a box names, or None, saying why (a name the model does not have)."""
@@ -204,27 +210,27 @@ class Calibration:
         from ..engine.metrics import localization_metrics
 
         shown = self.session.shown
-        planes, maps, boxes, masks, named = [], [], [], [], []
+        keys, boxes, masks, named = [], [], [], []
         for index in shown.planes.indices:
             c = shown.plane_class(EACH_TOP, index)[0]
-            heat = shown.grid_map(c, grid, index)
             try:
-                found = None if heat is None else true_masks(labels, shown, grid, index)
+                found = true_masks(labels, shown, grid, index) if shown.has_map(index) else None
             except ValueError as error:
                 self._say(str(error))
                 return
             if found is not None:
                 named += [shown.result.class_names[c]] * len(found[0])
-                planes.append(index)
-                maps.append(np.nan_to_num(heat))
+                keys.append((index, c))
                 boxes.append(found[0])
                 masks.append(found[1])
-        if not planes:
+        if not keys:
             self._say(f"{labels.name!r} holds no object on a plane with a map.")
             return
         count, classes = sum(len(b) for b in boxes), class_counts(named)
-        self._say(f"Calibrating on {len(planes)} image(s), {count} mask(s){classes}…")
-        self._start(localization_metrics, (maps, boxes, masks), len(planes), count, classes)
+        self._say(f"Calibrating on {len(keys)} image(s), {count} mask(s){classes}…")
+        maps = _maps_in_the_job(shown, keys, grid)
+        images = len(keys)
+        self._start(lambda: localization_metrics(maps(), boxes, masks), (), images, count, classes)
 
     def _start(self, function: Any, args: tuple, images: int, count: int, classes: str) -> None:
         self._job = self.session.jobs.start(

@@ -160,15 +160,21 @@ class Shown:
 
     def grid_map(self, c: int, grid: tuple[int, int], index: tuple[int, ...]) -> np.ndarray | None:
         """Class ``c``'s normalised map of plane ``index`` at ``grid`` (None: not computed)."""
-        position = self.position.get(index)
-        if position is None or position >= len(self.result):
+        if not self.has_map(index):
             return None
+        return self._cached(("map", c, grid, index), lambda: self.fresh_map(c, grid, index))
 
-        def compute() -> np.ndarray:
-            own = self.plane_class(c, index)[0]
-            return self.result[position].cam(own, grid, self.scale)
+    def has_map(self, index: tuple[int, ...]) -> bool:
+        """Plane ``index`` was run (its maps can be made)."""
+        position = self.position.get(index)
+        return position is not None and position < len(self.result)
 
-        return self._cached(("map", c, grid, index), compute)
+    def fresh_map(self, c: int, grid: tuple[int, int], index: tuple[int, ...]) -> np.ndarray:
+        """:meth:`grid_map` made and not kept: what a worker asks for (a map that costs network
+        passes, as Score-CAM's, is made there, never on the UI thread; the cache is the UI
+        thread's)."""
+        own = self.plane_class(c, index)[0]
+        return self.result[self.position[index]].cam(own, grid, self.scale)
 
     def grid_maps(
         self, c: int, grid: tuple[int, int], indices: Sequence[Index]
