@@ -137,3 +137,23 @@ def test_chunks_go_to_the_cluster_a_few_at_a_time(tmp_path, monkeypatch):
 
 def _done(chunk, options, root):
     return [{"file": item.path, "status": "done"} for item in chunk]
+
+
+def test_two_trees_share_a_well_s_folder_without_a_clash(tmp_path, weights, capsys):
+    """Two plates given with --recursive: their wells of the same name go to one folder of
+    --out, so their sites of the same name get distinct names there (found by the walk of the
+    first tree, its twin in the second by name: no list of folders is kept)."""
+    for plate, wells in (("pa", ("B02", "C03")), ("pb", ("B02",))):
+        for well in wells:
+            (tmp_path / plate / well).mkdir(parents=True)
+            iio.imwrite(tmp_path / plate / well / "s1.png", image(len(plate + well)))
+    out = tmp_path / "out"
+    assert predict([tmp_path / "pa", tmp_path / "pb"], out, weights, "--recursive") == 0
+    assert "3 done, 0 already done" in capsys.readouterr().err
+    stems = records(out)
+    assert "C03/s1" in stems  # alone in its folder: its own name
+    b02 = sorted(stem for stem in stems if stem.startswith("B02/"))
+    assert len(b02) == 2 and all(stem.startswith("B02/s1-") for stem in b02)
+    assert {stems[s]["file"] for s in b02} == {
+        str(tmp_path / p / "B02" / "s1.png") for p in ("pa", "pb")
+    }

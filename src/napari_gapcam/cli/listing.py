@@ -1,18 +1,19 @@
 """The inputs of ``gapcam predict``, listed one output folder at a time.
 
-A screen of 10⁶ images is never a list in memory. :func:`survey` checks the input arguments
-once (what each names, which folders a ``--recursive`` walk lists, how many inputs there are)
-and keeps only the folders; :meth:`Listing.groups` lists the inputs again, group by group. A
-group is the inputs whose outputs go to one folder of ``--out``: a well's ``B02/`` with
-``--recursive`` (the same subfolder of every tree given), the top level for files, globs and
-folders named without it. Output names are made unique within a group
-(:func:`~napari_gapcam.cli.inputs.items`): two groups' names cannot clash. The driver holds one
-group at a time, so its memory grows with the largest folder, not with the number of inputs.
-No torch here.
+A screen of 10⁶ images is never a list in memory, nor are its 10⁵ wells. :func:`survey`
+checks the input arguments once (what each names, how many inputs their folders hold) and keeps
+only the arguments; :meth:`Listing.groups` walks and lists them again, group by group. A group
+is the inputs whose outputs go to one folder of ``--out``: a well's ``B02/`` with
+``--recursive`` (that subfolder of every tree given: its twins are found by name, not kept),
+the top level for files, globs and folders named without it. Output names are made unique
+within a group (:func:`~napari_gapcam.cli.inputs.items`): two groups' names cannot clash. The
+driver holds one group at a time, so its memory grows with the largest folder, not with the
+number of inputs or folders. No torch here.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,15 +23,17 @@ from .tree import folders
 
 Member = tuple[Path, str, int]  # a (resolved) folder listed into a group, its output
 # subfolder, the argument that named it
+Top = tuple[Path, bool, int]  # a folder argument (resolved), walked (--recursive)?, its argument
 Problem = tuple[str, str]  # (argument or file, reason)
 
 
 @dataclass
 class Listing:
-    """The inputs of a run, as folders to list (see the module)."""
+    """The inputs of a run, as the arguments that name them (see the module)."""
 
     files: list[Path] = field(default_factory=list)  # named files and glob matches: top level
-    members: dict[str, list[Member]] = field(default_factory=dict)  # group → its folders
+    tops: list[Top] = field(default_factory=list)  # folders named, each once
+    skip: frozenset[Path] = frozenset()  # folders a walk does not enter (the output folder)
     exclude: Callable[[Path], bool] | None = None  # the output folder's own files, label images
     dropped: set[Path] = field(default_factory=set)  # inputs that failed a check before the run
     count: int = 0  # inputs (once each, after exclusion)
@@ -42,9 +45,23 @@ class Listing:
 
     def groups(self, unreadable: list[Problem] | None = None) -> Iterator[list[tuple[Path, str]]]:
         """Each group's inputs, ``(path, output subfolder)``, each path once, in order."""
-        for key, members in self.members.items():
-            found = self._listed(key, members, [] if unreadable is None else unreadable)
+        sink = [] if unreadable is None else unreadable
+        for members in self.members():
+            found = self._listed(members, sink)
             yield [(path, sub) for path, sub in found.items() if self._kept(path)]
+
+    def members(self) -> Iterator[list[Member]]:
+        """Each group's folders: the top level (the folders named, with the files named), then
+        each walked subfolder with its twins in the other trees given (``plateB/B02`` with
+        ``plateA/B02``), in the order of the walks."""
+        yield [(top, "", argument) for top, _, argument in self.tops]
+        walked = [(top, argument) for top, recursive, argument in self.tops if recursive]
+        for i, (top, argument) in enumerate(walked):
+            for real, sub in folders(top, self.skip, is_zarr):
+                if not sub or any(_twin(other, sub, self.skip) for other, _ in walked[:i]):
+                    continue  # the top level, or listed with an earlier tree's twin
+                twins = [(_twin(other, sub, self.skip), a) for other, a in walked[i + 1 :]]
+                yield [(real, sub, argument)] + [(t, sub, a) for t, a in twins if t is not None]
 
     def paths(self) -> Iterator[Path]:
         """Every input, group by group."""
@@ -57,13 +74,10 @@ class Listing:
         self.count -= len(new)
 
     def _listed(
-        self,
-        key: str,
-        members: Sequence[Member],
-        unreadable: list[Problem],
-        counts: list[int] | None = None,
+        self, members: Sequence[Member], unreadable: list[Problem], counts: list[int] | None = None
     ) -> dict[Path, str]:
-        found: dict[Path, str] = dict.fromkeys(self.files, "") if key == "" else {}
+        top = bool(members) and members[0][1] == ""
+        found: dict[Path, str] = dict.fromkeys(self.files, "") if top or not members else {}
         for folder, sub, argument in members:
             before = len(unreadable)
             listed = list_folder(folder, unreadable, resolved=True)
@@ -94,41 +108,31 @@ def survey(
     skip: Collection[Path] = (),
     hidden: Collection[Path] = (),
 ) -> Survey:
-    """List the arguments' inputs once, keeping their folders and counts (see the module).
+    """Check the arguments and count their inputs, keeping only the arguments (see the module).
 
     ``owned``: the output folder's own files (never inputs; counted as ``excluded``);
     ``hidden``: other paths that are no inputs (label images), left out without a count;
     ``skip``: folders a ``--recursive`` walk does not enter (the output folder)."""
-    listing = Listing(exclude=lambda path: path in hidden or owned(path))
+    skipped = frozenset(Path(p).resolve() for p in skip)
+    listing = Listing(skip=skipped, exclude=lambda path: path in hidden or owned(path))
     problems: list[tuple[int, str, str]] = []
     unreadable: list[Problem] = []
-    seen: set[Path] = set()  # folders already listed (two arguments naming one tree)
     files: list[Path] = []
-    folder_arguments = []
-    covered: set[int] = set()
+    named_tops: list[Top] = []
     for index, argument in enumerate(arguments):
         what = named(argument)
         if what.problem is not None:
             problems.append((index, argument, what.problem))
         files.extend(what.files)
-        if what.folder is None:
-            continue
-        folder_arguments.append(index)
-        top = what.folder.resolve()
-        tops = folders(top, skip, is_zarr) if recursive else [(top, "")]
-        for real, sub in tops:  # resolved
-            if real in seen:  # listed for an argument before: this one is no empty folder
-                covered.add(index)
-                continue
-            seen.add(real)
-            listing.members.setdefault(sub.casefold(), []).append((real, sub, index))
+        if what.folder is not None:
+            named_tops.append((what.folder.resolve(), recursive, index))
+    listing.tops = [top for top in named_tops if not _covered(top, named_tops, skipped)]
+    covered = {argument for _, _, argument in named_tops} - {a for _, _, a in listing.tops}
     # a file named beside a folder that is listed anyway is listed there, once
-    listing.files = [path for path in dict.fromkeys(files) if not _listed_there(path, seen)]
-    if listing.files:
-        listing.members.setdefault("", [])
+    listing.files = [f for f in dict.fromkeys(files) if not _listed_there(f, listing.tops, skipped)]
     counts = [0] * len(arguments)
-    for key, members in listing.members.items():
-        for path in listing._listed(key, members, unreadable, counts):
+    for members in listing.members():
+        for path in listing._listed(members, unreadable, counts):
             if path in hidden:
                 continue
             if owned(path):
@@ -137,11 +141,53 @@ def survey(
             listing.count += 1
             if path.suffix.lower() not in IMAGE_SUFFIXES and is_zarr(path):
                 listing.zarrs.append(path)
-    empty = [i for i in folder_arguments if not counts[i] and i not in covered]
+    empty = [a for _, _, a in listing.tops if not counts[a] and a not in covered]
     problems += [(i, arguments[i], EMPTY_FOLDER) for i in empty]
     return Survey(listing, [(a, why) for _, a, why in sorted(problems)], unreadable)
 
 
-def _listed_there(path: Path, seen: Collection[Path]) -> bool:
-    """A named file that its folder's listing finds too (its folder is listed)."""
-    return path.parent in seen and (path.suffix.lower() in IMAGE_SUFFIXES or is_zarr(path))
+def _reached(folder: Path, tree: Path, skip: Collection[Path]) -> bool:
+    """A walk of ``tree`` lists ``folder`` (both resolved): it lies below it, through no
+    hidden, skipped or zarr folder."""
+    try:
+        parts = folder.relative_to(tree).parts
+    except ValueError:
+        return False
+    for part in parts:
+        tree = tree / part
+        if part.startswith(".") or tree in skip or is_zarr(tree):
+            return False
+    return True
+
+
+def _twin(tree: Path, sub: str, skip: Collection[Path]) -> Path | None:
+    """``tree``'s own folder ``sub`` when its walk lists it (no link on the way), else None."""
+    folder = tree / sub
+    if not os.path.isdir(folder) or os.path.realpath(folder) != str(folder):
+        return None
+    return folder if _reached(folder, tree, skip) else None
+
+
+def _covered(top: Top, tops: Sequence[Top], skip: Collection[Path]) -> bool:
+    """A folder argument another one lists already: the same folder named before (walked, or
+    as this one is), or a folder a walk of another reaches."""
+    folder, walked, argument = top
+    for other, other_walked, other_argument in tops:
+        if other_argument == argument:
+            continue
+        if other == folder:
+            if other_walked and not walked:
+                return True
+            if other_walked == walked and other_argument < argument:
+                return True
+        elif other_walked and _reached(folder, other, skip):
+            return True
+    return False
+
+
+def _listed_there(path: Path, tops: Sequence[Top], skip: Collection[Path]) -> bool:
+    """A named file that a folder's listing finds too (its folder is listed)."""
+    if not (path.suffix.lower() in IMAGE_SUFFIXES or is_zarr(path)):
+        return False
+    parent = path.parent
+    return any(parent == top or (walked and _reached(parent, top, skip)) for top, walked, _ in tops)
