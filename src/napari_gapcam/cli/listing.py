@@ -45,9 +45,7 @@ class Listing:
 
     def groups(self, unreadable: list[Problem] | None = None) -> Iterator[list[tuple[Path, str]]]:
         """Each group's inputs, ``(path, output subfolder)``, each path once, in order."""
-        sink = [] if unreadable is None else unreadable
-        for members in self.members():
-            found = self._listed(members, sink)
+        for found in self._listed([] if unreadable is None else unreadable):
             yield [(path, sub) for path, sub in found.items() if self._kept(path)]
 
     def members(self) -> Iterator[list[Member]]:
@@ -74,18 +72,20 @@ class Listing:
         self.count -= len(new)
 
     def _listed(
-        self, members: Sequence[Member], unreadable: list[Problem], counts: list[int] | None = None
-    ) -> dict[Path, str]:
-        top = bool(members) and members[0][1] == ""
-        found: dict[Path, str] = dict.fromkeys(self.files, "") if top or not members else {}
-        for folder, sub, argument in members:
-            before = len(unreadable)
-            listed = list_folder(folder, unreadable, resolved=True)
-            if counts is not None:
-                counts[argument] += len(listed) + len(unreadable) - before
-            for path in listed:
-                found.setdefault(path, sub)
-        return found
+        self, unreadable: list[Problem], counts: list[int] | None = None
+    ) -> Iterator[dict[Path, str]]:
+        """Each group's listing, ``{path: output subfolder}`` (the first, the top level's, with
+        the files named); ``counts``: each argument's entries, added up."""
+        for n, members in enumerate(self.members()):
+            found: dict[Path, str] = dict.fromkeys(self.files, "") if n == 0 else {}
+            for folder, sub, argument in members:
+                before = len(unreadable)
+                listed = list_folder(folder, unreadable, resolved=True)
+                if counts is not None:
+                    counts[argument] += len(listed) + len(unreadable) - before
+                for path in listed:
+                    found.setdefault(path, sub)
+            yield found
 
     def _kept(self, path: Path) -> bool:
         return path not in self.dropped and not (self.exclude is not None and self.exclude(path))
@@ -131,8 +131,8 @@ def survey(
     # a file named beside a folder that is listed anyway is listed there, once
     listing.files = [f for f in dict.fromkeys(files) if not _listed_there(f, listing.tops, skipped)]
     counts = [0] * len(arguments)
-    for members in listing.members():
-        for path in listing._listed(members, unreadable, counts):
+    for found in listing._listed(unreadable, counts):
+        for path in found:
             if path in hidden:
                 continue
             if owned(path):
