@@ -10,7 +10,9 @@ image, normalised). pytorch-grad-cam: one batched call on the normalised tensor
 (``target_layers=[model.layer4[-1]]``, ``ClassifierOutputTarget(c)`` per image). TorchCAM: its
 extractor on the model's forward of the batch. Score-CAM and Ablation-CAM rerun the network
 per channel in both anchors, so they are timed per map (one image, resnet18's 512 channels, both
-sides at every channel; ``--ablation-arch resnet50`` for Ablation-CAM on resnet50). Medians of
+sides at every channel; ``--ablation-arch resnet50`` for Ablation-CAM on resnet50); ours
+Score-CAM twice: its masked passes in float32 and under ``precision="auto"`` (its default:
+bfloat16 where the CPU has AMX). Medians of
 ``--repeat`` after a warm-up call; ratios are baseline / ours (> 1: ours faster). Prints one JSON
 line per row, then the table.
 """
@@ -65,10 +67,10 @@ def tensor_of(stack: np.ndarray):
     return torch.from_numpy(x.transpose(0, 3, 1, 2).astype(np.float32))
 
 
-def ours(arch: str, method: str, stack: np.ndarray, c: int):
+def ours(arch: str, method: str, stack: np.ndarray, c: int, **options):
     from napari_gapcam import load_model
 
-    model = load_model(arch, weights=None, device="cpu", method=method)
+    model = load_model(arch, weights=None, device="cpu", method=method, **options)
 
     def call() -> None:
         if len(stack) == 1:
@@ -113,13 +115,13 @@ def torchcam(arch: str, method: str, stack: np.ndarray, c: int):
     return call
 
 
-def row(name: str, arch: str, method: str, stack: np.ndarray, repeat: int) -> dict:
+def row(name: str, arch: str, method: str, stack: np.ndarray, repeat: int, **options) -> dict:
     import torch
 
     torch.manual_seed(0)
     c = 1
     out = {"row": name, "method": method, "arch": arch, "images": len(stack)}
-    out["ours_s"] = median_s(ours(arch, method, stack, c), repeat)
+    out["ours_s"] = median_s(ours(arch, method, stack, c, **options), repeat)
     for anchor, table, make in (
         ("pytorch-grad-cam", PGC, pytorch_grad_cam),
         ("TorchCAM", TORCHCAM, torchcam),
@@ -144,6 +146,8 @@ def main() -> None:
     import torch
     import torchvision
 
+    from napari_gapcam.engine.precision import resolve_precision
+
     if args.threads:
         torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
@@ -159,8 +163,12 @@ def main() -> None:
             rows.append(row("stack", "resnet50", method, stack, args.repeat))
         elif method == "ablationcam":  # pytorch-grad-cam: ~8 min a map on resnet50 here
             rows.append(row("one map", args.ablation_arch, method, stack[:1], 1))
-        elif method == "scorecam":
-            rows.append(row("one map", "resnet18", method, stack[:1], 1))
+        elif method == "scorecam":  # ours in float32, and "auto" (bfloat16 where native)
+            for precision in ("fp32", "auto"):
+                runs_as = resolve_precision(precision, torch.device("cpu"))
+                name = f"one map ({precision}{' → ' + runs_as if runs_as != precision else ''})"
+                one = row(name, "resnet18", method, stack[:1], 1, precision=precision)
+                rows.append(one)
     print("\n| method | case | ours (s) | pytorch-grad-cam (s) | ratio | TorchCAM (s) | ratio |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for r in rows:

@@ -111,3 +111,36 @@ def test_never_replaces_a_file_of_the_user_s(scenes, tmp_path, capsys):
     assert mine.read_text() == "a,b\n1,2\n"
     assert evaluate(folder, "--methods", "cam", "--true-boxes", boxes, "--out", boxes) == 2
     assert "is read by this run" in capsys.readouterr().err
+
+
+def test_precision_reaches_the_scores(scenes, tmp_path, monkeypatch):
+    """``--precision bf16``: every faithfulness call runs its perturbed inputs under it, and
+    the CSV's deletion scores are the engine's under it (float32's differ, by < 0.02)."""
+    import napari_gapcam
+    from napari_gapcam import load_model
+    from napari_gapcam.models import DEMO_WEIGHTS
+
+    real, asked = napari_gapcam.faithfulness, []
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs.get("precision"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(napari_gapcam, "faithfulness", spy)
+    folder, _, truth = scenes
+    out = tmp_path / "scores.csv"
+    code = evaluate(folder, "--methods", "cam", "--metrics", "deletion", "--steps", "6",
+                    "--precision", "bf16", "--out", out)  # fmt: skip
+    assert code == 0 and asked and set(asked) == {"bf16"}
+    model = load_model("resnet18", weights=DEMO_WEIGHTS, device="cpu")
+    row = next(r for r in read(out) if Path(r["file"]).name == "s2.png")  # alone in its size
+    image = truth["s2.png"][0]
+    scores = {
+        p: real(model, [image], None, "cam", "deletion", 6, input_size=SIZE, precision=p)
+        for p in ("bf16", "fp32")
+    }
+    assert float(row["deletion"]) == pytest.approx(scores["bf16"]["deletion"][0], abs=1e-6)
+    assert 0 < abs(scores["fp32"]["deletion"][0] - scores["bf16"]["deletion"][0]) < 0.02
+    with pytest.raises(SystemExit) as exit_info:  # argparse's usage error: rc 2, no file
+        evaluate(folder, "--methods", "cam", "--precision", "fp8", "--out", tmp_path / "t.csv")
+    assert exit_info.value.code == 2 and not (tmp_path / "t.csv").exists()

@@ -138,6 +138,35 @@ def test_deletion_and_insertion_equal_rise(demo, rows, table):
     assert (table["insertion"] - table["deletion"]).abs().max() > 0.01
 
 
+def test_bfloat16_scores_near_float32_and_said(demo, scenes, table, monkeypatch):
+    """``precision="bf16"``: the perturbed inputs' passes under bfloat16 autocast (a spy sees
+    it; the images' own pass stays float32), the AUCs within 0.02 of float32's and not the
+    same numbers; the table says which."""
+    import napari_gapcam.engine.precision as precision
+
+    seen, forward = [], demo.forward_batch
+
+    def spied(tensor, dtype=None, *args, **kwargs):
+        seen.append(dtype)
+        return forward(tensor, dtype, *args, **kwargs)
+
+    monkeypatch.setattr(demo, "forward_batch", spied)
+    modes = ("deletion", "insertion")
+    args = dict(metrics=modes, steps=STEPS, input_size=SIZE)
+    fast = faithfulness(demo, scenes[0], precision="bf16", **args)
+    assert seen[0] is None  # the images' own pass: their maps and scores stay float32
+    assert set(seen[1:]) == {torch.bfloat16} and len(seen) >= 3
+    assert fast.attrs["precision"] == "bf16" and table.attrs["precision"] == "fp32"
+    difference = (fast[list(modes)] - table[list(modes)]).abs().to_numpy()
+    assert difference.max() < 0.02 and difference.max() > 0
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    seen.clear()
+    assert faithfulness(demo, scenes[0], precision="auto", **args).attrs["precision"] == "fp32"
+    assert set(seen) == {None}
+    with pytest.raises(ValueError, match="Unknown precision 'half': use one of fp32, fp16"):
+        faithfulness(demo, scenes[0], precision="half", **args)
+
+
 def test_road_within_pytorch_grad_cam(demo, rows, table):
     from pytorch_grad_cam.metrics.road import ROADCombined
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget

@@ -58,8 +58,8 @@ def test_ablation_cam_s_batch_size_and_layercam_s_layers(weights, plain):
          "method='gradcam' takes no parameters; got 'max_channels'. max_channels= is Score-CAM's: "
          "method='scorecam'."),
         ("scorecam", {"layers": ["layer4"]},
-         "method='scorecam' has no option 'layers': its options are max_channels, batch_size. "
-         "layers= is LayerCAM's: method='layercam'."),
+         "method='scorecam' has no option 'layers': its options are max_channels, batch_size, "
+         "precision. layers= is LayerCAM's: method='layercam'."),
     ],
 )  # fmt: skip
 def test_an_option_the_method_does_not_take_is_refused_as_with_method_refuses_it(

@@ -125,6 +125,52 @@ def test_a_stack_gives_the_maps_of_one_image_at_a_time(resnet18):
     np.testing.assert_allclose(half.cams(2), expected, atol=0.02)
 
 
+def dtypes_of(model, monkeypatch):
+    """The autocast dtype of each forward pass ``model`` runs from now on."""
+    seen, forward = [], model.forward_batch
+
+    def spied(tensor, dtype=None, *args, **kwargs):
+        seen.append(dtype)
+        return forward(tensor, dtype, *args, **kwargs)
+
+    monkeypatch.setattr(model, "forward_batch", spied)
+    return seen
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bfloat16_only_where_the_device_computes_it(
+    resnet18, at_grid, monkeypatch, native
+):
+    import napari_gapcam.engine.precision as precision
+
+    network, model = resnet18
+    monkeypatch.setattr(precision, "native_bf16", lambda device: native)
+    model = with_options(model, max_channels=16)  # precision "auto", the default
+    result = model.run(IMAGES[0], input_size=SIZE)
+    seen = dtypes_of(model, monkeypatch)
+    ours = unit(result.raw_cam(1))
+    assert set(seen) == {torch.bfloat16 if native else None}
+    top = result.features.mean(dim=(1, 2)).topk(16).indices.sort().values
+    expected = unit(reference(network, result._batch.inputs.take([0]), 1, top))
+    np.testing.assert_allclose(ours, expected, atol=1e-4 if not native else 0.02)
+
+
+def test_fp32_is_pytorch_grad_cam_to_1e4_and_bf16_within_the_tolerance(resnet18, at_grid):
+    network, model = resnet18
+    maps = {}
+    for precision in ("fp32", "bf16"):
+        chosen = with_options(model, max_channels=32, precision=precision)
+        result = chosen.run(IMAGES[1], input_size=SIZE)
+        maps[precision] = unit(result.raw_cam(0))
+    top = result.features.mean(dim=(1, 2)).topk(32).indices.sort().values
+    expected = unit(reference(network, result._batch.inputs.take([0]), 0, top))
+    np.testing.assert_allclose(maps["fp32"], expected, atol=1e-4)
+    np.testing.assert_allclose(maps["bf16"], expected, atol=0.02)
+    assert np.abs(maps["bf16"] - maps["fp32"]).max() > 1e-6  # bfloat16 did run
+    with pytest.raises(ValueError, match="Unknown precision 'fp8': use one of fp32, fp16, bf16"):
+        with_options(model, precision="fp8")
+
+
 def test_options_are_checked_by_name(resnet18):
     model = resnet18[1]
     with pytest.raises(ValueError, match="no option 'max_chanels'.*max_channels, batch_size"):

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from ._torch import torch
 from .memory import available_bytes
+from .precision import check_precision
 from .preprocess import Reduced, Staged, finish_input, stage_input
 
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ CPU_BATCH = 16  # images at most on a CPU, and at most CPU_BATCH_PIXELS input pi
 CPU_BATCH_PIXELS = 8 * 224 * 224  # it the cache stops paying: at 224², 16 is slower than 8)
 GPU_BATCH = 32
 FEATURES_DTYPE = torch.float16  # the maps kept on the host for stacks
-PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 # From this many full batches a GPU run replays its forward passes from a CUDA graph
 # (napari_gapcam.engine.graphs: the capture costs about 3 extra passes, once per batch shape)
 GRAPH_MIN_BATCHES = 4
@@ -52,13 +52,6 @@ class Batch(NamedTuple):
     logits: torch.Tensor  # N×C float32
     input_shape: tuple[int, int]
     inputs: torch.Tensor | None = None  # N×3×H×W normalised, where the method reruns the network
-
-
-def check_precision(precision: str) -> Any:
-    """The autocast dtype of ``precision`` (``None``: full precision)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"Unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}.")
-    return PRECISIONS[precision]
 
 
 def auto_batch_size(network: Network, size: tuple[int, int]) -> int:

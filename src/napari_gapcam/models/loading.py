@@ -86,7 +86,8 @@ def load_model(
             before it), the later ones are read inside the head.
         **options: the method's options, as ``model.with_method(method, **options)`` takes
             them (its row's ``options`` in :data:`~napari_gapcam.engine.methods.METHODS`):
-            Score-CAM's ``max_channels`` and ``batch_size``, Ablation-CAM's ``batch_size``.
+            Score-CAM's ``max_channels``, ``batch_size`` and ``precision``, Ablation-CAM's
+            ``batch_size``.
             One the method does not take is a ``ValueError`` naming it and the method's
             options, raised before any weights are read.
     """

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._torch import torch
 from ..batch import _as_images
+from ..precision import PRECISIONS, check_precision, resolve_precision
 from ..preprocess import target_size
 from .causal import causal, pixels_per_step
 from .confidence import confidence
@@ -85,6 +86,7 @@ def faithfulness(
     contrast_limits: Sequence[float] | None = None,
     input_size: int | None = None,
     square: bool | None = None,
+    precision: str = "fp32",
 ) -> pandas.DataFrame:
     """Faithfulness scores of ``model``'s maps of ``images``: a DataFrame, one row per image
     and class (columns ``image``, ``class``, ``class_name``, ``method``, then one per metric).
@@ -98,13 +100,19 @@ def faithfulness(
     normalised tensor: 0 is the mean colour) or ``"blur"``. ``percentiles``, ``noise`` and
     ``seed``: ROAD's. ``boxes`` (per image, a box ``(y0, x0, y1, x1)`` in image pixels or a list
     of them) and ``masks`` (per image, H×W bool) add ``max_box_acc_v2`` and ``pxap``.
-    ``batch_size``: inputs per network pass (default: as ``run_batch``). ``progress(done,
+    ``batch_size``: inputs per network pass (default: as ``run_batch``). ``precision``: the
+    perturbed inputs' passes, ``"fp32"`` (default: the anchors' numbers), ``"bf16"`` /
+    ``"fp16"`` autocast or ``"auto"`` (bfloat16 where the device computes it natively, see
+    :mod:`~napari_gapcam.engine.precision`): on a CPU with AMX bfloat16 is about 3× faster,
+    its scores within about 0.005 of float32's (the images' own maps and scores stay
+    float32). ``progress(done,
     total)`` is called after each batch of network inputs; returning False cancels
     (:class:`FaithfulnessCancelled`). ``attrs["better"]``: ``"lower"`` or ``"higher"`` per column.
     """
     import pandas as pd
 
     chosen = check_metrics(metrics)
+    check_precision(precision, allow_auto=True)
     network = with_method(model, method)
     n = len(_as_images(images)[0])
     size = network.config.geometry(input_size, square)
@@ -115,6 +123,8 @@ def faithfulness(
         network, images, classes, batch_size, contrast_limits, input_size, square, scorer.advance
     )
     scorer.batch_size = rows.batch_size
+    precision = resolve_precision(precision, rows.inputs.device)
+    scorer.dtype = PRECISIONS[precision]
     pixels = shape[0] * shape[1]
     device = rows.inputs.device
     # the scores before any change, on the host as the scorer's are (float64)
@@ -146,5 +156,6 @@ def faithfulness(
             table[name] = values
     table.attrs["better"] = {c: BETTER[c] for c in table.columns if c in BETTER}
     table.attrs["steps"] = pixels_per_step(pixels, steps)[1]
+    table.attrs["precision"] = precision
     table.attrs["input_shape"] = tuple(rows.maps.shape[-2:])
     return table

@@ -3,7 +3,8 @@
 Every faithfulness metric is a list of inputs made from the normalised input tensors (masked,
 deleted, imputed) and the score of one class on each. :class:`Scorer` makes them a batch at a
 time on the model's device (``make(start, stop)``), runs them with the batch norms folded
-(:meth:`~napari_gapcam.engine.network.Network.forward_batch`) and keeps the class's softmax
+(:meth:`~napari_gapcam.engine.network.Network.forward_batch`, in float32 or under the
+autocast of the run's ``precision``) and keeps the class's softmax
 probability or logit; ``progress(done, total)`` is called after each batch, and a ``False``
 answer stops the run with :class:`FaithfulnessCancelled`.
 """
@@ -29,10 +30,16 @@ class Scorer:
     """Scores batches of inputs of ``network``; counts them against ``total`` for progress."""
 
     def __init__(
-        self, network: Network, batch_size: int, total: int, progress: Progress | None = None
+        self,
+        network: Network,
+        batch_size: int,
+        total: int,
+        progress: Progress | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         self.network, self.batch_size = network, max(1, int(batch_size))
         self.total, self.done, self.progress = total, 0, progress
+        self.dtype = dtype  # the passes' autocast (None: full precision)
 
     def advance(self, count: int) -> None:
         """Count ``count`` more inputs done and report; a False answer cancels."""
@@ -43,11 +50,12 @@ class Scorer:
             )
 
     def logits(self, inputs: torch.Tensor) -> torch.Tensor:
-        """The logits of a batch of inputs (N×3×h×w), batch norms folded; full batches on a
-        GPU replay one CUDA graph (the logits are copied before the next replay)."""
+        """The logits of a batch of inputs (N×3×h×w), batch norms folded, under the scorer's
+        autocast; full batches on a GPU replay one CUDA graph (the logits are copied before the
+        next replay)."""
         graph = inputs.device.type == "cuda" and len(inputs) == self.batch_size
         with torch.inference_mode():
-            return self.network.forward_batch(inputs, None, graph)[1].float().clone()
+            return self.network.forward_batch(inputs, self.dtype, graph)[1].float().clone()
 
     def scores(
         self,

@@ -69,7 +69,7 @@ METHODS: dict[str, MethodInfo] = {row.name: row for row in (
     MethodInfo("xgradcam", "XGrad-CAM", "xgradcam:XGradCam", "one backward pass through the head", tiles=True, head_only=True),
     MethodInfo("hirescam", "HiResCAM", "hirescam:HiResCam", "one backward pass through the head", tiles=True, head_only=True),
     MethodInfo("layercam", "LayerCAM", "layercam:LayerCam", "one backward pass through the head", tiles=True, head_only=True, options=("layers",)),
-    MethodInfo("scorecam", "Score-CAM", "scorecam:ScoreCam", "one forward pass per channel, batched; max_channels=N keeps the N most active", needs_input=True, options=("max_channels", "batch_size")),
+    MethodInfo("scorecam", "Score-CAM", "scorecam:ScoreCam", "one forward pass per channel, batched; max_channels=N keeps the N most active", needs_input=True, options=("max_channels", "batch_size", "precision")),
     MethodInfo("ablationcam", "Ablation-CAM", "ablationcam:AblationCam", "head passes only, batched (analytic on a GAP + dense head)", head_only=True, options=("batch_size",)),
     MethodInfo("eigencam", "EigenCAM", "eigencam:EigenCam", "one SVD", class_free=True, head_only=True),
 )}

@@ -17,7 +17,10 @@ One pass gives every class's logit, so each image's scores (K×C) are kept by th
 input to zeros; they share one pass. ``max_channels=N`` keeps each image's N channels of the
 highest mean activation (the sum and the softmax run over those only); ``batch_size`` masked
 inputs go through the network at a time (default: 16 at 224² on a CPU; on a GPU as many as
-fit, up to 32).
+fit, up to 32). ``precision`` is the masked passes' autocast (:mod:`..precision`): ``"auto"``
+(default) runs them in bfloat16 where the device computes it natively (a CPU with AMX, a CUDA
+GPU), 3× faster on such a CPU, the normalised map within 0.01 of float32's (tests: within
+0.02 of pytorch-grad-cam's); ``"fp32"`` matches pytorch-grad-cam to 1e-4.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from .._torch import F, torch
+from ..precision import AUTO, autocast_dtype, check_precision
 from .base import Method
 
 EPS = 1e-8  # as pytorch-grad-cam's min-max of the masks
@@ -50,11 +54,17 @@ class ScoreCam(Method):
     cached = True
 
     def __init__(
-        self, network: Any, max_channels: int | None = None, batch_size: int | None = None
+        self,
+        network: Any,
+        max_channels: int | None = None,
+        batch_size: int | None = None,
+        precision: str = AUTO,
     ) -> None:
         self.network = network
         self.max_channels = _positive("max_channels", max_channels)
         self.batch_size = _positive("batch_size", batch_size)
+        check_precision(precision, allow_auto=True)
+        self.precision = precision
         self.progress: Callable[[int, int], None] | None = None
         self._channels: int | None = None
 
@@ -100,17 +110,19 @@ class ScoreCam(Method):
         flat = bool((span <= 0).any())
         total = len(images) + int(flat)
         step = self.batch_size or _batch_rule(network, size)
+        dtype = autocast_dtype(self.precision, device)
         logits: list[torch.Tensor] = []
         with torch.inference_mode():
             x = inputs.to(device, torch.float32)
             for start in range(0, len(images), step):
                 i, k = images[start : start + step], slots[start : start + step]
                 masks = _masks(chosen[i, k].to(device), size)
-                logits.append(network.forward_batch(x[i.to(device)] * masks)[1].float().cpu())
+                masked = x[i.to(device)] * masks
+                logits.append(network.forward_batch(masked, dtype)[1].float().cpu())
                 if self.progress is not None:
                     self.progress(start + len(i), total)
             zeros = torch.zeros(1, 3, *size, device=device)
-            blank = network.forward_batch(zeros)[1].float().cpu()[0] if flat else None
+            blank = network.forward_batch(zeros, dtype)[1].float().cpu()[0] if flat else None
         out = torch.empty(*span.shape, len(network.class_names))
         if blank is not None:
             out[:] = blank
