@@ -27,3 +27,7 @@ class GradCam(GradientMethod):
 
     def channel_weights(self, features: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         return g.mean(dim=(-2, -1))
+
+    def constant_gradient_weights(self, features: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """The mean of a constant gradient is itself: ``α_k = g_k``."""
+        return g

@@ -5,6 +5,16 @@ A subclass says how (:meth:`GradientMethod.from_gradient`, or only the channel w
 broadcast: one class per image takes one backward pass through the head for a batch; every
 class's maps (tiles) take one forward pass of the head and one batched backward pass
 (``is_grads_batched``) per block of classes, never a forward pass of the network.
+
+On a GAP + dense head (``fc``, the dense layer ``W``) every class's maps take no backward
+pass at all:
+
+    y_c = b_c + Σ_k W[c, k] · mean_xy A_k(x, y),   so   ∂y_c/∂A_k(x, y) = W[c, k] / (h·w)
+
+for every ``(x, y)``: a gradient constant in space. Each method's map is then
+``act(Σ_k α[c, k] · A_k)`` with ``α`` in closed form
+(:meth:`GradientMethod.constant_gradient_weights`, the subclass's own formula evaluated on that
+constant), and all classes' maps are one product per batch, as the CAM's.
 """
 
 from __future__ import annotations
@@ -22,13 +32,14 @@ class GradientMethod(Method):
     relu = True
     cached = True  # a backward pass per batch of maps: results keep them
 
-    def __init__(self, head: nn.Module) -> None:
+    def __init__(self, head: nn.Module, fc: nn.Linear | None = None) -> None:
         self.head = head
+        self.fc = fc  # the dense layer when the head is GAP + dense: gradients in closed form
 
     @classmethod
     def for_network(cls, network: Any, **options: Any) -> GradientMethod:
         cls.refuse_unknown(options)
-        return cls(network.head)
+        return cls(network.head, network.fc)
 
     def channel_weights(self, features: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         """``α`` (..., N×K) from the maps (N×K×h×w) and gradients (..., N×K×h×w)."""
@@ -38,6 +49,13 @@ class GradientMethod(Method):
         """Raw maps (..., N×h×w): ``act(Σ_k α_k · A_k)`` unless a subclass says otherwise."""
         raw = torch.einsum("...nk,nkhw->...nhw", self.channel_weights(features, g), features)
         return torch.relu(raw) if self.relu else raw
+
+    def constant_gradient_weights(self, features: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """``α`` (C×N×K, or C×1×K where it is the same for every image) such that the map is
+        ``act(Σ_k α_k · A_k)`` when the gradient ``g`` (C×1×K) is the same at every ``(x, y)``
+        of the maps (N×K×h×w): :meth:`from_gradient` on that gradient, with no C×N×K×h×w
+        tensor. A subclass without it has every class's maps by backward passes."""
+        raise NotImplementedError
 
     def _device(self, features: torch.Tensor) -> torch.device:
         parameter = next(self.head.parameters(), None)
@@ -68,9 +86,15 @@ class GradientMethod(Method):
         return self.from_gradient(maps, g).to(features.device, features.dtype)
 
     def class_maps(self, features: torch.Tensor, num_classes: int) -> torch.Tensor:
-        """Every class's raw map of each image (N×C×h×w): one forward pass of the head, then
-        one batched backward pass per ``CLASS_CHUNK`` classes (a head ``vmap`` cannot run
-        falls back to the base's repeated maps)."""
+        """Every class's raw map of each image (N×C×h×w). On a GAP + dense head one product
+        (:meth:`dense_class_maps`); else one forward pass of the head, then one batched
+        backward pass per ``CLASS_CHUNK`` classes (a head ``vmap`` cannot run falls back to
+        the base's repeated maps)."""
+        if self.fc is not None:
+            try:
+                return self.dense_class_maps(features, num_classes)
+            except NotImplementedError:  # no closed form: the backward passes below
+                pass
         device = self._device(features)
         out = []
         with torch.inference_mode(False), torch.enable_grad():
@@ -89,3 +113,19 @@ class GradientMethod(Method):
                     return super().class_maps(features, num_classes)
                 out.append(self.from_gradient(maps.detach(), g).transpose(0, 1))
         return torch.cat(out, dim=1).to(features.device, features.dtype)
+
+    def dense_class_maps(self, features: torch.Tensor, num_classes: int) -> torch.Tensor:
+        """Every class's raw map on a GAP + dense head: ``g = W[c, k] / (h·w)`` at every cell
+        (the module docstring), ``α`` from :meth:`constant_gradient_weights`, then
+        ``act(Σ_k α[c, k] · A_k)`` as one product per batch; no backward pass."""
+        device = self._device(features)
+        maps = features.detach().to(device).float()
+        weight = self.fc.weight.detach()[:num_classes].to(device).float()
+        g = (weight / (maps.shape[-2] * maps.shape[-1]))[:, None]  # C×1×K
+        alpha = self.constant_gradient_weights(maps, g)
+        if alpha.shape[1] == 1:  # the same for every image: one matrix product
+            raw = torch.einsum("ck,nkhw->nchw", alpha[:, 0], maps)
+        else:
+            raw = torch.einsum("cnk,nkhw->nchw", alpha, maps)
+        raw = torch.relu(raw) if self.relu else raw
+        return raw.to(features.device, features.dtype)

@@ -18,3 +18,7 @@ class HiResCam(GradientMethod):
 
     def from_gradient(self, features: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         return torch.relu((g * features).sum(dim=-3))
+
+    def constant_gradient_weights(self, features: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """A gradient constant in space factors out of the sum: ``α_k = g_k``."""
+        return g

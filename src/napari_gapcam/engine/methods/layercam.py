@@ -24,8 +24,12 @@ class LayerCam(GradientMethod):
         comma-separated string) their maps fused (``network.taps(layers)``)."""
         cls.refuse_unknown(options)
         if layers is None:
-            return cls(network.head)
+            return cls(network.head, network.fc)
         return FusedLayers(cls(network.head), network.taps(layers))
 
     def from_gradient(self, features: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         return torch.relu((torch.relu(g) * features).sum(dim=-3))
+
+    def constant_gradient_weights(self, features: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """A gradient constant in space factors out of the sum: ``α_k = ReLU(g_k)``."""
+        return torch.relu(g)

@@ -23,3 +23,9 @@ class XGradCam(GradientMethod):
 
     def channel_weights(self, features: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         return (g * features).sum(dim=(-2, -1)) / (features.sum(dim=(-2, -1)) + EPS)
+
+    def constant_gradient_weights(self, features: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """A gradient constant in space factors out of the sum: ``α_k = g_k · S_k / (S_k +
+        1e-7)`` with ``S_k = Σ_xy A_k(x, y)`` (C×N×K: ``S`` is each image's)."""
+        total = features.sum(dim=(-2, -1))
+        return g * (total / (total + EPS))  # one C×N×K product
