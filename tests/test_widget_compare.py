@@ -153,6 +153,7 @@ def test_compare_two_methods_adds_their_aligned_overlays_and_scores(viewer, qtbo
     assert "2 method(s)" in widget.compare.status.value
     widget.compare.table.native.selectRow(1)  # a row shows its method's map alone
     assert viewer.layers["scene · Grad-CAM"].visible and not viewer.layers["scene · CAM"].visible
+    assert not main.visible  # not blended with the main overlay under it
 
     # again, with another class and one method: in place, the other method's layer goes
     cam_layer = viewer.layers["scene · CAM"]

@@ -79,7 +79,7 @@ def test_cancel_keeps_finished_planes_and_run_works_again(viewer, qtbot):
     assert widget.status.value.startswith("Running")  # a fresh status for each run
     qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT_MS)
     assert widget.session.shown.planes.indices == ((39,),)
-    assert "plane (39,)" in widget.status.value and "Cancelled" not in widget.status.value
+    assert "plane 39:" in widget.status.value and "Cancelled" not in widget.status.value
     assert "(mean over the planes)" not in widget.predictions.value
 
 

@@ -24,6 +24,7 @@ from napari.utils import progress
 from .compare_job import Outcome, Task, compare, head_only, method_rows
 from .controls import Section, line
 from .decompose import world_affine
+from .input_planes import plane_text
 from .overlay_layers import META_KEY, Placement
 from .run import CancelToken
 from .score_table import ROW_PX, fill, fit_width, score_table
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
 ROLE = "method:"  # an overlay's role: "method:<name>"
 CHOSEN = 2  # methods chosen at first: the table's first ones
+NEW_RUN = "A new run: its methods compare once it ends (press Compare)."
+RUN_ENDED = "Run ended: choose methods and press Compare (the displayed plane)."
 
 
 def label_of(name: str) -> str:
@@ -48,6 +51,7 @@ class CompareMethods:
         self.session: Session = widget.session
         self.viewer = self.session.viewer
         self._truth = widget.truth
+        self._own_models = widget.models.own_models  # a handed-over model's own method
         rows = method_rows()
         self.methods = Select(
             label="methods",
@@ -99,8 +103,11 @@ class CompareMethods:
 
     def _on_running(self, running: bool) -> None:
         """A new run: its source's contrast is noted (the plane is read again as the run read
-        it); the last comparison's layers and table go (they belong to the last run)."""
+        it); the last comparison's layers and table go (they belong to the last run). The run
+        ended: the line says Compare works now."""
         if not running:
+            if self.status.value == NEW_RUN:
+                self.say(RUN_ENDED)
             return
         source = self._widget_image.value
         if source is not None:
@@ -112,7 +119,7 @@ class CompareMethods:
             old = list(self.layers(shown.source).values())
             self.session.jobs.later(lambda: self._remove(old))
         if self.outcome is not None:
-            self.say("A new run: its methods compare once it ends (press Compare).")
+            self.say(NEW_RUN)
         self.outcome = None
         self.table.visible = False
 
@@ -217,8 +224,9 @@ class CompareMethods:
             scale,
             rows,
             boxes,
+            self._own_models(shown.model),
         )
-        plane = f" plane {index}" if shown.is_stack or index else ""
+        plane = f" plane {plane_text(index)}" if shown.is_stack or index else ""
         name = result.class_names[c]
         where = f"{shown.source.name!r}{plane}, class {name!r}"
         context = {"shown": shown, "result": shown.result, "index": index, "class": c,
@@ -270,15 +278,18 @@ class CompareMethods:
         show_error(f"napari-gapcam compare: {error}")
 
     def _take(self, out: tuple[str, Any], compare_id: int, context: dict[str, Any]) -> None:
-        if compare_id != self._id:  # cancelled
+        """One yield of the job. napari's progress bar may deliver the next yields inside its
+        ``update``: a step's line is said first, and none is said once the outcome is in."""
+        if compare_id != self._id or context.get("ended"):  # cancelled, or its outcome shown
             return
         kind, payload = out
         if kind == "progress":
             done, total, text = payload
+            self.say(f"{text} ({done + 1} of {total} steps)")
             if self._progress is not None:
                 self._progress.update(done - self._progress.n)
-            self.say(f"{text} ({done + 1} of {total} steps)")
             return
+        context["ended"] = True
         session = self.session
         if session.shown is not context["shown"] or session.result is not context["result"]:
             self.say("A new run started meanwhile: press Compare again.")
@@ -357,12 +368,14 @@ class CompareMethods:
             self.show_only(names[min(rows)])
 
     def show_only(self, name: str) -> None:
-        """Method ``name``'s overlay visible, the other methods' hidden (the main overlay
-        stays as it is)."""
+        """Method ``name``'s overlay visible, the other methods' and the main overlay hidden:
+        its map alone, not blended with another (the layer list shows them again)."""
         shown = self.session.shown
         if shown is None:
             return
-        for other, layer in self.layers(shown.source).items():
+        main = self.session.overlays.get(shown.source, "cam")
+        others = {**({"": main} if main is not None else {}), **self.layers(shown.source)}
+        for other, layer in others.items():
             if layer.visible != (other == name):
                 layer.visible = other == name
 

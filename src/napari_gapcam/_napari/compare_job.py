@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -111,7 +111,8 @@ def _is_number(value: Any) -> bool:
 class Task:
     """One comparison: class ``c`` of the plane ``result`` (a finished run's) made by ``model``
     from ``image`` (read as the run read it: ``contrast``, ``geometry`` = input size, square),
-    maps at ``grid`` cells under ``scale``, for each row of ``methods``."""
+    maps at ``grid`` cells under ``scale``, for each row of ``methods``; ``own``: models to use
+    for some methods (a method's name → the model handed over with it, its options kept)."""
 
     model: Any
     result: Any
@@ -123,6 +124,7 @@ class Task:
     scale: str
     methods: tuple[MethodInfo, ...]
     boxes: list | None = None
+    own: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -138,8 +140,9 @@ class Outcome:
 
 def plane_map(task: Task, row: MethodInfo, token: CancelToken) -> tuple[Any, np.ndarray]:
     """``row``'s model and its map of the task's class: the result's own method as it is, a
-    head-only method by switching the result, any other by running the plane again."""
-    model = with_method(task.model, row.name)
+    head-only method by switching the result, any other by running the plane again (``task.own``'s
+    model for its method: the model handed over with it)."""
+    model = task.own.get(row.name) or with_method(task.model, row.name)
     if row.name == task.result.method_info.name:
         result = task.result
     elif head_only(row):

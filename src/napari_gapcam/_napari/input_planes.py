@@ -40,11 +40,16 @@ class Planes:
         if len(self.indices) > 1:
             where = f" all {len(self.indices)} planes"
         else:
-            where = f" plane {self.indices[0]}" if self.indices[0] else ""
+            where = f" plane {plane_text(self.indices[0])}" if self.indices[0] else ""
         if self.levels > 1:
             height, width = self.shape
             where += f" level {self.level} of {self.levels} ({height}×{width})"
         return where
+
+
+def plane_text(index: tuple[int, ...]) -> str:
+    """A plane's index as the dock's lines say it: ``5`` on one axis, ``(2, 5)`` on several."""
+    return str(index[0]) if len(index) == 1 else str(tuple(index))
 
 
 def plane_views(

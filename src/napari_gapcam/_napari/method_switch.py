@@ -6,7 +6,9 @@ architecture, weights, device, names), the session's model becomes ``model.with_
 (Run then reuses it: no reload). If the method needs only the head (its row's ``head_only``),
 the shown result (one plane or a stack's planes) is switched at once
 (``result.with_method(model)``) and its overlays redrawn; any other method says that Run makes
-its maps. Tiles and runs in progress are left alone (the next Run uses the method).
+its maps. Tiles and runs in progress are left alone (the next Run uses the method). A model
+handed over with ``use_model`` switches the same way, to the handed-over model under the method
+(its own method: the model as handed over, with its options).
 """
 
 from __future__ import annotations
@@ -32,18 +34,23 @@ class MethodSwitch:
         """The method box changed: switch the loaded model (and a finished result) to it."""
         from ..engine.methods import resolve
 
-        session, model = self.session, self.session.model
+        session, model, models = self.session, self.session.model, self._models
+        in_memory = models.arch.value == IN_MEMORY
+        if model is None or session.spec is None or session.busy:
+            return
+        if in_memory and not models.own_models(model):
+            return  # another model ran: Run uses the one handed over
         try:
-            spec = self._models.spec()
-        except ValueError:
+            spec = models.spec()  # in memory: the handed-over model under the method
+        except ValueError as error:
+            if in_memory:  # a method its head does not allow: say why
+                session.fail(error, notify=False)
             return
-        if model is None or session.spec is None or session.busy or spec.arch == IN_MEMORY:
-            return
-        if replace(spec, method=session.spec.method) != session.spec:
+        if not in_memory and replace(spec, method=session.spec.method) != session.spec:
             return  # another model chosen: Run loads it
         try:
             row = resolve(spec.method, model.fc is not None, model.head_description)
-            switched_model = with_method(model, row.name)
+            switched_model = models.memory_model if in_memory else with_method(model, row.name)
         except Exception as error:  # a method the head does not allow: say why
             session.fail(error, notify=False)
             return

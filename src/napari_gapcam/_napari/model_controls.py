@@ -1,7 +1,10 @@
 """The widget's model controls: architecture, weights, method, layer, device, input size, square.
 
-They turn into a :class:`~napari_gapcam.models.spec.ModelSpec` (what the CLI uses too); a model
-handed over with ``use_model`` is used as it is.
+They turn into a :class:`~napari_gapcam.models.spec.ModelSpec` (what the CLI uses too). A model
+handed over with ``use_model`` is used as it is: the method box shows its method, the layer box
+its layer, the device box its device (greyed: it runs where it is); another method picked runs
+the same network under that method, and picking its own method again gives the model back as
+it was handed over (its method's options, e.g. Score-CAM's ``max_channels``, with it).
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ class ModelControls:
         self._say = say
         self._named_weights = named_weights
         self._demo_weights = DEMO_WEIGHTS
-        self.memory_model: GapCamModel | None = None  # from use_model
+        self.handed: GapCamModel | None = None  # from use_model, as handed over
+        self._in_memory: dict[str, GapCamModel] = {}  # the handed model under each method
         self._typed_models: list[str] = []  # timm:<name> typed in the model box
         self._custom_sizes: list[int] = []
 
@@ -110,8 +114,8 @@ class ModelControls:
             method = resolve("auto", family.exact).label  # what method 'auto' gives it
             choices.append((f"{arch}  ({family.name}, {method})", arch))
         choices += [(f"{name}  (timm)", name) for name in self._typed_models]
-        if self.memory_model is not None:
-            choices.append((f"{IN_MEMORY}: {self.memory_model.arch}", IN_MEMORY))
+        if self.handed is not None:
+            choices.append((f"{IN_MEMORY}: {self.handed.arch}", IN_MEMORY))
         return choices
 
     def _weight_choices(self, _widget: Any = None) -> list[str]:
@@ -129,8 +133,8 @@ class ModelControls:
         """The last maps, then the chosen architecture's stages (none listed for a timm
         model before timm is imported: importing it takes seconds)."""
         arch = self.arch.value if hasattr(self, "arch") else "resnet50"
-        if arch == IN_MEMORY and self.memory_model is not None:
-            layer = self.memory_model.layer
+        if arch == IN_MEMORY and self.handed is not None:
+            layer = self.handed.layer
             return [(f"as handed over ({layer or 'last maps'})", LAST_MAPS)]
         return [("last maps (default)", LAST_MAPS)] + [(s, s) for s in stages_of(arch)]
 
@@ -208,6 +212,7 @@ class ModelControls:
         if current in self.weights.choices:
             self.weights.value = current
         self._rebuild_layers()
+        self.device.enabled = self.arch.value != IN_MEMORY  # a handed model runs where it is
         if self.arch.value == DEMO_MODEL:
             self._say(
                 f"{DEMO_MODEL}: a {DEMO_ARCH} trained on synthetic shapes. Open File ▸ Open "
@@ -230,17 +235,48 @@ class ModelControls:
 
     # ----------------------------------------------------------------- meaning
     def use_model(self, model: GapCamModel) -> None:
-        """Use a model built in Python (``load_model``, ``from_module``) from now on."""
-        self.memory_model = model
+        """Use a model built in Python (``load_model``, ``from_module``) from now on: the
+        boxes show its method, layer and device."""
+        self.handed, self._in_memory = model, {model.method: model}
         self.arch.reset_choices()
         self.arch.value = IN_MEMORY
         self._rebuild_layers()
+        self.device.enabled = False
+        device = device_choice(model.device)
+        if device in self.device.choices:
+            self.device.value = device
+        self.method.value = model.method  # last: a method switch then sees this model
+
+    @property
+    def memory_model(self) -> GapCamModel | None:
+        """The handed-over model under the method box's method (None: none handed over)."""
+        return None if self.handed is None else self.in_memory(self.method.value)
+
+    def in_memory(self, method: str) -> GapCamModel:
+        """The handed-over model under ``method`` (made once): the model itself under its own
+        method, with its options; else the same network under ``method``'s defaults. A
+        method its head does not allow raises (a ValueError that says why)."""
+        from ..engine.methods import resolve
+
+        model = self.handed
+        name = resolve(method, model.fc is not None, model.head_description).name
+        if name not in self._in_memory:
+            self._in_memory[name] = model.with_method(name)
+        return self._in_memory[name]
+
+    def own_models(self, model: GapCamModel | None) -> dict[str, GapCamModel]:
+        """If ``model`` is the handed-over one (under any method), the handed-over model by its
+        method's name (what *compare methods* uses for that method: its options); else {}."""
+        if model is None or all(other is not model for other in self._in_memory.values()):
+            return {}
+        return {self.handed.method: self.handed}
 
     def spec(self) -> ModelSpec:
         """The model chosen, as the CLI and its workers describe one (an in-memory model: its
-        identity, under the architecture name ``IN_MEMORY``)."""
+        identity and method, under the architecture name ``IN_MEMORY``)."""
         if self.arch.value == IN_MEMORY:
-            return ModelSpec(arch=IN_MEMORY, weights=str(id(self.memory_model)))
+            model = self.memory_model
+            return ModelSpec(arch=IN_MEMORY, weights=str(id(model)), method=model.method)
         weights: Any = self.weights.value
         names: Any = None
         name = DEMO_ARCH if self.arch.value == DEMO_MODEL else self.arch.value
@@ -263,6 +299,12 @@ class ModelControls:
             method=self.method.value,
             layer=self.layer.value or None,
         )
+
+
+def device_choice(device: Any) -> str:
+    """The device box's item of a model's device (``cuda`` → ``cuda:0``)."""
+    text = str(device)
+    return "cuda:0" if text == "cuda" else text
 
 
 def stages_of(arch: str) -> tuple[str, ...]:
