@@ -51,7 +51,7 @@ def test_ablation_cam_s_batch_size_and_layercam_s_layers(weights, plain):
     [
         ("scorecam", {"max_chanels": 8},
          "method='scorecam' has no option 'max_chanels': its options are max_channels, "
-         "batch_size."),
+         "batch_size, precision."),
         ("ablationcam", {"ratio": 0.5},
          "method='ablationcam' has no option 'ratio': its options are batch_size."),
         ("gradcam", {"max_channels": 8},
