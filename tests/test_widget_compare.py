@@ -165,6 +165,10 @@ def test_compare_two_methods_adds_their_aligned_overlays_and_scores(viewer, qtbo
         cam_layer.data, own_map("cam", image, other, main.data.shape), atol=1e-5
     )
     assert shown_cells(widget.compare.table)[0] == ["CAM"]
+    widget.compare.table.native.selectRow(0)
+    assert cam_layer.visible and not main.visible
+    run_and_wait(widget, qtbot)  # a new run: its map shows, the compared layers go
+    assert main.visible and "scene · CAM" not in viewer.layers
 
 
 def test_cancel_leaves_the_layers_and_table_as_they_were(viewer, qtbot, faith):

@@ -10,8 +10,8 @@ then its scores. When it ends, on the UI thread, each map becomes the overlay
 ``"<image> · <method>"`` on that plane, placed and coloured as the main overlay (its grid, its
 colormap), and the table is filled; *Compare* again updates those layers in place (a method no
 longer chosen loses its layer). Cancel leaves the layers and the table as they were. Clicking a
-row of the table shows that method's overlay alone. A new run on the image removes them.
-"""
+row shows that method's overlay alone (the main one hidden until the next run, which removes
+them)."""
 
 from __future__ import annotations
 
@@ -52,6 +52,7 @@ class CompareMethods:
         self.viewer = self.session.viewer
         self._truth = widget.truth
         self._own_models = widget.models.own_models  # a handed-over model's own method
+        self._main: Any = None  # the main overlay, hidden while a row's map shows alone
         rows = method_rows()
         self.methods = Select(
             label="methods",
@@ -102,13 +103,14 @@ class CompareMethods:
             self.compare()
 
     def _on_running(self, running: bool) -> None:
-        """A new run: its source's contrast is noted (the plane is read again as the run read
-        it); the last comparison's layers and table go (they belong to the last run). The run
-        ended: the line says Compare works now."""
+        """A new run: its source's contrast noted (to read the plane as the run did), the last
+        comparison's layers and table gone (the last run's). Ended: the line says so."""
         if not running:
             if self.status.value == NEW_RUN:
                 self.say(RUN_ENDED)
             return
+        if self._main is not None:  # hidden by a row shown alone: the new run's map shows
+            self._main.visible, self._main = True, None
         source = self._widget_image.value
         if source is not None:
             self._contrast = (source, None if source.rgb else tuple(source.contrast_limits))
@@ -373,11 +375,10 @@ class CompareMethods:
         shown = self.session.shown
         if shown is None:
             return
-        main = self.session.overlays.get(shown.source, "cam")
+        self._main = main = self.session.overlays.get(shown.source, "cam")  # a run shows it
         others = {**({"": main} if main is not None else {}), **self.layers(shown.source)}
         for other, layer in others.items():
-            if layer.visible != (other == name):
-                layer.visible = other == name
+            layer.visible = other == name
 
 
 def _geometry(result: Any) -> tuple[int | None, bool | None]:
