@@ -51,7 +51,7 @@ class CompareMethods:
         self.session: Session = widget.session
         self.viewer = self.session.viewer
         self._truth = widget.truth
-        self._own_models = widget.models.own_models  # a handed-over model's own method
+        self._own_models = widget.models.own_models  # handed-over / channels' models
         self._main: Any = None  # the main overlay, hidden while a row's map shows alone
         rows = method_rows()
         self.methods = Select(

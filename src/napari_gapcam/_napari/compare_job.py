@@ -112,7 +112,8 @@ class Task:
     """One comparison: class ``c`` of the plane ``result`` (a finished run's) made by ``model``
     from ``image`` (read as the run read it: ``contrast``, ``geometry`` = input size, square),
     maps at ``grid`` cells under ``scale``, for each row of ``methods``; ``own``: models to use
-    for some methods (a method's name → the model handed over with it, its options kept)."""
+    for some methods (a method's name → the model handed over with it, its options kept, or
+    the model under the dock's options for that method, e.g. Score-CAM's channels)."""
 
     model: Any
     result: Any

@@ -4,7 +4,8 @@ They turn into a :class:`~napari_gapcam.models.spec.ModelSpec` (what the CLI use
 handed over with ``use_model`` is used as it is: the method box shows its method, the layer box
 its layer, the device box its device (greyed: it runs where it is); another method picked runs
 the same network under that method, and picking its own method again gives the model back as
-it was handed over (its method's options, e.g. Score-CAM's ``max_channels``, with it).
+it was handed over (its method's options, e.g. Score-CAM's ``max_channels``, with it). The
+*channels* box (Score-CAM's ``max_channels``): :mod:`.channels`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox
 
 from ..models.spec import ModelSpec
+from .channels import Channels
 from .controls import narrow
 from .names import DEMO, DEMO_ARCH, DEMO_MODEL, FILE, IN_MEMORY, RANDOM, TIMM
 from .searchable import make_searchable, select_text, show_start
@@ -61,6 +63,8 @@ class ModelControls:
         )
         self.names_file = FileEdit(label="class names", mode="r", filter="*.json *.txt")
         self.method = ComboBox(label="method", choices=method_choices(), value="auto")
+        self._channels = Channels(say)  # Score-CAM's max_channels
+        self.channels = self._channels.box
         self.layer = ComboBox(
             label="layer",
             choices=self._layer_choices,
@@ -83,6 +87,7 @@ class ModelControls:
         self._on_weights_changed()
         self.arch.changed.connect(self._on_arch_changed)
         self.weights.changed.connect(self._on_weights_changed)
+        self.method.changed.connect(self._follow_method)
 
     @property
     def widgets(self) -> list[Any]:
@@ -93,6 +98,7 @@ class ModelControls:
             self.weights_file,
             self.names_file,
             self.method,
+            self.channels,
             self.layer,
             self.device,
             self.input_size,
@@ -213,6 +219,7 @@ class ModelControls:
             self.weights.value = current
         self._rebuild_layers()
         self.device.enabled = self.arch.value != IN_MEMORY  # a handed model runs where it is
+        self._follow_method()
         if self.arch.value == DEMO_MODEL:
             self._say(
                 f"{DEMO_MODEL}: a {DEMO_ARCH} trained on synthetic shapes. Open File ▸ Open "
@@ -228,6 +235,20 @@ class ModelControls:
             self.layer.reset_choices()
             self.layer.value = layer if layer in self.layer.choices else LAST_MAPS
 
+    def _follow_method(self, _value: Any = None) -> None:
+        self._channels.follow(self.method.value, self._handed_own())
+
+    def _handed_own(self) -> GapCamModel | None:
+        """The handed-over model, when it is chosen under its own method (else None)."""
+        if self.handed is None or self.arch.value != IN_MEMORY:
+            return None
+        return self.handed if self.method.value == self.handed.method else None
+
+    def options(self, method: str | None = None) -> tuple[tuple[str, Any], ...]:
+        """The options the dock sets for ``method`` (default: the method box's), as a
+        :class:`~napari_gapcam.models.spec.ModelSpec` holds them (Score-CAM's channels)."""
+        return self._channels.options(self.method.value if method is None else method)
+
     def _on_weights_changed(self, _value: Any = None) -> None:
         from_file = self.weights.value == FILE
         self.weights_file.visible = from_file
@@ -237,7 +258,7 @@ class ModelControls:
     def use_model(self, model: GapCamModel) -> None:
         """Use a model built in Python (``load_model``, ``from_module``) from now on: the
         boxes show its method, layer and device."""
-        self.handed, self._in_memory = model, {model.method: model}
+        self.handed, self._in_memory = model, {}
         self.arch.reset_choices()
         self.arch.value = IN_MEMORY
         self._rebuild_layers()
@@ -246,6 +267,7 @@ class ModelControls:
         if device in self.device.choices:
             self.device.value = device
         self.method.value = model.method  # last: a method switch then sees this model
+        self._follow_method()  # (the same method as before: no change event)
 
     @property
     def memory_model(self) -> GapCamModel | None:
@@ -254,22 +276,42 @@ class ModelControls:
 
     def in_memory(self, method: str) -> GapCamModel:
         """The handed-over model under ``method`` (made once): the model itself under its own
-        method, with its options; else the same network under ``method``'s defaults. A
-        method its head does not allow raises (a ValueError that says why)."""
+        method, with its options; else the same network under ``method`` with the dock's
+        options (:meth:`options`). A method its head does not allow raises (a ValueError that
+        says why)."""
         from ..engine.methods import resolve
 
         model = self.handed
         name = resolve(method, model.fc is not None, model.head_description).name
-        if name not in self._in_memory:
-            self._in_memory[name] = model.with_method(name)
-        return self._in_memory[name]
+        if name == model.method:
+            return model
+        key = (name, self.options(name))
+        if key not in self._in_memory:
+            self._in_memory[key] = model.with_method(name, **dict(key[1]))
+        return self._in_memory[key]
+
+    def is_handed(self, model: GapCamModel | None) -> bool:
+        """``model`` is the handed-over one, under any method."""
+        others = self._in_memory.values()
+        return model is not None and (model is self.handed or any(m is model for m in others))
 
     def own_models(self, model: GapCamModel | None) -> dict[str, GapCamModel]:
-        """If ``model`` is the handed-over one (under any method), the handed-over model by its
-        method's name (what *compare methods* uses for that method: its options); else {}."""
-        if model is None or all(other is not model for other in self._in_memory.values()):
+        """The models *compare methods* uses for some methods when ``model`` made the shown
+        result: ``model`` under each other method the dock sets options for (Score-CAM's
+        channels), and if ``model`` is the handed-over one, that model under its own method
+        (its options, as handed over)."""
+        if model is None:
             return {}
-        return {self.handed.method: self.handed}
+        from ..engine.methods import METHODS
+
+        own = {}
+        for name in METHODS:
+            options = self.options(name)
+            if options and name != model.method:
+                own[name] = model.with_method(name, **dict(options))
+        if self.is_handed(model):
+            own[self.handed.method] = self.handed
+        return own
 
     def spec(self) -> ModelSpec:
         """The model chosen, as the CLI and its workers describe one (an in-memory model: its
@@ -298,6 +340,7 @@ class ModelControls:
             class_names=names,
             method=self.method.value,
             layer=self.layer.value or None,
+            options=self.options(),
         )
 
 

@@ -94,12 +94,21 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     from ..engine.methods import METHODS, method_names
 
     methods = "; ".join(f"{row.name}: {row.describe()}" for row in METHODS.values())
+    takers = " or ".join(row.name for row in METHODS.values() if "max_channels" in row.options)
     parser.add_argument(
         "--method",
         choices=method_names(),
         default="auto",
         help="auto: the exact method where the head is a global average pooling and one dense "
         f"layer (the CAM), else Grad-CAM; or one of {methods} (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-channels",
+        type=_positive,
+        metavar="N",
+        help=f"with --method {takers} (or in evaluate's --methods): keep each image's N most "
+        "active channels; it runs one forward pass per channel, so N bounds its cost (ResNet-50 "
+        "has 2048) (default: every channel)",
     )
     add_layer_argument(parser)
 

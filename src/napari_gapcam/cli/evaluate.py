@@ -23,7 +23,7 @@ from typing import Any
 from .inputs import InputError, expand
 from .messages import EXIT_FAILED, EXIT_OK, error, say
 from .pages import local_reads, open_pages
-from .preflight import DEVICE, UsageError, read_class_names, weights_argument
+from .preflight import DEVICE, UsageError, method_options, read_class_names, weights_argument
 from .relative_match import AmbiguousName
 from .true_boxes import BoxFileError, match, read_true_boxes
 from .true_masks import find_masks, match_masks
@@ -98,6 +98,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
     try:
         args.methods = methods_argument(args.methods)
         args.metrics = metrics_argument(args.metrics)
+        args.method_options = method_options(args, args.methods or ())
         check_steps(args.steps)
         truths, masks = _inputs(args)
         read = [*truths, *(masks or {}).values()]
@@ -112,6 +113,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
         return error(str(problem))
     import torch
 
+    from ..engine.methods import taken_options
     from ..models.spec import ModelSpec
     from .infer import class_ref, get_model
 
@@ -128,6 +130,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
         layer=args.layer,
         layers=args.layers,
         seed=args.seed if weights is None else None,
+        options=taken_options(args.method, args.method_options),
     )
     try:
         model = get_model(spec)

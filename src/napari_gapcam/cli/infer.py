@@ -76,6 +76,10 @@ class Options:
             model["layers"] = list(model["layers"])
         else:  # as before --layers existed
             del model["layers"]
+        if model["options"]:  # --max-channels N: {"max_channels": N}, as JSON reads it back
+            model["options"] = dict(model["options"])
+        else:  # as before the methods' options existed
+            del model["options"]
         del settings["block_tiles"]  # blocks change how a slide is split, not its outputs
         for name in NEWER_OPTIONS:
             if settings[name] == _DEFAULTS[name]:

@@ -129,6 +129,7 @@ def run_methods(
     import pandas as pd
 
     from .. import faithfulness
+    from ..engine.methods import taken_options
     from .pages import local_reads, open_pages
 
     methods, metrics = args.methods, args.metrics
@@ -164,9 +165,11 @@ def run_methods(
             chosen = [c if c is not None else t for c, t in zip(wanted, top, strict=True)]
         given = boxes if all(b is not None for b in boxes) else None
         for method in methods:
+            options = dict(taken_options(method, getattr(args, "method_options", ())))
+            scorer = model.with_method(method, **options) if options else model  # --max-channels
             for group in _by_size(images):  # the engine scores images of one size at a time
                 frame = faithfulness(
-                    model,
+                    scorer,
                     [images[i] for i in group],
                     classes=None if chosen is None else [chosen[i] for i in group],
                     method=method,

@@ -53,6 +53,7 @@ def options_of(args: argparse.Namespace, plan: Plan) -> Any:
             layer=args.layer,
             layers=args.layers,
             seed=seed,
+            options=plan.method_options,
         ),
         class_ref=args.class_ref,
         topk=args.topk,

@@ -13,6 +13,7 @@ import importlib.util
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ class Plan:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     notes: list[str] = field(default_factory=list)
     labels: str | None = None  # --labels, as an absolute path or pattern
+    method_options: tuple[tuple[str, Any], ...] = ()  # --max-channels: ModelSpec.options
     label_table: dict[str, Path] | None = None  # its label images by the input stem they are for
 
     def fail(self, failures: list[tuple[str, str]]) -> None:
@@ -141,6 +143,33 @@ def _zarr_inputs(plan: Plan, max_map_pixels: int) -> int:
     return total
 
 
+def method_options(args: Any, methods: Sequence[str] = ()) -> tuple[tuple[str, Any], ...]:
+    """The methods' options given (``--max-channels N`` → ``(("max_channels", N),)``); one
+    that neither ``--method`` nor any of ``methods`` (evaluate's ``--methods``) takes is a usage
+    error that names the methods taking it (their rows in the methods table)."""
+    from ..engine.methods import METHODS, taken_options
+
+    given = getattr(args, "max_channels", None)
+    options = () if given is None else (("max_channels", given),)
+    asked = list(dict.fromkeys([args.method, *methods]))
+    for option, value in options:
+        if any(taken_options(name, [(option, value)]) for name in asked):
+            continue
+        flag = f"--{option.replace('_', '-')}"
+        takers = [row for row in METHODS.values() if option in row.options]
+        labels, names = " or ".join(r.label for r in takers), " or ".join(r.name for r in takers)
+        if methods:
+            got = f"neither --method {args.method} nor --methods {','.join(methods)} takes it"
+            way = f"add {names} to --methods (or use --method {names})"
+        else:
+            got, way = f"--method {args.method} does not take it", f"use --method {names}"
+        raise UsageError(
+            f"{flag} {value} is an option of {labels} ({takers[0].cost}); {got}. "
+            f"{way[0].upper()}{way[1:]}, or leave {flag} out."
+        )
+    return options
+
+
 def _check_modes(args: Any) -> None:
     """Options that do not go together."""
     tiles = getattr(args, "tiles", False)
@@ -204,6 +233,7 @@ def _free_bytes(folder: Path) -> int:
 def check(args: Any) -> Plan:
     """Every check that needs no model; raises :class:`UsageError`."""
     out = check_output_folder(args.out)
+    options = method_options(args)
     if not DEVICE.match(args.device):
         raise UsageError(
             f"--device {args.device}: use auto (cuda, then mps, then cpu), cpu, cuda, cuda:N "
@@ -255,7 +285,7 @@ def check(args: Any) -> Plan:
         )
     if inputs.zarrs:
         _need("zarr", "a zarr input", "zarr")
-    plan = Plan(out, inputs, weights, class_names)
+    plan = Plan(out, inputs, weights, class_names, method_options=options)
     plan.failures.extend(found.unreadable)
     if table is not None:
         _match_labels(plan, table, args.labels)

@@ -131,3 +131,13 @@ def check_options(
         if not rows and caller:
             hints.append(f" {option!r} is no method's option, nor {caller}'s ({', '.join(own)}).")
     raise ParameterError(Term("method", name), said, *hints)
+
+
+def taken_options(
+    name: str, options: Iterable[tuple[str, object]]
+) -> tuple[tuple[str, object], ...]:
+    """The ``(option, value)`` pairs of ``options`` that method ``name`` takes (its row's
+    ``options``; ``"auto"`` takes none), in their order: one setting (Score-CAM's
+    ``max_channels``, say) given for several methods reaches those that take it."""
+    takes = () if name == AUTO else method_info(name).options
+    return tuple((option, value) for option, value in options if option in takes)
