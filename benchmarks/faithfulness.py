@@ -23,20 +23,9 @@ import argparse
 import contextlib
 import json
 import platform
-import time
 
 import numpy as np
-
-
-def median_s(fn, repeat: int) -> float:
-    """The median of ``repeat`` timed calls after one untimed warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+from timing import add_precision_argument, median_s  # (same folder)
 
 
 class GivenMaps:
@@ -64,12 +53,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
-    parser.add_argument(
-        "--precision",
-        type=lambda text: text.split(","),
-        default=["fp32", "auto"],
-        help="ours, comma-separated (fp32, bf16, fp16, auto); anchors run float32",
-    )
+    add_precision_argument(parser)
     args = parser.parse_args()
 
     import torch

@@ -22,9 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 
 import numpy as np
+from timing import median_s  # (same folder)
 
 HEAD_ONLY = ("cam", "gradcam", "gradcam++", "xgradcam", "hirescam", "layercam", "eigencam")
 PGC = {  # our name → pytorch-grad-cam's class
@@ -47,17 +47,6 @@ TORCHCAM = {  # our name → TorchCAM's class (where it has the method)
     "scorecam": "ScoreCAM",
 }
 MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
-
-
-def median_s(fn, repeat: int) -> float:
-    """The median of ``repeat`` timed calls after one untimed warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def tensor_of(stack: np.ndarray):

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from timing import add_precision_argument  # (same folder)
 
 
 def main() -> None:
@@ -38,12 +39,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="ours (default: auto)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
-    parser.add_argument(
-        "--precision",
-        type=lambda text: text.split(","),
-        default=["fp32", "auto"],
-        help="ours, comma-separated (fp32, bf16, fp16, auto): a row each; theirs is float32",
-    )
+    add_precision_argument(parser)
     args = parser.parse_args()
 
     import pytorch_grad_cam.score_cam as pgc_score_cam

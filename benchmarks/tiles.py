@@ -27,6 +27,7 @@ import time
 
 import numpy as np
 from speed import _status  # the resident-set fields of /proc/self/status (same folder)
+from timing import median_s
 
 
 def _model(arch: str):
@@ -83,13 +84,8 @@ def method_rows(arch: str, methods: list[str], repeat: int, batch: int, side: in
         features = model.forward_batch(inputs)[0].float().contiguous()
     classes = len(model.class_names)
 
-    def timed(fn) -> float:
-        times = []
-        for _ in range(repeat):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return float(np.median(times))
+    def timed(fn) -> float:  # warmed up already (above)
+        return median_s(fn, repeat, warm_up=False)
 
     rows = []
     for name in ["cam", *(m for m in methods if m != "cam")]:
