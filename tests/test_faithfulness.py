@@ -180,13 +180,14 @@ def test_road_within_pytorch_grad_cam(demo, rows, table):
     assert np.abs(expected).max() > 0.1  # the scores are not all near zero
 
 
+@pytest.mark.parametrize("size", [(64, 64), (50, 37)])  # odd sides: padded coarse grids
 @pytest.mark.parametrize("percentile", [10, 50, 90])
-def test_imputation_solves_roads_system(percentile):
+def test_imputation_solves_roads_system(percentile, size):
     from pytorch_grad_cam.metrics.road import NoisyLinearImputer
 
     torch.manual_seed(1)
-    x = torch.nn.functional.avg_pool2d(torch.randn(2, 3, 64, 64), 5, 1, 2) * 3
-    maps = torch.nn.functional.interpolate(torch.rand(2, 1, 4, 5), (64, 64), mode="bilinear")
+    x = torch.nn.functional.avg_pool2d(torch.randn(2, 3, *size), 5, 1, 2) * 3
+    maps = torch.nn.functional.interpolate(torch.rand(2, 1, 4, 5), size, mode="bilinear")
     keep = torch.stack([m < float(np.percentile(m.numpy(), percentile)) for m in maps[:, 0]])
     ours = linear_fill(x, keep)
     reference = NoisyLinearImputer(noise=0)
