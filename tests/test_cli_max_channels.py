@@ -20,7 +20,8 @@ SIZE = "64"
 predict = predictor(SIZE)
 
 
-def test_max_channels_reaches_the_maps_and_the_settings(tmp_path, weights, capsys):
+def test_max_channels_reaches_the_maps_and_the_settings(tmp_path, weights, capsys, monkeypatch):
+    monkeypatch.setattr("napari_gapcam.engine.precision.native_bf16", lambda device: False)
     images = make_images(tmp_path / "in", count=2)
     out = tmp_path / "out"
     scorecam = ("--method", "scorecam", "--max-channels")

@@ -42,6 +42,11 @@ def shown_text(box) -> str:
     return box.native.currentText()
 
 
+def items(box) -> list[str]:
+    """The box's list as the user sees it when it opens, top to bottom."""
+    return [box.native.itemText(i) for i in range(box.native.count())]
+
+
 def type_into(box, text: str) -> None:
     """Type ``text`` in the box and press Enter, as a user does."""
     line = box.native.lineEdit()
@@ -75,8 +80,12 @@ def test_the_box_shows_for_score_cam_only_and_says_its_cost(make_napari_viewer):
     assert seen(widget) and box.enabled and shown_text(box) == "all"
     assert "one forward pass per channel" in box.tooltip
     assert widget.models.spec().options == ()  # all: Score-CAM's default
+    assert items(box) == ["all", "32", "128", "512"]
     type_into(box, "8")
     assert shown_text(box) == "8" and widget.models.spec().options == (("max_channels", 8),)
+    type_into(box, "256")
+    type_into(box, "8")
+    assert items(box) == ["all", "8", "32", "128", "256", "512"]  # typed ones in their place
     widget.method.value = "cam"
     assert not seen(widget) and widget.models.spec().options == ()
     widget.method.value = "scorecam"

@@ -76,9 +76,10 @@ class Options:
             model["layers"] = list(model["layers"])
         else:  # as before --layers existed
             del model["layers"]
-        if model["options"]:  # --max-channels N: {"max_channels": N}, as JSON reads it back
-            model["options"] = dict(model["options"])
-        else:  # as before the methods' options existed
+        options = {name: value for name, value in model["options"] if (name, value) != FP32}
+        if options:  # --max-channels N: {"max_channels": N}, as JSON reads it back
+            model["options"] = options
+        else:  # as before the methods' options existed (and Score-CAM ran in float32)
             del model["options"]
         del settings["block_tiles"]  # blocks change how a slide is split, not its outputs
         for name in NEWER_OPTIONS:
@@ -90,6 +91,7 @@ class Options:
         return {**model, **settings}
 
 
+FP32 = ("precision", "fp32")  # Score-CAM's precision before it had one: not in its records
 NEWER_OPTIONS = ("tiles", "level", "tile_size", "overlap", "background", "all_probabilities",
                  "labels", "scale", "min_area")  # fmt: skip
 _DEFAULTS = {name: Options.__dataclass_fields__[name].default for name in NEWER_OPTIONS}

@@ -36,9 +36,31 @@ from .store import Store, stage_folder
 SETUP_ERRORS = (ValueError, KeyError, IndexError, OSError, RuntimeError, MemoryError)
 
 
+def run_precision(requested: str, device: str) -> str:
+    """The precision a Score-CAM run's masked passes use, decided once here for every
+    process: ``"auto"`` → ``"bf16"`` where ``device`` computes it natively, else ``"fp32"``
+    (a ``device`` this machine lacks, a cluster's: a GPU's bf16, another's fp32)."""
+    from ..engine.device import resolve_device
+    from ..engine.precision import AUTO, native_bf16
+
+    if requested != AUTO:
+        return requested
+    try:
+        return "bf16" if native_bf16(resolve_device(device)) else "fp32"
+    except (ValueError, RuntimeError):  # not on this machine (its workers have it)
+        return "bf16" if device.startswith("cuda") else "fp32"
+
+
 def options_of(args: argparse.Namespace, plan: Plan) -> Any:
+    from ..engine.methods import taken_options
     from ..models.spec import ModelSpec
     from .infer import Options
+
+    options = plan.method_options
+    if taken_options(args.method, [("precision", None)]):  # recorded: a folder never mixes
+        requested = dict(options).get("precision", "auto")
+        chosen = run_precision(requested, args.device)
+        options = (*((o, v) for o, v in options if o != "precision"), ("precision", chosen))
 
     demo = plan.weights is not None and args.weights.lower() == "demo"
     arch = args.model or ("resnet18" if demo else "resnet50")
@@ -53,7 +75,7 @@ def options_of(args: argparse.Namespace, plan: Plan) -> Any:
             layer=args.layer,
             layers=args.layers,
             seed=seed,
-            options=plan.method_options,
+            options=options,
         ),
         class_ref=args.class_ref,
         topk=args.topk,

@@ -143,14 +143,18 @@ def _zarr_inputs(plan: Plan, max_map_pixels: int) -> int:
     return total
 
 
+OPTION_ARGUMENTS = {"max_channels": "max_channels", "precision": "map_precision"}  # → args.…
+
+
 def method_options(args: Any, methods: Sequence[str] = ()) -> tuple[tuple[str, Any], ...]:
-    """The methods' options given (``--max-channels N`` → ``(("max_channels", N),)``); one
+    """The methods' options given (``--max-channels N`` → ``(("max_channels", N),)``,
+    predict's ``--precision P`` → ``(("precision", P),)``); one
     that neither ``--method`` nor any of ``methods`` (evaluate's ``--methods``) takes is a usage
     error that names the methods taking it (their rows in the methods table)."""
     from ..engine.methods import METHODS, taken_options
 
-    given = getattr(args, "max_channels", None)
-    options = () if given is None else (("max_channels", given),)
+    given = {option: getattr(args, dest, None) for option, dest in OPTION_ARGUMENTS.items()}
+    options = tuple((option, value) for option, value in given.items() if value is not None)
     asked = list(dict.fromkeys([args.method, *methods]))
     for option, value in options:
         if any(taken_options(name, [(option, value)]) for name in asked):
