@@ -32,6 +32,7 @@ from .controls import (
     show_controls,
 )
 from .decompose import Decomposition
+from .keep_view import keep_whole_view
 from .method_switch import MethodSwitch
 from .model_controls import ModelControls
 from .names import DEMO, DEMO_MODEL, FILE, IN_MEMORY, RANDOM
@@ -108,6 +109,7 @@ class GapCamWidget(Container):
         self._connect()
         self._follow_active()
         show_applicable(self)
+        keep_whole_view(viewer, self.native)  # docked, the canvas narrows: images stay whole
 
     # ----------------------------------------------------------------- wiring
     def _connect(self) -> None:

@@ -1,0 +1,53 @@
+"""A view that shows every layer whole still does after the dock narrows napari's canvas.
+
+napari fits the layers to the canvas when the first one is added; docking this widget then
+narrows the canvas, and a fitted image loses its sides until the user presses Home. While the
+view shows every layer whole and the camera is as it was at the canvas's last size, a canvas
+that no longer shows them whole refits it (``reset_view``); a view the user zoomed into or moved
+is left alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from qtpy.QtWidgets import QWidget
+
+
+def _camera(viewer: Any) -> tuple:
+    camera = viewer.camera
+    return (camera.zoom, tuple(camera.center), tuple(camera.angles))
+
+
+def shows_whole(viewer: Any, size: tuple[int, int]) -> bool:
+    """Whether a 2D view on a canvas of ``size`` (height, width) shows every layer whole."""
+    if viewer.dims.ndisplay != 2 or not len(viewer.layers):
+        return False
+    extent = np.asarray(viewer.layers.extent.world)[:, list(viewer.dims.displayed)]
+    half = np.asarray(size, dtype=float) / 2 / viewer.camera.zoom  # world units each side
+    centre = np.asarray(viewer.camera.center[-2:], dtype=float)
+    slack = 1 / viewer.camera.zoom  # a canvas pixel
+    return bool(
+        np.all(extent[0] >= centre - half - slack) and np.all(extent[1] <= centre + half + slack)
+    )
+
+
+def keep_whole_view(viewer: Any, widget: QWidget) -> None:
+    """Refit ``viewer`` when its canvas stops showing a whole, untouched view whole, while
+    ``widget`` (the dock) exists. No-op on a napari without an evented canvas size."""
+    canvas = getattr(viewer, "canvas", None)
+    if canvas is None or not hasattr(getattr(canvas, "events", None), "size"):
+        return
+    last = {"size": tuple(canvas.size), "camera": _camera(viewer)}
+    last["whole"] = shows_whole(viewer, last["size"])
+
+    def on_size(_event: Any = None) -> None:
+        size = tuple(canvas.size)
+        untouched = _camera(viewer) == last["camera"]
+        if last["whole"] and untouched and not shows_whole(viewer, size):
+            viewer.reset_view()
+        last.update(size=size, camera=_camera(viewer), whole=shows_whole(viewer, size))
+
+    canvas.events.size.connect(on_size)
+    widget.destroyed.connect(lambda *_: canvas.events.size.disconnect(on_size))
