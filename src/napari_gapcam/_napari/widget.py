@@ -100,8 +100,7 @@ class GapCamWidget(Container):
         lines = Container(widgets=[self.status, self.predictions], labels=True)
         top = [Container(widgets=[self.image], labels=True), parts["model"], parts["run"]]
         rest = [self.run_button, lines, parts["display"], parts["compare"], parts["objects"]]
-        rest.append(parts["truth"])
-        self.content.extend([*top, *rest])
+        self.content.extend([*top, *rest, parts["truth"]])
         self.native.layout().addWidget(scrolled(self.content))
         placeholder = "run first; then type to search the classes"
         make_searchable(self.class_select.native, placeholder, self._pick_class_by_text)
