@@ -69,6 +69,7 @@ class _Level:
         s = self.neighbours(torch.ones_like(free[:1]))  # Σ w over the neighbours inside the grid
         self.s_free = s * free
         self.inverse = OMEGA * free / s  # damped Jacobi
+        self.e, self.residual = torch.empty_like(free), torch.empty_like(free)  # reused
 
     def neighbours(self, v: torch.Tensor) -> torch.Tensor:
         """``Σ_n w_n · v_{i+n}`` (zero outside the grid), every channel on its own."""
@@ -98,13 +99,13 @@ def _levels(free: torch.Tensor, weights: torch.Tensor) -> list[_Level]:
 def _v_cycle(levels: list[_Level], r: torch.Tensor, k: int = 0) -> torch.Tensor:
     """One V-cycle from zero for ``A e = r`` on level ``k`` (a symmetric preconditioner)."""
     level = levels[k]
-    e = r * level.inverse
+    e = torch.mul(r, level.inverse, out=level.e)
     last = k == len(levels) - 1
     for _ in range((COARSE_SWEEPS if last else SWEEPS) - 1):
         level.sweep(e, r)
     if last:
         return e
-    residual = level.apply(e).neg_().add_(r)
+    residual = level.apply(e, out=level.residual).neg_().add_(r)
     _prolong_into(e, _v_cycle(levels, _restrict(_even(residual)), k + 1), level.free)
     for _ in range(SWEEPS):
         level.sweep(e, r)
@@ -139,7 +140,7 @@ def linear_fill(
     r = levels[0].neighbours(fixed).mul_(free)  # the kept neighbours' share: the right side
     x, q, scratch = torch.zeros_like(r), torch.empty_like(r), torch.empty_like(r)
     z = _v_cycle(levels, r)
-    p, rz = z, _dot(r, z, scratch)
+    p, rz = z.clone(), _dot(r, z, scratch)  # z: the finest level's buffer, rewritten
     for _ in range(iterations):
         levels[0].apply(p, out=q)
         alpha = _ratio(rz, _dot(p, q, scratch))
