@@ -136,6 +136,14 @@ def predict(args: argparse.Namespace) -> int:
             f"note: --weights none: a random model (seed {args.seed}); its classes and maps "
             "carry no meaning"
         )
+    if (
+        getattr(args, "map_precision", None) is None
+        and ("precision", "bf16") in options.model.options
+    ):
+        say(
+            "note: Score-CAM's masked passes run in bf16, which this machine computes natively "
+            "(about 2.5× faster, maps within about 0.01 of float32's); --precision fp32 for float32"
+        )
     try:
         with _engine(args, options, out) as (runner, checked):
             if options.tiles:
