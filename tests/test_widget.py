@@ -8,6 +8,7 @@ from napari.layers import Image, Labels, Shapes
 from qtpy.QtCore import Qt
 from skimage import data
 
+from napari_gapcam._napari.camera import camera
 from napari_gapcam._napari.widget import FILE, GapCamWidget
 
 TIMEOUT_MS = 120_000
@@ -460,7 +461,7 @@ def test_box_edge_and_label_keep_their_screen_size_when_zoomed(
     def edge_pixels() -> int:
         """Yellow pixels across the box's bottom edge, in the middle of the canvas."""
         (_, left), (bottom, right) = box.data[0].min(0), box.data[0].max(0)
-        viewer.camera.center = box.data_to_world((bottom, (left + right) / 2))
+        camera(viewer).center = box.data_to_world((bottom, (left + right) / 2))
         qtbot.wait(20)
         shot = viewer.screenshot(canvas_only=True, flash=False).astype(int)
         column = shot[:, shot.shape[1] // 2]
@@ -468,9 +469,9 @@ def test_box_edge_and_label_keep_their_screen_size_when_zoomed(
 
     thin = edge_pixels()
     assert 1 <= thin <= 4
-    viewer.camera.zoom *= 8
+    camera(viewer).zoom *= 8
     assert edge_pixels() <= thin + 1  # a line, not a band 8 times as thick
-    translation = np.asarray(box.text.translation)[0] * box.scale[0] * viewer.camera.zoom
+    translation = np.asarray(box.text.translation)[0] * box.scale[0] * camera(viewer).zoom
     assert translation == pytest.approx(26.0, rel=0.05)  # the label: one line inside the box
     widget.class_select.value = widget.class_select.choices[1]  # a moved box too
     assert edge_pixels() <= thin + 1

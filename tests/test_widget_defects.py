@@ -6,6 +6,7 @@ import numpy as np
 from skimage import data
 
 from _widgets import TIMEOUT_MS, make_widget, run_and_wait
+from napari_gapcam._napari.camera import camera
 from napari_gapcam._napari.widget import ALL
 
 
@@ -59,7 +60,7 @@ def test_a_box_label_stays_on_the_canvas_when_the_box_does_not(make_napari_viewe
     overlays.show_box(source, (100, 0, 200, 256), (), placement, "Egyptian cat 0.48", {})
     layer = viewer.layers["img CAM box"]
     for centre in ((140, 200), (140, 60), (140, 128)):  # the box runs off one side, the other, both
-        viewer.camera.zoom, viewer.camera.center = 4.0, centre
+        camera(viewer).zoom, camera(viewer).center = 4.0, centre
         qtbot.wait(50)
         shot = viewer.screenshot(canvas_only=True, flash=False).astype(int)
         top = int(round(layer._data_to_world((99.5, 0))[0] - centre[0]) * 4 + shot.shape[0] / 2)
@@ -75,7 +76,7 @@ def test_all_regions_draw_no_label_wider_than_its_box():
 
     viewer = ViewerModel()
     source = viewer.add_image(np.zeros((256, 256), np.uint8), name="img")
-    viewer.camera.zoom = 1.0
+    camera(viewer).zoom = 1.0
     placement = Placement((256, 256), (1.0, 1.0), (0.0, 0.0), (-2, -1))
     boxes, labels = [(10, 10, 120, 200), (200, 200, 210, 212)], ["disk 92 %", "disk 0 %"]
     overlays = Overlays(viewer)  # kept: napari holds its callbacks weakly
@@ -83,7 +84,7 @@ def test_all_regions_draw_no_label_wider_than_its_box():
     layer = viewer.layers["img CAM box"]
     assert list(layer.features["label"]) == labels
     assert list(layer.features["shown"]) == ["disk 92 %", ""]  # 12 px wide: no room
-    viewer.camera.zoom = 8.0  # zoomed in, the small box has room
+    camera(viewer).zoom = 8.0  # zoomed in, the small box has room
     assert list(layer.features["shown"]) == labels
 
 

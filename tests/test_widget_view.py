@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from _widgets import TIMEOUT_MS
+from napari_gapcam._napari.camera import camera
 from napari_gapcam._napari.keep_view import shows_whole
 from napari_gapcam._napari.widget import GapCamWidget
 
@@ -27,15 +28,15 @@ def test_docking_keeps_a_fitted_image_whole(make_napari_viewer, qtbot):
     qtbot.waitUntil(lambda: viewer.canvas.size[1] < width - 200, timeout=TIMEOUT_MS)
     qtbot.waitUntil(lambda: shows_whole(viewer, viewer.canvas.size), timeout=5000)
     # the image fills the narrower canvas as napari fits it: 95 % of its shorter side
-    filled = viewer.camera.zoom * 2048 / min(viewer.canvas.size)
+    filled = camera(viewer).zoom * 2048 / min(viewer.canvas.size)
     assert 0.9 < filled <= 1.0
 
 
 def test_a_view_the_user_zoomed_into_stays(make_napari_viewer, qtbot):
     viewer = _viewer_with_scene(make_napari_viewer, qtbot)
     width = viewer.canvas.size[1]
-    viewer.camera.zoom, viewer.camera.center = 2.0, (0, 300, 400)  # a detail
+    camera(viewer).zoom, camera(viewer).center = 2.0, (0, 300, 400)  # a detail
     viewer.window.add_dock_widget(GapCamWidget(viewer), area="right")
     qtbot.waitUntil(lambda: viewer.canvas.size[1] < width - 200, timeout=TIMEOUT_MS)
     qtbot.wait(100)
-    assert viewer.camera.zoom == 2.0 and tuple(viewer.camera.center[-2:]) == (300, 400)
+    assert camera(viewer).zoom == 2.0 and tuple(camera(viewer).center[-2:]) == (300, 400)

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from napari.layers import Shapes
 
+from .camera import camera
+
 BOX_COLOR = "yellow"
 BOX_PIXELS = 2.0  # the box's edge width on screen, whatever the zoom
 LABEL_PIXELS = 11  # the label's font size; the label sits inside the box, under its top
@@ -48,7 +50,7 @@ def text_width(label: str) -> float:
 def _pixel(layer: Shapes, viewer: Any) -> float:
     """One screen pixel in the layer's data units along its columns, at the current zoom."""
     world_per_data = float(abs(layer.scale[-1]))
-    return 1.0 / max(viewer.camera.zoom * world_per_data, 1e-9)
+    return 1.0 / max(camera(viewer).zoom * world_per_data, 1e-9)
 
 
 def _view_columns(viewer: Any) -> tuple[float, float]:
@@ -56,8 +58,8 @@ def _view_columns(viewer: Any) -> tuple[float, float]:
     canvas = getattr(viewer, "canvas", None)  # napari ≥ 0.6: viewer.canvas.size is (h, w)
     size = getattr(canvas, "size", None) or getattr(viewer, "_canvas_size", (600, 800))
     width = float(size[1])
-    centre = float(np.asarray(viewer.camera.center)[-1])
-    half = width / 2 / max(viewer.camera.zoom, 1e-9)
+    centre = float(np.asarray(camera(viewer).center)[-1])
+    half = width / 2 / max(camera(viewer).zoom, 1e-9)
     return centre - half, centre + half
 
 
@@ -65,7 +67,7 @@ def fit(layer: Shapes, viewer: Any) -> None:
     """Edge width, label anchor, label offset and the labels drawn, for the current view."""
     pixel = _pixel(layer, viewer)
     mean_scale = float(np.sqrt(np.prod(np.abs(layer.scale[-2:]))))
-    width = BOX_PIXELS / max(viewer.camera.zoom * mean_scale, 1e-9)
+    width = BOX_PIXELS / max(camera(viewer).zoom * mean_scale, 1e-9)
     if len(layer.data) and not np.allclose(layer.edge_width, width, rtol=0.02):
         layer.edge_width = [width] * len(layer.data)
         layer.refresh()  # napari's setter updates the mesh but not what is drawn

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from napari.layers import Image
 
+from .camera import camera
+
 
 @dataclass(frozen=True)
 class Planes:
@@ -138,7 +140,7 @@ def canvas_centre(viewer: Any, source: Image, planes: Planes) -> tuple[float, fl
     """The canvas centre in pixels of the level read (where the first tiles go)."""
     point = np.array(viewer.dims.point, float)
     displayed = list(viewer.dims.order[-2:])
-    point[displayed] = np.asarray(viewer.camera.center, float)[-2:]
+    point[displayed] = np.asarray(camera(viewer).center, float)[-2:]
     data = np.asarray(source.world_to_data(point), float)
     fy, fx = planes.level_scale
     return float(data[planes.axes[0]] / fy), float(data[planes.axes[1]] / fx)

@@ -14,10 +14,12 @@ from typing import Any
 import numpy as np
 from qtpy.QtWidgets import QWidget
 
+from .camera import camera
+
 
 def _camera(viewer: Any) -> tuple:
-    camera = viewer.camera
-    return (camera.zoom, tuple(camera.center), tuple(camera.angles))
+    shown = camera(viewer)
+    return (shown.zoom, tuple(shown.center), tuple(shown.angles))
 
 
 def shows_whole(viewer: Any, size: tuple[int, int]) -> bool:
@@ -25,9 +27,9 @@ def shows_whole(viewer: Any, size: tuple[int, int]) -> bool:
     if viewer.dims.ndisplay != 2 or not len(viewer.layers):
         return False
     extent = np.asarray(viewer.layers.extent.world)[:, list(viewer.dims.displayed)]
-    half = np.asarray(size, dtype=float) / 2 / viewer.camera.zoom  # world units each side
-    centre = np.asarray(viewer.camera.center[-2:], dtype=float)
-    slack = 1 / viewer.camera.zoom  # a canvas pixel
+    half = np.asarray(size, dtype=float) / 2 / camera(viewer).zoom  # world units each side
+    centre = np.asarray(camera(viewer).center[-2:], dtype=float)
+    slack = 1 / camera(viewer).zoom  # a canvas pixel
     return bool(
         np.all(extent[0] >= centre - half - slack) and np.all(extent[1] <= centre + half + slack)
     )

@@ -25,6 +25,7 @@ from napari.utils.transforms import CompositeAffine
 
 from . import box_layer
 from .box_layer import BOX_COLOR, LABEL_PIXELS
+from .camera import camera
 from .lazy_overlay import Fill, LazyPlanes
 
 META_KEY = "gapcam"  # layer.metadata[META_KEY] marks (and describes) our overlays
@@ -101,8 +102,8 @@ class Overlays:
         self._layers: dict[tuple[int, str], tuple[weakref.ref, Layer]] = {}
         self._arranging = False
         self._moved: list[Layer] = []  # sources moved by the user, arranged once it is over
-        viewer.camera.events.zoom.connect(self._fit_box_edges)
-        viewer.camera.events.center.connect(self._fit_box_edges)
+        camera(viewer).events.zoom.connect(self._fit_box_edges)
+        camera(viewer).events.center.connect(self._fit_box_edges)
         canvas = getattr(viewer, "canvas", None)
         if canvas is not None and hasattr(canvas.events, "size"):
             canvas.events.size.connect(self._fit_box_edges)
