@@ -91,3 +91,32 @@ def test_precision_with_a_method_that_takes_none_is_a_usage_error(
     assert "--precision bf16 is an option of Score-CAM" in err
     assert "Use --method scorecam, or leave --precision out" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("given", [None, "bf16"])
+def test_evaluate_runs_score_cam_at_its_precision(tmp_path, monkeypatch, given):
+    """evaluate's --precision (default fp32, the anchors' numbers) is Score-CAM's masked passes'
+    too: its scores never mix a machine's bf16 maps with float32 reruns."""
+    import imageio.v3 as iio
+
+    import napari_gapcam
+    from napari_gapcam.cli import main
+    from napari_gapcam.synthetic import make_sample
+
+    _native(monkeypatch, True)  # auto would be bf16 here
+    folder = tmp_path / "in"
+    folder.mkdir()
+    iio.imwrite(folder / "s.png", make_sample(np.random.default_rng(3), size=(96, 128))[0])
+    faithfulness, seen = napari_gapcam.faithfulness, []
+
+    def spy(model, *args, method=None, **kwargs):
+        seen.append((method, getattr(model.method_object, "precision", None), kwargs["precision"]))
+        return faithfulness(model, *args, method=method, **kwargs)
+
+    monkeypatch.setattr(napari_gapcam, "faithfulness", spy)
+    command = ["evaluate", str(folder), "--weights", "demo", "--device", "cpu", "--input-size",
+               "96", "--metrics", "avg_drop", "--out", str(tmp_path / "scores.csv"),
+               "--methods", "cam,scorecam", "--max-channels", "4"]  # fmt: skip
+    assert main(command + (["--precision", given] if given else [])) == 0
+    expected = given or "fp32"
+    assert seen == [("cam", None, expected), ("scorecam", expected, expected)]

@@ -112,9 +112,10 @@ def add_method_arguments(evaluate: argparse.ArgumentParser) -> None:
         "--precision",
         choices=("fp32", "bf16", "fp16", "auto"),
         default="fp32",
-        help="with --methods: the perturbed inputs' network passes (default fp32, the anchors' "
-        "numbers; bf16 / fp16 autocast, or auto: bf16 where the device computes it natively, "
-        "a CPU with AMX or a GPU, about 3× faster there, scores within about 0.005)",
+        help="with --methods: the perturbed inputs' network passes, Score-CAM's masked inputs "
+        "too (default fp32, the anchors' numbers; bf16 / fp16 autocast, or auto: bf16 where the "
+        "device computes it natively, a CPU with AMX or a GPU, about 3× faster there, scores "
+        "within about 0.005)",
     )
 
 
@@ -166,6 +167,8 @@ def run_methods(
         given = boxes if all(b is not None for b in boxes) else None
         for method in methods:
             options = dict(taken_options(method, getattr(args, "method_options", ())))
+            if taken_options(method, [("precision", None)]):  # Score-CAM's reruns: --precision
+                options["precision"] = args.precision
             scorer = model.with_method(method, **options) if options else model  # --max-channels
             for group in _by_size(images):  # the engine scores images of one size at a time
                 frame = faithfulness(
