@@ -45,10 +45,12 @@ def test_max_channels_reaches_the_maps_and_the_settings(tmp_path, weights, capsy
     assert all("options" not in r["settings"] for r in results(out))  # as before the option
 
 
+@pytest.mark.parametrize("flag, value", [("--max-channels", 8), ("--precision", "bf16")])
 @pytest.mark.parametrize("method", ["gradcam", "auto"])
-def test_max_channels_with_a_method_that_takes_none_is_a_usage_error(
-    tmp_path, weights, capsys, monkeypatch, method
+def test_a_score_cam_option_with_a_method_that_takes_none_is_a_usage_error(
+    tmp_path, weights, capsys, monkeypatch, method, flag, value
 ):
+    """--max-channels, and predict's --precision (:mod:`test_cli_precision`): Score-CAM's."""
     from napari_gapcam.models.spec import ModelSpec
 
     def no_model(_spec):
@@ -57,11 +59,11 @@ def test_max_channels_with_a_method_that_takes_none_is_a_usage_error(
     monkeypatch.setattr(ModelSpec, "load", no_model)
     make_images(tmp_path / "in", count=1)
     out = tmp_path / "out"
-    assert predict(tmp_path / "in", out, weights, "--method", method, "--max-channels", 8) == 2
+    assert predict(tmp_path / "in", out, weights, "--method", method, flag, value) == 2
     err = capsys.readouterr().err
-    assert "--max-channels 8 is an option of Score-CAM" in err
+    assert f"{flag} {value} is an option of Score-CAM" in err
     assert f"--method {method} does not take it" in err
-    assert "Use --method scorecam, or leave --max-channels out" in err
+    assert f"Use --method scorecam, or leave {flag} out" in err
     assert not out.exists()
 
 

@@ -1,7 +1,8 @@
 """predict's ``--precision`` (Score-CAM's masked passes): decided once per run — ``auto`` is
 bfloat16 where the machine computes it natively — and kept in the records, so a folder written
 on two machines, one with AMX, never mixes bfloat16 and float32 maps: the other machine's
-rerun redoes them. Float32 is left out of the records, as before the option existed."""
+rerun redoes them. Float32 is left out of the records, as before the option existed. With a method
+that takes no precision it is a usage error (``test_cli_max_channels``)."""
 
 from __future__ import annotations
 
@@ -72,25 +73,6 @@ def test_precision_given_reaches_the_model(tmp_path, weights, capsys, monkeypatc
                    "bf16") == 0  # fmt: skip
     assert dict(loaded[-1].options) == {"max_channels": 8, "precision": "bf16"}
     assert _settings(tmp_path / "out") == [{"max_channels": 8, "precision": "bf16"}]
-
-
-@pytest.mark.parametrize("method", ["gradcam", "auto"])
-def test_precision_with_a_method_that_takes_none_is_a_usage_error(
-    tmp_path, weights, capsys, monkeypatch, method
-):
-    from napari_gapcam.models.spec import ModelSpec
-
-    def no_model(_spec):
-        raise AssertionError("a model was loaded")
-
-    monkeypatch.setattr(ModelSpec, "load", no_model)
-    make_images(tmp_path / "in", count=1)
-    out = tmp_path / "out"
-    assert predict(tmp_path / "in", out, weights, "--method", method, "--precision", "bf16") == 2
-    err = capsys.readouterr().err
-    assert "--precision bf16 is an option of Score-CAM" in err
-    assert "Use --method scorecam, or leave --precision out" in err
-    assert not out.exists()
 
 
 @pytest.mark.parametrize("given", [None, "bf16"])

@@ -17,7 +17,8 @@ from qtpy.QtWidgets import QWidget
 from .camera import camera
 
 
-def _camera(viewer: Any) -> tuple:
+def _pose(viewer: Any) -> tuple:
+    """The camera's zoom, centre and angles (what a user's zoom or pan changes)."""
     shown = camera(viewer)
     return (shown.zoom, tuple(shown.center), tuple(shown.angles))
 
@@ -27,9 +28,10 @@ def shows_whole(viewer: Any, size: tuple[int, int]) -> bool:
     if viewer.dims.ndisplay != 2 or not len(viewer.layers):
         return False
     extent = np.asarray(viewer.layers.extent.world)[:, list(viewer.dims.displayed)]
-    half = np.asarray(size, dtype=float) / 2 / camera(viewer).zoom  # world units each side
-    centre = np.asarray(camera(viewer).center[-2:], dtype=float)
-    slack = 1 / camera(viewer).zoom  # a canvas pixel
+    shown = camera(viewer)
+    half = np.asarray(size, dtype=float) / 2 / shown.zoom  # world units each side
+    centre = np.asarray(shown.center[-2:], dtype=float)
+    slack = 1 / shown.zoom  # a canvas pixel
     return bool(
         np.all(extent[0] >= centre - half - slack) and np.all(extent[1] <= centre + half + slack)
     )
@@ -41,15 +43,15 @@ def keep_whole_view(viewer: Any, widget: QWidget) -> None:
     canvas = getattr(viewer, "canvas", None)
     if canvas is None or not hasattr(getattr(canvas, "events", None), "size"):
         return
-    last = {"size": tuple(canvas.size), "camera": _camera(viewer)}
+    last = {"size": tuple(canvas.size), "camera": _pose(viewer)}
     last["whole"] = shows_whole(viewer, last["size"])
 
     def on_size(_event: Any = None) -> None:
         size = tuple(canvas.size)
-        untouched = _camera(viewer) == last["camera"]
+        untouched = _pose(viewer) == last["camera"]
         if last["whole"] and untouched and not shows_whole(viewer, size):
             viewer.reset_view()
-        last.update(size=size, camera=_camera(viewer), whole=shows_whole(viewer, size))
+        last.update(size=size, camera=_pose(viewer), whole=shows_whole(viewer, size))
 
     canvas.events.size.connect(on_size)
     widget.destroyed.connect(lambda *_: canvas.events.size.disconnect(on_size))

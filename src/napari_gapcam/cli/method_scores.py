@@ -130,7 +130,7 @@ def run_methods(
     import pandas as pd
 
     from .. import faithfulness
-    from ..engine.methods import taken_options
+    from ..engine.methods import taken_options, takes
     from .pages import local_reads, open_pages
 
     methods, metrics = args.methods, args.metrics
@@ -167,7 +167,7 @@ def run_methods(
         given = boxes if all(b is not None for b in boxes) else None
         for method in methods:
             options = dict(taken_options(method, getattr(args, "method_options", ())))
-            if taken_options(method, [("precision", None)]):  # Score-CAM's reruns: --precision
+            if takes(method, "precision"):  # Score-CAM's reruns: evaluate's --precision
                 options["precision"] = args.precision
             scorer = model.with_method(method, **options) if options else model  # --max-channels
             for group in _by_size(images):  # the engine scores images of one size at a time

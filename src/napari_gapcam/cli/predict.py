@@ -52,12 +52,12 @@ def run_precision(requested: str, device: str) -> str:
 
 
 def options_of(args: argparse.Namespace, plan: Plan) -> Any:
-    from ..engine.methods import taken_options
+    from ..engine.methods import takes
     from ..models.spec import ModelSpec
     from .infer import Options
 
     options = plan.method_options
-    if taken_options(args.method, [("precision", None)]):  # recorded: a folder never mixes
+    if takes(args.method, "precision"):  # decided here and recorded: a folder never mixes
         requested = dict(options).get("precision", "auto")
         chosen = run_precision(requested, args.device)
         options = (*((o, v) for o, v in options if o != "precision"), ("precision", chosen))

@@ -49,7 +49,7 @@ class Plan:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     notes: list[str] = field(default_factory=list)
     labels: str | None = None  # --labels, as an absolute path or pattern
-    method_options: tuple[tuple[str, Any], ...] = ()  # --max-channels: ModelSpec.options
+    method_options: tuple[tuple[str, Any], ...] = ()  # --max-channels, --precision: given
     label_table: dict[str, Path] | None = None  # its label images by the input stem they are for
 
     def fail(self, failures: list[tuple[str, str]]) -> None:

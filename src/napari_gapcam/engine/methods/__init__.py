@@ -141,3 +141,8 @@ def taken_options(
     ``max_channels``, say) given for several methods reaches those that take it."""
     takes = () if name == AUTO else method_info(name).options
     return tuple((option, value) for option, value in options if option in takes)
+
+
+def takes(name: str, option: str) -> bool:
+    """Whether method ``name`` takes ``option`` (its row's ``options``; ``"auto"`` none)."""
+    return bool(taken_options(name, [(option, None)]))
